@@ -1,0 +1,213 @@
+//! The scheduler: every target is collected once right after start (spread by a small jitter),
+//! then every `collection.interval`; at most `collection.concurrency` at once; a target never
+//! overlaps itself (its loop is sequential) and each collection is bounded by `collection.timeout`.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use aws_config::SdkConfig;
+use tokio::sync::{Mutex, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, info_span, warn, Instrument};
+
+use crate::aws::{AwsError, TargetClient};
+use crate::config::{AccountConfig, CollectionSettings, Config};
+use crate::model::{FastLaunchImage, FastLaunchState, TargetKey};
+use crate::store::Store;
+
+/// The longest start-up jitter; the concurrency limit spreads larger fleets anyway.
+const MAX_JITTER: Duration = Duration::from_secs(1);
+
+/// Why a target's collection failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CollectError {
+    /// An AWS call failed (after the SDK's retries).
+    #[error("{0}")]
+    Aws(#[from] AwsError),
+    /// The collection ran past `collection.timeout`.
+    #[error("collection timed out after {}", humantime::format_duration(*.0))]
+    Timeout(Duration),
+}
+
+/// The account id of an account, resolved once: from the role ARN, or from GetCallerIdentity
+/// (called once and cached; retried by the next collection after a failure).
+#[derive(Debug)]
+struct AccountIdentity {
+    key: String,
+    id: Mutex<Option<String>>,
+}
+
+impl AccountIdentity {
+    async fn resolve(&self, client: &TargetClient, store: &Store) -> Result<String, AwsError> {
+        let mut id = self.id.lock().await;
+        if let Some(id) = id.as_ref() {
+            return Ok(id.clone());
+        }
+        let resolved = client.caller_account_id().await?;
+        info!(account_id = %resolved, "account id resolved with GetCallerIdentity");
+        store.set_account_id(&self.key, &resolved);
+        *id = Some(resolved.clone());
+        Ok(resolved)
+    }
+}
+
+/// One target with its clients.
+#[derive(Debug)]
+struct Target {
+    key: TargetKey,
+    account: AccountConfig,
+    identity: Arc<AccountIdentity>,
+    client: TargetClient,
+}
+
+/// Collects every target of `config` into `store` until `shutdown` is cancelled; returns when
+/// every target's task has stopped.
+pub async fn run(config: &Config, base: &SdkConfig, store: Arc<Store>, shutdown: CancellationToken) {
+    let settings = config.collection.clone();
+    let semaphore = Arc::new(Semaphore::new(settings.concurrency));
+    let mut tasks = JoinSet::new();
+    let mut identities: BTreeMap<String, Arc<AccountIdentity>> = BTreeMap::new();
+    for (account, region) in config.targets() {
+        let key = TargetKey {
+            account: account.key(),
+            region: region.to_string(),
+        };
+        let identity = identities
+            .entry(account.key())
+            .or_insert_with(|| {
+                Arc::new(AccountIdentity {
+                    key: account.key(),
+                    id: Mutex::new(account.configured_account_id().map(str::to_string)),
+                })
+            })
+            .clone();
+        let Some(counters) = store.counters(&key) else {
+            continue;
+        };
+        let target = Target {
+            client: TargetClient::new(base, account, region, &settings, counters),
+            key,
+            account: account.clone(),
+            identity,
+        };
+        tasks.spawn(target_loop(
+            target,
+            settings.clone(),
+            semaphore.clone(),
+            store.clone(),
+            shutdown.clone(),
+        ));
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+async fn target_loop(
+    target: Target,
+    settings: CollectionSettings,
+    semaphore: Arc<Semaphore>,
+    store: Arc<Store>,
+    shutdown: CancellationToken,
+) {
+    let jitter = (settings.interval / 10).min(MAX_JITTER).mul_f64(fastrand::f64());
+    tokio::select! {
+        _ = tokio::time::sleep(jitter) => {}
+        _ = shutdown.cancelled() => return,
+    }
+    let mut ticker = tokio::time::interval(settings.interval);
+    // A collection that overruns delays the next one rather than bunching them up.
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.cancelled() => return,
+        }
+        let permit = tokio::select! {
+            permit = semaphore.acquire() => permit,
+            _ = shutdown.cancelled() => return,
+        };
+        let Ok(_permit) = permit else { return };
+        tokio::select! {
+            _ = collect_target(&target, &settings, &store) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// Collects one target once and records the result in the store.
+async fn collect_target(target: &Target, settings: &CollectionSettings, store: &Store) {
+    let account_name = target.account.name.as_deref().unwrap_or("");
+    let span = info_span!(
+        "collection",
+        account = %target.key.account,
+        account_name,
+        region = %target.key.region,
+    );
+    async {
+        let started = Instant::now();
+        let result = match tokio::time::timeout(settings.timeout, fetch(target, settings, store)).await {
+            Ok(result) => result,
+            Err(_) => {
+                // The cancelled attempt never reaches the interceptor's after-attempt hook.
+                if let Some(api) = target.client.counters().take_in_flight() {
+                    target.client.counters().count_error(api, "timeout");
+                }
+                Err(CollectError::Timeout(settings.timeout))
+            }
+        };
+        let duration = started.elapsed();
+        match result {
+            Ok(images) => {
+                info!(images = images.len(), duration_ms = duration.as_millis() as u64, "collection succeeded");
+                store.record_success(&target.key, images, duration, SystemTime::now());
+            }
+            Err(error) => {
+                warn!(error = %error, duration_ms = duration.as_millis() as u64, "collection failed");
+                store.record_failure(&target.key, error.to_string(), duration, SystemTime::now());
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+async fn fetch(
+    target: &Target,
+    settings: &CollectionSettings,
+    store: &Store,
+) -> Result<Vec<FastLaunchImage>, CollectError> {
+    target.identity.resolve(&target.client, store).await?;
+    let images = target
+        .client
+        .describe_fast_launch_images(
+            settings.page_size,
+            &target.account.image_ids,
+            &target.account.filters,
+        )
+        .await?;
+    Ok(check_images(images))
+}
+
+/// Drops images without an id and repeated ids (a page boundary moving under us), and warns
+/// about states this build does not know.
+fn check_images(images: Vec<FastLaunchImage>) -> Vec<FastLaunchImage> {
+    let mut seen = HashSet::new();
+    let mut kept = Vec::with_capacity(images.len());
+    for image in images {
+        if image.image_id.is_empty() {
+            warn!("image without ImageId skipped");
+            continue;
+        }
+        if !seen.insert(image.image_id.clone()) {
+            warn!(image_id = %image.image_id, "image listed twice; first kept");
+            continue;
+        }
+        if let Some(FastLaunchState::Unknown(state)) = &image.state {
+            warn!(image_id = %image.image_id, state = %state, "unknown fast launch state; exported under its raw name");
+        }
+        kept.push(image);
+    }
+    kept
+}

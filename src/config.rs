@@ -1,0 +1,785 @@
+//! The configuration file: YAML types that mirror the file (strict, unknown keys are errors) and the
+//! validated [`Config`] the rest of the exporter uses.
+//!
+//! Every error names the place in the file, quotes the offending value and says what is wrong, e.g.
+//! `accounts[1].regions[0]: "us-eest-1" is not a region name`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// A configuration that could not be read or is invalid. The message names the place in the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The path that was given.
+        path: String,
+        /// Why reading failed.
+        source: std::io::Error,
+    },
+    /// The file is not valid YAML, or has the wrong shape (unknown key, wrong type).
+    #[error("{0}")]
+    Syntax(String),
+    /// A value is out of range or malformed.
+    #[error("{place}: {message}")]
+    Invalid {
+        /// Where in the file, e.g. `accounts[1].regions[0]`.
+        place: String,
+        /// What is wrong, quoting the value.
+        message: String,
+    },
+}
+
+fn invalid(place: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        place: place.into(),
+        message: message.into(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The file as written.
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    collection: RawCollection,
+    regions: Option<Vec<String>>,
+    image_ids: Option<Vec<String>>,
+    filters: Option<Vec<RawFilter>>,
+    accounts: Option<Vec<RawAccount>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCollection {
+    interval: Option<String>,
+    timeout: Option<String>,
+    concurrency: Option<u64>,
+    page_size: Option<i64>,
+    max_staleness: Option<String>,
+    max_attempts: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFilter {
+    name: String,
+    values: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAccount {
+    name: Option<String>,
+    role_arn: Option<String>,
+    external_id: Option<String>,
+    session_name: Option<String>,
+    duration: Option<String>,
+    regions: Option<Vec<String>>,
+    image_ids: Option<Vec<String>>,
+    filters: Option<Vec<RawFilter>>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// The validated model.
+
+/// Default time between two collections of a target.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(300);
+/// Default bound on one target's collection.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default number of targets collected at once.
+pub const DEFAULT_CONCURRENCY: usize = 16;
+/// Default `MaxResults`: the largest page the EC2 API allows.
+pub const DEFAULT_PAGE_SIZE: i32 = 200;
+/// Default attempts per AWS call (the SDK's standard retry mode).
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+/// Default session name for AssumeRole.
+pub const DEFAULT_SESSION_NAME: &str = "fast-launch-exporter";
+/// Filter names that DescribeFastLaunchImages accepts (EC2 API reference).
+pub const FILTER_NAMES: [&str; 3] = ["resource-type", "owner-id", "state"];
+
+/// How and when targets are collected.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CollectionSettings {
+    /// Time between two collections of a target.
+    pub interval: Duration,
+    /// Bound on one target's whole collection (credentials and every page).
+    pub timeout: Duration,
+    /// Targets collected at once.
+    pub concurrency: usize,
+    /// `MaxResults` per page, 1–200.
+    pub page_size: i32,
+    /// How long a failing target keeps serving its last good data.
+    pub max_staleness: Duration,
+    /// Attempts per AWS call, retries included.
+    pub max_attempts: u32,
+}
+
+impl Default for CollectionSettings {
+    fn default() -> Self {
+        CollectionSettings {
+            interval: DEFAULT_INTERVAL,
+            timeout: DEFAULT_TIMEOUT,
+            concurrency: DEFAULT_CONCURRENCY,
+            page_size: DEFAULT_PAGE_SIZE,
+            max_staleness: DEFAULT_INTERVAL * 3,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+        }
+    }
+}
+
+/// One `Filters` entry passed to DescribeFastLaunchImages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Filter {
+    /// `resource-type`, `owner-id` or `state`.
+    pub name: String,
+    /// Values, OR-ed by AWS.
+    pub values: Vec<String>,
+}
+
+/// An IAM role to assume for an account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleConfig {
+    /// The role's ARN.
+    pub arn: String,
+    /// The 12-digit account id taken from the ARN.
+    pub account_id: String,
+    /// Optional external id required by the role's trust policy. Never logged.
+    pub external_id: Option<String>,
+    /// Role session name.
+    pub session_name: String,
+    /// Requested session duration (None: the role's default).
+    pub duration: Option<Duration>,
+}
+
+/// One AWS account to collect, with its regions and request parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountConfig {
+    /// Optional alias, exported as `account_name`.
+    pub name: Option<String>,
+    /// The role to assume; None means the base credentials.
+    pub role: Option<RoleConfig>,
+    /// Regions to collect.
+    pub regions: Vec<String>,
+    /// `ImageIds` passed through (empty: all).
+    pub image_ids: Vec<String>,
+    /// `Filters` passed through.
+    pub filters: Vec<Filter>,
+    /// Static labels exported on the account info metric.
+    pub labels: BTreeMap<String, String>,
+}
+
+impl AccountConfig {
+    /// A stable key for the account across reloads: the role ARN, or `base` for the base credentials.
+    pub fn key(&self) -> String {
+        match &self.role {
+            Some(role) => role.arn.clone(),
+            None => "base".to_string(),
+        }
+    }
+
+    /// The account id when it is known from configuration (from the role ARN).
+    pub fn configured_account_id(&self) -> Option<&str> {
+        self.role.as_ref().map(|r| r.account_id.as_str())
+    }
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Collection schedule and limits.
+    pub collection: CollectionSettings,
+    /// Accounts; never empty.
+    pub accounts: Vec<AccountConfig>,
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Config::from_yaml(&text)
+    }
+
+    /// Parses and validates YAML text. An account without regions (and no top-level `regions`)
+    /// keeps an empty region list: [`Config::with_default_region`] fills it from the environment.
+    pub fn from_yaml(text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = if text.trim().is_empty() {
+            RawConfig::default()
+        } else {
+            serde_yaml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?
+        };
+        Config::try_from(raw)
+    }
+
+    /// The configuration used when no file is given: base credentials, no regions yet.
+    pub fn without_file() -> Config {
+        Config {
+            collection: CollectionSettings::default(),
+            accounts: vec![AccountConfig {
+                name: None,
+                role: None,
+                regions: Vec::new(),
+                image_ids: Vec::new(),
+                filters: Vec::new(),
+                labels: BTreeMap::new(),
+            }],
+        }
+    }
+
+    /// Whether some account has no region and needs the region the AWS environment names.
+    pub fn needs_default_region(&self) -> bool {
+        self.accounts.iter().any(|a| a.regions.is_empty())
+    }
+
+    /// Gives every account without regions the environment's region; an error when there is none.
+    pub fn with_default_region(mut self, region: Option<&str>) -> Result<Config, ConfigError> {
+        for (i, account) in self.accounts.iter_mut().enumerate() {
+            if account.regions.is_empty() {
+                let Some(region) = region else {
+                    return Err(invalid(
+                        format!("accounts[{i}].regions"),
+                        "no region configured and none found in the AWS environment \
+                         (set `regions` in the config file, or AWS_REGION)",
+                    ));
+                };
+                check_region(region).map_err(|m| invalid("AWS_REGION", m))?;
+                account.regions.push(region.to_string());
+            }
+        }
+        Ok(self)
+    }
+
+    /// Every (account, region) pair, in config order.
+    pub fn targets(&self) -> impl Iterator<Item = (&AccountConfig, &str)> {
+        self.accounts
+            .iter()
+            .flat_map(|a| a.regions.iter().map(move |r| (a, r.as_str())))
+    }
+
+    /// The union of static label names over all accounts, sorted.
+    pub fn static_label_names(&self) -> Vec<String> {
+        let names: BTreeSet<&String> = self.accounts.iter().flat_map(|a| a.labels.keys()).collect();
+        names.into_iter().cloned().collect()
+    }
+}
+
+impl TryFrom<RawConfig> for Config {
+    type Error = ConfigError;
+
+    fn try_from(raw: RawConfig) -> Result<Config, ConfigError> {
+        let collection = validate_collection(&raw.collection)?;
+        let default_regions = validate_regions("regions", raw.regions.unwrap_or_default())?;
+        let default_image_ids = validate_image_ids("image_ids", raw.image_ids.unwrap_or_default())?;
+        let default_filters = validate_filters("filters", raw.filters.unwrap_or_default())?;
+
+        let raw_accounts = match raw.accounts {
+            None => vec![RawAccount {
+                name: None,
+                role_arn: None,
+                external_id: None,
+                session_name: None,
+                duration: None,
+                regions: None,
+                image_ids: None,
+                filters: None,
+                labels: BTreeMap::new(),
+            }],
+            Some(list) if list.is_empty() => {
+                return Err(invalid(
+                    "accounts",
+                    "is empty; leave it out to use the base credentials",
+                ))
+            }
+            Some(list) => list,
+        };
+
+        let mut accounts: Vec<AccountConfig> = Vec::with_capacity(raw_accounts.len());
+        for (i, raw_account) in raw_accounts.into_iter().enumerate() {
+            let place = format!("accounts[{i}]");
+            let account = validate_account(
+                &place,
+                raw_account,
+                &default_regions,
+                &default_image_ids,
+                &default_filters,
+            )?;
+            for (j, earlier) in accounts.iter().enumerate() {
+                if account.name.is_some() && account.name == earlier.name {
+                    return Err(invalid(
+                        format!("{place}.name"),
+                        format!(
+                            "{:?} is already used by accounts[{j}]",
+                            account.name.as_deref().unwrap_or_default()
+                        ),
+                    ));
+                }
+                match (account.configured_account_id(), earlier.configured_account_id()) {
+                    (Some(a), Some(b)) if a == b => {
+                        return Err(invalid(
+                            format!("{place}.role_arn"),
+                            format!("account {a} is already configured by accounts[{j}]"),
+                        ))
+                    }
+                    (None, None) => {
+                        return Err(invalid(
+                            format!("{place}.role_arn"),
+                            format!(
+                                "missing; accounts[{j}] already uses the base credentials \
+                                 (only one account may go without role_arn)"
+                            ),
+                        ))
+                    }
+                    _ => {}
+                }
+            }
+            accounts.push(account);
+        }
+        Ok(Config {
+            collection,
+            accounts,
+        })
+    }
+}
+
+fn parse_duration(place: &str, text: &str) -> Result<Duration, ConfigError> {
+    let duration = humantime::parse_duration(text.trim()).map_err(|e| {
+        invalid(
+            place,
+            format!("{text:?} is not a duration ({e}); write e.g. \"30s\" or \"5m\""),
+        )
+    })?;
+    if duration.is_zero() {
+        return Err(invalid(place, format!("{text:?} must be longer than zero")));
+    }
+    Ok(duration)
+}
+
+fn validate_collection(raw: &RawCollection) -> Result<CollectionSettings, ConfigError> {
+    let mut settings = CollectionSettings::default();
+    if let Some(text) = &raw.interval {
+        settings.interval = parse_duration("collection.interval", text)?;
+    }
+    if let Some(text) = &raw.timeout {
+        settings.timeout = parse_duration("collection.timeout", text)?;
+    } else {
+        settings.timeout = settings.timeout.min(settings.interval);
+    }
+    if settings.timeout > settings.interval {
+        return Err(invalid(
+            "collection.timeout",
+            format!(
+                "{:?} is longer than collection.interval ({})",
+                raw.timeout.as_deref().unwrap_or_default(),
+                humantime::format_duration(settings.interval)
+            ),
+        ));
+    }
+    if let Some(n) = raw.concurrency {
+        if !(1..=1024).contains(&n) {
+            return Err(invalid(
+                "collection.concurrency",
+                format!("\"{n}\" must be between 1 and 1024"),
+            ));
+        }
+        settings.concurrency = n as usize;
+    }
+    if let Some(n) = raw.page_size {
+        // MaxResults: 0–200 per the EC2 API reference; 0 would page forever without images.
+        if !(1..=200).contains(&n) {
+            return Err(invalid(
+                "collection.page_size",
+                format!("\"{n}\" must be between 1 and 200 (the MaxResults range of DescribeFastLaunchImages)"),
+            ));
+        }
+        settings.page_size = n as i32;
+    }
+    settings.max_staleness = match &raw.max_staleness {
+        Some(text) => parse_duration("collection.max_staleness", text)?,
+        None => settings.interval * 3,
+    };
+    if let Some(n) = raw.max_attempts {
+        if !(1..=10).contains(&n) {
+            return Err(invalid(
+                "collection.max_attempts",
+                format!("\"{n}\" must be between 1 and 10"),
+            ));
+        }
+        settings.max_attempts = n as u32;
+    }
+    Ok(settings)
+}
+
+/// Region directions used in AWS region names (`us-east-1`, `ap-southeast-4`, `il-central-1` ...).
+const REGION_DIRECTIONS: [&str; 9] = [
+    "east",
+    "west",
+    "north",
+    "south",
+    "central",
+    "northeast",
+    "northwest",
+    "southeast",
+    "southwest",
+];
+
+/// Checks the shape of an AWS region name: `<area>[-gov|-iso…]-<direction>-<number>`.
+pub fn check_region(region: &str) -> Result<(), String> {
+    let parts: Vec<&str> = region.split('-').collect();
+    let well_formed = match parts.as_slice() {
+        [area, middle @ .., direction, number] => {
+            area.len() == 2
+                && area.chars().all(|c| c.is_ascii_lowercase())
+                && middle.len() <= 1
+                && middle
+                    .iter()
+                    .all(|m| *m == "gov" || (m.starts_with("iso") && m.len() <= 4))
+                && REGION_DIRECTIONS.contains(direction)
+                && !number.is_empty()
+                && number.len() <= 2
+                && number.chars().all(|c| c.is_ascii_digit())
+        }
+        _ => false,
+    };
+    if well_formed {
+        Ok(())
+    } else {
+        Err(format!("{region:?} is not a region name"))
+    }
+}
+
+fn validate_regions(place: &str, regions: Vec<String>) -> Result<Vec<String>, ConfigError> {
+    let mut seen = BTreeSet::new();
+    for (i, region) in regions.iter().enumerate() {
+        check_region(region).map_err(|m| invalid(format!("{place}[{i}]"), m))?;
+        if !seen.insert(region.as_str()) {
+            return Err(invalid(
+                format!("{place}[{i}]"),
+                format!("{region:?} is listed twice"),
+            ));
+        }
+    }
+    Ok(regions)
+}
+
+fn validate_image_ids(place: &str, ids: Vec<String>) -> Result<Vec<String>, ConfigError> {
+    for (i, id) in ids.iter().enumerate() {
+        let hex = id.strip_prefix("ami-").unwrap_or("");
+        let ok = (8..=17).contains(&hex.len())
+            && hex
+                .chars()
+                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c));
+        if !ok {
+            return Err(invalid(
+                format!("{place}[{i}]"),
+                format!("{id:?} is not an AMI id (ami- followed by 8 or 17 hex digits)"),
+            ));
+        }
+    }
+    Ok(ids)
+}
+
+fn validate_filters(place: &str, filters: Vec<RawFilter>) -> Result<Vec<Filter>, ConfigError> {
+    filters
+        .into_iter()
+        .enumerate()
+        .map(|(i, f)| {
+            if !FILTER_NAMES.contains(&f.name.as_str()) {
+                return Err(invalid(
+                    format!("{place}[{i}].name"),
+                    format!(
+                        "{:?} is not a DescribeFastLaunchImages filter (one of {})",
+                        f.name,
+                        FILTER_NAMES.join(", ")
+                    ),
+                ));
+            }
+            if f.values.is_empty() {
+                return Err(invalid(
+                    format!("{place}[{i}].values"),
+                    "is empty; a filter needs at least one value",
+                ));
+            }
+            Ok(Filter {
+                name: f.name,
+                values: f.values,
+            })
+        })
+        .collect()
+}
+
+/// Returns the account id of an IAM role ARN (`arn:<partition>:iam::<12 digits>:role/<name>`).
+pub fn role_account_id(arn: &str) -> Result<String, String> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    match parts.as_slice() {
+        ["arn", partition, "iam", "", account, resource]
+            if partition.starts_with("aws")
+                && account.len() == 12
+                && account.chars().all(|c| c.is_ascii_digit())
+                && resource.len() > "role/".len()
+                && resource.starts_with("role/") =>
+        {
+            Ok(account.to_string())
+        }
+        _ => Err(format!(
+            "{arn:?} is not an IAM role ARN (arn:aws:iam::123456789012:role/Name)"
+        )),
+    }
+}
+
+fn is_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.starts_with("__")
+}
+
+fn validate_account(
+    place: &str,
+    raw: RawAccount,
+    default_regions: &[String],
+    default_image_ids: &[String],
+    default_filters: &[Filter],
+) -> Result<AccountConfig, ConfigError> {
+    if let Some(name) = &raw.name {
+        if name.trim().is_empty() {
+            return Err(invalid(format!("{place}.name"), "is empty"));
+        }
+    }
+    let role = match raw.role_arn {
+        None => {
+            for (key, present) in [
+                ("external_id", raw.external_id.is_some()),
+                ("session_name", raw.session_name.is_some()),
+                ("duration", raw.duration.is_some()),
+            ] {
+                if present {
+                    return Err(invalid(
+                        format!("{place}.{key}"),
+                        "is set but role_arn is not; it only applies to AssumeRole",
+                    ));
+                }
+            }
+            None
+        }
+        Some(arn) => {
+            let account_id =
+                role_account_id(&arn).map_err(|m| invalid(format!("{place}.role_arn"), m))?;
+            if let Some(external_id) = &raw.external_id {
+                // Length and characters per the STS AssumeRole API reference; the value itself is
+                // secret-ish and never quoted back.
+                let ok = (2..=1224).contains(&external_id.len())
+                    && external_id
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "+=,.@:/-_".contains(c));
+                if !ok {
+                    return Err(invalid(
+                        format!("{place}.external_id"),
+                        "must be 2 to 1224 characters of letters, digits and +=,.@:/-_ (value not shown)",
+                    ));
+                }
+            }
+            let session_name = raw
+                .session_name
+                .unwrap_or_else(|| DEFAULT_SESSION_NAME.to_string());
+            // RoleSessionName: 2–64 characters of [\w+=,.@-] per the STS API reference.
+            let ok = (2..=64).contains(&session_name.len())
+                && session_name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+=,.@-_".contains(c));
+            if !ok {
+                return Err(invalid(
+                    format!("{place}.session_name"),
+                    format!("{session_name:?} must be 2 to 64 characters of letters, digits and +=,.@-_"),
+                ));
+            }
+            let duration = match &raw.duration {
+                None => None,
+                Some(text) => {
+                    let place = format!("{place}.duration");
+                    let d = parse_duration(&place, text)?;
+                    // DurationSeconds: 900 to 43200 per the STS API reference.
+                    if !(900..=43200).contains(&d.as_secs()) {
+                        return Err(invalid(
+                            place,
+                            format!("{text:?} must be between 15m and 12h"),
+                        ));
+                    }
+                    Some(d)
+                }
+            };
+            Some(RoleConfig {
+                arn,
+                account_id,
+                external_id: raw.external_id,
+                session_name,
+                duration,
+            })
+        }
+    };
+    let regions = match raw.regions {
+        Some(list) if list.is_empty() => {
+            return Err(invalid(
+                format!("{place}.regions"),
+                "is empty; leave it out to use the top-level regions",
+            ))
+        }
+        Some(list) => validate_regions(&format!("{place}.regions"), list)?,
+        None => default_regions.to_vec(),
+    };
+    let image_ids = match raw.image_ids {
+        Some(list) => validate_image_ids(&format!("{place}.image_ids"), list)?,
+        None => default_image_ids.to_vec(),
+    };
+    let filters = match raw.filters {
+        Some(list) => validate_filters(&format!("{place}.filters"), list)?,
+        None => default_filters.to_vec(),
+    };
+    for key in raw.labels.keys() {
+        if !is_label_name(key) {
+            return Err(invalid(
+                format!("{place}.labels"),
+                format!("{key:?} is not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)"),
+            ));
+        }
+        if key == "aws_account_id" || key == "account_name" {
+            return Err(invalid(
+                format!("{place}.labels"),
+                format!("{key:?} is reserved by the exporter"),
+            ));
+        }
+    }
+    Ok(AccountConfig {
+        name: raw.name,
+        role,
+        regions,
+        image_ids,
+        filters,
+        labels: raw.labels,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error_of(yaml: &str) -> String {
+        Config::from_yaml(yaml).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn full_example_parses_with_overrides_and_defaults() {
+        let config = Config::from_yaml(
+            r#"
+collection: {interval: 1m, timeout: 20s, concurrency: 4, page_size: 50, max_attempts: 2}
+regions: [us-east-1, eu-west-1]
+filters: [{name: state, values: [enabled]}]
+accounts:
+  - name: prod
+    role_arn: arn:aws:iam::111111111111:role/Reader
+    external_id: abc-123
+    regions: [us-west-2]
+    labels: {team: windows}
+  - name: base
+"#,
+        )
+        .unwrap();
+        assert_eq!(config.collection.interval, Duration::from_secs(60));
+        assert_eq!(config.collection.max_staleness, Duration::from_secs(180));
+        assert_eq!(config.collection.page_size, 50);
+        let prod = &config.accounts[0];
+        assert_eq!(prod.role.as_ref().unwrap().account_id, "111111111111");
+        assert_eq!(prod.role.as_ref().unwrap().session_name, DEFAULT_SESSION_NAME);
+        assert_eq!(prod.regions, vec!["us-west-2"]);
+        assert_eq!(prod.filters[0].values, vec!["enabled"]);
+        assert_eq!(config.accounts[1].regions, vec!["us-east-1", "eu-west-1"]);
+        assert_eq!(config.targets().count(), 3);
+        assert_eq!(config.static_label_names(), vec!["team"]);
+    }
+
+    #[test]
+    fn region_names_are_checked_by_shape_and_direction() {
+        for ok in ["us-east-1", "ap-southeast-4", "us-gov-west-1", "il-central-1", "us-isob-east-1"] {
+            assert!(check_region(ok).is_ok(), "{ok}");
+        }
+        for bad in ["us-eest-1", "useast1", "US-EAST-1", "us-east-", "us-east-1a", ""] {
+            assert!(check_region(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn misspelled_region_is_named_with_its_place() {
+        let yaml = "accounts:\n  - role_arn: arn:aws:iam::111111111111:role/R\n  - role_arn: arn:aws:iam::222222222222:role/R\n    regions: [us-eest-1]\n";
+        assert_eq!(
+            error_of(yaml),
+            r#"accounts[1].regions[0]: "us-eest-1" is not a region name"#
+        );
+    }
+
+    #[test]
+    fn each_rule_has_its_message() {
+        let cases = [
+            ("collection: {interval: 5 minutes please}", "collection.interval: \"5 minutes please\" is not a duration"),
+            ("collection: {interval: 0s}", "collection.interval: \"0s\" must be longer than zero"),
+            ("collection: {interval: 1m, timeout: 2m}", "collection.timeout: \"2m\" is longer than collection.interval (1m)"),
+            ("collection: {page_size: 500}", "collection.page_size: \"500\" must be between 1 and 200"),
+            ("collection: {concurrency: 0}", "collection.concurrency: \"0\" must be between 1 and 1024"),
+            ("collection: {max_attempts: 0}", "collection.max_attempts: \"0\" must be between 1 and 10"),
+            ("image_ids: [ami-xyz]", "image_ids[0]: \"ami-xyz\" is not an AMI id"),
+            ("filters: [{name: colour, values: [red]}]", "filters[0].name: \"colour\" is not a DescribeFastLaunchImages filter"),
+            ("filters: [{name: state, values: []}]", "filters[0].values: is empty"),
+            ("regions: [us-east-1, us-east-1]", "regions[1]: \"us-east-1\" is listed twice"),
+            ("accounts: []", "accounts: is empty"),
+            ("accounts: [{role_arn: 'arn:aws:iam::12:role/x'}]", "accounts[0].role_arn: \"arn:aws:iam::12:role/x\" is not an IAM role ARN"),
+            ("accounts: [{external_id: abc}]", "accounts[0].external_id: is set but role_arn is not"),
+            ("accounts: [{role_arn: 'arn:aws:iam::111111111111:role/x', duration: 1m}]", "accounts[0].duration: \"1m\" must be between 15m and 12h"),
+            ("accounts: [{role_arn: 'arn:aws:iam::111111111111:role/x', session_name: 'a b'}]", "accounts[0].session_name: \"a b\" must be 2 to 64"),
+            ("accounts: [{labels: {'bad-name': x}}]", "accounts[0].labels: \"bad-name\" is not a Prometheus label name"),
+            ("accounts: [{labels: {aws_account_id: x}}]", "accounts[0].labels: \"aws_account_id\" is reserved"),
+            ("accounts: [{name: a}, {name: b}]", "accounts[1].role_arn: missing; accounts[0] already uses the base credentials"),
+            ("accounts: [{name: a, role_arn: 'arn:aws:iam::111111111111:role/x'}, {name: a, role_arn: 'arn:aws:iam::222222222222:role/x'}]", "accounts[1].name: \"a\" is already used by accounts[0]"),
+            ("accounts: [{role_arn: 'arn:aws:iam::111111111111:role/x'}, {role_arn: 'arn:aws:iam::111111111111:role/y'}]", "accounts[1].role_arn: account 111111111111 is already configured by accounts[0]"),
+            ("accounts: [{regions: []}]", "accounts[0].regions: is empty"),
+        ];
+        for (yaml, expected) in cases {
+            let message = error_of(yaml);
+            assert!(message.starts_with(expected), "{yaml}\n got: {message}\nwant: {expected}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_that_name_the_key() {
+        let message = error_of("collection:\n  intervall: 5m\n");
+        assert!(message.contains("unknown field `intervall`"), "{message}");
+        assert!(message.contains("collection"), "{message}");
+        let message = error_of("accounts:\n  - rolearn: x\n");
+        assert!(message.contains("accounts[0]"), "{message}");
+        assert!(message.contains("unknown field `rolearn`"), "{message}");
+    }
+
+    #[test]
+    fn external_id_is_never_quoted_back() {
+        let message = error_of("accounts: [{role_arn: 'arn:aws:iam::111111111111:role/x', external_id: 'sécret value'}]");
+        assert!(!message.contains("sécret"), "{message}");
+    }
+
+    #[test]
+    fn missing_region_is_taken_from_the_environment_or_refused() {
+        let config = Config::without_file();
+        assert!(config.needs_default_region());
+        let filled = config.clone().with_default_region(Some("eu-west-1")).unwrap();
+        assert_eq!(filled.accounts[0].regions, vec!["eu-west-1"]);
+        let err = config.with_default_region(None).unwrap_err().to_string();
+        assert!(err.contains("no region configured"), "{err}");
+    }
+}

@@ -1,0 +1,255 @@
+//! The HTTP server: `/metrics` (or the configured telemetry path), `/`, `/-/healthy`, `/-/ready`.
+
+use std::convert::Infallible;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use flate2::write::GzEncoder;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::metrics::{MetricsRenderer, CONTENT_TYPE};
+use crate::store::Store;
+
+/// How long a client may take to send its request headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long in-flight requests may take to finish after shutdown begins.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the handlers read.
+pub struct AppState {
+    /// The collected data.
+    pub store: Arc<Store>,
+    /// Renders `/metrics`.
+    pub renderer: MetricsRenderer,
+    /// Where metrics are served (`--web.telemetry-path`).
+    pub telemetry_path: String,
+}
+
+type Body = Full<Bytes>;
+
+/// Serves HTTP on `listener` until `shutdown` is cancelled, then stops accepting and lets
+/// in-flight requests finish (up to a few seconds).
+pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: CancellationToken) {
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(error) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    warn!(error = %error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => break,
+        };
+        let state = state.clone();
+        let service = service_fn(move |request| {
+            let state = state.clone();
+            async move { Ok::<_, Infallible>(handle(&state, request)) }
+        });
+        let connection = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .serve_connection(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                debug!(peer = %peer, error = %error, "connection ended with an error");
+            }
+        });
+    }
+    info!("HTTP server stopped accepting; draining requests");
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        warn!("some HTTP connections did not finish in time");
+    }
+}
+
+fn handle(state: &AppState, request: Request<Incoming>) -> Response<Body> {
+    let path = request.uri().path();
+    let known = path == state.telemetry_path || matches!(path, "/" | "/-/healthy" | "/-/ready");
+    if !known {
+        return text(StatusCode::NOT_FOUND, "404 page not found\n");
+    }
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "405 method not allowed\n");
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return response;
+    }
+    if path == state.telemetry_path {
+        let body = state.renderer.render(&state.store, SystemTime::now());
+        return metrics_response(body, accepts_gzip(&request));
+    }
+    match path {
+        "/-/healthy" => text(StatusCode::OK, "Healthy\n"),
+        "/-/ready" if state.store.all_tried() => text(StatusCode::OK, "Ready\n"),
+        "/-/ready" => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Not ready: not every target has been collected yet\n",
+        ),
+        _ => html(landing_page(state)),
+    }
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+fn html(body: String) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    response
+}
+
+/// Whether the request's `Accept-Encoding` allows gzip (a `q=0` refuses it).
+fn accepts_gzip<B>(request: &Request<B>) -> bool {
+    request
+        .headers()
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|item| {
+            let mut parts = item.split(';').map(str::trim);
+            let coding = parts.next().unwrap_or("");
+            let refused = parts.any(|p| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .is_some_and(|q| q == 0.0)
+            });
+            (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !refused
+        })
+}
+
+fn metrics_response(body: String, gzip: bool) -> Response<Body> {
+    let (bytes, encoded) = if gzip {
+        let mut encoder = GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        match encoder.write_all(body.as_bytes()).and_then(|_| encoder.finish()) {
+            Ok(compressed) => (Bytes::from(compressed), true),
+            Err(error) => {
+                warn!(error = %error, "gzip failed; sending uncompressed");
+                (Bytes::from(body), false)
+            }
+        }
+    } else {
+        (Bytes::from(body), false)
+    };
+    let mut response = Response::new(Full::new(bytes));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+    headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    if encoded {
+        headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    response
+}
+
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+fn landing_page(state: &AppState) -> String {
+    let (accounts, targets) = state.store.snapshot(SystemTime::now());
+    let mut rows = String::new();
+    for target in &targets {
+        let account = accounts.iter().find(|a| a.key == target.key.account);
+        let account_label = match (
+            target.account_id.as_deref(),
+            account.and_then(|a| a.name.as_deref()),
+        ) {
+            (Some(id), Some(name)) => format!("{id} ({name})"),
+            (Some(id), None) => id.to_string(),
+            (None, Some(name)) => format!("unknown ({name})"),
+            (None, None) => "unknown".to_string(),
+        };
+        let result = match (target.tried, target.last_ok) {
+            (false, _) => "pending",
+            (true, true) => "ok",
+            (true, false) => "failed",
+        };
+        rows.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            escape(&account_label),
+            escape(&target.key.region),
+            result,
+            target.images.as_ref().map_or(0, |i| i.len()),
+            escape(target.last_error.as_deref().unwrap_or("")),
+        ));
+    }
+    format!(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Fast Launch Exporter</title>\
+         <style>body{{font-family:sans-serif}}td,th{{padding:2px 8px;text-align:left}}</style></head>\n\
+         <body><h1>Fast Launch Exporter</h1>\n\
+         <p>Prometheus exporter for AWS EC2 Windows fast launch (DescribeFastLaunchImages).</p>\n\
+         <p><a href=\"{path}\">Metrics</a> · <a href=\"/-/healthy\">Health</a> · <a href=\"/-/ready\">Readiness</a></p>\n\
+         <table><tr><th>Account</th><th>Region</th><th>Last result</th><th>Images</th><th>Last error</th></tr>\n\
+         {rows}</table>\n<p>Version {version} ({revision})</p></body></html>\n",
+        path = escape(&state.telemetry_path),
+        version = crate::metrics::VERSION,
+        revision = crate::metrics::REVISION,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request_with(encoding: &str) -> Request<()> {
+        Request::builder()
+            .header(header::ACCEPT_ENCODING, encoding)
+            .body(())
+            .unwrap()
+    }
+
+    #[test]
+    fn gzip_is_used_only_when_accepted() {
+        assert!(accepts_gzip(&request_with("gzip")));
+        assert!(accepts_gzip(&request_with("deflate, GZIP;q=0.5")));
+        assert!(!accepts_gzip(&request_with("gzip;q=0")));
+        assert!(!accepts_gzip(&request_with("br")));
+        assert!(!accepts_gzip(&Request::new(())));
+    }
+
+    #[test]
+    fn html_is_escaped() {
+        assert_eq!(escape("<a href='x'>&"), "&lt;a href=&#39;x&#39;&gt;&amp;");
+    }
+}

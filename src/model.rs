@@ -1,0 +1,120 @@
+//! The exporter's own types for what DescribeFastLaunchImages returns: no SDK types past this point.
+
+use std::fmt;
+
+/// The fast-launch state of an image, as AWS names it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum FastLaunchState {
+    /// `enabling`
+    Enabling,
+    /// `enabling-failed`
+    EnablingFailed,
+    /// `enabled`
+    Enabled,
+    /// `enabled-failed`
+    EnabledFailed,
+    /// `disabling`
+    Disabling,
+    /// `disabling-failed`
+    DisablingFailed,
+    /// A value AWS added after this exporter was built, kept as AWS wrote it.
+    Unknown(String),
+}
+
+impl FastLaunchState {
+    /// The six states the EC2 API documents, in the order they are exported.
+    pub const ALL: [FastLaunchState; 6] = [
+        FastLaunchState::Enabling,
+        FastLaunchState::EnablingFailed,
+        FastLaunchState::Enabled,
+        FastLaunchState::EnabledFailed,
+        FastLaunchState::Disabling,
+        FastLaunchState::DisablingFailed,
+    ];
+
+    /// Parses AWS's wire value; anything else is kept as [`FastLaunchState::Unknown`].
+    pub fn from_aws(value: &str) -> FastLaunchState {
+        FastLaunchState::ALL
+            .into_iter()
+            .find(|s| s.as_str() == value)
+            .unwrap_or_else(|| FastLaunchState::Unknown(value.to_string()))
+    }
+
+    /// AWS's name for the state.
+    pub fn as_str(&self) -> &str {
+        match self {
+            FastLaunchState::Enabling => "enabling",
+            FastLaunchState::EnablingFailed => "enabling-failed",
+            FastLaunchState::Enabled => "enabled",
+            FastLaunchState::EnabledFailed => "enabled-failed",
+            FastLaunchState::Disabling => "disabling",
+            FastLaunchState::DisablingFailed => "disabling-failed",
+            FastLaunchState::Unknown(raw) => raw,
+        }
+    }
+}
+
+impl fmt::Display for FastLaunchState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One image as DescribeFastLaunchImages reports it. Missing text fields are empty strings, as they
+/// are exported as empty label values.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct FastLaunchImage {
+    /// `ImageId`.
+    pub image_id: String,
+    /// `OwnerId`; empty for AMIs shared with you.
+    pub owner_id: String,
+    /// `ResourceType` (`snapshot` today).
+    pub resource_type: String,
+    /// `LaunchTemplate.LaunchTemplateId`.
+    pub launch_template_id: String,
+    /// `LaunchTemplate.LaunchTemplateName`.
+    pub launch_template_name: String,
+    /// `LaunchTemplate.Version`.
+    pub launch_template_version: String,
+    /// `State`; None when AWS gave none.
+    pub state: Option<FastLaunchState>,
+    /// `StateTransitionReason`.
+    pub state_transition_reason: String,
+    /// `StateTransitionTime` as Unix seconds with milliseconds.
+    pub state_transition_time: Option<f64>,
+    /// `SnapshotConfiguration.TargetResourceCount`.
+    pub target_resource_count: Option<i32>,
+    /// `MaxParallelLaunches`.
+    pub max_parallel_launches: Option<i32>,
+}
+
+/// One (account, region) pair. `account` is the config's stable key for the account (role ARN or
+/// `base`), which is known before the account id is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TargetKey {
+    /// Stable account key from the config.
+    pub account: String,
+    /// AWS region name.
+    pub region: String,
+}
+
+impl fmt::Display for TargetKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.account, self.region)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_states_round_trip_and_unknown_keeps_raw_name() {
+        for state in FastLaunchState::ALL {
+            assert_eq!(FastLaunchState::from_aws(state.as_str()), state);
+        }
+        let paused = FastLaunchState::from_aws("paused");
+        assert_eq!(paused, FastLaunchState::Unknown("paused".into()));
+        assert_eq!(paused.as_str(), "paused");
+    }
+}
