@@ -1,1 +1,7 @@
-fn main() {}
+//! Black-box tests: the real exporter binary and the real `aws-sdk-ec2` client against the
+//! simulator, which speaks the EC2 and STS wire format on 127.0.0.1. One test binary, so that the
+//! AWS SDK is linked once.
+
+mod collection;
+mod harness;
+mod serving;

@@ -1,0 +1,347 @@
+//! Starts the simulator and the real exporter binary against it, and reads what the exporter serves.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use fast_launch_exporter::model::{FastLaunchImage, FastLaunchState};
+use fast_launch_exporter::simulator::{Simulator, World};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// The base credentials' access key and account.
+pub const BASE_KEY: &str = "AKIDBASEEXAMPLE";
+pub const BASE_SECRET: &str = "base-secret-never-logged";
+pub const BASE_ACCOUNT: &str = "111111111111";
+pub const ROLE_ACCOUNT: &str = "222222222222";
+pub const ROLE_ARN: &str = "arn:aws:iam::222222222222:role/FastLaunchReader";
+
+/// How long a test waits for a condition before failing.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_fast-launch-exporter");
+
+/// A simulator with an empty world and the base key.
+pub async fn simulator() -> Simulator {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    Simulator::start(listener, World::new(BASE_KEY, BASE_ACCOUNT)).unwrap()
+}
+
+/// An image in `state` with every field set.
+pub fn image(n: u32, state: &str) -> FastLaunchImage {
+    FastLaunchImage {
+        image_id: format!("ami-{n:017x}"),
+        owner_id: BASE_ACCOUNT.to_string(),
+        resource_type: "snapshot".to_string(),
+        launch_template_id: format!("lt-{n:017x}"),
+        launch_template_name: "windows-fast-launch".to_string(),
+        launch_template_version: "1".to_string(),
+        state: Some(FastLaunchState::from_aws(state)),
+        state_transition_reason: "Client.UserInitiated".to_string(),
+        state_transition_time: Some(1_795_168_800.123),
+        target_resource_count: Some(10),
+        max_parallel_launches: Some(6),
+    }
+}
+
+/// The `image_id` label of image `n`.
+pub fn image_id(n: u32) -> String {
+    format!("ami-{n:017x}")
+}
+
+/// The environment the exporter runs with: only these variables, so nothing on the machine
+/// (profiles, IMDS) takes part.
+pub fn exporter_command(simulator_url: &str) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .env_clear()
+        .env("AWS_ACCESS_KEY_ID", BASE_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", BASE_SECRET)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ENDPOINT_URL", simulator_url)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/nonexistent/aws-config")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// A running exporter process. Killed when dropped.
+pub struct Exporter {
+    child: Child,
+    pub address: String,
+    logs: Arc<Mutex<String>>,
+    _config: tempfile::NamedTempFile,
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Writes `yaml` to a temporary file.
+pub fn config_file(yaml: &str) -> tempfile::NamedTempFile {
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    std::io::Write::write_all(&mut file, yaml.as_bytes()).unwrap();
+    file
+}
+
+impl Exporter {
+    /// Starts the exporter with `yaml` as its config file against `simulator_url`.
+    pub async fn start(simulator_url: &str, yaml: &str, extra_args: &[&str]) -> Exporter {
+        let config = config_file(yaml);
+        let mut command = exporter_command(simulator_url);
+        command
+            .arg("--config.file")
+            .arg(config.path())
+            .args(["--web.listen-address", "127.0.0.1:0", "--log.level", "debug"])
+            .args(extra_args);
+        let mut child = command.spawn().expect("exporter starts");
+        let logs = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut logs = sink.lock().unwrap();
+                logs.push_str(&line);
+                logs.push('\n');
+            }
+        });
+        let started = Instant::now();
+        let address = loop {
+            if let Some(address) = find_listen_address(&logs.lock().unwrap()) {
+                break address;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("exporter exited with {status}: {}", logs.lock().unwrap());
+            }
+            assert!(started.elapsed() < DEADLINE, "exporter never listened: {}", logs.lock().unwrap());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        Exporter {
+            child,
+            address,
+            logs,
+            _config: config,
+        }
+    }
+
+    /// Everything the exporter logged so far.
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// Sends SIGTERM and waits for the exit status, at most `limit`.
+    pub async fn terminate(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        None
+    }
+
+    /// GET `path`: (status, headers, body).
+    pub async fn get(&self, path: &str) -> Response {
+        request(&self.address, "GET", path, &[]).await
+    }
+
+    /// The `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        let response = self.get("/metrics").await;
+        assert_eq!(response.status, 200, "{}", response.text());
+        response.text()
+    }
+
+    /// Polls `/metrics` until `done` holds for its text; fails the test after [`DEADLINE`].
+    pub async fn wait_for_metrics(&self, what: &str, done: impl Fn(&str) -> bool) -> String {
+        let started = Instant::now();
+        loop {
+            let text = self.metrics().await;
+            if done(&text) {
+                return text;
+            }
+            assert!(
+                started.elapsed() < DEADLINE,
+                "timed out waiting for {what}\n--- metrics ---\n{text}\n--- logs ---\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+fn find_listen_address(logs: &str) -> Option<String> {
+    logs.lines()
+        .filter(|l| l.contains("listening"))
+        .find_map(|l| {
+            l.split_whitespace()
+                .find_map(|field| field.strip_prefix("address="))
+                .map(|a| a.trim_matches('"').to_string())
+        })
+}
+
+/// An HTTP response.
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body, gunzipped when the response says it is gzip.
+    pub fn decoded(&self) -> String {
+        if self.header("content-encoding") == Some("gzip") {
+            let mut text = String::new();
+            flate2::read::GzDecoder::new(&self.body[..])
+                .read_to_string(&mut text)
+                .unwrap();
+            text
+        } else {
+            self.text()
+        }
+    }
+}
+
+/// A plain HTTP/1.1 request with `Connection: close`.
+pub async fn request(address: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> Response {
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("response has a header block");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("status line");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    Response {
+        status,
+        headers,
+        body: raw[split + 4..].to_vec(),
+    }
+}
+
+/// One sample of the exposition: name, labels, value.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub name: String,
+    pub labels: Vec<(String, String)>,
+    pub value: f64,
+}
+
+/// Parses the samples of a text exposition (comments skipped).
+pub fn samples(text: &str) -> Vec<Sample> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(parse_sample)
+        .collect()
+}
+
+fn parse_sample(line: &str) -> Sample {
+    let (name, rest) = match line.find(['{', ' ']) {
+        Some(i) => line.split_at(i),
+        None => panic!("bad sample line {line:?}"),
+    };
+    let mut labels = Vec::new();
+    let mut rest = rest;
+    if let Some(body) = rest.strip_prefix('{') {
+        let mut chars = body.char_indices();
+        let mut key = String::new();
+        let end;
+        loop {
+            let (i, c) = chars.next().expect("label block closes");
+            match c {
+                '}' => {
+                    end = i;
+                    break;
+                }
+                '=' => {
+                    assert_eq!(chars.next().map(|(_, c)| c), Some('"'));
+                    let mut value = String::new();
+                    loop {
+                        let (_, c) = chars.next().expect("label value closes");
+                        match c {
+                            '\\' => match chars.next().map(|(_, c)| c) {
+                                Some('n') => value.push('\n'),
+                                Some(other) => value.push(other),
+                                None => panic!("dangling escape"),
+                            },
+                            '"' => break,
+                            other => value.push(other),
+                        }
+                    }
+                    labels.push((std::mem::take(&mut key), value));
+                }
+                ',' => {}
+                other => key.push(other),
+            }
+        }
+        rest = &body[end + 1..];
+    }
+    let mut fields = rest.split_whitespace();
+    let value = fields.next().expect("sample value");
+    assert!(fields.next().is_none(), "sample carries a timestamp: {line:?}");
+    Sample {
+        name: name.to_string(),
+        labels,
+        value: value.parse().unwrap_or_else(|_| panic!("bad value in {line:?}")),
+    }
+}
+
+/// The samples of `name` whose labels include every pair of `labels`.
+pub fn find(text: &str, name: &str, labels: &[(&str, &str)]) -> Vec<Sample> {
+    samples(text)
+        .into_iter()
+        .filter(|s| s.name == name)
+        .filter(|s| {
+            labels
+                .iter()
+                .all(|(k, v)| s.labels.iter().any(|(sk, sv)| sk == k && sv == v))
+        })
+        .collect()
+}
+
+/// The value of the one sample of `name` matching `labels`, if there is exactly one.
+pub fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let found = find(text, name, labels);
+    match found.as_slice() {
+        [one] => Some(one.value),
+        [] => None,
+        many => panic!("{} samples of {name} match {labels:?}: {many:?}", many.len()),
+    }
+}
