@@ -208,7 +208,13 @@ impl Config {
             path: path.display().to_string(),
             source,
         })?;
-        Config::from_yaml(&text)
+        Config::from_yaml(&text).map_err(|e| match e {
+            // serde_yaml's message says where in the file (line, column, key path), not which file.
+            ConfigError::Syntax(message) => {
+                ConfigError::Syntax(format!("{}: {message}", path.display()))
+            }
+            other => other,
+        })
     }
 
     /// Parses and validates YAML text. An account without regions (and no top-level `regions`)

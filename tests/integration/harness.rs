@@ -184,9 +184,16 @@ fn find_listen_address(logs: &str) -> Option<String> {
     logs.lines()
         .filter(|l| l.contains("listening"))
         .find_map(|l| {
-            l.split_whitespace()
-                .find_map(|field| field.strip_prefix("address="))
-                .map(|a| a.trim_matches('"').to_string())
+            // logfmt: address=127.0.0.1:1234; json: "address":"127.0.0.1:1234"
+            let rest = l
+                .split_once("address=")
+                .or_else(|| l.split_once("\"address\":"))?
+                .1;
+            let end = rest
+                .trim_start_matches('"')
+                .find(|c: char| c == '"' || c.is_whitespace() || c == ',')
+                .unwrap_or(rest.len());
+            Some(rest.trim_start_matches('"')[..end].to_string())
         })
 }
 

@@ -194,14 +194,19 @@ async fn sigterm_stops_the_exporter_with_status_zero() {
 
 /// Runs the exporter with a config file and returns (exit code, stderr).
 fn run_with_config(yaml: Option<&str>, env_region: Option<&str>) -> (Option<i32>, String) {
-    let file = yaml.map(config_file);
+    let dir = tempfile::tempdir().unwrap();
+    let file = yaml.map(|yaml| {
+        let path = dir.path().join("config.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        path
+    });
     let mut command = exporter_command("http://127.0.0.1:9");
     command.env_remove("AWS_REGION");
     if let Some(region) = env_region {
         command.env("AWS_REGION", region);
     }
     if let Some(file) = &file {
-        command.arg("--config.file").arg(file.path());
+        command.arg("--config.file").arg(file);
     }
     command.args(["--web.listen-address", "127.0.0.1:0"]);
     let mut child = command.spawn().unwrap();
@@ -228,7 +233,7 @@ fn bad_config_files_exit_2_naming_the_problem() {
         ("collection:\n  page_size: 201\nregions: [us-east-1]\n", r#"collection.page_size: "201" must be between 1 and 200"#),
         ("regions: [us-east-1]\ncolection: {}\n", "unknown field `colection`"),
         ("regions: [us-east-1]\nfilters: [{name: owner, values: [self]}]\n", r#"filters[0].name: "owner" is not a DescribeFastLaunchImages filter"#),
-        ("regions: [us-east-1\n", "regions"),
+        ("regions: [us-east-1\n", "config.yaml: did not find expected ',' or ']' at line 2 column 1"),
     ];
     for (yaml, expected) in cases {
         let (code, stderr) = run_with_config(Some(yaml), Some("us-east-1"));
