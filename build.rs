@@ -17,6 +17,8 @@ fn main() {
     });
     println!(
         "cargo:rustc-env=FLE_GIT_REVISION={}",
-        revision.filter(|r| !r.is_empty()).unwrap_or_else(|| "unknown".to_string())
+        revision
+            .filter(|r| !r.is_empty())
+            .unwrap_or_else(|| "unknown".to_string())
     );
 }

@@ -46,7 +46,13 @@ impl AccountIdentity {
         if let Some(id) = id.as_ref() {
             return Ok(id.clone());
         }
-        let resolved = client.caller_account_id().await?;
+        let resolved = client.caller_account_id().await.inspect_err(|error| {
+            warn!(
+                error = %error,
+                "cannot learn the account id of the base credentials; \
+                 the account's targets fail until GetCallerIdentity succeeds"
+            );
+        })?;
         info!(account_id = %resolved, "account id resolved with GetCallerIdentity");
         store.set_account_id(&self.key, &resolved);
         *id = Some(resolved.clone());
@@ -65,7 +71,12 @@ struct Target {
 
 /// Collects every target of `config` into `store` until `shutdown` is cancelled; returns when
 /// every target's task has stopped.
-pub async fn run(config: &Config, base: &SdkConfig, store: Arc<Store>, shutdown: CancellationToken) {
+pub async fn run(
+    config: &Config,
+    base: &SdkConfig,
+    store: Arc<Store>,
+    shutdown: CancellationToken,
+) {
     let settings = config.collection.clone();
     let semaphore = Arc::new(Semaphore::new(settings.concurrency));
     let mut tasks = JoinSet::new();
@@ -111,7 +122,9 @@ async fn target_loop(
     store: Arc<Store>,
     shutdown: CancellationToken,
 ) {
-    let jitter = (settings.interval / 10).min(MAX_JITTER).mul_f64(fastrand::f64());
+    let jitter = (settings.interval / 10)
+        .min(MAX_JITTER)
+        .mul_f64(fastrand::f64());
     tokio::select! {
         _ = tokio::time::sleep(jitter) => {}
         _ = shutdown.cancelled() => return,
@@ -143,6 +156,7 @@ async fn collect_target(target: &Target, settings: &CollectionSettings, store: &
         "collection",
         account = %target.key.account,
         account_name,
+        account_id = tracing::field::Empty,
         region = %target.key.region,
     );
     async {
@@ -178,7 +192,8 @@ async fn fetch(
     settings: &CollectionSettings,
     store: &Store,
 ) -> Result<Vec<FastLaunchImage>, CollectError> {
-    target.identity.resolve(&target.client, store).await?;
+    let account_id = target.identity.resolve(&target.client, store).await?;
+    tracing::Span::current().record("account_id", account_id.as_str());
     let images = target
         .client
         .describe_fast_launch_images(

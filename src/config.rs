@@ -330,7 +330,10 @@ impl TryFrom<RawConfig> for Config {
                         ),
                     ));
                 }
-                match (account.configured_account_id(), earlier.configured_account_id()) {
+                match (
+                    account.configured_account_id(),
+                    earlier.configured_account_id(),
+                ) {
                     (Some(a), Some(b)) if a == b => {
                         return Err(invalid(
                             format!("{place}.role_arn"),
@@ -705,7 +708,10 @@ accounts:
         assert_eq!(config.collection.page_size, 50);
         let prod = &config.accounts[0];
         assert_eq!(prod.role.as_ref().unwrap().account_id, "111111111111");
-        assert_eq!(prod.role.as_ref().unwrap().session_name, DEFAULT_SESSION_NAME);
+        assert_eq!(
+            prod.role.as_ref().unwrap().session_name,
+            DEFAULT_SESSION_NAME
+        );
         assert_eq!(prod.regions, vec!["us-west-2"]);
         assert_eq!(prod.filters[0].values, vec!["enabled"]);
         assert_eq!(config.accounts[1].regions, vec!["us-east-1", "eu-west-1"]);
@@ -715,10 +721,23 @@ accounts:
 
     #[test]
     fn region_names_are_checked_by_shape_and_direction() {
-        for ok in ["us-east-1", "ap-southeast-4", "us-gov-west-1", "il-central-1", "us-isob-east-1"] {
+        for ok in [
+            "us-east-1",
+            "ap-southeast-4",
+            "us-gov-west-1",
+            "il-central-1",
+            "us-isob-east-1",
+        ] {
             assert!(check_region(ok).is_ok(), "{ok}");
         }
-        for bad in ["us-eest-1", "useast1", "US-EAST-1", "us-east-", "us-east-1a", ""] {
+        for bad in [
+            "us-eest-1",
+            "useast1",
+            "US-EAST-1",
+            "us-east-",
+            "us-east-1a",
+            "",
+        ] {
             assert!(check_region(bad).is_err(), "{bad}");
         }
     }
@@ -759,7 +778,10 @@ accounts:
         ];
         for (yaml, expected) in cases {
             let message = error_of(yaml);
-            assert!(message.starts_with(expected), "{yaml}\n got: {message}\nwant: {expected}");
+            assert!(
+                message.starts_with(expected),
+                "{yaml}\n got: {message}\nwant: {expected}"
+            );
         }
     }
 
@@ -783,9 +805,24 @@ accounts:
     fn missing_region_is_taken_from_the_environment_or_refused() {
         let config = Config::without_file();
         assert!(config.needs_default_region());
-        let filled = config.clone().with_default_region(Some("eu-west-1")).unwrap();
+        let filled = config
+            .clone()
+            .with_default_region(Some("eu-west-1"))
+            .unwrap();
         assert_eq!(filled.accounts[0].regions, vec!["eu-west-1"]);
         let err = config.with_default_region(None).unwrap_err().to_string();
         assert!(err.contains("no region configured"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    #[test]
+    fn shipped_example_config_is_valid() {
+        let config = Config::from_yaml(include_str!("../config/example.yaml")).unwrap();
+        assert_eq!(config.accounts.len(), 2);
+        assert_eq!(config.targets().count(), 3);
     }
 }

@@ -151,7 +151,10 @@ fn accepts_gzip<B>(request: &Request<B>) -> bool {
 fn metrics_response(body: String, gzip: bool) -> Response<Body> {
     let (bytes, encoded) = if gzip {
         let mut encoder = GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        match encoder.write_all(body.as_bytes()).and_then(|_| encoder.finish()) {
+        match encoder
+            .write_all(body.as_bytes())
+            .and_then(|_| encoder.finish())
+        {
             Ok(compressed) => (Bytes::from(compressed), true),
             Err(error) => {
                 warn!(error = %error, "gzip failed; sending uncompressed");

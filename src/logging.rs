@@ -41,7 +41,11 @@ impl From<LogLevel> for LevelFilter {
 /// `--log.level=debug`, since their info lines are per request.
 pub fn init(level: LogLevel, format: LogFormat) {
     let level = LevelFilter::from(level);
-    let sdk_level = if level == LevelFilter::DEBUG { level } else { LevelFilter::WARN };
+    let sdk_level = if level == LevelFilter::DEBUG {
+        level
+    } else {
+        LevelFilter::WARN
+    };
     let filter = tracing_subscriber::filter::Targets::new()
         .with_default(level)
         .with_target("aws_config", sdk_level)
@@ -63,7 +67,11 @@ pub fn init(level: LogLevel, format: LogFormat) {
             )
             .init(),
         LogFormat::Logfmt => registry
-            .with(tracing_logfmt::builder().layer().with_writer(std::io::stderr))
+            .with(
+                tracing_logfmt::builder()
+                    .layer()
+                    .with_writer(std::io::stderr),
+            )
             .init(),
     }
 }

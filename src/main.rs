@@ -24,7 +24,11 @@ struct Flags {
     config_file: Option<PathBuf>,
 
     /// Address to listen on for HTTP (`:9849` listens on every interface).
-    #[arg(long = "web.listen-address", value_name = "ADDRESS", default_value = ":9849")]
+    #[arg(
+        long = "web.listen-address",
+        value_name = "ADDRESS",
+        default_value = ":9849"
+    )]
     listen_address: String,
 
     /// Path under which to expose metrics.
@@ -125,7 +129,10 @@ async fn main() -> ExitCode {
         Ok(listener) => listener,
         Err(e) => {
             error!(address = %flags.listen_address, error = %e, "cannot listen");
-            eprintln!("fast-launch-exporter: cannot listen on {}: {e}", flags.listen_address);
+            eprintln!(
+                "fast-launch-exporter: cannot listen on {}: {e}",
+                flags.listen_address
+            );
             return ExitCode::from(EXIT_CONFIG);
         }
     };

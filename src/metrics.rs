@@ -5,9 +5,7 @@
 use std::time::SystemTime;
 
 use prometheus::core::Collector;
-use prometheus::{
-    Encoder, GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
-};
+use prometheus::{Encoder, GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
 use crate::aws::Api;
 use crate::model::FastLaunchState;
@@ -21,7 +19,8 @@ pub const MAX_REASON_CHARS: usize = 256;
 
 const IMAGE_LABELS: [&str; 3] = ["aws_account_id", "aws_region", "image_id"];
 const TARGET_LABELS: [&str; 2] = ["aws_account_id", "aws_region"];
-const CACHED: &str = "Cached from the last successful DescribeFastLaunchImages collection, not read at scrape time.";
+const CACHED: &str =
+    "Cached from the last successful DescribeFastLaunchImages collection, not read at scrape time.";
 
 /// The version and git revision this binary was built from.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -188,10 +187,19 @@ impl ImageMetrics {
         }
     }
 
-    fn observe(&self, account_id: &str, region: &str, image: &crate::model::FastLaunchImage, now: SystemTime) {
+    fn observe(
+        &self,
+        account_id: &str,
+        region: &str,
+        image: &crate::model::FastLaunchImage,
+        now: SystemTime,
+    ) {
         let ids = [account_id, region, image.image_id.as_str()];
         let labels = |extra: &[&str]| -> Vec<String> {
-            ids.iter().chain(extra.iter()).map(|s| s.to_string()).collect()
+            ids.iter()
+                .chain(extra.iter())
+                .map(|s| s.to_string())
+                .collect()
         };
         let set = |gauge: &GaugeVec, extra: &[&str], value: f64| {
             let values = labels(extra);
@@ -211,7 +219,11 @@ impl ImageMetrics {
         );
         for state in FastLaunchState::ALL {
             let current = image.state.as_ref() == Some(&state);
-            set(&self.state, &[state.as_str()], if current { 1.0 } else { 0.0 });
+            set(
+                &self.state,
+                &[state.as_str()],
+                if current { 1.0 } else { 0.0 },
+            );
         }
         if let Some(FastLaunchState::Unknown(raw)) = &image.state {
             set(&self.state, &[raw], 1.0);
@@ -230,7 +242,11 @@ impl ImageMetrics {
                 .as_secs_f64();
             set(&self.state_age, &[], (now - at).max(0.0));
         }
-        let state = image.state.as_ref().map(FastLaunchState::as_str).unwrap_or("");
+        let state = image
+            .state
+            .as_ref()
+            .map(FastLaunchState::as_str)
+            .unwrap_or("");
         let reason: String = image
             .state_transition_reason
             .chars()

@@ -141,6 +141,7 @@ impl ReceivedRequest {
 pub struct World {
     images: BTreeMap<(String, String), Vec<FastLaunchImage>>,
     keys: HashMap<String, String>,
+    key_expiry: HashMap<String, SystemTime>,
     denied_roles: BTreeSet<String>,
     faults: Vec<Fault>,
     received: Vec<ReceivedRequest>,
@@ -298,9 +299,13 @@ async fn handle(world: &Mutex<World>, request: Request<Incoming>) -> Response<Fu
             ec2_error("MissingAuthenticationToken", "request is not signed"),
         );
     };
-    let (account, fault) = {
+    let (account, fault, expired) = {
         let mut world = world.lock().expect("simulator world lock");
         let account = world.keys.get(&key).cloned().unwrap_or_default();
+        let expired = world
+            .key_expiry
+            .get(&key)
+            .is_some_and(|at| *at <= SystemTime::now());
         world.received.push(ReceivedRequest {
             action: action.clone(),
             account: account.clone(),
@@ -309,7 +314,7 @@ async fn handle(world: &Mutex<World>, request: Request<Incoming>) -> Response<Fu
             params: params.clone(),
         });
         let fault = world.take_fault(&account, &region, &action);
-        (account, fault)
+        (account, fault, expired)
     };
     let sts = service == "sts";
     match fault {
@@ -328,11 +333,31 @@ async fn handle(world: &Mutex<World>, request: Request<Incoming>) -> Response<Fu
         }
         None => {}
     }
+    if expired {
+        let message = "The security token included in the request is expired";
+        return if sts {
+            xml_response(403, sts_error("ExpiredToken", message))
+        } else {
+            xml_response(400, ec2_error("ExpiredToken", message))
+        };
+    }
     if account.is_empty() {
         return if sts {
-            xml_response(403, sts_error("InvalidClientTokenId", "The security token included in the request is invalid."))
+            xml_response(
+                403,
+                sts_error(
+                    "InvalidClientTokenId",
+                    "The security token included in the request is invalid.",
+                ),
+            )
         } else {
-            xml_response(401, ec2_error("AuthFailure", "AWS was not able to validate the provided access credentials"))
+            xml_response(
+                401,
+                ec2_error(
+                    "AuthFailure",
+                    "AWS was not able to validate the provided access credentials",
+                ),
+            )
         };
     }
     let world = &mut *world.lock().expect("simulator world lock");
@@ -360,11 +385,19 @@ fn describe_fast_launch_images(
     region: &str,
     params: &[(String, String)],
 ) -> Response<Full<Bytes>> {
-    let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let get = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
     if get("DryRun") == Some("true") {
         return xml_response(
             412,
-            ec2_error("DryRunOperation", "Request would have succeeded, but DryRun flag is set."),
+            ec2_error(
+                "DryRunOperation",
+                "Request would have succeeded, but DryRun flag is set.",
+            ),
         );
     }
     let page_size = match get("MaxResults").map(str::parse::<usize>) {
@@ -373,7 +406,10 @@ fn describe_fast_launch_images(
         Some(_) => {
             return xml_response(
                 400,
-                ec2_error("InvalidParameterValue", "MaxResults must be between 0 and 200"),
+                ec2_error(
+                    "InvalidParameterValue",
+                    "MaxResults must be between 0 and 200",
+                ),
             )
         }
     };
@@ -382,10 +418,7 @@ fn describe_fast_launch_images(
         Some(token) => match token.strip_prefix("page-").and_then(|n| n.parse().ok()) {
             Some(n) => n,
             None => {
-                return xml_response(
-                    400,
-                    ec2_error("InvalidParameterValue", "invalid NextToken"),
-                )
+                return xml_response(400, ec2_error("InvalidParameterValue", "invalid NextToken"))
             }
         },
     };
@@ -406,7 +439,11 @@ fn describe_fast_launch_images(
         .filter(|image| {
             filters.iter().all(|(name, values)| {
                 let value = match name.as_str() {
-                    "state" => image.state.as_ref().map(FastLaunchState::as_str).unwrap_or(""),
+                    "state" => image
+                        .state
+                        .as_ref()
+                        .map(FastLaunchState::as_str)
+                        .unwrap_or(""),
                     "owner-id" => image.owner_id.as_str(),
                     "resource-type" => image.resource_type.as_str(),
                     _ => return false,
@@ -419,7 +456,10 @@ fn describe_fast_launch_images(
     let mut xml = String::from(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<DescribeFastLaunchImagesResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\">",
     );
-    xml.push_str(&format!("<requestId>{}</requestId><fastLaunchImageSet>", request_id()));
+    xml.push_str(&format!(
+        "<requestId>{}</requestId><fastLaunchImageSet>",
+        request_id()
+    ));
     for image in selected.get(start..end).unwrap_or_default() {
         xml.push_str(&image_xml(image));
     }
@@ -479,13 +519,18 @@ fn image_xml(image: &FastLaunchImage) -> String {
         xml.push_str(&format!("<launchTemplate>{template}</launchTemplate>"));
     }
     if let Some(limit) = image.max_parallel_launches {
-        xml.push_str(&format!("<maxParallelLaunches>{limit}</maxParallelLaunches>"));
+        xml.push_str(&format!(
+            "<maxParallelLaunches>{limit}</maxParallelLaunches>"
+        ));
     }
     xml.push_str(&element("ownerId", &image.owner_id));
     if let Some(state) = &image.state {
         xml.push_str(&element("state", state.as_str()));
     }
-    xml.push_str(&element("stateTransitionReason", &image.state_transition_reason));
+    xml.push_str(&element(
+        "stateTransitionReason",
+        &image.state_transition_reason,
+    ));
     if let Some(at) = image.state_transition_time {
         xml.push_str(&element("stateTransitionTime", &iso8601(at)));
     }
@@ -494,7 +539,12 @@ fn image_xml(image: &FastLaunchImage) -> String {
 }
 
 fn assume_role(world: &mut World, params: &[(String, String)]) -> Response<Full<Bytes>> {
-    let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let get = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
     let arn = get("RoleArn").unwrap_or_default().to_string();
     let Ok(account) = crate::config::role_account_id(&arn) else {
         return xml_response(400, sts_error("ValidationError", "invalid RoleArn"));
@@ -517,6 +567,7 @@ fn assume_role(world: &mut World, params: &[(String, String)]) -> Response<Full<
     let key = format!("ASIASIM{:08}{account}", world.issued_keys);
     world.keys.insert(key.clone(), account.clone());
     let expiration = SystemTime::now() + lifetime;
+    world.key_expiry.insert(key.clone(), expiration);
     let expiration = iso8601(
         expiration
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -584,7 +635,8 @@ fn sts_error(code: &str, message: &str) -> String {
 
 fn xml_response(status: u16, body: String) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    *response.status_mut() =
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     response.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
         hyper::header::HeaderValue::from_static("text/xml;charset=UTF-8"),
@@ -613,7 +665,10 @@ mod tests {
         assert_eq!(
             parse_filters(&params),
             vec![
-                ("state".to_string(), vec!["enabled".to_string(), "enabling".to_string()]),
+                (
+                    "state".to_string(),
+                    vec!["enabled".to_string(), "enabling".to_string()]
+                ),
                 ("owner-id".to_string(), vec!["111".to_string()]),
             ]
         );

@@ -233,9 +233,15 @@ mod tests {
 
     #[test]
     fn failure_keeps_last_good_images_until_max_staleness() {
-        let config = Config::from_yaml("regions: [us-east-1]\ncollection: {interval: 10s, max_staleness: 30s}").unwrap();
+        let config = Config::from_yaml(
+            "regions: [us-east-1]\ncollection: {interval: 10s, max_staleness: 30s}",
+        )
+        .unwrap();
         let store = Store::new(&config);
-        let key = TargetKey { account: "base".into(), region: "us-east-1".into() };
+        let key = TargetKey {
+            account: "base".into(),
+            region: "us-east-1".into(),
+        };
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
         assert!(!store.all_tried());
         store.record_success(&key, vec![image("ami-1")], Duration::from_secs(1), t0);
@@ -247,7 +253,12 @@ mod tests {
         assert_eq!(targets[0].images.as_ref().unwrap().len(), 1);
         let (_, targets) = store.snapshot(t0 + Duration::from_secs(31));
         assert!(targets[0].images.is_none());
-        store.record_failure(&key, "boom".into(), Duration::from_secs(1), t0 + Duration::from_secs(40));
+        store.record_failure(
+            &key,
+            "boom".into(),
+            Duration::from_secs(1),
+            t0 + Duration::from_secs(40),
+        );
         let (_, targets) = store.snapshot(t0 + Duration::from_secs(40));
         assert!(targets[0].images.is_none());
     }

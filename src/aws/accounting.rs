@@ -132,7 +132,8 @@ impl ApiCounters {
 
     fn attempt_sent(&self, api: Api) {
         self.requests[api.index()].fetch_add(1, Ordering::Relaxed);
-        self.in_flight.store(api.index() as u8 + 1, Ordering::Relaxed);
+        self.in_flight
+            .store(api.index() as u8 + 1, Ordering::Relaxed);
     }
 
     /// Takes the API of the attempt on the wire, if any.
@@ -189,7 +190,8 @@ impl Intercept for AttemptCounter {
             return Ok(());
         };
         if let Some(Err(error)) = context.output_or_error() {
-            self.counters.count_error(api, classify_attempt_error(error));
+            self.counters
+                .count_error(api, classify_attempt_error(error));
         }
         Ok(())
     }
@@ -233,7 +235,10 @@ mod tests {
 
     #[test]
     fn error_codes_stay_a_bounded_set() {
-        assert_eq!(bounded_error_code(Some("RequestLimitExceeded")), "RequestLimitExceeded");
+        assert_eq!(
+            bounded_error_code(Some("RequestLimitExceeded")),
+            "RequestLimitExceeded"
+        );
         assert_eq!(bounded_error_code(Some("Something <script>")), "other");
         assert_eq!(bounded_error_code(None), "other");
     }

@@ -9,12 +9,12 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use aws_config::SdkConfig;
+use aws_credential_types::provider::{error::CredentialsError, future, ProvideCredentials};
 use aws_sdk_ec2::config::retry::{RetryConfig, RetryPartition};
 use aws_sdk_ec2::config::{Credentials, IdentityCache, Region};
 use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_ec2::types::{FastLaunchStateCode, Filter as Ec2Filter};
 use aws_sdk_ec2::types::DescribeFastLaunchImagesSuccessItem;
-use aws_credential_types::provider::{error::CredentialsError, future, ProvideCredentials};
+use aws_sdk_ec2::types::{FastLaunchStateCode, Filter as Ec2Filter};
 
 use crate::config::{AccountConfig, CollectionSettings, Filter, RoleConfig};
 use crate::model::{FastLaunchImage, FastLaunchState};
@@ -40,7 +40,13 @@ pub struct AwsError {
 
 impl fmt::Display for AwsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} failed ({}): {}", self.api.as_str(), self.code, self.message)
+        write!(
+            f,
+            "{} failed ({}): {}",
+            self.api.as_str(),
+            self.code,
+            self.message
+        )
     }
 }
 
@@ -175,6 +181,9 @@ impl TargetClient {
                     sts: sts.clone(),
                     role: role.clone(),
                 })
+                // The lazy cache renews credentials shortly before they expire (10 s plus
+                // jitter by default); it is checked before every attempt, so each page is signed
+                // with credentials that are still valid.
                 .identity_cache(IdentityCache::lazy().build());
         }
         TargetClient {
@@ -254,7 +263,9 @@ fn convert_image(item: DescribeFastLaunchImagesSuccessItem) -> FastLaunchImage {
         launch_template_id: text(template.and_then(|t| t.launch_template_id())),
         launch_template_name: text(template.and_then(|t| t.launch_template_name())),
         launch_template_version: text(template.and_then(|t| t.version())),
-        state: item.state().map(|s: &FastLaunchStateCode| FastLaunchState::from_aws(s.as_str())),
+        state: item
+            .state()
+            .map(|s: &FastLaunchStateCode| FastLaunchState::from_aws(s.as_str())),
         state_transition_reason: text(item.state_transition_reason()),
         state_transition_time: item
             .state_transition_time()

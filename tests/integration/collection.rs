@@ -29,13 +29,24 @@ async fn target_with_more_than_three_pages_exports_every_image() {
     )
     .await;
     let text = exporter
-        .wait_for_metrics("first collection", |t| success(t, BASE_ACCOUNT, "us-east-1") == Some(1.0))
+        .wait_for_metrics("first collection", |t| {
+            success(t, BASE_ACCOUNT, "us-east-1") == Some(1.0)
+        })
         .await;
     assert_eq!(find(&text, "aws_ec2_fast_launch_image_info", &[]).len(), 7);
     for n in 1..=7 {
         let id = image_id(n);
         assert_eq!(
-            value(&text, "aws_ec2_fast_launch_image_state", &[("image_id", &id), ("state", "enabled"), ("aws_region", "us-east-1"), ("aws_account_id", BASE_ACCOUNT)]),
+            value(
+                &text,
+                "aws_ec2_fast_launch_image_state",
+                &[
+                    ("image_id", &id),
+                    ("state", "enabled"),
+                    ("aws_region", "us-east-1"),
+                    ("aws_account_id", BASE_ACCOUNT)
+                ]
+            ),
             Some(1.0)
         );
     }
@@ -49,13 +60,22 @@ async fn target_with_more_than_three_pages_exports_every_image() {
         .collect();
     assert_eq!(pages.len(), 4, "7 images in pages of 2");
     assert!(pages.iter().all(|p| p.param("MaxResults") == Some("2")));
-    assert!(pages.iter().all(|p| p.param("Filter.1.Name") == Some("state")
-        && p.param("Filter.1.Value.1") == Some("enabled")
-        && p.param("Filter.1.Value.2") == Some("enabling-failed")));
+    assert!(pages
+        .iter()
+        .all(|p| p.param("Filter.1.Name") == Some("state")
+            && p.param("Filter.1.Value.1") == Some("enabled")
+            && p.param("Filter.1.Value.2") == Some("enabling-failed")));
     let tokens: Vec<Option<&str>> = pages.iter().map(|p| p.param("NextToken")).collect();
-    assert_eq!(tokens, vec![None, Some("page-2"), Some("page-4"), Some("page-6")]);
     assert_eq!(
-        value(&text, "fast_launch_exporter_aws_requests_total", &[("api", "DescribeFastLaunchImages")]),
+        tokens,
+        vec![None, Some("page-2"), Some("page-4"), Some("page-6")]
+    );
+    assert_eq!(
+        value(
+            &text,
+            "fast_launch_exporter_aws_requests_total",
+            &[("api", "DescribeFastLaunchImages")]
+        ),
         Some(4.0)
     );
 }
@@ -68,7 +88,11 @@ async fn two_accounts_one_by_assume_role_times_two_regions() {
         world.set_images(BASE_ACCOUNT, "us-east-1", vec![image(1, "enabled")]);
         world.set_images(BASE_ACCOUNT, "eu-west-1", vec![image(2, "enabling")]);
         world.set_images(ROLE_ACCOUNT, "us-east-1", vec![image(3, "enabling-failed")]);
-        world.set_images(ROLE_ACCOUNT, "eu-west-1", vec![image(4, "disabling"), image(5, "enabled")]);
+        world.set_images(
+            ROLE_ACCOUNT,
+            "eu-west-1",
+            vec![image(4, "disabling"), image(5, "enabled")],
+        );
     }
     let config = format!(
         "{FAST}regions: [us-east-1, eu-west-1]\naccounts:\n  - name: tooling\n  - name: prod\n    role_arn: {ROLE_ARN}\n    external_id: ext-id-never-logged\n    session_name: fle-test\n    duration: 1h\n    labels: {{team: windows}}\n"
@@ -77,10 +101,14 @@ async fn two_accounts_one_by_assume_role_times_two_regions() {
     // Three collections of every target, so that cached credentials are visible.
     let text = exporter
         .wait_for_metrics("three collections per target", |t| {
-            find(t, "fast_launch_exporter_aws_requests_total", &[("api", "DescribeFastLaunchImages")])
-                .iter()
-                .filter(|s| s.value >= 3.0)
-                .count()
+            find(
+                t,
+                "fast_launch_exporter_aws_requests_total",
+                &[("api", "DescribeFastLaunchImages")],
+            )
+            .iter()
+            .filter(|s| s.value >= 3.0)
+            .count()
                 == 4
         })
         .await;
@@ -92,45 +120,107 @@ async fn two_accounts_one_by_assume_role_times_two_regions() {
         (ROLE_ACCOUNT, "eu-west-1", 5, "enabled"),
     ] {
         let id = image_id(n);
-        let labels = [("aws_account_id", account), ("aws_region", region), ("image_id", id.as_str()), ("state", state)];
-        assert_eq!(value(&text, "aws_ec2_fast_launch_image_state", &labels), Some(1.0), "{labels:?}");
+        let labels = [
+            ("aws_account_id", account),
+            ("aws_region", region),
+            ("image_id", id.as_str()),
+            ("state", state),
+        ];
+        assert_eq!(
+            value(&text, "aws_ec2_fast_launch_image_state", &labels),
+            Some(1.0),
+            "{labels:?}"
+        );
         assert_eq!(success(&text, account, region), Some(1.0));
     }
     assert_eq!(find(&text, "aws_ec2_fast_launch_image_info", &[]).len(), 5);
     assert_eq!(
-        value(&text, "fast_launch_exporter_account_info", &[("aws_account_id", ROLE_ACCOUNT), ("account_name", "prod"), ("team", "windows")]),
+        value(
+            &text,
+            "fast_launch_exporter_account_info",
+            &[
+                ("aws_account_id", ROLE_ACCOUNT),
+                ("account_name", "prod"),
+                ("team", "windows")
+            ]
+        ),
         Some(1.0)
     );
     assert_eq!(
-        value(&text, "fast_launch_exporter_account_info", &[("aws_account_id", BASE_ACCOUNT), ("account_name", "tooling"), ("team", "")]),
+        value(
+            &text,
+            "fast_launch_exporter_account_info",
+            &[
+                ("aws_account_id", BASE_ACCOUNT),
+                ("account_name", "tooling"),
+                ("team", "")
+            ]
+        ),
         Some(1.0)
     );
 
     let world = sim.world();
     let received = world.received();
     // The role is assumed once per target, then the credentials are reused.
-    let assumes: Vec<_> = received.iter().filter(|r| r.action == "AssumeRole").collect();
-    assert_eq!(assumes.len(), 2, "one AssumeRole per role target: {assumes:?}");
+    let assumes: Vec<_> = received
+        .iter()
+        .filter(|r| r.action == "AssumeRole")
+        .collect();
+    assert_eq!(
+        assumes.len(),
+        2,
+        "one AssumeRole per role target: {assumes:?}"
+    );
     for assume in &assumes {
         assert_eq!(assume.param("RoleArn"), Some(ROLE_ARN));
         assert_eq!(assume.param("ExternalId"), Some("ext-id-never-logged"));
         assert_eq!(assume.param("RoleSessionName"), Some("fle-test"));
         assert_eq!(assume.param("DurationSeconds"), Some("3600"));
-        assert_eq!(assume.account, BASE_ACCOUNT, "AssumeRole is called with the base credentials");
+        assert_eq!(
+            assume.account, BASE_ACCOUNT,
+            "AssumeRole is called with the base credentials"
+        );
     }
-    let identity_calls = received.iter().filter(|r| r.action == "GetCallerIdentity").count();
-    assert_eq!(identity_calls, 1, "GetCallerIdentity is called once and cached");
+    let identity_calls = received
+        .iter()
+        .filter(|r| r.action == "GetCallerIdentity")
+        .count();
+    assert_eq!(
+        identity_calls, 1,
+        "GetCallerIdentity is called once and cached"
+    );
     // EC2 calls of the role targets carry the assumed credentials, in the right region.
     for region in ["us-east-1", "eu-west-1"] {
-        assert!(received.iter().any(|r| r.action == "DescribeFastLaunchImages" && r.account == ROLE_ACCOUNT && r.region == region));
-        assert!(received.iter().any(|r| r.action == "DescribeFastLaunchImages" && r.account == BASE_ACCOUNT && r.region == region));
+        assert!(received
+            .iter()
+            .any(|r| r.action == "DescribeFastLaunchImages"
+                && r.account == ROLE_ACCOUNT
+                && r.region == region));
+        assert!(received
+            .iter()
+            .any(|r| r.action == "DescribeFastLaunchImages"
+                && r.account == BASE_ACCOUNT
+                && r.region == region));
     }
     assert_eq!(
-        value(&text, "fast_launch_exporter_aws_requests_total", &[("aws_account_id", ROLE_ACCOUNT), ("aws_region", "us-east-1"), ("api", "AssumeRole")]),
+        value(
+            &text,
+            "fast_launch_exporter_aws_requests_total",
+            &[
+                ("aws_account_id", ROLE_ACCOUNT),
+                ("aws_region", "us-east-1"),
+                ("api", "AssumeRole")
+            ]
+        ),
         Some(1.0)
     );
     let logs = exporter.logs();
-    for secret in ["ext-id-never-logged", BASE_SECRET, "simulated-secret", "simulated-session-token"] {
+    for secret in [
+        "ext-id-never-logged",
+        BASE_SECRET,
+        "simulated-secret",
+        "simulated-session-token",
+    ] {
         assert!(!logs.contains(secret), "{secret} leaked into the logs");
         assert!(!text.contains(secret), "{secret} leaked into the metrics");
     }
@@ -139,25 +229,38 @@ async fn two_accounts_one_by_assume_role_times_two_regions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn image_that_disappears_between_collections_leaves_metrics() {
     let sim = simulator().await;
-    sim.world()
-        .set_images(BASE_ACCOUNT, "us-east-1", vec![image(1, "enabled"), image(2, "enabled")]);
+    sim.world().set_images(
+        BASE_ACCOUNT,
+        "us-east-1",
+        vec![image(1, "enabled"), image(2, "enabled")],
+    );
     let exporter = Exporter::start(&sim.url(), &format!("{FAST}regions: [us-east-1]\n"), &[]).await;
     let gone = image_id(2);
     exporter
-        .wait_for_metrics("both images", |t| find(t, "aws_ec2_fast_launch_image_info", &[]).len() == 2)
+        .wait_for_metrics("both images", |t| {
+            find(t, "aws_ec2_fast_launch_image_info", &[]).len() == 2
+        })
         .await;
-    sim.world().images_mut(BASE_ACCOUNT, "us-east-1").retain(|i| i.image_id != gone);
+    sim.world()
+        .images_mut(BASE_ACCOUNT, "us-east-1")
+        .retain(|i| i.image_id != gone);
     let text = exporter
-        .wait_for_metrics("image 2 gone", |t| find(t, "aws_ec2_fast_launch_image_info", &[]).len() == 1)
+        .wait_for_metrics("image 2 gone", |t| {
+            find(t, "aws_ec2_fast_launch_image_info", &[]).len() == 1
+        })
         .await;
-    assert!(!text.contains(&gone), "no series of the vanished image remains");
+    assert!(
+        !text.contains(&gone),
+        "no series of the vanished image remains"
+    );
     assert_eq!(value(&text, "fast_launch_exporter_images", &[]), Some(1.0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttling_absorbed_by_retry_is_counted_and_succeeds() {
     let sim = simulator().await;
-    sim.world().set_images(BASE_ACCOUNT, "us-east-1", vec![image(1, "enabled")]);
+    sim.world()
+        .set_images(BASE_ACCOUNT, "us-east-1", vec![image(1, "enabled")]);
     sim.world()
         .add_fault(Fault::error("DescribeFastLaunchImages", "RequestLimitExceeded", 503).times(2));
     let exporter = Exporter::start(
@@ -167,15 +270,33 @@ async fn throttling_absorbed_by_retry_is_counted_and_succeeds() {
     )
     .await;
     let text = exporter
-        .wait_for_metrics("first collection", |t| success(t, BASE_ACCOUNT, "us-east-1").is_some())
+        .wait_for_metrics("first collection", |t| {
+            success(t, BASE_ACCOUNT, "us-east-1").is_some()
+        })
         .await;
-    assert_eq!(success(&text, BASE_ACCOUNT, "us-east-1"), Some(1.0), "{}", exporter.logs());
     assert_eq!(
-        value(&text, "fast_launch_exporter_aws_errors_total", &[("api", "DescribeFastLaunchImages"), ("error_code", "RequestLimitExceeded")]),
+        success(&text, BASE_ACCOUNT, "us-east-1"),
+        Some(1.0),
+        "{}",
+        exporter.logs()
+    );
+    assert_eq!(
+        value(
+            &text,
+            "fast_launch_exporter_aws_errors_total",
+            &[
+                ("api", "DescribeFastLaunchImages"),
+                ("error_code", "RequestLimitExceeded")
+            ]
+        ),
         Some(2.0)
     );
     assert_eq!(
-        value(&text, "fast_launch_exporter_aws_requests_total", &[("api", "DescribeFastLaunchImages")]),
+        value(
+            &text,
+            "fast_launch_exporter_aws_requests_total",
+            &[("api", "DescribeFastLaunchImages")]
+        ),
         Some(3.0)
     );
     assert_eq!(value(&text, "fast_launch_exporter_images", &[]), Some(1.0));
@@ -189,30 +310,74 @@ async fn persistent_unauthorized_fails_its_target_and_leaves_others_untouched() 
         world.set_images(BASE_ACCOUNT, "us-east-1", vec![image(1, "enabled")]);
         world.set_images(BASE_ACCOUNT, "eu-west-1", vec![image(2, "enabled")]);
         world.add_fault(
-            Fault::error("DescribeFastLaunchImages", "UnauthorizedOperation", 403).in_region("eu-west-1"),
+            Fault::error("DescribeFastLaunchImages", "UnauthorizedOperation", 403)
+                .in_region("eu-west-1"),
         );
     }
-    let exporter = Exporter::start(&sim.url(), &format!("{FAST}regions: [us-east-1, eu-west-1]\n"), &[]).await;
+    let exporter = Exporter::start(
+        &sim.url(),
+        &format!("{FAST}regions: [us-east-1, eu-west-1]\n"),
+        &[],
+    )
+    .await;
     let text = exporter
         .wait_for_metrics("both targets tried twice", |t| {
-            find(t, "fast_launch_exporter_aws_errors_total", &[("aws_region", "eu-west-1")])
-                .iter()
-                .any(|s| s.value >= 2.0)
+            find(
+                t,
+                "fast_launch_exporter_aws_errors_total",
+                &[("aws_region", "eu-west-1")],
+            )
+            .iter()
+            .any(|s| s.value >= 2.0)
                 && success(t, BASE_ACCOUNT, "us-east-1") == Some(1.0)
         })
         .await;
     assert_eq!(success(&text, BASE_ACCOUNT, "eu-west-1"), Some(0.0));
-    assert!(find(&text, "aws_ec2_fast_launch_image_info", &[("aws_region", "eu-west-1")]).is_empty());
+    assert!(find(
+        &text,
+        "aws_ec2_fast_launch_image_info",
+        &[("aws_region", "eu-west-1")]
+    )
+    .is_empty());
     assert_eq!(
-        value(&text, "aws_ec2_fast_launch_image_info", &[("aws_region", "us-east-1"), ("image_id", &image_id(1))]),
+        value(
+            &text,
+            "aws_ec2_fast_launch_image_info",
+            &[("aws_region", "us-east-1"), ("image_id", &image_id(1))]
+        ),
         Some(1.0)
     );
-    assert!(find(&text, "fast_launch_exporter_aws_errors_total", &[("aws_region", "us-east-1")]).is_empty());
-    let errors = find(&text, "fast_launch_exporter_aws_errors_total", &[("aws_region", "eu-west-1"), ("api", "DescribeFastLaunchImages"), ("error_code", "UnauthorizedOperation")]);
+    assert!(find(
+        &text,
+        "fast_launch_exporter_aws_errors_total",
+        &[("aws_region", "us-east-1")]
+    )
+    .is_empty());
+    let errors = find(
+        &text,
+        "fast_launch_exporter_aws_errors_total",
+        &[
+            ("aws_region", "eu-west-1"),
+            ("api", "DescribeFastLaunchImages"),
+            ("error_code", "UnauthorizedOperation"),
+        ],
+    );
     assert_eq!(errors.len(), 1);
     // Not retried: one attempt per collection.
-    let requests = value(&text, "fast_launch_exporter_aws_requests_total", &[("aws_region", "eu-west-1"), ("api", "DescribeFastLaunchImages")]).unwrap();
-    assert!((requests - errors[0].value).abs() < 1.5, "requests {requests}, errors {}", errors[0].value);
+    let requests = value(
+        &text,
+        "fast_launch_exporter_aws_requests_total",
+        &[
+            ("aws_region", "eu-west-1"),
+            ("api", "DescribeFastLaunchImages"),
+        ],
+    )
+    .unwrap();
+    assert!(
+        (requests - errors[0].value).abs() < 1.5,
+        "requests {requests}, errors {}",
+        errors[0].value
+    );
     // The landing page shows the AWS message.
     let page = exporter.get("/").await.text();
     assert!(page.contains("UnauthorizedOperation"), "{page}");
@@ -226,18 +391,41 @@ async fn denied_assume_role_counts_the_sts_error_and_fails_only_that_account() {
         world.set_images(BASE_ACCOUNT, "us-east-1", vec![image(1, "enabled")]);
         world.deny_role(ROLE_ARN);
     }
-    let config = format!("{FAST}regions: [us-east-1]\naccounts:\n  - name: base\n  - role_arn: {ROLE_ARN}\n");
+    let config = format!(
+        "{FAST}regions: [us-east-1]\naccounts:\n  - name: base\n  - role_arn: {ROLE_ARN}\n"
+    );
     let exporter = Exporter::start(&sim.url(), &config, &[]).await;
     let text = exporter
         .wait_for_metrics("both targets tried", |t| {
-            success(t, ROLE_ACCOUNT, "us-east-1").is_some() && success(t, BASE_ACCOUNT, "us-east-1").is_some()
+            success(t, ROLE_ACCOUNT, "us-east-1").is_some()
+                && success(t, BASE_ACCOUNT, "us-east-1").is_some()
         })
         .await;
     assert_eq!(success(&text, ROLE_ACCOUNT, "us-east-1"), Some(0.0));
     assert_eq!(success(&text, BASE_ACCOUNT, "us-east-1"), Some(1.0));
-    assert!(value(&text, "fast_launch_exporter_aws_errors_total", &[("aws_account_id", ROLE_ACCOUNT), ("api", "AssumeRole"), ("error_code", "AccessDenied")]).unwrap() >= 1.0);
+    assert!(
+        value(
+            &text,
+            "fast_launch_exporter_aws_errors_total",
+            &[
+                ("aws_account_id", ROLE_ACCOUNT),
+                ("api", "AssumeRole"),
+                ("error_code", "AccessDenied")
+            ]
+        )
+        .unwrap()
+            >= 1.0
+    );
     // No EC2 request went out for the role target, so none is counted as failed.
-    assert!(find(&text, "fast_launch_exporter_aws_errors_total", &[("aws_account_id", ROLE_ACCOUNT), ("api", "DescribeFastLaunchImages")]).is_empty());
+    assert!(find(
+        &text,
+        "fast_launch_exporter_aws_errors_total",
+        &[
+            ("aws_account_id", ROLE_ACCOUNT),
+            ("api", "DescribeFastLaunchImages")
+        ]
+    )
+    .is_empty());
     assert!(exporter.logs().contains("AccessDenied"));
 }
 
@@ -258,23 +446,44 @@ async fn hanging_target_hits_its_timeout_without_delaying_others() {
     .await;
     let text = exporter
         .wait_for_metrics("hanging target timed out twice", |t| {
-            value(t, "fast_launch_exporter_aws_errors_total", &[("aws_region", "eu-west-1"), ("error_code", "timeout")])
-                .is_some_and(|v| v >= 2.0)
+            value(
+                t,
+                "fast_launch_exporter_aws_errors_total",
+                &[("aws_region", "eu-west-1"), ("error_code", "timeout")],
+            )
+            .is_some_and(|v| v >= 2.0)
         })
         .await;
     assert_eq!(success(&text, BASE_ACCOUNT, "eu-west-1"), Some(0.0));
     assert_eq!(success(&text, BASE_ACCOUNT, "us-east-1"), Some(1.0));
-    let hung = value(&text, "fast_launch_exporter_collection_duration_seconds", &[("aws_region", "eu-west-1")]).unwrap();
-    assert!((0.9..1.9).contains(&hung), "bounded by the 1s timeout: {hung}");
+    let hung = value(
+        &text,
+        "fast_launch_exporter_collection_duration_seconds",
+        &[("aws_region", "eu-west-1")],
+    )
+    .unwrap();
+    assert!(
+        (0.9..1.9).contains(&hung),
+        "bounded by the 1s timeout: {hung}"
+    );
     // Even with concurrency 1 the healthy target keeps being collected every interval.
-    let healthy = value(&text, "fast_launch_exporter_aws_requests_total", &[("aws_region", "us-east-1"), ("api", "DescribeFastLaunchImages")]).unwrap();
+    let healthy = value(
+        &text,
+        "fast_launch_exporter_aws_requests_total",
+        &[
+            ("aws_region", "us-east-1"),
+            ("api", "DescribeFastLaunchImages"),
+        ],
+    )
+    .unwrap();
     assert!(healthy >= 2.0, "healthy target collected {healthy} times");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn last_good_data_is_kept_then_dropped_after_max_staleness() {
     let sim = simulator().await;
-    sim.world().set_images(BASE_ACCOUNT, "us-east-1", vec![image(1, "enabled")]);
+    sim.world()
+        .set_images(BASE_ACCOUNT, "us-east-1", vec![image(1, "enabled")]);
     let exporter = Exporter::start(
         &sim.url(),
         "collection: {interval: 1s, timeout: 1s, max_staleness: 4s}\nregions: [us-east-1]\n",
@@ -282,41 +491,94 @@ async fn last_good_data_is_kept_then_dropped_after_max_staleness() {
     )
     .await;
     exporter
-        .wait_for_metrics("first success", |t| success(t, BASE_ACCOUNT, "us-east-1") == Some(1.0))
+        .wait_for_metrics("first success", |t| {
+            success(t, BASE_ACCOUNT, "us-east-1") == Some(1.0)
+        })
         .await;
-    sim.world().add_fault(Fault::error("DescribeFastLaunchImages", "InternalError", 500));
+    sim.world().add_fault(Fault::error(
+        "DescribeFastLaunchImages",
+        "InternalError",
+        500,
+    ));
     let text = exporter
-        .wait_for_metrics("a failure", |t| success(t, BASE_ACCOUNT, "us-east-1") == Some(0.0))
+        .wait_for_metrics("a failure", |t| {
+            success(t, BASE_ACCOUNT, "us-east-1") == Some(0.0)
+        })
         .await;
-    assert_eq!(value(&text, "aws_ec2_fast_launch_image_info", &[("image_id", &image_id(1))]), Some(1.0), "last good data kept");
+    assert_eq!(
+        value(
+            &text,
+            "aws_ec2_fast_launch_image_info",
+            &[("image_id", &image_id(1))]
+        ),
+        Some(1.0),
+        "last good data kept"
+    );
     assert_eq!(value(&text, "fast_launch_exporter_images", &[]), Some(1.0));
-    assert!(value(&text, "fast_launch_exporter_last_success_timestamp_seconds", &[]).is_some());
+    assert!(value(
+        &text,
+        "fast_launch_exporter_last_success_timestamp_seconds",
+        &[]
+    )
+    .is_some());
     let text = exporter
-        .wait_for_metrics("data dropped", |t| find(t, "aws_ec2_fast_launch_image_info", &[]).is_empty())
+        .wait_for_metrics("data dropped", |t| {
+            find(t, "aws_ec2_fast_launch_image_info", &[]).is_empty()
+        })
         .await;
     assert_eq!(value(&text, "fast_launch_exporter_images", &[]), Some(0.0));
     assert_eq!(success(&text, BASE_ACCOUNT, "us-east-1"), Some(0.0));
     sim.world().clear_faults();
     exporter
-        .wait_for_metrics("recovery", |t| find(t, "aws_ec2_fast_launch_image_info", &[]).len() == 1)
+        .wait_for_metrics("recovery", |t| {
+            find(t, "aws_ec2_fast_launch_image_info", &[]).len() == 1
+        })
         .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_state_is_exported_under_its_raw_name() {
     let sim = simulator().await;
-    sim.world().set_images(BASE_ACCOUNT, "us-east-1", vec![image(1, "paused")]);
+    sim.world()
+        .set_images(BASE_ACCOUNT, "us-east-1", vec![image(1, "paused")]);
     let exporter = Exporter::start(&sim.url(), &format!("{FAST}regions: [us-east-1]\n"), &[]).await;
     let text = exporter
-        .wait_for_metrics("first collection", |t| success(t, BASE_ACCOUNT, "us-east-1") == Some(1.0))
+        .wait_for_metrics("first collection", |t| {
+            success(t, BASE_ACCOUNT, "us-east-1") == Some(1.0)
+        })
         .await;
     let states = find(&text, "aws_ec2_fast_launch_image_state", &[]);
     assert_eq!(states.len(), 7, "six documented states plus the raw one");
-    for state in ["enabling", "enabling-failed", "enabled", "enabled-failed", "disabling", "disabling-failed"] {
-        assert_eq!(value(&text, "aws_ec2_fast_launch_image_state", &[("state", state)]), Some(0.0));
+    for state in [
+        "enabling",
+        "enabling-failed",
+        "enabled",
+        "enabled-failed",
+        "disabling",
+        "disabling-failed",
+    ] {
+        assert_eq!(
+            value(
+                &text,
+                "aws_ec2_fast_launch_image_state",
+                &[("state", state)]
+            ),
+            Some(0.0)
+        );
     }
-    assert_eq!(value(&text, "aws_ec2_fast_launch_image_state", &[("state", "paused")]), Some(1.0));
-    assert!(exporter.logs().contains("unknown fast launch state"), "{}", exporter.logs());
+    assert_eq!(
+        value(
+            &text,
+            "aws_ec2_fast_launch_image_state",
+            &[("state", "paused")]
+        ),
+        Some(1.0)
+    );
+    assert!(
+        exporter.logs().contains("unknown fast launch state"),
+        "{}",
+        exporter.logs()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -328,16 +590,36 @@ async fn missing_optional_fields_give_empty_labels_and_absent_gauges() {
     };
     let mut long_reason = image(1, "enabling-failed");
     long_reason.state_transition_reason = "x".repeat(300);
-    sim.world().set_images(BASE_ACCOUNT, "us-east-1", vec![bare, long_reason]);
+    sim.world()
+        .set_images(BASE_ACCOUNT, "us-east-1", vec![bare, long_reason]);
     let exporter = Exporter::start(&sim.url(), &format!("{FAST}regions: [us-east-1]\n"), &[]).await;
     let text = exporter
-        .wait_for_metrics("first collection", |t| success(t, BASE_ACCOUNT, "us-east-1") == Some(1.0))
+        .wait_for_metrics("first collection", |t| {
+            success(t, BASE_ACCOUNT, "us-east-1") == Some(1.0)
+        })
         .await;
     let id = image_id(9);
-    let info = find(&text, "aws_ec2_fast_launch_image_info", &[("image_id", &id)]);
+    let info = find(
+        &text,
+        "aws_ec2_fast_launch_image_info",
+        &[("image_id", &id)],
+    );
     assert_eq!(info.len(), 1);
-    for label in ["owner_id", "resource_type", "launch_template_id", "launch_template_name", "launch_template_version"] {
-        assert!(info[0].labels.iter().any(|(k, v)| k == label && v.is_empty()), "{label} empty: {:?}", info[0]);
+    for label in [
+        "owner_id",
+        "resource_type",
+        "launch_template_id",
+        "launch_template_name",
+        "launch_template_version",
+    ] {
+        assert!(
+            info[0]
+                .labels
+                .iter()
+                .any(|(k, v)| k == label && v.is_empty()),
+            "{label} empty: {:?}",
+            info[0]
+        );
     }
     for absent in [
         "aws_ec2_fast_launch_image_target_resources",
@@ -345,31 +627,191 @@ async fn missing_optional_fields_give_empty_labels_and_absent_gauges() {
         "aws_ec2_fast_launch_image_state_transition_timestamp_seconds",
         "aws_ec2_fast_launch_image_state_age_seconds",
     ] {
-        assert!(find(&text, absent, &[("image_id", &id)]).is_empty(), "{absent}");
+        assert!(
+            find(&text, absent, &[("image_id", &id)]).is_empty(),
+            "{absent}"
+        );
     }
-    assert_eq!(find(&text, "aws_ec2_fast_launch_image_state", &[("image_id", &id)]).iter().map(|s| s.value).sum::<f64>(), 0.0);
+    assert_eq!(
+        find(
+            &text,
+            "aws_ec2_fast_launch_image_state",
+            &[("image_id", &id)]
+        )
+        .iter()
+        .map(|s| s.value)
+        .sum::<f64>(),
+        0.0
+    );
 
     let full = image_id(1);
-    assert_eq!(value(&text, "aws_ec2_fast_launch_image_target_resources", &[("image_id", &full)]), Some(10.0));
-    assert_eq!(value(&text, "aws_ec2_fast_launch_image_max_parallel_launches", &[("image_id", &full)]), Some(6.0));
-    assert_eq!(value(&text, "aws_ec2_fast_launch_image_state_transition_timestamp_seconds", &[("image_id", &full)]), Some(1_795_168_800.123));
-    let reason = find(&text, "aws_ec2_fast_launch_image_state_reason_info", &[("image_id", &full), ("state", "enabling-failed")]);
-    let reason = &reason[0].labels.iter().find(|(k, _)| k == "reason").unwrap().1;
+    assert_eq!(
+        value(
+            &text,
+            "aws_ec2_fast_launch_image_target_resources",
+            &[("image_id", &full)]
+        ),
+        Some(10.0)
+    );
+    assert_eq!(
+        value(
+            &text,
+            "aws_ec2_fast_launch_image_max_parallel_launches",
+            &[("image_id", &full)]
+        ),
+        Some(6.0)
+    );
+    assert_eq!(
+        value(
+            &text,
+            "aws_ec2_fast_launch_image_state_transition_timestamp_seconds",
+            &[("image_id", &full)]
+        ),
+        Some(1_795_168_800.123)
+    );
+    let reason = find(
+        &text,
+        "aws_ec2_fast_launch_image_state_reason_info",
+        &[("image_id", &full), ("state", "enabling-failed")],
+    );
+    let reason = &reason[0]
+        .labels
+        .iter()
+        .find(|(k, _)| k == "reason")
+        .unwrap()
+        .1;
     assert_eq!(reason.chars().count(), 256);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn state_age_grows_between_collections() {
     let sim = simulator().await;
-    sim.world().set_images(BASE_ACCOUNT, "us-east-1", vec![image(1, "enabling")]);
-    let exporter = Exporter::start(&sim.url(), "collection: {interval: 1h}\nregions: [us-east-1]\n", &[]).await;
+    sim.world()
+        .set_images(BASE_ACCOUNT, "us-east-1", vec![image(1, "enabling")]);
+    let exporter = Exporter::start(
+        &sim.url(),
+        "collection: {interval: 1h}\nregions: [us-east-1]\n",
+        &[],
+    )
+    .await;
     let text = exporter
-        .wait_for_metrics("first collection", |t| success(t, BASE_ACCOUNT, "us-east-1") == Some(1.0))
+        .wait_for_metrics("first collection", |t| {
+            success(t, BASE_ACCOUNT, "us-east-1") == Some(1.0)
+        })
         .await;
     let first = value(&text, "aws_ec2_fast_launch_image_state_age_seconds", &[]).unwrap();
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let later = value(&exporter.metrics().await, "aws_ec2_fast_launch_image_state_age_seconds", &[]).unwrap();
-    assert!(later - first >= 1.0, "age grows at scrape time: {first} then {later}");
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let later = value(
+        &exporter.metrics().await,
+        "aws_ec2_fast_launch_image_state_age_seconds",
+        &[],
+    )
+    .unwrap();
+    assert!(
+        later - first >= 1.0,
+        "age grows at scrape time: {first} then {later}"
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
     assert!((now - 1_795_168_800.123 - later).abs() < 5.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn assumed_role_credentials_are_refreshed_before_they_expire() {
+    let sim = simulator().await;
+    {
+        let mut world = sim.world();
+        world.set_images(ROLE_ACCOUNT, "us-east-1", vec![image(1, "enabled")]);
+        // Short sessions: the SDK's cache renews 10-15 s before expiry, so these are renewed
+        // 8-13 s after they are issued; the simulator refuses expired ones with ExpiredToken.
+        world.default_session = Duration::from_secs(18);
+    }
+    let config = format!("{FAST}regions: [us-east-1]\naccounts:\n  - role_arn: {ROLE_ARN}\n");
+    let exporter = Exporter::start(&sim.url(), &config, &[]).await;
+    let text = exporter
+        .wait_for_metrics("a second AssumeRole", |t| {
+            value(
+                t,
+                "fast_launch_exporter_aws_requests_total",
+                &[("api", "AssumeRole")],
+            )
+            .is_some_and(|v| v >= 2.0)
+        })
+        .await;
+    assert_eq!(success(&text, ROLE_ACCOUNT, "us-east-1"), Some(1.0));
+    assert!(
+        find(&text, "fast_launch_exporter_aws_errors_total", &[]).is_empty(),
+        "renewed before any call failed"
+    );
+    let assumes = value(
+        &text,
+        "fast_launch_exporter_aws_requests_total",
+        &[("api", "AssumeRole")],
+    )
+    .unwrap();
+    let describes = value(
+        &text,
+        "fast_launch_exporter_aws_requests_total",
+        &[("api", "DescribeFastLaunchImages")],
+    )
+    .unwrap();
+    assert!(
+        describes > assumes,
+        "credentials reused between renewals: {assumes} AssumeRole, {describes} Describe"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_get_caller_identity_is_retried_on_the_next_cycle() {
+    let sim = simulator().await;
+    {
+        let mut world = sim.world();
+        world.set_images(BASE_ACCOUNT, "us-east-1", vec![image(1, "enabled")]);
+        world.add_fault(Fault::error("GetCallerIdentity", "AccessDenied", 403).times(1));
+    }
+    let exporter = Exporter::start(
+        &sim.url(),
+        "collection: {interval: 1s, timeout: 1s, max_attempts: 1}\nregions: [us-east-1]\n",
+        &[],
+    )
+    .await;
+    let text = exporter
+        .wait_for_metrics("recovery", |t| {
+            success(t, BASE_ACCOUNT, "us-east-1") == Some(1.0)
+        })
+        .await;
+    // The failed attempt is counted, and moves to the account id once it is known.
+    assert_eq!(
+        value(
+            &text,
+            "fast_launch_exporter_aws_errors_total",
+            &[
+                ("aws_account_id", BASE_ACCOUNT),
+                ("api", "GetCallerIdentity"),
+                ("error_code", "AccessDenied")
+            ]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &text,
+            "fast_launch_exporter_aws_requests_total",
+            &[("api", "GetCallerIdentity")]
+        ),
+        Some(2.0)
+    );
+    assert!(find(
+        &text,
+        "fast_launch_exporter_collection_success",
+        &[("aws_account_id", "")]
+    )
+    .is_empty());
+    assert!(
+        exporter.logs().contains("cannot learn the account id"),
+        "{}",
+        exporter.logs()
+    );
 }

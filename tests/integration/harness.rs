@@ -62,7 +62,10 @@ pub fn exporter_command(simulator_url: &str) -> Command {
         .env("AWS_ENDPOINT_URL", simulator_url)
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("AWS_CONFIG_FILE", "/nonexistent/aws-config")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials")
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "/nonexistent/aws-credentials",
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -99,7 +102,12 @@ impl Exporter {
         command
             .arg("--config.file")
             .arg(config.path())
-            .args(["--web.listen-address", "127.0.0.1:0", "--log.level", "debug"])
+            .args([
+                "--web.listen-address",
+                "127.0.0.1:0",
+                "--log.level",
+                "debug",
+            ])
             .args(extra_args);
         let mut child = command.spawn().expect("exporter starts");
         let logs = Arc::new(Mutex::new(String::new()));
@@ -120,7 +128,11 @@ impl Exporter {
             if let Ok(Some(status)) = child.try_wait() {
                 panic!("exporter exited with {status}: {}", logs.lock().unwrap());
             }
-            assert!(started.elapsed() < DEADLINE, "exporter never listened: {}", logs.lock().unwrap());
+            assert!(
+                started.elapsed() < DEADLINE,
+                "exporter never listened: {}",
+                logs.lock().unwrap()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
         Exporter {
@@ -231,7 +243,12 @@ impl Response {
 }
 
 /// A plain HTTP/1.1 request with `Connection: close`.
-pub async fn request(address: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> Response {
+pub async fn request(
+    address: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Response {
     let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
     for (name, value) in headers {
@@ -322,11 +339,16 @@ fn parse_sample(line: &str) -> Sample {
     }
     let mut fields = rest.split_whitespace();
     let value = fields.next().expect("sample value");
-    assert!(fields.next().is_none(), "sample carries a timestamp: {line:?}");
+    assert!(
+        fields.next().is_none(),
+        "sample carries a timestamp: {line:?}"
+    );
     Sample {
         name: name.to_string(),
         labels,
-        value: value.parse().unwrap_or_else(|_| panic!("bad value in {line:?}")),
+        value: value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value in {line:?}")),
     }
 }
 
@@ -349,6 +371,9 @@ pub fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     match found.as_slice() {
         [one] => Some(one.value),
         [] => None,
-        many => panic!("{} samples of {name} match {labels:?}: {many:?}", many.len()),
+        many => panic!(
+            "{} samples of {name} match {labels:?}: {many:?}",
+            many.len()
+        ),
     }
 }

@@ -32,8 +32,16 @@ async fn busy_exporter() -> (fast_launch_exporter::simulator::Simulator, Exporte
     let sim = simulator().await;
     {
         let mut world = sim.world();
-        world.set_images(BASE_ACCOUNT, "us-east-1", vec![image(1, "enabled"), image(2, "enabling-failed")]);
-        world.set_images(ROLE_ACCOUNT, "us-east-1", vec![image(3, "disabling-failed")]);
+        world.set_images(
+            BASE_ACCOUNT,
+            "us-east-1",
+            vec![image(1, "enabled"), image(2, "enabling-failed")],
+        );
+        world.set_images(
+            ROLE_ACCOUNT,
+            "us-east-1",
+            vec![image(3, "disabling-failed")],
+        );
         world.add_fault(
             Fault::error("DescribeFastLaunchImages", "RequestLimitExceeded", 503)
                 .in_account(ROLE_ACCOUNT)
@@ -46,7 +54,11 @@ async fn busy_exporter() -> (fast_launch_exporter::simulator::Simulator, Exporte
     let exporter = Exporter::start(&sim.url(), &config, &[]).await;
     exporter
         .wait_for_metrics("both targets", |t| {
-            find(t, "fast_launch_exporter_collection_success", &[]).iter().filter(|s| s.value == 1.0).count() == 2
+            find(t, "fast_launch_exporter_collection_success", &[])
+                .iter()
+                .filter(|s| s.value == 1.0)
+                .count()
+                == 2
         })
         .await;
     (sim, exporter)
@@ -56,7 +68,10 @@ async fn busy_exporter() -> (fast_launch_exporter::simulator::Simulator, Exporte
 async fn metrics_are_exactly_the_contract_with_help_and_no_timestamps() {
     let (_sim, exporter) = busy_exporter().await;
     let response = exporter.get("/metrics").await;
-    assert_eq!(response.header("content-type"), Some("text/plain; version=0.0.4; charset=utf-8"));
+    assert_eq!(
+        response.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
     let text = response.text();
     let families: BTreeSet<&str> = text
         .lines()
@@ -66,22 +81,59 @@ async fn metrics_are_exactly_the_contract_with_help_and_no_timestamps() {
         .collect();
     assert_eq!(families, CONTRACT.into_iter().collect::<BTreeSet<_>>());
     assert!(text.contains("# TYPE process_resident_memory_bytes gauge"));
-    for line in text.lines().filter(|l| l.starts_with("# HELP aws_ec2_fast_launch_image_")) {
-        assert!(line.contains("Cached"), "HELP says values are cached: {line}");
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("# HELP aws_ec2_fast_launch_image_"))
+    {
+        assert!(
+            line.contains("Cached"),
+            "HELP says values are cached: {line}"
+        );
     }
     // samples() also asserts that no sample carries a timestamp.
-    for sample in samples(&text).iter().filter(|s| s.name.starts_with("aws_ec2_fast_launch_image_")) {
-        let names: Vec<&str> = sample.labels.iter().map(|(k, _)| k.as_str()).take(3).collect();
-        assert_eq!(names, ["aws_account_id", "aws_region", "image_id"], "{sample:?}");
+    for sample in samples(&text)
+        .iter()
+        .filter(|s| s.name.starts_with("aws_ec2_fast_launch_image_"))
+    {
+        let names: Vec<&str> = sample
+            .labels
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .take(3)
+            .collect();
+        assert_eq!(
+            names,
+            ["aws_account_id", "aws_region", "image_id"],
+            "{sample:?}"
+        );
     }
-    let build = find(&text, "fast_launch_exporter_build_info", &[("version", env!("CARGO_PKG_VERSION"))]);
+    let build = find(
+        &text,
+        "fast_launch_exporter_build_info",
+        &[("version", env!("CARGO_PKG_VERSION"))],
+    );
     assert_eq!(build.len(), 1);
     assert_eq!(
-        value(&text, "fast_launch_exporter_aws_errors_total", &[("aws_account_id", ROLE_ACCOUNT), ("error_code", "RequestLimitExceeded")]),
+        value(
+            &text,
+            "fast_launch_exporter_aws_errors_total",
+            &[
+                ("aws_account_id", ROLE_ACCOUNT),
+                ("error_code", "RequestLimitExceeded")
+            ]
+        ),
         Some(1.0)
     );
     assert_eq!(
-        value(&text, "fast_launch_exporter_account_info", &[("account_name", "prod"), ("env", "prod"), ("team", "windows")]),
+        value(
+            &text,
+            "fast_launch_exporter_account_info",
+            &[
+                ("account_name", "prod"),
+                ("env", "prod"),
+                ("team", "windows")
+            ]
+        ),
         Some(1.0)
     );
 }
@@ -102,7 +154,10 @@ async fn promtool_check_metrics_passes() {
     let file = config_file(&text);
     let output = Command::new("sh")
         .arg("-c")
-        .arg(format!("promtool check metrics < {}", file.path().display()))
+        .arg(format!(
+            "promtool check metrics < {}",
+            file.path().display()
+        ))
         .output()
         .unwrap();
     let complaints = format!(
@@ -111,7 +166,10 @@ async fn promtool_check_metrics_passes() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(output.status.success(), "promtool failed: {complaints}");
-    assert!(complaints.trim().is_empty(), "promtool complained: {complaints}");
+    assert!(
+        complaints.trim().is_empty(),
+        "promtool complained: {complaints}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -119,10 +177,18 @@ async fn http_endpoints_answer_as_documented() {
     let (_sim, exporter) = busy_exporter().await;
     let address = exporter.address.clone();
 
-    let gzipped = request(&address, "GET", "/metrics", &[("Accept-Encoding", "gzip, deflate")]).await;
+    let gzipped = request(
+        &address,
+        "GET",
+        "/metrics",
+        &[("Accept-Encoding", "gzip, deflate")],
+    )
+    .await;
     assert_eq!(gzipped.status, 200);
     assert_eq!(gzipped.header("content-encoding"), Some("gzip"));
-    assert!(gzipped.decoded().contains("aws_ec2_fast_launch_image_state{"));
+    assert!(gzipped
+        .decoded()
+        .contains("aws_ec2_fast_launch_image_state{"));
 
     let healthy = exporter.get("/-/healthy").await;
     assert_eq!(healthy.status, 200);
@@ -131,30 +197,44 @@ async fn http_endpoints_answer_as_documented() {
 
     let landing = exporter.get("/").await;
     assert_eq!(landing.status, 200);
-    assert!(landing.header("content-type").unwrap().starts_with("text/html"));
+    assert!(landing
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/html"));
     let page = landing.text();
     assert!(page.contains("href=\"/metrics\""), "{page}");
-    assert!(page.contains(ROLE_ACCOUNT) && page.contains("(prod)") && page.contains("us-east-1"), "{page}");
+    assert!(
+        page.contains(ROLE_ACCOUNT) && page.contains("(prod)") && page.contains("us-east-1"),
+        "{page}"
+    );
 
     assert_eq!(exporter.get("/nope").await.status, 404);
     assert_eq!(exporter.get("/metrics/extra").await.status, 404);
     let post = request(&address, "POST", "/metrics", &[("Content-Length", "0")]).await;
     assert_eq!(post.status, 405);
     assert_eq!(post.header("allow"), Some("GET, HEAD"));
-    assert_eq!(request(&address, "DELETE", "/-/healthy", &[]).await.status, 405);
+    assert_eq!(
+        request(&address, "DELETE", "/-/healthy", &[]).await.status,
+        405
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_waits_until_every_target_was_tried() {
     let sim = simulator().await;
-    sim.world().add_fault(Fault::hang("DescribeFastLaunchImages").in_region("eu-west-1"));
+    sim.world()
+        .add_fault(Fault::hang("DescribeFastLaunchImages").in_region("eu-west-1"));
     let exporter = Exporter::start(
         &sim.url(),
         "collection: {interval: 1m, timeout: 2s}\nregions: [us-east-1, eu-west-1]\n",
         &[],
     )
     .await;
-    assert_eq!(exporter.get("/-/ready").await.status, 503, "eu-west-1 still hangs");
+    assert_eq!(
+        exporter.get("/-/ready").await.status,
+        503,
+        "eu-west-1 still hangs"
+    );
     assert_eq!(exporter.get("/-/healthy").await.status, 200);
     let started = Instant::now();
     while exporter.get("/-/ready").await.status != 200 {
@@ -169,7 +249,12 @@ async fn telemetry_path_flag_moves_metrics() {
     let exporter = Exporter::start(
         &sim.url(),
         "regions: [us-east-1]\n",
-        &["--web.telemetry-path", "/fast-launch", "--log.format", "json"],
+        &[
+            "--web.telemetry-path",
+            "/fast-launch",
+            "--log.format",
+            "json",
+        ],
     )
     .await;
     let response = exporter.get("/fast-launch").await;
@@ -177,19 +262,33 @@ async fn telemetry_path_flag_moves_metrics() {
     assert!(response.text().contains("fast_launch_exporter_build_info"));
     assert_eq!(exporter.get("/metrics").await.status, 404);
     let logs = exporter.logs();
-    assert!(logs.lines().next().unwrap().starts_with('{'), "json logs: {logs}");
+    assert!(
+        logs.lines().next().unwrap().starts_with('{'),
+        "json logs: {logs}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_stops_the_exporter_with_status_zero() {
     let sim = simulator().await;
-    sim.world().add_fault(Fault::hang("DescribeFastLaunchImages"));
-    let mut exporter = Exporter::start(&sim.url(), "collection: {timeout: 50s}\nregions: [us-east-1]\n", &[]).await;
+    sim.world()
+        .add_fault(Fault::hang("DescribeFastLaunchImages"));
+    let mut exporter = Exporter::start(
+        &sim.url(),
+        "collection: {timeout: 50s}\nregions: [us-east-1]\n",
+        &[],
+    )
+    .await;
     // A collection is hanging in flight; shutdown cancels it.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let status = exporter.terminate(Duration::from_secs(10)).await;
-    let status = status.unwrap_or_else(|| panic!("still running 10s after SIGTERM: {}", exporter.logs()));
-    assert!(status.success(), "exit status {status}: {}", exporter.logs());
+    let status =
+        status.unwrap_or_else(|| panic!("still running 10s after SIGTERM: {}", exporter.logs()));
+    assert!(
+        status.success(),
+        "exit status {status}: {}",
+        exporter.logs()
+    );
 }
 
 /// Runs the exporter with a config file and returns (exit code, stderr).
@@ -238,7 +337,10 @@ fn bad_config_files_exit_2_naming_the_problem() {
     for (yaml, expected) in cases {
         let (code, stderr) = run_with_config(Some(yaml), Some("us-east-1"));
         assert_eq!(code, Some(2), "{yaml}: {stderr}");
-        assert!(stderr.contains(expected), "{yaml}\nwant: {expected}\n got: {stderr}");
+        assert!(
+            stderr.contains(expected),
+            "{yaml}\nwant: {expected}\n got: {stderr}"
+        );
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
     let (code, stderr) = run_with_config(None, None);
@@ -249,13 +351,15 @@ fn bad_config_files_exit_2_naming_the_problem() {
         .output()
         .unwrap();
     assert_eq!(missing.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read config file /nonexistent/config.yaml"));
+    assert!(String::from_utf8_lossy(&missing.stderr)
+        .contains("cannot read config file /nonexistent/config.yaml"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_config_file_uses_the_environment_region() {
     let sim = simulator().await;
-    sim.world().set_images(BASE_ACCOUNT, "eu-central-1", vec![image(1, "enabled")]);
+    sim.world()
+        .set_images(BASE_ACCOUNT, "eu-central-1", vec![image(1, "enabled")]);
     let mut command = exporter_command(&sim.url());
     command
         .env("AWS_REGION", "eu-central-1")
@@ -266,8 +370,14 @@ async fn no_config_file_uses_the_environment_region() {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             use std::io::BufRead;
-            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(a) = line.split_whitespace().find_map(|f| f.strip_prefix("address=")) {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(a) = line
+                    .split_whitespace()
+                    .find_map(|f| f.strip_prefix("address="))
+                {
                     let _ = tx.send(a.trim_matches('"').to_string());
                 }
             }
@@ -279,7 +389,15 @@ async fn no_config_file_uses_the_environment_region() {
     let started = Instant::now();
     loop {
         let text = request(&address, "GET", "/metrics", &[]).await.text();
-        if value(&text, "fast_launch_exporter_collection_success", &[("aws_region", "eu-central-1"), ("aws_account_id", BASE_ACCOUNT)]) == Some(1.0) {
+        if value(
+            &text,
+            "fast_launch_exporter_collection_success",
+            &[
+                ("aws_region", "eu-central-1"),
+                ("aws_account_id", BASE_ACCOUNT),
+            ],
+        ) == Some(1.0)
+        {
             break;
         }
         assert!(started.elapsed() < DEADLINE, "{text}");
@@ -294,11 +412,21 @@ fn help_and_version_describe_the_flags() {
     let help = Command::new(BIN).arg("--help").output().unwrap();
     assert!(help.status.success());
     let help = String::from_utf8_lossy(&help.stdout);
-    for flag in ["--config.file", "--web.listen-address", "--web.telemetry-path", "--log.level", "--log.format", "--version"] {
+    for flag in [
+        "--config.file",
+        "--web.listen-address",
+        "--web.telemetry-path",
+        "--log.level",
+        "--log.format",
+        "--version",
+    ] {
         assert!(help.contains(flag), "{flag} in --help");
     }
     let version = Command::new(BIN).arg("--version").output().unwrap();
     assert!(String::from_utf8_lossy(&version.stdout).contains(env!("CARGO_PKG_VERSION")));
-    let bad = Command::new(BIN).args(["--log.level", "loud"]).output().unwrap();
+    let bad = Command::new(BIN)
+        .args(["--log.level", "loud"])
+        .output()
+        .unwrap();
     assert_eq!(bad.status.code(), Some(2));
 }
