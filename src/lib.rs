@@ -14,6 +14,7 @@
 //! metrics    renders the exposition from the store on each scrape
 //! http       hyper server: /metrics, /, /-/healthy, /-/ready
 //! simulator  an EC2 + STS endpoint speaking the AWS wire format, for tests and demos
+//! demo       the exporter against the simulator, with a world that changes over minutes
 //! ```
 //!
 //! `main.rs` only parses flags, sets up logging, loads the config and calls [`run`].
@@ -21,6 +22,7 @@
 pub mod aws;
 pub mod collector;
 pub mod config;
+pub mod demo;
 pub mod http;
 pub mod logging;
 pub mod metrics;

@@ -4,7 +4,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use fast_launch_exporter::demo::{self, DemoOptions};
 use fast_launch_exporter::logging::{self, LogFormat, LogLevel};
 use fast_launch_exporter::{load_base_config, run, Config, WebOptions};
 use tokio::net::TcpListener;
@@ -19,6 +22,9 @@ const EXIT_CONFIG: u8 = 2;
 #[derive(Debug, Parser)]
 #[command(name = "fast-launch-exporter", version = VERSION, about, long_about = None)]
 struct Flags {
+    #[command(subcommand)]
+    command: Option<Command>,
+
     /// Path to the YAML configuration file. Without it: base credentials, AWS_REGION's region.
     #[arg(long = "config.file", value_name = "FILE")]
     config_file: Option<PathBuf>,
@@ -27,21 +33,78 @@ struct Flags {
     #[arg(
         long = "web.listen-address",
         value_name = "ADDRESS",
-        default_value = ":9849"
+        default_value = ":9849",
+        global = true
     )]
     listen_address: String,
 
     /// Path under which to expose metrics.
-    #[arg(long = "web.telemetry-path", value_name = "PATH", default_value = "/metrics", value_parser = telemetry_path)]
+    #[arg(long = "web.telemetry-path", value_name = "PATH", default_value = "/metrics", value_parser = telemetry_path, global = true)]
     telemetry_path: String,
 
     /// Only log messages with the given severity or above.
-    #[arg(long = "log.level", value_enum, default_value = "info")]
+    #[arg(long = "log.level", value_enum, default_value = "info", global = true)]
     log_level: LogLevel,
 
     /// Output format of log messages.
-    #[arg(long = "log.format", value_enum, default_value = "logfmt")]
+    #[arg(
+        long = "log.format",
+        value_enum,
+        default_value = "logfmt",
+        global = true
+    )]
     log_format: LogFormat,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the exporter against a built-in EC2 fast-launch simulator (no AWS, no credentials):
+    /// accounts x regions of images that change state over minutes, one region throttled now and then.
+    Demo(DemoFlags),
+}
+
+/// The simulated world's knobs.
+#[derive(Debug, Args)]
+struct DemoFlags {
+    /// Simulated accounts (1-6); the first uses the base credentials, the others AssumeRole.
+    #[arg(long = "demo.accounts", default_value_t = 3)]
+    accounts: usize,
+    /// Regions per account (1-8).
+    #[arg(long = "demo.regions", default_value_t = 3)]
+    regions: usize,
+    /// Images per (account, region).
+    #[arg(long = "demo.images", default_value_t = 4)]
+    images: usize,
+    /// Share of images that move to their next state every 2 seconds (0-1).
+    #[arg(long = "demo.churn", default_value_t = 0.05)]
+    churn: f64,
+    /// Share of state transitions that fail, e.g. enabling -> enabling-failed (0-1).
+    #[arg(long = "demo.failure-rate", default_value_t = 0.2)]
+    failure_rate: f64,
+    /// Share of DescribeFastLaunchImages calls in the last region answered RequestLimitExceeded (0-1).
+    #[arg(long = "demo.throttle-rate", default_value_t = 0.3)]
+    throttle_rate: f64,
+    /// Seed of every random choice, to repeat a run.
+    #[arg(long = "demo.seed", default_value_t = 1)]
+    seed: u64,
+    /// The exporter's collection interval.
+    #[arg(long = "demo.interval", default_value = "10s", value_parser = humantime::parse_duration)]
+    interval: Duration,
+}
+
+impl From<DemoFlags> for DemoOptions {
+    fn from(flags: DemoFlags) -> DemoOptions {
+        DemoOptions {
+            accounts: flags.accounts,
+            regions: flags.regions,
+            images: flags.images,
+            churn: flags.churn,
+            failure_rate: flags.failure_rate,
+            throttle_rate: flags.throttle_rate,
+            seed: flags.seed,
+            interval: flags.interval,
+        }
+    }
 }
 
 /// `--version` text: the crate version and the git revision build.rs recorded.
@@ -74,6 +137,32 @@ async fn bind(address: &str) -> std::io::Result<TcpListener> {
     }
 }
 
+async fn run_demo(options: DemoOptions, address: &str, telemetry_path: String) -> ExitCode {
+    let listener = match bind(address).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!("fast-launch-exporter: cannot listen on {address}: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    info!(
+        address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        telemetry_path = %telemetry_path,
+        version = VERSION,
+        "listening"
+    );
+    let shutdown = CancellationToken::new();
+    tokio::spawn(shutdown_signal(shutdown.clone()));
+    let web = WebOptions { telemetry_path };
+    match demo::run(options, listener, web, shutdown).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fast-launch-exporter: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
 async fn shutdown_signal(token: CancellationToken) {
     let terminate = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -97,6 +186,14 @@ async fn shutdown_signal(token: CancellationToken) {
 async fn main() -> ExitCode {
     let flags = Flags::parse();
     logging::init(flags.log_level, flags.log_format);
+    if let Some(Command::Demo(demo_flags)) = flags.command {
+        return run_demo(
+            demo_flags.into(),
+            &flags.listen_address,
+            flags.telemetry_path,
+        )
+        .await;
+    }
 
     let config = match &flags.config_file {
         Some(path) => Config::load(path),

@@ -42,6 +42,8 @@ pub struct Fault {
     pub kind: FaultKind,
     /// How many requests it hits before it is used up (None: all of them).
     pub remaining: Option<u32>,
+    /// The share of matching requests it hits, 0.0–1.0 (drawn from the world's seeded generator).
+    pub rate: f64,
 }
 
 /// What an injected fault does to a request.
@@ -70,6 +72,7 @@ impl Fault {
                 status,
             },
             remaining: None,
+            rate: 1.0,
         }
     }
 
@@ -81,6 +84,7 @@ impl Fault {
             action: action.to_string(),
             kind: FaultKind::Hang,
             remaining: None,
+            rate: 1.0,
         }
     }
 
@@ -99,6 +103,12 @@ impl Fault {
     /// Limits the fault to the next `n` matching requests.
     pub fn times(mut self, n: u32) -> Fault {
         self.remaining = Some(n);
+        self
+    }
+
+    /// Hits only a share `rate` (0.0–1.0) of the matching requests.
+    pub fn with_rate(mut self, rate: f64) -> Fault {
+        self.rate = rate;
         self
     }
 
@@ -146,6 +156,9 @@ pub struct World {
     faults: Vec<Fault>,
     received: Vec<ReceivedRequest>,
     issued_keys: u64,
+    rng: fastrand::Rng,
+    /// How many received requests are kept for inspection (the oldest go first).
+    pub max_received: usize,
     /// Lifetime of the credentials AssumeRole issues when the request names none.
     pub default_session: Duration,
 }
@@ -155,6 +168,7 @@ impl World {
     pub fn new(access_key_id: &str, account: &str) -> World {
         let mut world = World {
             default_session: Duration::from_secs(3600),
+            max_received: usize::MAX,
             ..World::default()
         };
         world
@@ -196,11 +210,34 @@ impl World {
         &self.received
     }
 
+    /// Seeds the generator that decides which requests a fault with a rate hits.
+    pub fn seed(&mut self, seed: u64) {
+        self.rng = fastrand::Rng::with_seed(seed);
+    }
+
+    /// Every (account, region) that has images, with them.
+    pub fn all_images_mut(
+        &mut self,
+    ) -> impl Iterator<Item = (&(String, String), &mut Vec<FastLaunchImage>)> {
+        self.images.iter_mut()
+    }
+
+    /// The images of an (account, region).
+    pub fn images(&self, account: &str, region: &str) -> &[FastLaunchImage] {
+        self.images
+            .get(&(account.to_string(), region.to_string()))
+            .map_or(&[], Vec::as_slice)
+    }
+
     fn take_fault(&mut self, account: &str, region: &str, action: &str) -> Option<FaultKind> {
+        let draw = self.rng.f64();
         let fault = self
             .faults
             .iter_mut()
             .find(|f| f.matches(account, region, action))?;
+        if draw >= fault.rate {
+            return None;
+        }
         if let Some(n) = fault.remaining.as_mut() {
             *n -= 1;
         }
@@ -313,6 +350,8 @@ async fn handle(world: &Mutex<World>, request: Request<Incoming>) -> Response<Fu
             service: service.clone(),
             params: params.clone(),
         });
+        let excess = world.received.len().saturating_sub(world.max_received);
+        world.received.drain(..excess);
         let fault = world.take_fault(&account, &region, &action);
         (account, fault, expired)
     };

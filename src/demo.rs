@@ -1,0 +1,417 @@
+//! Demo mode: the normal exporter against the built-in simulator, with a simulated world whose
+//! images move through the fast-launch states over minutes, and one region that is throttled now
+//! and then. Nothing here talks to AWS.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_ec2::config::Credentials;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::config::{AccountConfig, CollectionSettings, Config, RoleConfig, DEFAULT_SESSION_NAME};
+use crate::model::{FastLaunchImage, FastLaunchState};
+use crate::simulator::{Fault, Simulator, World};
+use crate::WebOptions;
+
+/// Regions the simulated world uses, in order.
+pub const DEMO_REGIONS: [&str; 8] = [
+    "us-east-1",
+    "eu-west-1",
+    "ap-southeast-2",
+    "us-west-2",
+    "eu-central-1",
+    "ap-northeast-1",
+    "sa-east-1",
+    "ca-central-1",
+];
+/// Names of the simulated accounts, in order; the first uses the base credentials.
+const ACCOUNT_NAMES: [&str; 6] = ["tooling", "prod", "staging", "dev", "sandbox", "shared"];
+const DEMO_KEY: &str = "AKIDDEMOEXAMPLE";
+const DEMO_SECRET: &str = "demo-secret";
+/// How often the simulated world moves.
+const CHURN_TICK: Duration = Duration::from_secs(2);
+
+/// The knobs of the simulated world.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DemoOptions {
+    /// Accounts (1–6): the first uses the base credentials, the others are reached by AssumeRole.
+    pub accounts: usize,
+    /// Regions per account (1–8).
+    pub regions: usize,
+    /// Images per (account, region).
+    pub images: usize,
+    /// Share of images that move to their next state on each 2-second tick (0–1).
+    pub churn: f64,
+    /// Share of transitions that fail (enabling → enabling-failed …) (0–1).
+    pub failure_rate: f64,
+    /// Share of DescribeFastLaunchImages calls in the last region answered RequestLimitExceeded.
+    pub throttle_rate: f64,
+    /// Seed of every random choice, so that a run can be repeated.
+    pub seed: u64,
+    /// The exporter's collection interval.
+    pub interval: Duration,
+}
+
+impl Default for DemoOptions {
+    fn default() -> Self {
+        DemoOptions {
+            accounts: 3,
+            regions: 3,
+            images: 4,
+            churn: 0.05,
+            failure_rate: 0.2,
+            throttle_rate: 0.3,
+            seed: 1,
+            interval: Duration::from_secs(10),
+        }
+    }
+}
+
+impl DemoOptions {
+    fn check(&self) -> Result<(), String> {
+        let share = |name: &str, v: f64| {
+            if (0.0..=1.0).contains(&v) {
+                Ok(())
+            } else {
+                Err(format!("--demo.{name}: {v} must be between 0 and 1"))
+            }
+        };
+        if !(1..=ACCOUNT_NAMES.len()).contains(&self.accounts) {
+            return Err(format!(
+                "--demo.accounts: {} must be between 1 and {}",
+                self.accounts,
+                ACCOUNT_NAMES.len()
+            ));
+        }
+        if !(1..=DEMO_REGIONS.len()).contains(&self.regions) {
+            return Err(format!(
+                "--demo.regions: {} must be between 1 and {}",
+                self.regions,
+                DEMO_REGIONS.len()
+            ));
+        }
+        if self.images > 100_000 {
+            return Err(format!(
+                "--demo.images: {} must be at most 100000",
+                self.images
+            ));
+        }
+        if self.interval.is_zero() {
+            return Err("--demo.interval must be longer than zero".to_string());
+        }
+        share("churn", self.churn)?;
+        share("failure-rate", self.failure_rate)?;
+        share("throttle-rate", self.throttle_rate)
+    }
+}
+
+/// The 12-digit id of simulated account `index`.
+pub fn demo_account_id(index: usize) -> String {
+    format!("{}", (index as u64 + 1) * 111_111_111_111)
+}
+
+/// The id of image `n` of (account, region): distinct across the world.
+pub fn demo_image_id(account: usize, region: usize, n: usize) -> String {
+    format!("ami-{:01x}{:02x}{:014x}", account, region, n)
+}
+
+/// The image that stays in `enabling-failed` for the whole run, as a fixed example for alerts.
+pub fn pinned_failed_image() -> (String, &'static str, String) {
+    (demo_account_id(0), DEMO_REGIONS[0], demo_image_id(0, 0, 0))
+}
+
+fn reason_for(state: &FastLaunchState, rng: &mut fastrand::Rng) -> String {
+    match state {
+        FastLaunchState::EnablingFailed => [
+            "Client.InvalidLaunchTemplate: the launch template does not exist",
+            "Server.InsufficientInstanceCapacity: insufficient capacity for the instance type",
+            "Client.UnauthorizedOperation: the service-linked role cannot launch instances",
+        ][rng.usize(..3)]
+        .to_string(),
+        FastLaunchState::EnabledFailed => {
+            "Client.ResourceLimitExceeded: snapshot limit reached while replenishing".to_string()
+        }
+        FastLaunchState::DisablingFailed => {
+            "Server.InternalError: snapshots could not be cleaned up".to_string()
+        }
+        _ => "Client.UserInitiated".to_string(),
+    }
+}
+
+fn new_image(
+    account: usize,
+    region: usize,
+    n: usize,
+    state: FastLaunchState,
+    now: f64,
+    rng: &mut fastrand::Rng,
+) -> FastLaunchImage {
+    FastLaunchImage {
+        image_id: demo_image_id(account, region, n),
+        owner_id: demo_account_id(account),
+        resource_type: "snapshot".to_string(),
+        launch_template_id: format!("lt-{:017x}", account * 1000 + region * 100 + n % 3),
+        launch_template_name: format!("windows-fast-launch-{}", n % 3),
+        launch_template_version: format!("{}", 1 + n % 4),
+        state_transition_reason: reason_for(&state, rng),
+        state: Some(state),
+        // Spread the last transitions over the past day.
+        state_transition_time: Some(now - rng.f64() * 86_400.0),
+        target_resource_count: Some([5, 10, 10, 20][n % 4]),
+        max_parallel_launches: Some(6),
+    }
+}
+
+/// Builds the simulated world: one image per target starts in each state in turn, and image 0 of
+/// the first target is pinned in `enabling-failed`.
+pub fn build_world(options: &DemoOptions) -> World {
+    let mut world = World::new(DEMO_KEY, &demo_account_id(0));
+    world.seed(options.seed);
+    world.max_received = 1_000;
+    let mut rng = fastrand::Rng::with_seed(options.seed);
+    let now = unix_now();
+    for account in 0..options.accounts {
+        for (region, name) in DEMO_REGIONS.iter().enumerate().take(options.regions) {
+            let images = (0..options.images)
+                .map(|n| {
+                    let state = if (account, region, n) == (0, 0, 0) {
+                        FastLaunchState::EnablingFailed
+                    } else {
+                        // Mostly healthy, with every state represented.
+                        match rng.usize(..10) {
+                            0 => FastLaunchState::Enabling,
+                            1 => FastLaunchState::Disabling,
+                            2 => FastLaunchState::EnablingFailed,
+                            _ => FastLaunchState::Enabled,
+                        }
+                    };
+                    new_image(account, region, n, state, now, &mut rng)
+                })
+                .collect();
+            world.set_images(&demo_account_id(account), name, images);
+        }
+    }
+    if options.throttle_rate > 0.0 {
+        let throttled = DEMO_REGIONS[options.regions - 1];
+        world.add_fault(
+            Fault::error("DescribeFastLaunchImages", "RequestLimitExceeded", 503)
+                .in_region(throttled)
+                .with_rate(options.throttle_rate),
+        );
+    }
+    world
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
+}
+
+/// Moves every image with probability `churn` to its next state; a disabled image leaves the
+/// list and a new one starts enabling in its place.
+pub fn churn(
+    world: &mut World,
+    options: &DemoOptions,
+    rng: &mut fastrand::Rng,
+    next_id: &mut usize,
+) {
+    let now = unix_now();
+    let pinned = pinned_failed_image().2;
+    let mut replacements: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for (key, images) in world.all_images_mut() {
+        images.retain_mut(|image| {
+            if image.image_id == pinned || rng.f64() >= options.churn {
+                return true;
+            }
+            let fails = rng.f64() < options.failure_rate;
+            let next = match image.state.clone().unwrap_or(FastLaunchState::Enabled) {
+                FastLaunchState::Enabling if fails => FastLaunchState::EnablingFailed,
+                FastLaunchState::Enabling => FastLaunchState::Enabled,
+                FastLaunchState::Enabled if fails => FastLaunchState::EnabledFailed,
+                FastLaunchState::Enabled => FastLaunchState::Disabling,
+                FastLaunchState::Disabling if fails => FastLaunchState::DisablingFailed,
+                FastLaunchState::Disabling => {
+                    *replacements.entry(key.clone()).or_default() += 1;
+                    return false;
+                }
+                FastLaunchState::EnablingFailed => FastLaunchState::Enabling,
+                FastLaunchState::EnabledFailed => FastLaunchState::Enabled,
+                FastLaunchState::DisablingFailed | FastLaunchState::Unknown(_) => {
+                    FastLaunchState::Disabling
+                }
+            };
+            image.state_transition_reason = reason_for(&next, rng);
+            image.state = Some(next);
+            image.state_transition_time = Some(now);
+            true
+        });
+    }
+    for ((account_id, region), count) in replacements {
+        let account = (0..options.accounts)
+            .find(|a| demo_account_id(*a) == account_id)
+            .unwrap_or(0);
+        let region_index = DEMO_REGIONS.iter().position(|r| *r == region).unwrap_or(0);
+        for _ in 0..count {
+            *next_id += 1;
+            let mut image = new_image(
+                account,
+                region_index,
+                *next_id,
+                FastLaunchState::Enabling,
+                now,
+                rng,
+            );
+            image.state_transition_time = Some(now);
+            world.images_mut(&account_id, &region).push(image);
+        }
+    }
+}
+
+/// The exporter configuration for the simulated world.
+pub fn demo_config(options: &DemoOptions) -> Config {
+    let regions: Vec<String> = DEMO_REGIONS
+        .iter()
+        .take(options.regions)
+        .map(|r| r.to_string())
+        .collect();
+    let accounts = (0..options.accounts)
+        .map(|index| AccountConfig {
+            name: Some(ACCOUNT_NAMES[index].to_string()),
+            role: (index > 0).then(|| RoleConfig {
+                arn: format!(
+                    "arn:aws:iam::{}:role/FastLaunchReader",
+                    demo_account_id(index)
+                ),
+                account_id: demo_account_id(index),
+                external_id: Some("demo-external-id".to_string()),
+                session_name: DEFAULT_SESSION_NAME.to_string(),
+                duration: None,
+            }),
+            regions: regions.clone(),
+            image_ids: Vec::new(),
+            filters: Vec::new(),
+            labels: BTreeMap::from([("environment".to_string(), ACCOUNT_NAMES[index].to_string())]),
+        })
+        .collect();
+    Config {
+        collection: CollectionSettings {
+            interval: options.interval,
+            timeout: options.interval,
+            max_staleness: options.interval * 3,
+            ..CollectionSettings::default()
+        },
+        accounts,
+    }
+}
+
+/// Runs the simulator on a loopback port and the normal exporter against it until `shutdown`.
+pub async fn run(
+    options: DemoOptions,
+    listener: TcpListener,
+    web: WebOptions,
+    shutdown: CancellationToken,
+) -> Result<(), String> {
+    options.check()?;
+    let simulator_listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| format!("cannot start the simulator: {e}"))?;
+    let simulator = Simulator::start(simulator_listener, build_world(&options))
+        .map_err(|e| format!("cannot start the simulator: {e}"))?;
+    // The ordinary endpoint override, as AWS_ENDPOINT_URL would set it, with static credentials.
+    let base = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(DEMO_REGIONS[0]))
+        .credentials_provider(Credentials::new(DEMO_KEY, DEMO_SECRET, None, None, "demo"))
+        .endpoint_url(simulator.url())
+        .load()
+        .await;
+    let address = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let (account, region, image) = pinned_failed_image();
+    info!(
+        simulator = %simulator.url(),
+        accounts = options.accounts,
+        regions = options.regions,
+        images_per_target = options.images,
+        throttled_region = DEMO_REGIONS[options.regions - 1],
+        "demo: simulated EC2 fast launch world started"
+    );
+    info!(
+        metrics = %format!("http://{address}{}", web.telemetry_path),
+        targets = %format!("http://{address}/"),
+        failed_image = %format!("{image} in {account}/{region}"),
+        "demo: open these to watch the metrics change"
+    );
+    let churn_task = async {
+        let mut rng = fastrand::Rng::with_seed(options.seed.wrapping_add(1));
+        let mut next_id = options.images;
+        let mut ticker = tokio::time::interval(CHURN_TICK);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => churn(&mut simulator.world(), &options, &mut rng, &mut next_id),
+                _ = shutdown.cancelled() => break,
+            }
+        }
+    };
+    tokio::join!(
+        crate::run(demo_config(&options), base, listener, web, shutdown.clone()),
+        churn_task
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demo_world_is_deterministic_and_keeps_its_pinned_failure() {
+        let options = DemoOptions {
+            churn: 1.0,
+            ..DemoOptions::default()
+        };
+        let mut a = build_world(&options);
+        let mut b = build_world(&options);
+        let (account, region, image) = pinned_failed_image();
+        for _ in 0..20 {
+            for (world, seed) in [(&mut a, 7), (&mut b, 7)] {
+                let mut rng = fastrand::Rng::with_seed(seed);
+                let mut next = options.images;
+                churn(world, &options, &mut rng, &mut next);
+            }
+        }
+        let states = |w: &World| -> Vec<Option<FastLaunchState>> {
+            w.images(&demo_account_id(1), "eu-west-1")
+                .iter()
+                .map(|i| i.state.clone())
+                .collect()
+        };
+        assert_eq!(states(&a), states(&b));
+        let pinned = a
+            .images(&account, region)
+            .iter()
+            .find(|i| i.image_id == image)
+            .unwrap();
+        assert_eq!(pinned.state, Some(FastLaunchState::EnablingFailed));
+    }
+
+    #[test]
+    fn demo_config_has_one_base_account_and_the_rest_by_assume_role() {
+        let config = demo_config(&DemoOptions::default());
+        assert_eq!(config.targets().count(), 9);
+        assert!(config.accounts[0].role.is_none());
+        assert!(config.accounts[1..].iter().all(|a| a.role.is_some()));
+        assert!(DemoOptions {
+            churn: 2.0,
+            ..DemoOptions::default()
+        }
+        .check()
+        .is_err());
+    }
+}
