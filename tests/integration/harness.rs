@@ -77,7 +77,7 @@ pub struct Exporter {
     child: Child,
     pub address: String,
     logs: Arc<Mutex<String>>,
-    _config: tempfile::NamedTempFile,
+    _config: Option<tempfile::NamedTempFile>,
 }
 
 impl Drop for Exporter {
@@ -109,6 +109,11 @@ impl Exporter {
                 "debug",
             ])
             .args(extra_args);
+        Exporter::spawn(command, Some(config)).await
+    }
+
+    /// Starts `command` (stderr piped) and waits until it logs where it listens.
+    pub async fn spawn(mut command: Command, config: Option<tempfile::NamedTempFile>) -> Exporter {
         let mut child = command.spawn().expect("exporter starts");
         let logs = Arc::new(Mutex::new(String::new()));
         let stderr = child.stderr.take().unwrap();
@@ -269,14 +274,38 @@ pub async fn request(
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|s| s.parse().ok())
         .expect("status line");
-    let headers = lines
+    let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
         .collect();
+    let body = raw[split + 4..].to_vec();
+    let chunked = headers.iter().any(|(k, v): &(String, String)| {
+        k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
+    });
     Response {
         status,
+        body: if chunked { dechunk(&body) } else { body },
         headers,
-        body: raw[split + 4..].to_vec(),
+    }
+}
+
+/// Decodes a `Transfer-Encoding: chunked` body.
+fn dechunk(mut raw: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    loop {
+        let line_end = raw
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("chunk size line");
+        let size_text = String::from_utf8_lossy(&raw[..line_end]);
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16)
+            .expect("chunk size");
+        raw = &raw[line_end + 2..];
+        if size == 0 {
+            return body;
+        }
+        body.extend_from_slice(&raw[..size]);
+        raw = &raw[size + 2..];
     }
 }
 

@@ -1,0 +1,511 @@
+//! The deploy assets, checked against the real tools: a real Prometheus scraping the demo with the
+//! alert rules loaded and the dashboard's queries evaluated, promtool, kubectl kustomize.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use serde_yaml::Value;
+
+use crate::harness::*;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Whether `tool` runs here. Outside CI a missing tool skips the test with a message; with
+/// `CI=true` it fails, since .ci/run installs it.
+fn tool_available(tool: &str, version_args: &[&str], test: &str) -> bool {
+    let present = Command::new(tool)
+        .args(version_args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !present {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{tool} is missing but CI=true: .ci/run must install it"
+        );
+        eprintln!("SKIPPED {test}: {tool} not installed");
+    }
+    present
+}
+
+fn yaml(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files.sort();
+    files
+}
+
+fn alert_rules() -> Vec<Value> {
+    let alerts = yaml(&root().join("deploy/prometheus/alerts.yaml"));
+    alerts["groups"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["rules"].as_sequence().unwrap().clone())
+        .collect()
+}
+
+fn alert_names() -> BTreeSet<String> {
+    alert_rules()
+        .iter()
+        .map(|r| r["alert"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn every_json_and_yaml_file_under_deploy_parses() {
+    let files = files_under(&root().join("deploy"));
+    let mut checked = 0;
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        match file.extension().and_then(|e| e.to_str()) {
+            Some("json") => {
+                serde_json::from_str::<serde_json::Value>(&text)
+                    .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+            }
+            Some("yaml" | "yml") => {
+                serde_yaml::from_str::<Value>(&text)
+                    .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+            }
+            _ => continue,
+        }
+        checked += 1;
+    }
+    assert!(checked >= 15, "only {checked} files checked");
+}
+
+#[test]
+fn prometheus_rule_carries_exactly_the_alerts_file() {
+    let alerts = yaml(&root().join("deploy/prometheus/alerts.yaml"));
+    let rule = yaml(&root().join("deploy/kubernetes/prometheusrule.yaml"));
+    assert_eq!(rule["kind"], Value::from("PrometheusRule"));
+    assert_eq!(
+        rule["spec"]["groups"], alerts["groups"],
+        "deploy/kubernetes/prometheusrule.yaml differs from alerts.yaml"
+    );
+}
+
+#[test]
+fn every_alert_has_annotations_a_runbook_section_and_rule_tests() {
+    let runbook = std::fs::read_to_string(root().join("docs/runbook.md")).unwrap();
+    let headings: BTreeSet<String> = runbook
+        .lines()
+        .filter_map(|l| l.strip_prefix("## "))
+        .map(|h| h.trim().to_lowercase())
+        .collect();
+    let tests = std::fs::read_to_string(root().join("deploy/prometheus/alerts.test.yaml")).unwrap();
+    let rules = alert_rules();
+    assert!(rules.len() >= 7);
+    for rule in &rules {
+        let name = rule["alert"].as_str().unwrap();
+        for key in ["summary", "description", "runbook_url"] {
+            assert!(
+                rule["annotations"][key]
+                    .as_str()
+                    .is_some_and(|v| !v.is_empty()),
+                "{name} lacks {key}"
+            );
+        }
+        let url = rule["annotations"]["runbook_url"].as_str().unwrap();
+        let (page, anchor) = url
+            .split_once('#')
+            .unwrap_or_else(|| panic!("{name}: {url} has no anchor"));
+        assert!(page.ends_with("docs/runbook.md"), "{name}: {url}");
+        assert!(
+            headings.contains(anchor),
+            "{name}: no section #{anchor} in docs/runbook.md"
+        );
+        assert!(
+            tests.contains(&format!("alertname: {name}")),
+            "{name} has no promtool test"
+        );
+    }
+    for expected in [
+        "FastLaunchImageFailed",
+        "FastLaunchImageStuckInTransition",
+        "FastLaunchNoPreProvisionedSnapshots",
+        "FastLaunchCollectionFailing",
+        "FastLaunchDataStale",
+        "FastLaunchThrottled",
+        "FastLaunchExporterDown",
+    ] {
+        assert!(alert_names().contains(expected), "{expected}");
+    }
+}
+
+fn promtool(args: &[&str]) {
+    let output = Command::new("promtool")
+        .args(args)
+        .current_dir(root().join("deploy/prometheus"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "promtool {args:?}: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn promtool_accepts_config_rules_and_rule_tests() {
+    if !tool_available(
+        "promtool",
+        &["--version"],
+        "promtool_accepts_config_rules_and_rule_tests",
+    ) {
+        return;
+    }
+    promtool(&["check", "config", "prometheus.yml"]);
+    promtool(&["check", "rules", "alerts.yaml"]);
+    promtool(&["test", "rules", "alerts.test.yaml"]);
+}
+
+#[test]
+fn kustomize_renders_a_hardened_deployment() {
+    if !tool_available(
+        "kubectl",
+        &["version", "--client"],
+        "kustomize_renders_a_hardened_deployment",
+    ) {
+        return;
+    }
+    let output = Command::new("kubectl")
+        .args(["kustomize", "deploy/kubernetes"])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let rendered = String::from_utf8(output.stdout).unwrap();
+    let docs: Vec<Value> = serde_yaml::Deserializer::from_str(&rendered)
+        .map(|d| Value::deserialize(d).unwrap())
+        .collect();
+    let kinds: BTreeSet<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
+    for kind in [
+        "Deployment",
+        "Service",
+        "ServiceAccount",
+        "ConfigMap",
+        "ServiceMonitor",
+        "PrometheusRule",
+    ] {
+        assert!(kinds.contains(kind), "{kind} missing from {kinds:?}");
+    }
+    let deployment = docs.iter().find(|d| d["kind"] == "Deployment").unwrap();
+    assert_eq!(deployment["spec"]["replicas"], Value::from(1));
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], Value::from(true));
+    let container = &pod["containers"][0];
+    assert_eq!(
+        container["securityContext"]["readOnlyRootFilesystem"],
+        Value::from(true)
+    );
+    assert_eq!(
+        container["livenessProbe"]["httpGet"]["path"],
+        Value::from("/-/healthy")
+    );
+    assert_eq!(
+        container["readinessProbe"]["httpGet"]["path"],
+        Value::from("/-/ready")
+    );
+    assert!(container["resources"]["limits"]["memory"].is_string());
+    assert_eq!(container["ports"][0]["containerPort"], Value::from(9849));
+    let account = docs.iter().find(|d| d["kind"] == "ServiceAccount").unwrap();
+    assert!(account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].is_string());
+    // The ConfigMap's config is a valid exporter config.
+    let config_map = docs.iter().find(|d| d["kind"] == "ConfigMap").unwrap();
+    let config = config_map["data"]["config.yaml"].as_str().unwrap();
+    fast_launch_exporter::Config::from_yaml(config).unwrap();
+    let volume_name = pod["volumes"][0]["configMap"]["name"].as_str().unwrap();
+    assert_eq!(
+        volume_name,
+        config_map["metadata"]["name"].as_str().unwrap()
+    );
+}
+
+#[test]
+fn dockerfile_builds_what_the_readme_runs_and_runs_as_non_root() {
+    let dockerfile = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
+    assert!(dockerfile.contains("EXPOSE 9849"));
+    assert!(dockerfile.contains("USER 65532:65532"));
+    assert!(dockerfile.contains("FROM rust:"));
+    assert!(dockerfile.contains("FROM gcr.io/distroless/"));
+    assert!(dockerfile.contains("cargo build --release --locked --bin fast-launch-exporter"));
+    for line in dockerfile
+        .lines()
+        .filter(|l| l.starts_with("COPY ") && !l.contains("--from"))
+    {
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        for source in &parts[1..parts.len() - 1] {
+            assert!(
+                root().join(source).exists(),
+                "Dockerfile copies {source}, which does not exist"
+            );
+        }
+    }
+    let ignore = std::fs::read_to_string(root().join(".dockerignore")).unwrap();
+    assert!(ignore.lines().any(|l| l == "target"));
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    assert!(
+        readme.contains("/etc/fast-launch-exporter/config.yaml"),
+        "README documents the baked-in config path"
+    );
+}
+
+/// The PromQL of every dashboard panel, with Grafana's variables replaced for a direct query.
+fn dashboard_queries() -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(root().join("deploy/grafana/fast-launch.json")).unwrap();
+    let dashboard: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut queries = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
+            let expr = target["expr"]
+                .as_str()
+                .unwrap()
+                .replace("$account", ".*")
+                .replace("$region", ".*")
+                .replace("$__rate_interval", "1m")
+                .replace("$__range", "5m")
+                .replace("$__interval", "15s");
+            queries.push((panel["title"].as_str().unwrap().to_string(), expr));
+        }
+    }
+    let variables = dashboard["templating"]["list"].as_array().unwrap();
+    let names: Vec<&str> = variables
+        .iter()
+        .filter_map(|v| v["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"account") && names.contains(&"region"),
+        "{names:?}"
+    );
+    queries
+}
+
+struct Prometheus {
+    child: Child,
+    address: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Prometheus {
+    async fn start(exporter_address: &str) -> Prometheus {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let address = format!("127.0.0.1:{port}");
+        let config = format!(
+            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\n\
+             rule_files: [{}]\n\
+             scrape_configs:\n  - job_name: fast-launch-exporter\n    static_configs: [{{targets: ['{exporter_address}']}}]\n",
+            root().join("deploy/prometheus/alerts.yaml").display()
+        );
+        std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
+        let child = Command::new("prometheus")
+            .arg(format!(
+                "--config.file={}",
+                dir.path().join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address={address}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus starts");
+        let prometheus = Prometheus {
+            child,
+            address,
+            _dir: dir,
+        };
+        let started = Instant::now();
+        loop {
+            if let Ok(stream) = tokio::net::TcpStream::connect(&prometheus.address).await {
+                drop(stream);
+                if request(&prometheus.address, "GET", "/-/ready", &[])
+                    .await
+                    .status
+                    == 200
+                {
+                    break;
+                }
+            }
+            assert!(
+                started.elapsed() < DEADLINE,
+                "prometheus never became ready"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        prometheus
+    }
+
+    async fn api(&self, path: &str) -> serde_json::Value {
+        let response = request(&self.address, "GET", path, &[]).await;
+        serde_json::from_slice(&response.body)
+            .unwrap_or_else(|e| panic!("{path}: {e}: {}", response.text()))
+    }
+
+    async fn query(&self, promql: &str) -> serde_json::Value {
+        let query: String = form_urlencoded::Serializer::new(String::new())
+            .append_pair("query", promql)
+            .finish();
+        self.api(&format!("/api/v1/query?{query}")).await
+    }
+}
+
+/// Waits until `check` returns None (done) or the deadline passes; the last Some(reason) is reported.
+async fn eventually<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<String>>,
+{
+    let started = Instant::now();
+    loop {
+        match check().await {
+            None => return,
+            Some(reason) if started.elapsed() > limit => panic!("{what}: {reason}"),
+            Some(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_prometheus_scrapes_the_demo_loads_the_alerts_and_answers_every_dashboard_query() {
+    if !tool_available(
+        "prometheus",
+        &["--version"],
+        "real_prometheus_scrapes_the_demo",
+    ) {
+        return;
+    }
+    let mut command = Command::new(BIN);
+    command
+        .env_clear()
+        .args([
+            "demo",
+            "--web.listen-address",
+            "127.0.0.1:0",
+            "--demo.interval",
+            "1s",
+            "--demo.throttle-rate",
+            "0.5",
+            "--demo.churn",
+            "0.2",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let exporter = Exporter::spawn(command, None).await;
+    let prometheus = Prometheus::start(&exporter.address).await;
+    let limit = Duration::from_secs(90);
+
+    eventually("target up", limit, || async {
+        let result = prometheus.query("up{job=\"fast-launch-exporter\"}").await;
+        (result["data"]["result"][0]["value"][1] != "1").then(|| result.to_string())
+    })
+    .await;
+
+    let (account, region, image) = fast_launch_exporter::demo::pinned_failed_image();
+    eventually("failed image state", limit, || async {
+        let promql = format!(
+            "aws_ec2_fast_launch_image_state{{aws_account_id=\"{account}\",aws_region=\"{region}\",image_id=\"{image}\",state=\"enabling-failed\"}}"
+        );
+        let result = prometheus.query(&promql).await;
+        (result["data"]["result"][0]["value"][1] != "1").then(|| result.to_string())
+    })
+    .await;
+
+    let expected_alerts = alert_names();
+    eventually(
+        "every rule loaded and healthy, failed-state alert pending or firing",
+        limit,
+        || async {
+            let rules = prometheus.api("/api/v1/rules").await;
+            let mut seen = BTreeSet::new();
+            let no_rules = Vec::new();
+            for group in rules["data"]["groups"].as_array().unwrap_or(&no_rules) {
+                for rule in group["rules"].as_array().unwrap_or(&no_rules) {
+                    let name = rule["name"].as_str().unwrap_or_default().to_string();
+                    if rule["health"] != "ok" {
+                        return Some(format!(
+                            "{name} health {}: {}",
+                            rule["health"], rule["lastError"]
+                        ));
+                    }
+                    if name == "FastLaunchImageFailed" {
+                        let alerts = rule["alerts"].as_array().unwrap_or(&no_rules);
+                        let named = alerts.iter().any(|a| {
+                            a["labels"]["image_id"] == image.as_str()
+                                && (a["state"] == "pending" || a["state"] == "firing")
+                                && a["labels"]["reason"]
+                                    .as_str()
+                                    .is_some_and(|r| !r.is_empty())
+                        });
+                        if !named {
+                            return Some(format!(
+                                "FastLaunchImageFailed not pending for {image}: {alerts:?}"
+                            ));
+                        }
+                    }
+                    seen.insert(name);
+                }
+            }
+            (seen != expected_alerts).then(|| format!("rules loaded: {seen:?}: {rules}"))
+        },
+    )
+    .await;
+
+    let queries = dashboard_queries();
+    assert!(queries.len() >= 12, "{} dashboard queries", queries.len());
+    for (title, promql) in queries {
+        eventually(&format!("dashboard panel {title:?}"), limit, || async {
+            let result = prometheus.query(&promql).await;
+            if result["status"] != "success" {
+                return Some(format!("{promql}: {result}"));
+            }
+            let empty = result["data"]["result"]
+                .as_array()
+                .is_none_or(Vec::is_empty);
+            empty.then(|| format!("{promql} returned no data"))
+        })
+        .await;
+    }
+}
