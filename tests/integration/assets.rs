@@ -509,3 +509,50 @@ async fn real_prometheus_scrapes_the_demo_loads_the_alerts_and_answers_every_das
         .await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_metrics_change_within_a_minute() {
+    let mut command = Command::new(BIN);
+    command
+        .env_clear()
+        .args([
+            "demo",
+            "--web.listen-address",
+            "127.0.0.1:0",
+            "--demo.interval",
+            "2s",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let exporter = Exporter::spawn(command, None).await;
+    let current_states = |text: &str| -> BTreeSet<(String, String)> {
+        find(text, "aws_ec2_fast_launch_image_state", &[])
+            .into_iter()
+            .filter(|s| s.value == 1.0)
+            .map(|s| {
+                let label =
+                    |name: &str| s.labels.iter().find(|(k, _)| k == name).unwrap().1.clone();
+                (label("image_id"), label("state"))
+            })
+            .collect()
+    };
+    let first = exporter
+        .wait_for_metrics("demo images", |t| current_states(t).len() >= 30)
+        .await;
+    let first = current_states(&first);
+    let started = Instant::now();
+    loop {
+        let now = current_states(&exporter.metrics().await);
+        if now != first {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no state changed in a minute"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let logs = exporter.logs();
+    assert!(logs.contains("demo: open these"), "{logs}");
+}
