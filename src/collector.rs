@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use aws_config::SdkConfig;
 use tokio::sync::{Mutex, Semaphore};
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, info_span, warn, Instrument};
@@ -60,6 +60,22 @@ impl AccountIdentity {
     }
 }
 
+/// The shared identity of `account`, made on first use; its targets resolve the id once.
+fn identity_for(
+    identities: &mut BTreeMap<String, Arc<AccountIdentity>>,
+    account: &AccountConfig,
+) -> Arc<AccountIdentity> {
+    identities
+        .entry(account.key())
+        .or_insert_with(|| {
+            Arc::new(AccountIdentity {
+                key: account.key(),
+                id: Mutex::new(account.configured_account_id().map(str::to_string)),
+            })
+        })
+        .clone()
+}
+
 /// One target with its clients.
 #[derive(Debug)]
 struct Target {
@@ -69,48 +85,143 @@ struct Target {
     client: TargetClient,
 }
 
-/// Collects every target of `config` into `store` until `shutdown` is cancelled; returns when
-/// every target's task has stopped.
-pub async fn run(
-    config: &Config,
-    base: &SdkConfig,
+/// A target's running task and what it was started with.
+#[derive(Debug)]
+struct RunningTarget {
+    account: AccountConfig,
+    cancel: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+/// Runs one task per target and changes the set of tasks when the configuration changes.
+#[derive(Debug)]
+pub struct Collector {
+    base: SdkConfig,
     store: Arc<Store>,
     shutdown: CancellationToken,
-) {
-    let settings = config.collection.clone();
-    let semaphore = Arc::new(Semaphore::new(settings.concurrency));
-    let mut tasks = JoinSet::new();
+    settings: Option<CollectionSettings>,
+    semaphore: Arc<Semaphore>,
+    identities: BTreeMap<String, Arc<AccountIdentity>>,
+    running: BTreeMap<TargetKey, RunningTarget>,
+}
+
+impl Collector {
+    /// A collector with no targets yet; `shutdown` stops every task it starts.
+    pub fn new(base: SdkConfig, store: Arc<Store>, shutdown: CancellationToken) -> Collector {
+        Collector {
+            base,
+            store,
+            shutdown,
+            settings: None,
+            semaphore: Arc::new(Semaphore::new(1)),
+            identities: BTreeMap::new(),
+            running: BTreeMap::new(),
+        }
+    }
+
+    /// Starts, stops and restarts target tasks so that they match `config`. A target whose
+    /// account settings and collection settings are unchanged keeps running untouched; the store
+    /// must already match `config` ([`Store::apply_config`]).
+    pub fn apply(&mut self, config: &Config) {
+        if self.settings.as_ref() != Some(&config.collection) {
+            // New limits or schedule: every task restarts with them.
+            self.settings = Some(config.collection.clone());
+            self.semaphore = Arc::new(Semaphore::new(config.collection.concurrency));
+            for (_, running) in std::mem::take(&mut self.running) {
+                running.cancel.cancel();
+            }
+        }
+        let settings = config.collection.clone();
+        let mut wanted = BTreeMap::new();
+        for (account, region) in config.targets() {
+            let key = TargetKey {
+                account: account.key(),
+                region: region.to_string(),
+            };
+            wanted.insert(key, account.clone());
+        }
+        self.running.retain(|key, running| {
+            let keep = wanted.get(key) == Some(&running.account);
+            if !keep {
+                running.cancel.cancel();
+            }
+            keep
+        });
+        self.identities
+            .retain(|key, _| config.accounts.iter().any(|a| &a.key() == key));
+        for (key, account) in wanted {
+            if self.running.contains_key(&key) {
+                continue;
+            }
+            let Some(counters) = self.store.counters(&key) else {
+                continue;
+            };
+            let identity = identity_for(&mut self.identities, &account);
+            let target = Target {
+                client: TargetClient::new(&self.base, &account, &key.region, &settings, counters),
+                key: key.clone(),
+                account: account.clone(),
+                identity,
+            };
+            let cancel = self.shutdown.child_token();
+            let task = tokio::spawn(target_loop(
+                target,
+                settings.clone(),
+                self.semaphore.clone(),
+                self.store.clone(),
+                cancel.clone(),
+            ));
+            self.running.insert(
+                key,
+                RunningTarget {
+                    account,
+                    cancel,
+                    task,
+                },
+            );
+        }
+    }
+
+    /// Stops every target task and waits for them.
+    pub async fn stop(self) {
+        for running in self.running.values() {
+            running.cancel.cancel();
+        }
+        for (_, running) in self.running {
+            let _ = running.task.await;
+        }
+    }
+}
+
+/// Collects every target of `config` once (bounded by `collection.timeout`, at most
+/// `collection.concurrency` at a time) into `store`. For `--once`.
+pub async fn collect_once(config: &Config, base: &SdkConfig, store: Arc<Store>) {
+    let semaphore = Arc::new(Semaphore::new(config.collection.concurrency));
     let mut identities: BTreeMap<String, Arc<AccountIdentity>> = BTreeMap::new();
+    let mut tasks = JoinSet::new();
     for (account, region) in config.targets() {
         let key = TargetKey {
             account: account.key(),
             region: region.to_string(),
         };
-        let identity = identities
-            .entry(account.key())
-            .or_insert_with(|| {
-                Arc::new(AccountIdentity {
-                    key: account.key(),
-                    id: Mutex::new(account.configured_account_id().map(str::to_string)),
-                })
-            })
-            .clone();
         let Some(counters) = store.counters(&key) else {
             continue;
         };
+        let identity = identity_for(&mut identities, account);
         let target = Target {
-            client: TargetClient::new(base, account, region, &settings, counters),
+            client: TargetClient::new(base, account, region, &config.collection, counters),
             key,
             account: account.clone(),
             identity,
         };
-        tasks.spawn(target_loop(
-            target,
-            settings.clone(),
-            semaphore.clone(),
-            store.clone(),
-            shutdown.clone(),
-        ));
+        let (semaphore, store, settings) =
+            (semaphore.clone(), store.clone(), config.collection.clone());
+        tasks.spawn(async move {
+            let Ok(_permit) = semaphore.acquire().await else {
+                return;
+            };
+            collect_target(&target, &settings, &store).await;
+        });
     }
     while tasks.join_next().await.is_some() {}
 }

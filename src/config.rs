@@ -228,6 +228,23 @@ impl Config {
         Config::try_from(raw)
     }
 
+    /// The configuration of `--config.file` (or the no-file default), with accounts that name no
+    /// region given `environment_region`. An error when some account still has no region.
+    pub fn load_resolved(
+        path: Option<&Path>,
+        environment_region: Option<&str>,
+    ) -> Result<Config, ConfigError> {
+        let config = match path {
+            Some(path) => Config::load(path)?,
+            None => Config::without_file(),
+        };
+        if config.needs_default_region() {
+            config.with_default_region(environment_region)
+        } else {
+            Ok(config)
+        }
+    }
+
     /// The configuration used when no file is given: base credentials, no regions yet.
     pub fn without_file() -> Config {
         Config {

@@ -360,7 +360,14 @@ pub async fn run(
         }
     };
     tokio::join!(
-        crate::run(demo_config(&options), base, listener, web, shutdown.clone()),
+        crate::run(
+            demo_config(&options),
+            base,
+            listener,
+            web,
+            None,
+            shutdown.clone()
+        ),
         churn_task
     );
     Ok(())

@@ -16,6 +16,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -35,15 +36,31 @@ pub struct AppState {
     pub renderer: MetricsRenderer,
     /// Where metrics are served (`--web.telemetry-path`).
     pub telemetry_path: String,
+    /// Where `POST /-/reload` sends its request.
+    pub reload: tokio::sync::mpsc::Sender<crate::ReloadRequest>,
 }
 
 type Body = Full<Bytes>;
 
 /// Serves HTTP on `listener` until `shutdown` is cancelled, then stops accepting and lets
 /// in-flight requests finish (up to a few seconds).
-pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    max_connections: usize,
+    shutdown: CancellationToken,
+) {
     let graceful = GracefulShutdown::new();
+    // At the cap, new connections wait in the kernel's backlog until one closes.
+    let connections = Arc::new(Semaphore::new(max_connections.max(1)));
     loop {
+        let permit = tokio::select! {
+            permit = connections.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            _ = shutdown.cancelled() => break,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
@@ -59,7 +76,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: Cancel
         let state = state.clone();
         let service = service_fn(move |request| {
             let state = state.clone();
-            async move { Ok::<_, Infallible>(handle(&state, request)) }
+            async move { Ok::<_, Infallible>(handle(&state, request).await) }
         });
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())
@@ -70,6 +87,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: Cancel
             if let Err(error) = connection.await {
                 debug!(peer = %peer, error = %error, "connection ended with an error");
             }
+            drop(permit);
         });
     }
     info!("HTTP server stopped accepting; draining requests");
@@ -81,11 +99,27 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: Cancel
     }
 }
 
-fn handle(state: &AppState, request: Request<Incoming>) -> Response<Body> {
+async fn handle(state: &AppState, request: Request<Incoming>) -> Response<Body> {
     let path = request.uri().path();
+    if path == "/-/reload" {
+        if request.method() != Method::POST && request.method() != Method::PUT {
+            let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "405 method not allowed\n");
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("POST, PUT"));
+            return response;
+        }
+        return reload(state).await;
+    }
     let known = path == state.telemetry_path || matches!(path, "/" | "/-/healthy" | "/-/ready");
     if !known {
         return text(StatusCode::NOT_FOUND, "404 page not found\n");
+    }
+    if has_body(&request) {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "400 bad request: GET takes no body\n",
+        );
     }
     if request.method() != Method::GET && request.method() != Method::HEAD {
         let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "405 method not allowed\n");
@@ -106,6 +140,33 @@ fn handle(state: &AppState, request: Request<Incoming>) -> Response<Body> {
             "Not ready: not every target has been collected yet\n",
         ),
         _ => html(landing_page(state)),
+    }
+}
+
+/// Whether a request announces a body (GET and HEAD take none).
+fn has_body<B>(request: &Request<B>) -> bool {
+    let length = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .is_some_and(|v| v.as_bytes() != b"0");
+    length || request.headers().contains_key(header::TRANSFER_ENCODING)
+}
+
+async fn reload(state: &AppState) -> Response<Body> {
+    let (respond, answer) = tokio::sync::oneshot::channel();
+    if state.reload.send(respond).await.is_err() {
+        return text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n");
+    }
+    match answer.await {
+        Ok(Ok(())) => text(StatusCode::OK, "configuration reloaded\n"),
+        Ok(Err(message)) => {
+            let mut response = Response::new(Full::new(Bytes::from(format!(
+                "failed to reload config: {message}\n"
+            ))));
+            *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            response
+        }
+        Err(_) => text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n"),
     }
 }
 

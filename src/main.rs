@@ -6,10 +6,13 @@ use std::process::ExitCode;
 
 use std::time::Duration;
 
+use aws_config::SdkConfig;
 use clap::{Args, Parser, Subcommand};
 use fast_launch_exporter::demo::{self, DemoOptions};
 use fast_launch_exporter::logging::{self, LogFormat, LogLevel};
-use fast_launch_exporter::{load_base_config, run, Config, WebOptions};
+use fast_launch_exporter::{
+    load_base_config, permissions, run, Config, ConfigError, ConfigLoader, WebOptions,
+};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
@@ -26,8 +29,21 @@ struct Flags {
     command: Option<Command>,
 
     /// Path to the YAML configuration file. Without it: base credentials, AWS_REGION's region.
-    #[arg(long = "config.file", value_name = "FILE")]
+    #[arg(long = "config.file", value_name = "FILE", global = true)]
     config_file: Option<PathBuf>,
+
+    /// Collect every target once, print the metrics to stdout and exit (1 if a target failed).
+    #[arg(long = "once")]
+    once: bool,
+
+    /// The most HTTP connections served at once; more wait in the listen backlog.
+    #[arg(
+        long = "web.max-connections",
+        value_name = "N",
+        default_value_t = 64,
+        global = true
+    )]
+    max_connections: usize,
 
     /// Address to listen on for HTTP (`:9849` listens on every interface).
     #[arg(
@@ -61,10 +77,28 @@ enum Command {
     /// Run the exporter against a built-in EC2 fast-launch simulator (no AWS, no credentials):
     /// accounts x regions of images that change state over minutes, one region throttled now and then.
     Demo(DemoFlags),
+    /// Validate the configuration file, print the resolved targets and exit (0 valid, 2 invalid).
+    CheckConfig,
+    /// For every target, assume its role and call DescribeFastLaunchImages with DryRun=true;
+    /// print the verdicts and exit 1 if any target is not allowed.
+    CheckPermissions {
+        /// Output format.
+        #[arg(long = "output", value_enum, default_value = "table")]
+        output: OutputFormat,
+    },
+}
+
+/// `check-permissions --output` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum OutputFormat {
+    /// An aligned text table.
+    Table,
+    /// A JSON array, for scripts.
+    Json,
 }
 
 /// The simulated world's knobs.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 struct DemoFlags {
     /// Simulated accounts (1-6); the first uses the base credentials, the others AssumeRole.
     #[arg(long = "demo.accounts", default_value_t = 3)]
@@ -116,7 +150,7 @@ const VERSION: &str = concat!(
 );
 
 fn telemetry_path(path: &str) -> Result<String, String> {
-    let reserved = ["/", "/-/healthy", "/-/ready"];
+    let reserved = ["/", "/-/healthy", "/-/ready", "/-/reload"];
     if !path.starts_with('/') || reserved.contains(&path) {
         return Err(format!(
             "{path:?} must start with / and not be one of {}",
@@ -137,30 +171,56 @@ async fn bind(address: &str) -> std::io::Result<TcpListener> {
     }
 }
 
-async fn run_demo(options: DemoOptions, address: &str, telemetry_path: String) -> ExitCode {
-    let listener = match bind(address).await {
-        Ok(listener) => listener,
-        Err(e) => {
-            eprintln!("fast-launch-exporter: cannot listen on {address}: {e}");
-            return ExitCode::from(EXIT_CONFIG);
+/// Binds the listen address, logging where it listens; exit status 2 if it cannot.
+async fn listen(address: &str, telemetry_path: &str) -> Result<TcpListener, ExitCode> {
+    match bind(address).await {
+        Ok(listener) => {
+            info!(
+                address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+                telemetry_path = %telemetry_path,
+                version = VERSION,
+                "listening"
+            );
+            Ok(listener)
         }
-    };
-    info!(
-        address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
-        telemetry_path = %telemetry_path,
-        version = VERSION,
-        "listening"
-    );
-    let shutdown = CancellationToken::new();
-    tokio::spawn(shutdown_signal(shutdown.clone()));
-    let web = WebOptions { telemetry_path };
-    match demo::run(options, listener, web, shutdown).await {
-        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("fast-launch-exporter: {e}");
-            ExitCode::from(EXIT_CONFIG)
+            error!(address = %address, error = %e, "cannot listen");
+            eprintln!("fast-launch-exporter: cannot listen on {address}: {e}");
+            Err(ExitCode::from(EXIT_CONFIG))
         }
     }
+}
+
+fn config_error(e: ConfigError) -> ExitCode {
+    error!(error = %e, "invalid configuration");
+    eprintln!("fast-launch-exporter: {e}");
+    ExitCode::from(EXIT_CONFIG)
+}
+
+/// The configuration file (or the no-file default), read and validated; exit status 2 if invalid.
+fn read_config(flags: &Flags) -> Result<Config, ExitCode> {
+    match flags.config_file.as_deref() {
+        Some(path) => Config::load(path).map_err(config_error),
+        None => Ok(Config::without_file()),
+    }
+}
+
+/// Gives accounts without regions the region of the AWS environment (`base`, loaded here if
+/// not given and needed); exit status 2 if there is none.
+async fn with_environment_region(
+    config: Config,
+    base: Option<&SdkConfig>,
+) -> Result<Config, ExitCode> {
+    if !config.needs_default_region() {
+        return Ok(config);
+    }
+    let region = match base {
+        Some(base) => base.region().cloned(),
+        None => load_base_config().await.region().cloned(),
+    };
+    config
+        .with_default_region(region.as_ref().map(|r| r.as_ref()))
+        .map_err(config_error)
 }
 
 async fn shutdown_signal(token: CancellationToken) {
@@ -182,75 +242,159 @@ async fn shutdown_signal(token: CancellationToken) {
     token.cancel();
 }
 
+fn print_targets(config: &Config) {
+    let rows: Vec<[String; 5]> = config
+        .targets()
+        .map(|(account, region)| {
+            let role = account.role.as_ref();
+            let filters = account
+                .filters
+                .iter()
+                .map(|f| format!("{}={}", f.name, f.values.join(",")))
+                .chain(
+                    (!account.image_ids.is_empty())
+                        .then(|| format!("image-ids={}", account.image_ids.join(","))),
+                )
+                .collect::<Vec<_>>()
+                .join(" ");
+            [
+                match (role, &account.name) {
+                    (Some(r), Some(name)) => format!("{} ({name})", r.account_id),
+                    (Some(r), None) => r.account_id.clone(),
+                    (None, Some(name)) => format!("base credentials ({name})"),
+                    (None, None) => "base credentials".to_string(),
+                },
+                region.to_string(),
+                role.map(|r| r.arn.clone())
+                    .unwrap_or_else(|| "-".to_string()),
+                if filters.is_empty() {
+                    "-".to_string()
+                } else {
+                    filters
+                },
+                account
+                    .labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        permissions::render_table(&["ACCOUNT", "REGION", "ROLE", "FILTERS", "LABELS"], &rows)
+    );
+    let c = &config.collection;
+    println!(
+        "{} targets; interval {}, timeout {}, concurrency {}, page size {}, max staleness {}, max attempts {}",
+        config.targets().count(),
+        humantime::format_duration(c.interval),
+        humantime::format_duration(c.timeout),
+        c.concurrency,
+        c.page_size,
+        humantime::format_duration(c.max_staleness),
+        c.max_attempts
+    );
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let flags = Flags::parse();
     logging::init(flags.log_level, flags.log_format);
-    if let Some(Command::Demo(demo_flags)) = flags.command {
-        return run_demo(
-            demo_flags.into(),
-            &flags.listen_address,
-            flags.telemetry_path,
-        )
-        .await;
+    let web = WebOptions {
+        telemetry_path: flags.telemetry_path.clone(),
+        max_connections: flags.max_connections,
+    };
+    match &flags.command {
+        Some(Command::Demo(demo_flags)) => {
+            let listener = match listen(&flags.listen_address, &web.telemetry_path).await {
+                Ok(listener) => listener,
+                Err(code) => return code,
+            };
+            let shutdown = CancellationToken::new();
+            tokio::spawn(shutdown_signal(shutdown.clone()));
+            return match demo::run(demo_flags.clone().into(), listener, web, shutdown).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("fast-launch-exporter: {e}");
+                    ExitCode::from(EXIT_CONFIG)
+                }
+            };
+        }
+        Some(Command::CheckConfig) => {
+            let config = match read_config(&flags) {
+                Ok(config) => config,
+                Err(code) => return code,
+            };
+            return match with_environment_region(config, None).await {
+                Ok(config) => {
+                    print_targets(&config);
+                    ExitCode::SUCCESS
+                }
+                Err(code) => code,
+            };
+        }
+        Some(Command::CheckPermissions { output }) => {
+            let config = match read_config(&flags) {
+                Ok(config) => config,
+                Err(code) => return code,
+            };
+            let base = load_base_config().await;
+            let config = match with_environment_region(config, Some(&base)).await {
+                Ok(config) => config,
+                Err(code) => return code,
+            };
+            let checks = permissions::check_permissions(&config, &base).await;
+            match output {
+                OutputFormat::Table => print!("{}", permissions::table(&checks)),
+                OutputFormat::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&checks).unwrap_or_default()
+                ),
+            }
+            return if checks.iter().all(|c| c.allowed()) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            };
+        }
+        None => {}
     }
 
-    let config = match &flags.config_file {
-        Some(path) => Config::load(path),
-        None => Ok(Config::without_file()),
-    };
-    let config = match config {
+    let config = match read_config(&flags) {
         Ok(config) => config,
-        Err(e) => {
-            error!(error = %e, "invalid configuration");
-            eprintln!("fast-launch-exporter: {e}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
+        Err(code) => return code,
     };
     let base = load_base_config().await;
-    let config = if config.needs_default_region() {
-        config.with_default_region(base.region().map(|r| r.as_ref()))
-    } else {
-        Ok(config)
-    };
-    let config = match config {
+    let config = match with_environment_region(config, Some(&base)).await {
         Ok(config) => config,
-        Err(e) => {
-            error!(error = %e, "invalid configuration");
-            eprintln!("fast-launch-exporter: {e}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
+        Err(code) => return code,
     };
-
-    let listener = match bind(&flags.listen_address).await {
+    if flags.once {
+        let (text, all_ok) = fast_launch_exporter::collect_once(&config, &base).await;
+        print!("{text}");
+        return if all_ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
+    }
+    let listener = match listen(&flags.listen_address, &web.telemetry_path).await {
         Ok(listener) => listener,
-        Err(e) => {
-            error!(address = %flags.listen_address, error = %e, "cannot listen");
-            eprintln!(
-                "fast-launch-exporter: cannot listen on {}: {e}",
-                flags.listen_address
-            );
-            return ExitCode::from(EXIT_CONFIG);
-        }
+        Err(code) => return code,
     };
-    let address = listener
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
-    info!(
-        address = %address,
-        telemetry_path = %flags.telemetry_path,
-        targets = config.targets().count(),
-        version = VERSION,
-        "listening"
-    );
-
+    info!(targets = config.targets().count(), "starting collection");
     let shutdown = CancellationToken::new();
     tokio::spawn(shutdown_signal(shutdown.clone()));
-    let web = WebOptions {
-        telemetry_path: flags.telemetry_path,
+    let loader: Option<ConfigLoader> = {
+        let path = flags.config_file.clone();
+        let region = base.region().map(|r| r.as_ref().to_string());
+        path.map(|path| -> ConfigLoader {
+            Box::new(move || Config::load_resolved(Some(&path), region.as_deref()))
+        })
     };
-    run(config, base, listener, web, shutdown).await;
+    run(config, base, listener, web, loader, shutdown).await;
     info!("stopped");
     ExitCode::SUCCESS
 }

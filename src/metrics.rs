@@ -42,6 +42,20 @@ impl Default for MetricsRenderer {
 impl MetricsRenderer {
     /// A renderer with the process collector and build info registered.
     pub fn new() -> MetricsRenderer {
+        let renderer = MetricsRenderer::without_process();
+        #[cfg(target_os = "linux")]
+        {
+            let collector = prometheus::process_collector::ProcessCollector::for_self();
+            renderer
+                .process
+                .register(Box::new(collector))
+                .expect("process collector registers once");
+        }
+        renderer
+    }
+
+    /// A renderer with build info but no `process_*` metrics.
+    pub fn without_process() -> MetricsRenderer {
         let process = Registry::new();
         let build_info = IntGaugeVec::new(
             Opts::new(
@@ -53,13 +67,6 @@ impl MetricsRenderer {
         .expect("valid metric");
         build_info.with_label_values(&[VERSION, REVISION]).set(1);
         register(&process, &build_info);
-        #[cfg(target_os = "linux")]
-        {
-            let collector = prometheus::process_collector::ProcessCollector::for_self();
-            process
-                .register(Box::new(collector))
-                .expect("process collector registers once");
-        }
         MetricsRenderer { process }
     }
 
@@ -68,8 +75,9 @@ impl MetricsRenderer {
         let registry = Registry::new();
         let (accounts, targets) = store.snapshot(now);
 
+        let static_label_names = store.static_label_names();
         let mut account_labels: Vec<String> = vec!["aws_account_id".into(), "account_name".into()];
-        account_labels.extend(store.static_label_names().iter().cloned());
+        account_labels.extend(static_label_names.iter().cloned());
         let account_label_refs: Vec<&str> = account_labels.iter().map(String::as_str).collect();
         let account_info = gauge_vec(
             &registry,
@@ -83,13 +91,26 @@ impl MetricsRenderer {
                 account.name.as_deref().unwrap_or(""),
             ];
             values.extend(
-                store
-                    .static_label_names()
+                static_label_names
                     .iter()
                     .map(|n| account.labels.get(n).map(String::as_str).unwrap_or("")),
             );
             account_info.with_label_values(&values).set(1.0);
         }
+
+        let reload = store.reload_status();
+        gauge(
+            &registry,
+            "fast_launch_exporter_config_last_reload_successful",
+            "1 if the last configuration reload succeeded, else 0.",
+            if reload.successful { 1.0 } else { 0.0 },
+        );
+        gauge(
+            &registry,
+            "fast_launch_exporter_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful configuration load (start-up or reload).",
+            unix_seconds(reload.last_success),
+        );
 
         let images = ImageMetrics::new(&registry);
         let target_metrics = TargetMetrics::new(&registry);
@@ -114,10 +135,22 @@ impl MetricsRenderer {
     }
 }
 
+fn unix_seconds(at: SystemTime) -> f64 {
+    at.duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
+}
+
 fn register<C: Collector + Clone + 'static>(registry: &Registry, collector: &C) {
     registry
         .register(Box::new(collector.clone()))
         .expect("metric names are unique");
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str, value: f64) {
+    let gauge = prometheus::Gauge::with_opts(Opts::new(name, help)).expect("valid metric");
+    gauge.set(value);
+    register(registry, &gauge);
 }
 
 fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
@@ -236,11 +269,7 @@ impl ImageMetrics {
         }
         if let Some(at) = image.state_transition_time {
             set(&self.transition_timestamp, &[], at);
-            let now = now
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_secs_f64();
-            set(&self.state_age, &[], (now - at).max(0.0));
+            set(&self.state_age, &[], (unix_seconds(now) - at).max(0.0));
         }
         let state = image
             .state
@@ -324,11 +353,9 @@ impl TargetMetrics {
                 .set(duration.as_secs_f64());
         }
         if let Some(at) = target.last_success {
-            self.last_success.with_label_values(&labels).set(
-                at.duration_since(SystemTime::UNIX_EPOCH)
-                    .unwrap_or_default()
-                    .as_secs_f64(),
-            );
+            self.last_success
+                .with_label_values(&labels)
+                .set(unix_seconds(at));
         }
         self.images
             .with_label_values(&labels)

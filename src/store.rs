@@ -67,60 +67,112 @@ struct TargetEntry {
 struct Inner {
     accounts: BTreeMap<String, AccountView>,
     targets: BTreeMap<TargetKey, TargetEntry>,
+    max_staleness: Duration,
+    static_label_names: Vec<String>,
+    reload: ReloadStatus,
+}
+
+/// The outcome of the last configuration reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReloadStatus {
+    /// Whether the last reload attempt succeeded.
+    pub successful: bool,
+    /// When the configuration was last loaded successfully (start-up counts).
+    pub last_success: SystemTime,
+}
+
+impl Default for ReloadStatus {
+    fn default() -> Self {
+        ReloadStatus {
+            successful: true,
+            last_success: SystemTime::now(),
+        }
+    }
 }
 
 /// The latest snapshot per target.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Store {
     inner: RwLock<Inner>,
-    max_staleness: Duration,
-    static_label_names: Vec<String>,
 }
 
 impl Store {
     /// A store with an empty entry for every target of `config`.
     pub fn new(config: &Config) -> Store {
-        let mut inner = Inner::default();
+        let store = Store::default();
+        store.apply_config(config);
+        store
+    }
+
+    /// Makes the store match `config`: targets that stay keep their data and counters, removed
+    /// ones are dropped, new ones start empty. Account ids learnt earlier are kept.
+    pub fn apply_config(&self, config: &Config) {
+        let mut inner = self.inner.write().expect("store lock");
+        let mut accounts = BTreeMap::new();
         for account in &config.accounts {
-            inner.accounts.insert(
+            let known_id = inner
+                .accounts
+                .get(&account.key())
+                .and_then(|a| a.account_id.clone());
+            accounts.insert(
                 account.key(),
                 AccountView {
                     key: account.key(),
-                    account_id: account.configured_account_id().map(str::to_string),
+                    account_id: account
+                        .configured_account_id()
+                        .map(str::to_string)
+                        .or(known_id),
                     name: account.name.clone(),
                     assumes_role: account.role.is_some(),
                     labels: account.labels.clone(),
                 },
             );
         }
+        let mut targets = BTreeMap::new();
         for (account, region) in config.targets() {
-            inner.targets.insert(
-                TargetKey {
-                    account: account.key(),
-                    region: region.to_string(),
-                },
-                TargetEntry {
-                    assumes_role: account.role.is_some(),
-                    tried: false,
-                    last_ok: false,
-                    last_duration: None,
-                    last_success: None,
-                    last_error: None,
-                    images: None,
-                    counters: Arc::new(ApiCounters::default()),
-                },
-            );
+            let key = TargetKey {
+                account: account.key(),
+                region: region.to_string(),
+            };
+            let entry = inner.targets.remove(&key).unwrap_or_else(|| TargetEntry {
+                assumes_role: account.role.is_some(),
+                tried: false,
+                last_ok: false,
+                last_duration: None,
+                last_success: None,
+                last_error: None,
+                images: None,
+                counters: Arc::new(ApiCounters::default()),
+            });
+            targets.insert(key, entry);
         }
-        Store {
-            inner: RwLock::new(inner),
-            max_staleness: config.collection.max_staleness,
-            static_label_names: config.static_label_names(),
+        inner.accounts = accounts;
+        inner.targets = targets;
+        inner.max_staleness = config.collection.max_staleness;
+        inner.static_label_names = config.static_label_names();
+    }
+
+    /// Records the outcome of a reload attempt.
+    pub fn record_reload(&self, successful: bool, at: SystemTime) {
+        let mut inner = self.inner.write().expect("store lock");
+        inner.reload.successful = successful;
+        if successful {
+            inner.reload.last_success = at;
         }
     }
 
+    /// The outcome of the last reload.
+    pub fn reload_status(&self) -> ReloadStatus {
+        self.inner.read().expect("store lock").reload
+    }
+
     /// The union of static label names over all accounts.
-    pub fn static_label_names(&self) -> &[String] {
-        &self.static_label_names
+    pub fn static_label_names(&self) -> Vec<String> {
+        self.inner
+            .read()
+            .expect("store lock")
+            .static_label_names
+            .clone()
     }
 
     /// The counters of a target (shared with its AWS clients).
@@ -164,8 +216,8 @@ impl Store {
         duration: Duration,
         finished: SystemTime,
     ) {
-        let max_staleness = self.max_staleness;
         let mut inner = self.inner.write().expect("store lock");
+        let max_staleness = inner.max_staleness;
         if let Some(target) = inner.targets.get_mut(key) {
             target.tried = true;
             target.last_ok = false;
@@ -205,7 +257,7 @@ impl Store {
                 images: t
                     .images
                     .clone()
-                    .filter(|_| is_fresh(t.last_success, now, self.max_staleness)),
+                    .filter(|_| is_fresh(t.last_success, now, inner.max_staleness)),
                 counters: t.counters.clone(),
             })
             .collect();

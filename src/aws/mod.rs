@@ -216,6 +216,28 @@ impl TargetClient {
             })
     }
 
+    /// Whether this target may call DescribeFastLaunchImages: a `DryRun` call answered
+    /// `DryRunOperation` means allowed; anything else (e.g. `UnauthorizedOperation`) is the error.
+    pub async fn check_describe_permission(&self) -> Result<(), AwsError> {
+        match self
+            .ec2
+            .describe_fast_launch_images()
+            .dry_run(true)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let error = AwsError::from_sdk(Api::DescribeFastLaunchImages, &e);
+                if error.code == "DryRunOperation" && error.api == Api::DescribeFastLaunchImages {
+                    Ok(())
+                } else {
+                    Err(error)
+                }
+            }
+        }
+    }
+
     /// Every image across every page, or an error if any page failed (never half a list).
     pub async fn describe_fast_launch_images(
         &self,

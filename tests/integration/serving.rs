@@ -9,7 +9,7 @@ use fast_launch_exporter::simulator::Fault;
 use crate::harness::*;
 
 /// Every metric family of the contract (process_* aside).
-const CONTRACT: [&str; 15] = [
+const CONTRACT: [&str; 17] = [
     "aws_ec2_fast_launch_image_info",
     "aws_ec2_fast_launch_image_max_parallel_launches",
     "aws_ec2_fast_launch_image_state",
@@ -23,6 +23,8 @@ const CONTRACT: [&str; 15] = [
     "fast_launch_exporter_build_info",
     "fast_launch_exporter_collection_duration_seconds",
     "fast_launch_exporter_collection_success",
+    "fast_launch_exporter_config_last_reload_success_timestamp_seconds",
+    "fast_launch_exporter_config_last_reload_successful",
     "fast_launch_exporter_images",
     "fast_launch_exporter_last_success_timestamp_seconds",
 ];
@@ -392,6 +394,8 @@ async fn no_config_file_uses_the_environment_region() {
         if value(
             &text,
             "fast_launch_exporter_collection_success",
+    "fast_launch_exporter_config_last_reload_success_timestamp_seconds",
+    "fast_launch_exporter_config_last_reload_successful",
             &[
                 ("aws_region", "eu-central-1"),
                 ("aws_account_id", BASE_ACCOUNT),
