@@ -85,10 +85,29 @@ struct Target {
     client: TargetClient,
 }
 
+/// What a target's collection depends on in its account's settings (not its alias or labels,
+/// nor the account's other regions).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct CollectionInputs {
+    role: Option<crate::config::RoleConfig>,
+    image_ids: Vec<String>,
+    filters: Vec<crate::config::Filter>,
+}
+
+impl CollectionInputs {
+    fn of(account: &AccountConfig) -> CollectionInputs {
+        CollectionInputs {
+            role: account.role.clone(),
+            image_ids: account.image_ids.clone(),
+            filters: account.filters.clone(),
+        }
+    }
+}
+
 /// A target's running task and what it was started with.
 #[derive(Debug)]
 struct RunningTarget {
-    account: AccountConfig,
+    inputs: CollectionInputs,
     cancel: CancellationToken,
     task: JoinHandle<()>,
 }
@@ -141,7 +160,9 @@ impl Collector {
             wanted.insert(key, account.clone());
         }
         self.running.retain(|key, running| {
-            let keep = wanted.get(key) == Some(&running.account);
+            let keep = wanted
+                .get(key)
+                .is_some_and(|account| CollectionInputs::of(account) == running.inputs);
             if !keep {
                 running.cancel.cancel();
             }
@@ -174,7 +195,7 @@ impl Collector {
             self.running.insert(
                 key,
                 RunningTarget {
-                    account,
+                    inputs: CollectionInputs::of(&account),
                     cancel,
                     task,
                 },

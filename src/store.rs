@@ -314,4 +314,23 @@ mod tests {
         let (_, targets) = store.snapshot(t0 + Duration::from_secs(40));
         assert!(targets[0].images.is_none());
     }
+
+    #[test]
+    fn applying_a_config_keeps_the_data_of_targets_that_stay() {
+        let store = Store::new(&Config::from_yaml("regions: [us-east-1, eu-west-1]").unwrap());
+        let stays = TargetKey {
+            account: "base".into(),
+            region: "us-east-1".into(),
+        };
+        let now = SystemTime::now();
+        store.record_success(&stays, vec![image("ami-1")], Duration::from_secs(1), now);
+        store.set_account_id("base", "111111111111");
+        store.apply_config(&Config::from_yaml("regions: [us-east-1, ap-south-1]").unwrap());
+        let (accounts, targets) = store.snapshot(now);
+        let regions: Vec<&str> = targets.iter().map(|t| t.key.region.as_str()).collect();
+        assert_eq!(regions, ["ap-south-1", "us-east-1"]);
+        assert_eq!(targets[1].images.as_ref().unwrap().len(), 1);
+        assert!(!targets[0].tried);
+        assert_eq!(accounts[0].account_id.as_deref(), Some("111111111111"));
+    }
 }

@@ -1,6 +1,7 @@
 //! Starts the simulator and the real exporter binary against it, and reads what the exporter serves.
 
 use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -146,6 +147,24 @@ impl Exporter {
             logs,
             _config: config,
         }
+    }
+
+    /// The config file the exporter was started with.
+    pub fn config_path(&self) -> &Path {
+        self._config
+            .as_ref()
+            .expect("started with a config file")
+            .path()
+    }
+
+    /// Sends a signal (`HUP`, `TERM` …) to the exporter.
+    pub fn signal(&self, name: &str) {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
     }
 
     /// Everything the exporter logged so far.

@@ -5,4 +5,5 @@
 mod assets;
 mod collection;
 mod harness;
+mod operations;
 mod serving;

@@ -394,8 +394,6 @@ async fn no_config_file_uses_the_environment_region() {
         if value(
             &text,
             "fast_launch_exporter_collection_success",
-    "fast_launch_exporter_config_last_reload_success_timestamp_seconds",
-    "fast_launch_exporter_config_last_reload_successful",
             &[
                 ("aws_region", "eu-central-1"),
                 ("aws_account_id", BASE_ACCOUNT),
