@@ -22,6 +22,7 @@ use tracing::{debug, info, warn};
 
 use crate::metrics::{MetricsRenderer, CONTENT_TYPE};
 use crate::store::Store;
+use crate::web_config::{AuthOutcome, WebConfig};
 
 /// How long a client may take to send its request headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -40,6 +41,8 @@ pub struct AppState {
     pub telemetry_path: String,
     /// Where `POST /-/reload` sends its request.
     pub reload: tokio::sync::mpsc::Sender<crate::ReloadRequest>,
+    /// TLS, basic auth and extra headers.
+    pub web_config: WebConfig,
 }
 
 type Body = Full<Bytes>;
@@ -75,20 +78,21 @@ pub async fn serve(
             },
             _ = shutdown.cancelled() => break,
         };
+        let watcher = graceful.watcher();
         let state = state.clone();
-        let service = service_fn(move |request| {
-            let state = state.clone();
-            async move { Ok::<_, Infallible>(handle(&state, request).await) }
-        });
-        let connection = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT)
-            .max_buf_size(MAX_REQUEST_HEAD)
-            .serve_connection(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection);
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                debug!(peer = %peer, error = %error, "connection ended with an error");
+            match state.web_config.tls.clone() {
+                None => serve_connection(stream, state, watcher, peer).await,
+                Some(tls) => {
+                    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+                    match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => serve_connection(stream, state, watcher, peer).await,
+                        Ok(Err(error)) => {
+                            debug!(peer = %peer, error = %error, "TLS handshake failed")
+                        }
+                        Err(_) => debug!(peer = %peer, "TLS handshake timed out"),
+                    }
+                }
             }
             drop(permit);
         });
@@ -100,6 +104,69 @@ pub async fn serve(
     {
         warn!("some HTTP connections did not finish in time");
     }
+}
+
+/// Serves HTTP/1.1 on one accepted (and, with TLS, handshaken) connection.
+async fn serve_connection<S>(
+    stream: S,
+    state: Arc<AppState>,
+    watcher: hyper_util::server::graceful::Watcher,
+    peer: std::net::SocketAddr,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |request| {
+        let state = state.clone();
+        async move { Ok::<_, Infallible>(respond(&state, request).await) }
+    });
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_REQUEST_HEAD)
+        .serve_connection(TokioIo::new(stream), service);
+    if let Err(error) = watcher.watch(connection).await {
+        debug!(peer = %peer, error = %error, "connection ended with an error");
+    }
+}
+
+/// Authenticates, routes, and adds the configured headers.
+async fn respond(state: &Arc<AppState>, request: Request<Incoming>) -> Response<Body> {
+    let mut response = if state.web_config.requires_auth() {
+        let authorization = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .map(|v| v.as_bytes().to_vec());
+        let web_config = state.web_config.clone();
+        // bcrypt takes tens of milliseconds on purpose: keep it off the async threads.
+        let outcome =
+            tokio::task::spawn_blocking(move || web_config.authenticate(authorization.as_deref()))
+                .await
+                .unwrap_or(AuthOutcome::Missing);
+        match outcome {
+            AuthOutcome::Allowed => handle(state, request).await,
+            AuthOutcome::Missing => unauthorized(),
+            AuthOutcome::Denied(user) => {
+                // The user name only; the password is never logged.
+                warn!(user = %user, path = %request.uri().path(), "basic auth failed");
+                unauthorized()
+            }
+        }
+    } else {
+        handle(state, request).await
+    };
+    for (name, value) in &state.web_config.headers {
+        response.headers_mut().insert(name.clone(), value.clone());
+    }
+    response
+}
+
+fn unauthorized() -> Response<Body> {
+    let mut response = text(StatusCode::UNAUTHORIZED, "401 Unauthorized\n");
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"fast-launch-exporter\""),
+    );
+    response
 }
 
 async fn handle(state: &AppState, request: Request<Incoming>) -> Response<Body> {

@@ -30,6 +30,7 @@ pub mod model;
 pub mod permissions;
 pub mod simulator;
 pub mod store;
+pub mod web_config;
 
 use std::sync::Arc;
 
@@ -48,6 +49,8 @@ pub struct WebOptions {
     pub telemetry_path: String,
     /// The most connections served at once (`--web.max-connections`).
     pub max_connections: usize,
+    /// TLS, basic auth and headers (`--web.config.file`).
+    pub web_config: web_config::WebConfig,
 }
 
 impl Default for WebOptions {
@@ -55,6 +58,7 @@ impl Default for WebOptions {
         WebOptions {
             telemetry_path: "/metrics".to_string(),
             max_connections: 64,
+            web_config: web_config::WebConfig::default(),
         }
     }
 }
@@ -85,6 +89,7 @@ pub async fn run(
         renderer: metrics::MetricsRenderer::new(),
         telemetry_path: web.telemetry_path.clone(),
         reload: reload_tx.clone(),
+        web_config: web.web_config.clone(),
     });
     let server = tokio::spawn(http::serve(
         listener,

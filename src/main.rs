@@ -10,6 +10,7 @@ use aws_config::SdkConfig;
 use clap::{Args, Parser, Subcommand};
 use fast_launch_exporter::demo::{self, DemoOptions};
 use fast_launch_exporter::logging::{self, LogFormat, LogLevel};
+use fast_launch_exporter::web_config::WebConfig;
 use fast_launch_exporter::{
     load_base_config, permissions, run, Config, ConfigError, ConfigLoader, WebOptions,
 };
@@ -35,6 +36,11 @@ struct Flags {
     /// Collect every target once, print the metrics to stdout and exit (1 if a target failed).
     #[arg(long = "once")]
     once: bool,
+
+    /// Prometheus exporter-toolkit web configuration (TLS, client certificates, basic auth,
+    /// response headers), as used by node_exporter.
+    #[arg(long = "web.config.file", value_name = "FILE", global = true)]
+    web_config_file: Option<PathBuf>,
 
     /// The most HTTP connections served at once; more wait in the listen backlog.
     #[arg(
@@ -302,9 +308,21 @@ fn print_targets(config: &Config) {
 async fn main() -> ExitCode {
     let flags = Flags::parse();
     logging::init(flags.log_level, flags.log_format);
+    let web_config = match &flags.web_config_file {
+        None => WebConfig::default(),
+        Some(path) => match WebConfig::load(path) {
+            Ok(web_config) => web_config,
+            Err(e) => {
+                error!(error = %e, "invalid web configuration");
+                eprintln!("fast-launch-exporter: {e}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
+    };
     let web = WebOptions {
         telemetry_path: flags.telemetry_path.clone(),
         max_connections: flags.max_connections,
+        web_config,
     };
     match &flags.command {
         Some(Command::Demo(demo_flags)) => {

@@ -282,17 +282,18 @@ pub async fn request(
     stream.write_all(head.as_bytes()).await.unwrap();
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).await.unwrap();
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("response has a header block");
+    parse_response(&raw).expect("an HTTP response")
+}
+
+/// Parses a whole HTTP/1.1 response (status, headers, body; chunked bodies decoded).
+pub fn parse_response(raw: &[u8]) -> Option<Response> {
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut lines = head.lines();
     let status = lines
         .next()
         .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .expect("status line");
+        .and_then(|s| s.parse().ok())?;
     let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
@@ -301,11 +302,11 @@ pub async fn request(
     let chunked = headers.iter().any(|(k, v): &(String, String)| {
         k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
     });
-    Response {
+    Some(Response {
         status,
         body: if chunked { dechunk(&body) } else { body },
         headers,
-    }
+    })
 }
 
 /// Decodes a `Transfer-Encoding: chunked` body.

@@ -7,3 +7,4 @@ mod collection;
 mod harness;
 mod operations;
 mod serving;
+mod web;

@@ -1,0 +1,414 @@
+//! `--web.config.file`: the Prometheus exporter-toolkit web configuration format, so that the
+//! file an operator uses for node_exporter works here too: TLS (through rustls), client
+//! certificates, basic auth with bcrypt hashes, and extra response headers.
+//!
+//! Relative file paths in the file are taken relative to the file's own folder, as the
+//! exporter-toolkit does.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use base64::Engine;
+use hyper::header::{HeaderName, HeaderValue};
+use rustls::server::WebPkiClientVerifier;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+use tracing::warn;
+
+/// An invalid web configuration file; the message names the key.
+#[derive(Debug, thiserror::Error)]
+#[error("web config {path}: {message}")]
+pub struct WebConfigError {
+    path: String,
+    message: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWebConfig {
+    tls_server_config: Option<RawTls>,
+    http_server_config: Option<RawHttp>,
+    #[serde(default)]
+    basic_auth_users: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert_file: Option<String>,
+    key_file: Option<String>,
+    client_auth_type: Option<String>,
+    client_ca_file: Option<String>,
+    min_version: Option<String>,
+    max_version: Option<String>,
+    // Accepted for compatibility with node_exporter's files; rustls picks its own safe suites
+    // and curves, so these are ignored with a warning.
+    cipher_suites: Option<Vec<String>>,
+    prefer_server_cipher_suites: Option<bool>,
+    curve_preferences: Option<Vec<String>>,
+    client_allowed_sans: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    http2: Option<bool>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+}
+
+/// Response headers the exporter-toolkit lets a web config set.
+const SETTABLE_HEADERS: [&str; 5] = [
+    "Strict-Transport-Security",
+    "X-Content-Type-Options",
+    "X-Frame-Options",
+    "X-XSS-Protection",
+    "Content-Security-Policy",
+];
+
+/// The validated web configuration.
+#[derive(Clone, Default)]
+pub struct WebConfig {
+    /// TLS settings, when `tls_server_config` is set.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// User name to bcrypt hash.
+    users: BTreeMap<String, String>,
+    /// A hash of no real password, checked when the user is unknown so that a wrong user name
+    /// takes as long as a wrong password.
+    dummy_hash: String,
+    /// Headers added to every response.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl std::fmt::Debug for WebConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebConfig")
+            .field("tls", &self.tls.is_some())
+            .field("users", &self.users.keys().collect::<Vec<_>>())
+            .field("headers", &self.headers)
+            .finish()
+    }
+}
+
+/// The outcome of checking a request's credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthOutcome {
+    /// No basic auth configured, or the right user and password.
+    Allowed,
+    /// No or malformed `Authorization` header.
+    Missing,
+    /// A user name that is not configured or a wrong password (the user name, for the log).
+    Denied(String),
+}
+
+impl WebConfig {
+    /// Reads and validates a web configuration file.
+    pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
+        let error = |message: String| WebConfigError {
+            path: path.display().to_string(),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| error(format!("cannot read: {e}")))?;
+        let raw: RawWebConfig = if text.trim().is_empty() {
+            RawWebConfig::default()
+        } else {
+            serde_yaml::from_str(&text).map_err(|e| error(e.to_string()))?
+        };
+        let base = path.parent().unwrap_or(Path::new("."));
+        let mut config = WebConfig::default();
+        for (user, hash) in raw.basic_auth_users {
+            // A bcrypt hash: $2a$/$2b$/$2y$, cost, 53 characters of salt and hash.
+            if !(hash.len() == 60 && hash.starts_with("$2") && bcrypt::verify("", &hash).is_ok()) {
+                return Err(error(format!(
+                    "basic_auth_users.{user}: not a bcrypt hash (make one with `htpasswd -nBC 10 \"\" | tr -d ':\\n'`)"
+                )));
+            }
+            config.users.insert(user, hash);
+        }
+        config.dummy_hash = dummy_hash(&config.users);
+        if let Some(http) = raw.http_server_config {
+            if http.http2 == Some(true) {
+                warn!(
+                    "web config: http_server_config.http2 is ignored; the exporter serves HTTP/1.1"
+                );
+            }
+            for (name, value) in http.headers {
+                let Some(allowed) = SETTABLE_HEADERS
+                    .iter()
+                    .find(|h| h.eq_ignore_ascii_case(&name))
+                else {
+                    return Err(error(format!(
+                        "http_server_config.headers: {name:?} cannot be set (one of {})",
+                        SETTABLE_HEADERS.join(", ")
+                    )));
+                };
+                let value = HeaderValue::from_str(&value).map_err(|_| {
+                    error(format!(
+                        "http_server_config.headers.{name}: {value:?} is not a valid header value"
+                    ))
+                })?;
+                config
+                    .headers
+                    .push((HeaderName::from_static(static_lowercase(allowed)), value));
+            }
+        }
+        if let Some(tls) = raw.tls_server_config {
+            config.tls = Some(Arc::new(tls_config(&tls, base).map_err(error)?));
+        }
+        Ok(config)
+    }
+
+    /// Whether requests must carry basic auth.
+    pub fn requires_auth(&self) -> bool {
+        !self.users.is_empty()
+    }
+
+    /// Checks an `Authorization` header value. bcrypt is slow on purpose: call this off the
+    /// async threads (`spawn_blocking`).
+    pub fn authenticate(&self, authorization: Option<&[u8]>) -> AuthOutcome {
+        if self.users.is_empty() {
+            return AuthOutcome::Allowed;
+        }
+        let Some((user, password)) = authorization.and_then(parse_basic) else {
+            return AuthOutcome::Missing;
+        };
+        let known = self
+            .users
+            .iter()
+            .find(|(name, _)| bool::from(name.as_bytes().ct_eq(user.as_bytes())));
+        let hash = known.map_or(self.dummy_hash.as_str(), |(_, hash)| hash.as_str());
+        let password_ok = bcrypt::verify(&password, hash).unwrap_or(false);
+        if known.is_some() && password_ok {
+            AuthOutcome::Allowed
+        } else {
+            AuthOutcome::Denied(user)
+        }
+    }
+}
+
+/// A bcrypt hash with the cost of the configured users' (cost is digits 4–5 of `$2b$10$…`).
+fn dummy_hash(users: &BTreeMap<String, String>) -> String {
+    let Some(hash) = users.values().next() else {
+        return String::new();
+    };
+    let cost = hash
+        .get(4..6)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(bcrypt::DEFAULT_COST);
+    bcrypt::hash("not a password", cost).unwrap_or_default()
+}
+
+fn static_lowercase(header: &str) -> &'static str {
+    match header {
+        "Strict-Transport-Security" => "strict-transport-security",
+        "X-Content-Type-Options" => "x-content-type-options",
+        "X-Frame-Options" => "x-frame-options",
+        "X-XSS-Protection" => "x-xss-protection",
+        _ => "content-security-policy",
+    }
+}
+
+/// `Basic base64(user:password)` into (user, password).
+fn parse_basic(value: &[u8]) -> Option<(String, String)> {
+    let value = std::str::from_utf8(value).ok()?;
+    let (scheme, encoded) = value.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (user, password) = decoded.split_once(':')?;
+    Some((user.to_string(), password.to_string()))
+}
+
+fn resolve(base: &Path, file: &str) -> PathBuf {
+    let path = Path::new(file);
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        base.join(path)
+    }
+}
+
+fn tls_version(place: &str, value: &str) -> Result<u8, String> {
+    match value {
+        "TLS10" => Ok(10),
+        "TLS11" => Ok(11),
+        "TLS12" => Ok(12),
+        "TLS13" => Ok(13),
+        other => Err(format!(
+            "tls_server_config.{place}: {other:?} is not one of TLS10, TLS11, TLS12, TLS13"
+        )),
+    }
+}
+
+fn tls_config(raw: &RawTls, base: &Path) -> Result<rustls::ServerConfig, String> {
+    let (Some(cert_file), Some(key_file)) = (&raw.cert_file, &raw.key_file) else {
+        return Err("tls_server_config: cert_file and key_file are both required".to_string());
+    };
+    let cert_path = resolve(base, cert_file);
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
+        .and_then(|certs| certs.collect())
+        .map_err(|e| format!("tls_server_config.cert_file: {}: {e}", cert_path.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "tls_server_config.cert_file: {}: no certificate",
+            cert_path.display()
+        ));
+    }
+    let key_path = resolve(base, key_file);
+    let key = PrivateKeyDer::from_pem_file(&key_path)
+        .map_err(|e| format!("tls_server_config.key_file: {}: {e}", key_path.display()))?;
+
+    let min = tls_version("min_version", raw.min_version.as_deref().unwrap_or("TLS12"))?;
+    let max = tls_version("max_version", raw.max_version.as_deref().unwrap_or("TLS13"))?;
+    if max < 12 {
+        return Err(
+            "tls_server_config.max_version: rustls speaks TLS 1.2 and 1.3 only".to_string(),
+        );
+    }
+    if min < 12 {
+        warn!("web config: min_version below TLS12 is raised to TLS12 (rustls speaks TLS 1.2 and 1.3 only)");
+    }
+    if min > max {
+        return Err("tls_server_config: min_version is above max_version".to_string());
+    }
+    let mut versions: Vec<&'static rustls::SupportedProtocolVersion> = Vec::new();
+    if min <= 12 {
+        versions.push(&rustls::version::TLS12);
+    }
+    if max >= 13 {
+        versions.push(&rustls::version::TLS13);
+    }
+    if raw.cipher_suites.as_ref().is_some_and(|c| !c.is_empty())
+        || raw
+            .curve_preferences
+            .as_ref()
+            .is_some_and(|c| !c.is_empty())
+        || raw.prefer_server_cipher_suites.is_some()
+    {
+        warn!("web config: cipher_suites, curve_preferences and prefer_server_cipher_suites are ignored; rustls uses its own safe defaults");
+    }
+    if raw
+        .client_allowed_sans
+        .as_ref()
+        .is_some_and(|s| !s.is_empty())
+    {
+        return Err("tls_server_config.client_allowed_sans: not supported".to_string());
+    }
+
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&versions)
+        .map_err(|e| format!("tls_server_config: {e}"))?;
+    let auth_type = raw.client_auth_type.as_deref().unwrap_or("NoClientCert");
+    let client_roots = || -> Result<Arc<rustls::RootCertStore>, String> {
+        let Some(ca_file) = &raw.client_ca_file else {
+            return Err(format!(
+                "tls_server_config.client_ca_file: required with client_auth_type {auth_type}"
+            ));
+        };
+        let ca_path = resolve(base, ca_file);
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(&ca_path).map_err(|e| {
+            format!(
+                "tls_server_config.client_ca_file: {}: {e}",
+                ca_path.display()
+            )
+        })? {
+            let cert = cert.map_err(|e| {
+                format!(
+                    "tls_server_config.client_ca_file: {}: {e}",
+                    ca_path.display()
+                )
+            })?;
+            roots.add(cert).map_err(|e| {
+                format!(
+                    "tls_server_config.client_ca_file: {}: {e}",
+                    ca_path.display()
+                )
+            })?;
+        }
+        Ok(Arc::new(roots))
+    };
+    let builder = match auth_type {
+        "NoClientCert" => builder.with_no_client_auth(),
+        "RequireAndVerifyClientCert" | "VerifyClientCertIfGiven" => {
+            let verifier = WebPkiClientVerifier::builder_with_provider(client_roots()?, provider);
+            let verifier = if auth_type == "VerifyClientCertIfGiven" {
+                verifier.allow_unauthenticated()
+            } else {
+                verifier
+            };
+            let verifier = verifier
+                .build()
+                .map_err(|e| format!("tls_server_config.client_ca_file: {e}"))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        "RequestClientCert" | "RequireAnyClientCert" => {
+            return Err(format!(
+                "tls_server_config.client_auth_type: {auth_type} (certificates not verified) is not supported; \
+                 use VerifyClientCertIfGiven or RequireAndVerifyClientCert with client_ca_file"
+            ))
+        }
+        other => {
+            return Err(format!(
+                "tls_server_config.client_auth_type: {other:?} is not one of NoClientCert, \
+                 VerifyClientCertIfGiven, RequireAndVerifyClientCert"
+            ))
+        }
+    };
+    let mut config = builder
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("tls_server_config: certificate and key do not fit: {e}"))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn basic(user: &str, password: &str) -> Vec<u8> {
+        let encoded =
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        format!("Basic {encoded}").into_bytes()
+    }
+
+    #[test]
+    fn basic_auth_allows_only_the_right_password() {
+        let hash = bcrypt::hash("s3cret", 4).unwrap();
+        let users = BTreeMap::from([("prometheus".to_string(), hash)]);
+        let config = WebConfig {
+            dummy_hash: dummy_hash(&users),
+            users,
+            ..WebConfig::default()
+        };
+        assert_eq!(
+            config.authenticate(Some(&basic("prometheus", "s3cret"))),
+            AuthOutcome::Allowed
+        );
+        assert_eq!(
+            config.authenticate(Some(&basic("prometheus", "wrong"))),
+            AuthOutcome::Denied("prometheus".into())
+        );
+        assert_eq!(
+            config.authenticate(Some(&basic("eve", "s3cret"))),
+            AuthOutcome::Denied("eve".into())
+        );
+        assert_eq!(config.authenticate(None), AuthOutcome::Missing);
+        assert_eq!(
+            config.authenticate(Some(b"Bearer abc")),
+            AuthOutcome::Missing
+        );
+        assert_eq!(
+            config.authenticate(Some(b"Basic !!!")),
+            AuthOutcome::Missing
+        );
+    }
+}

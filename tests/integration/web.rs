@@ -1,0 +1,316 @@
+//! `--web.config.file`: TLS, mutual TLS and basic auth, over real TLS with a test CA.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::harness::*;
+
+/// A test PKI written to a folder: a CA, a server certificate for 127.0.0.1, a client
+/// certificate from the CA and one from an unrelated CA.
+struct Pki {
+    dir: tempfile::TempDir,
+    ca_der: CertificateDer<'static>,
+    client: (Vec<CertificateDer<'static>>, Vec<u8>),
+    stranger: (Vec<CertificateDer<'static>>, Vec<u8>),
+}
+
+fn leaf(
+    issuer: &CertifiedIssuer<'static, KeyPair>,
+    names: &[&str],
+    usage: ExtendedKeyUsagePurpose,
+) -> (rcgen::Certificate, KeyPair) {
+    let key = KeyPair::generate().unwrap();
+    let mut params =
+        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+    params.extended_key_usages = vec![usage];
+    (params.signed_by(&key, issuer).unwrap(), key)
+}
+
+fn ca() -> CertifiedIssuer<'static, KeyPair> {
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap()
+}
+
+fn pki() -> Pki {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = ca();
+    let (server, server_key) = leaf(
+        &ca,
+        &["127.0.0.1", "localhost"],
+        ExtendedKeyUsagePurpose::ServerAuth,
+    );
+    let (client, client_key) = leaf(&ca, &["prometheus"], ExtendedKeyUsagePurpose::ClientAuth);
+    let other_ca = self::ca();
+    let (stranger, stranger_key) = leaf(&other_ca, &["eve"], ExtendedKeyUsagePurpose::ClientAuth);
+    std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(dir.path().join("server.pem"), server.pem()).unwrap();
+    std::fs::write(dir.path().join("server.key"), server_key.serialize_pem()).unwrap();
+    Pki {
+        ca_der: ca.der().clone(),
+        client: (vec![client.der().clone()], client_key.serialize_der()),
+        stranger: (vec![stranger.der().clone()], stranger_key.serialize_der()),
+        dir,
+    }
+}
+
+impl Pki {
+    fn web_config(&self, yaml: &str) -> String {
+        let path = self.dir.path().join("web.yml");
+        std::fs::write(&path, yaml).unwrap();
+        path.display().to_string()
+    }
+}
+
+/// GET over TLS trusting `ca`, optionally presenting a client certificate. Err when the
+/// connection or handshake fails.
+async fn https_get(
+    address: &str,
+    ca: &CertificateDer<'static>,
+    client: Option<&(Vec<CertificateDer<'static>>, Vec<u8>)>,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<Response, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let config = match client {
+        None => builder.with_no_client_auth(),
+        Some((chain, key)) => builder
+            .with_client_auth_cert(chain.clone(), PrivateKeyDer::try_from(key.clone()).unwrap())
+            .unwrap(),
+    };
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(address)
+        .await
+        .map_err(|e| e.to_string())?;
+    let server_name = ServerName::try_from("127.0.0.1").unwrap();
+    let mut tls = connector
+        .connect(server_name, tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut head = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    tls.write_all(head.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut raw = Vec::new();
+    // TLS 1.3 reports a rejected client certificate only when the client reads.
+    match tls.read_to_end(&mut raw).await {
+        Ok(_) => {}
+        // A server that closes without close_notify after a whole response.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
+        Err(e) => return Err(e.to_string()),
+    }
+    parse_response(&raw).ok_or_else(|| "no HTTP response".to_string())
+}
+
+fn basic(user: &str, password: &str) -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_with_basic_auth_accepts_the_right_password_only() {
+    let pki = pki();
+    let hash = bcrypt::hash("s3cret-pass", 4).unwrap();
+    let web = pki.web_config(&format!(
+        "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n  min_version: TLS12\n\
+         http_server_config:\n  headers:\n    X-Frame-Options: deny\n\
+         basic_auth_users:\n  prometheus: '{hash}'\n"
+    ));
+    let sim = simulator().await;
+    sim.world()
+        .set_images(BASE_ACCOUNT, "us-east-1", vec![image(1, "enabled")]);
+    let exporter = Exporter::start(
+        &sim.url(),
+        "regions: [us-east-1]\n",
+        &["--web.config.file", &web],
+    )
+    .await;
+    let address = exporter.address.clone();
+
+    let ok = https_get(
+        &address,
+        &pki.ca_der,
+        None,
+        "/metrics",
+        &[("Authorization", &basic("prometheus", "s3cret-pass"))],
+    )
+    .await
+    .unwrap();
+    assert_eq!(ok.status, 200);
+    assert!(ok.text().contains("fast_launch_exporter_build_info"));
+    assert_eq!(ok.header("x-frame-options"), Some("deny"));
+
+    for authorization in [
+        Some(basic("prometheus", "wrong-pass")),
+        Some(basic("eve", "s3cret-pass")),
+        None,
+    ] {
+        let headers: Vec<(&str, &str)> = authorization
+            .iter()
+            .map(|a| ("Authorization", a.as_str()))
+            .collect();
+        let denied = https_get(&address, &pki.ca_der, None, "/metrics", &headers)
+            .await
+            .unwrap();
+        assert_eq!(denied.status, 401, "{authorization:?}");
+        assert!(denied
+            .header("www-authenticate")
+            .unwrap()
+            .starts_with("Basic"));
+        assert!(!denied.text().contains("fast_launch"));
+    }
+    let logs = exporter.logs();
+    assert!(logs.contains("basic auth failed"), "{logs}");
+    assert!(
+        !logs.contains("wrong-pass") && !logs.contains("s3cret-pass"),
+        "a password reached the logs"
+    );
+
+    // Plain HTTP on the TLS port gets no HTTP answer.
+    let mut plain = tokio::net::TcpStream::connect(&address).await.unwrap();
+    plain
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        plain.read_to_end(&mut answer),
+    )
+    .await;
+    assert!(!String::from_utf8_lossy(&answer).contains("fast_launch"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_requires_a_client_certificate_from_the_ca() {
+    let pki = pki();
+    let web = pki.web_config(
+        "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.pem\n",
+    );
+    let sim = simulator().await;
+    let exporter = Exporter::start(
+        &sim.url(),
+        "regions: [us-east-1]\n",
+        &["--web.config.file", &web],
+    )
+    .await;
+    let address = exporter.address.clone();
+
+    let ok = https_get(&address, &pki.ca_der, Some(&pki.client), "/-/healthy", &[])
+        .await
+        .unwrap();
+    assert_eq!(ok.status, 200);
+    let without = https_get(&address, &pki.ca_der, None, "/-/healthy", &[]).await;
+    assert!(
+        without.is_err(),
+        "no client certificate: {:?}",
+        without.map(|r| r.status)
+    );
+    let stranger = https_get(
+        &address,
+        &pki.ca_der,
+        Some(&pki.stranger),
+        "/-/healthy",
+        &[],
+    )
+    .await;
+    assert!(
+        stranger.is_err(),
+        "certificate from another CA: {:?}",
+        stranger.map(|r| r.status)
+    );
+    // The server keeps serving good clients afterwards.
+    assert_eq!(
+        https_get(&address, &pki.ca_der, Some(&pki.client), "/metrics", &[])
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+}
+
+fn exit_of(args: &[&str]) -> (Option<i32>, String) {
+    let output = exporter_command("http://127.0.0.1:9")
+        .args(["--web.listen-address", "127.0.0.1:0"])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn invalid_web_config_files_exit_2_naming_the_key() {
+    let pki = pki();
+    let cases = [
+        ("tls_server_config:\n  cert_file: missing.pem\n  key_file: server.key\n", "tls_server_config.cert_file"),
+        ("tls_server_config:\n  cert_file: server.pem\n", "cert_file and key_file are both required"),
+        ("tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n  client_auth_type: RequireAndVerifyClientCert\n", "client_ca_file: required"),
+        ("tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n  max_version: TLS11\n", "max_version"),
+        ("basic_auth_users:\n  prometheus: plain-text-password\n", "basic_auth_users.prometheus: not a bcrypt hash"),
+        ("http_server_config:\n  headers:\n    Server: nginx\n", "\"Server\" cannot be set"),
+        ("tls_config: {}\n", "unknown field `tls_config`"),
+    ];
+    for (yaml, expected) in cases {
+        let path = pki.web_config(yaml);
+        let (code, stderr) = exit_of(&["--config.file", "/dev/null", "--web.config.file", &path]);
+        assert_eq!(code, Some(2), "{yaml}: {stderr}");
+        assert!(
+            stderr.contains(expected),
+            "{yaml}\nwant: {expected}\n got: {stderr}"
+        );
+        assert!(!stderr.contains("plain-text-password"), "{stderr}");
+    }
+    assert!(Path::new(&pki.web_config("")).exists());
+}
+
+#[test]
+fn shipped_web_config_example_is_valid_with_real_certificates() {
+    let pki = pki();
+    for (from, to) in [("server.pem", "server.crt"), ("ca.pem", "ca.crt")] {
+        std::fs::copy(pki.dir.path().join(from), pki.dir.path().join(to)).unwrap();
+    }
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/web-config.example.yml"
+    ))
+    .unwrap();
+    let path = pki.web_config(&example);
+    let (code, stderr) = exit_of(&[
+        "check-config",
+        "--config.file",
+        "/dev/null",
+        "--web.config.file",
+        &path,
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let hash = example
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("prometheus: "))
+        .unwrap();
+    assert!(
+        bcrypt::verify("change-me", hash).unwrap(),
+        "the example's hash is of change-me"
+    );
+}
