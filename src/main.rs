@@ -229,6 +229,15 @@ async fn with_environment_region(
         .map_err(config_error)
 }
 
+/// The validated configuration and the base AWS configuration it runs on. The file is read
+/// first, so that a bad file fails fast without touching the AWS credential chain.
+async fn config_and_base(flags: &Flags) -> Result<(Config, SdkConfig), ExitCode> {
+    let config = read_config(flags)?;
+    let base = load_base_config().await;
+    let config = with_environment_region(config, Some(&base)).await?;
+    Ok((config, base))
+}
+
 async fn shutdown_signal(token: CancellationToken) {
     let terminate = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -354,13 +363,8 @@ async fn main() -> ExitCode {
             };
         }
         Some(Command::CheckPermissions { output }) => {
-            let config = match read_config(&flags) {
-                Ok(config) => config,
-                Err(code) => return code,
-            };
-            let base = load_base_config().await;
-            let config = match with_environment_region(config, Some(&base)).await {
-                Ok(config) => config,
+            let (config, base) = match config_and_base(&flags).await {
+                Ok(loaded) => loaded,
                 Err(code) => return code,
             };
             let checks = permissions::check_permissions(&config, &base).await;
@@ -380,13 +384,8 @@ async fn main() -> ExitCode {
         None => {}
     }
 
-    let config = match read_config(&flags) {
-        Ok(config) => config,
-        Err(code) => return code,
-    };
-    let base = load_base_config().await;
-    let config = match with_environment_region(config, Some(&base)).await {
-        Ok(config) => config,
+    let (config, base) = match config_and_base(&flags).await {
+        Ok(loaded) => loaded,
         Err(code) => return code,
     };
     if flags.once {

@@ -416,24 +416,15 @@ async fn real_prometheus_scrapes_the_demo_loads_the_alerts_and_answers_every_das
     ) {
         return;
     }
-    let mut command = Command::new(BIN);
-    command
-        .env_clear()
-        .args([
-            "demo",
-            "--web.listen-address",
-            "127.0.0.1:0",
-            "--demo.interval",
-            "1s",
-            "--demo.throttle-rate",
-            "0.5",
-            "--demo.churn",
-            "0.2",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let exporter = Exporter::spawn(command, None).await;
+    let exporter = Exporter::demo(&[
+        "--demo.interval",
+        "1s",
+        "--demo.throttle-rate",
+        "0.5",
+        "--demo.churn",
+        "0.2",
+    ])
+    .await;
     let prometheus = Prometheus::start(&exporter.address).await;
     let limit = Duration::from_secs(90);
 
@@ -512,20 +503,7 @@ async fn real_prometheus_scrapes_the_demo_loads_the_alerts_and_answers_every_das
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_metrics_change_within_a_minute() {
-    let mut command = Command::new(BIN);
-    command
-        .env_clear()
-        .args([
-            "demo",
-            "--web.listen-address",
-            "127.0.0.1:0",
-            "--demo.interval",
-            "2s",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let exporter = Exporter::spawn(command, None).await;
+    let exporter = Exporter::demo(&["--demo.interval", "2s"]).await;
     let current_states = |text: &str| -> BTreeSet<(String, String)> {
         find(text, "aws_ec2_fast_launch_image_state", &[])
             .into_iter()

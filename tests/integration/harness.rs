@@ -149,6 +149,19 @@ impl Exporter {
         }
     }
 
+    /// Starts `fast-launch-exporter demo` on a free port with the given extra flags.
+    pub async fn demo(args: &[&str]) -> Exporter {
+        let mut command = Command::new(BIN);
+        command
+            .env_clear()
+            .args(["demo", "--web.listen-address", "127.0.0.1:0"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        Exporter::spawn(command, None).await
+    }
+
     /// The config file the exporter was started with.
     pub fn config_path(&self) -> &Path {
         self._config
@@ -231,6 +244,35 @@ fn find_listen_address(logs: &str) -> Option<String> {
                 .unwrap_or(rest.len());
             Some(rest.trim_start_matches('"')[..end].to_string())
         })
+}
+
+/// Runs `promtool check metrics` on `text`: Some(complaints) (empty when clean), or None when
+/// promtool is not installed outside CI (with `CI=true` a missing promtool fails the test).
+pub fn promtool_check_metrics(text: &str, test: &str) -> Option<String> {
+    if Command::new("promtool").arg("--version").output().is_err() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "promtool is missing but CI=true: .ci/run must install Debian's prometheus package"
+        );
+        eprintln!("SKIPPED {test}: promtool not installed");
+        return None;
+    }
+    let file = config_file(text);
+    let output = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "promtool check metrics < {}",
+            file.path().display()
+        ))
+        .output()
+        .unwrap();
+    let complaints = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "promtool failed: {complaints}");
+    Some(complaints)
 }
 
 /// An HTTP response.

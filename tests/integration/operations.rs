@@ -1,6 +1,6 @@
 //! Operating it: reload, check-config, check-permissions, --once, and odd HTTP clients.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use fast_launch_exporter::simulator::Fault;
@@ -330,31 +330,9 @@ async fn once_prints_metrics_that_promtool_accepts_and_exits_by_outcome() {
         !stdout.contains("process_"),
         "no process metrics in one-shot output"
     );
-    if Command::new("promtool").arg("--version").output().is_ok() {
-        let file = config_file(&stdout);
-        let output = Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "promtool check metrics < {}",
-                file.path().display()
-            ))
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        assert!(
-            output.stdout.is_empty() && output.stderr.is_empty(),
-            "promtool complained"
-        );
-    } else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "promtool missing with CI=true"
-        );
-        eprintln!("SKIPPED promtool part of once_prints_metrics: promtool not installed");
+    if let Some(complaints) = promtool_check_metrics(&stdout, "once_prints_metrics (promtool part)")
+    {
+        assert!(complaints.is_empty(), "promtool complained: {complaints}");
     }
 
     sim.world().add_fault(
