@@ -13,11 +13,11 @@ use tracing::info;
 
 use crate::config::{AccountConfig, CollectionSettings, Config, RoleConfig, DEFAULT_SESSION_NAME};
 use crate::model::{FastLaunchImage, FastLaunchState};
-use crate::simulator::{Fault, Simulator, World};
+use crate::simulator::{Fault, FaultKind, Simulator, World};
 use crate::WebOptions;
 
 /// Regions the simulated world uses, in order.
-pub const DEMO_REGIONS: [&str; 8] = [
+pub const DEMO_REGIONS: [&str; 16] = [
     "us-east-1",
     "eu-west-1",
     "ap-southeast-2",
@@ -26,7 +26,17 @@ pub const DEMO_REGIONS: [&str; 8] = [
     "ap-northeast-1",
     "sa-east-1",
     "ca-central-1",
+    "us-east-2",
+    "us-west-1",
+    "eu-west-2",
+    "eu-west-3",
+    "eu-north-1",
+    "ap-south-1",
+    "ap-northeast-2",
+    "ap-southeast-1",
 ];
+/// The most simulated accounts.
+pub const MAX_ACCOUNTS: usize = 1000;
 /// Names of the simulated accounts, in order; the first uses the base credentials.
 const ACCOUNT_NAMES: [&str; 6] = ["tooling", "prod", "staging", "dev", "sandbox", "shared"];
 const DEMO_KEY: &str = "AKIDDEMOEXAMPLE";
@@ -37,9 +47,9 @@ const CHURN_TICK: Duration = Duration::from_secs(2);
 /// The knobs of the simulated world.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DemoOptions {
-    /// Accounts (1–6): the first uses the base credentials, the others are reached by AssumeRole.
+    /// Accounts (1–1000): the first uses the base credentials, the others are reached by AssumeRole.
     pub accounts: usize,
-    /// Regions per account (1–8).
+    /// Regions per account (1–16).
     pub regions: usize,
     /// Images per (account, region).
     pub images: usize,
@@ -53,6 +63,20 @@ pub struct DemoOptions {
     pub seed: u64,
     /// The exporter's collection interval.
     pub interval: Duration,
+    /// The exporter's `collection.concurrency`.
+    pub concurrency: usize,
+    /// The exporter's `collection.page_size`.
+    pub page_size: i32,
+    /// Added to every simulated AWS answer.
+    pub latency: Duration,
+    /// Up to this much more is added to every answer.
+    pub latency_jitter: Duration,
+    /// Share of targets (chosen by the seed) whose calls fail now and then.
+    pub faulty_targets: f64,
+    /// Share of a faulty target's calls that fail.
+    pub fault_rate: f64,
+    /// How they fail, mixed evenly: names of [`FaultKind::NAMES`].
+    pub fault_kinds: Vec<String>,
 }
 
 impl Default for DemoOptions {
@@ -66,6 +90,13 @@ impl Default for DemoOptions {
             throttle_rate: 0.3,
             seed: 1,
             interval: Duration::from_secs(10),
+            concurrency: crate::config::DEFAULT_CONCURRENCY,
+            page_size: crate::config::DEFAULT_PAGE_SIZE,
+            latency: Duration::ZERO,
+            latency_jitter: Duration::ZERO,
+            faulty_targets: 0.0,
+            fault_rate: 0.2,
+            fault_kinds: FaultKind::NAMES.iter().map(|k| k.to_string()).collect(),
         }
     }
 }
@@ -108,14 +139,24 @@ impl DemoOptions {
     }
 }
 
-/// The 12-digit id of simulated account `index`.
+/// The 12-digit id of simulated account `index` (111111111111, 222222222222, … then 100000000009 …).
 pub fn demo_account_id(index: usize) -> String {
-    format!("{}", (index as u64 + 1) * 111_111_111_111)
+    if index < 9 {
+        format!("{}", (index as u64 + 1) * 111_111_111_111)
+    } else {
+        format!("{}", 100_000_000_000 + index as u64)
+    }
+}
+
+fn account_name(index: usize) -> String {
+    ACCOUNT_NAMES
+        .get(index)
+        .map_or_else(|| format!("account-{index}"), |name| name.to_string())
 }
 
 /// The id of image `n` of (account, region): distinct across the world.
 pub fn demo_image_id(account: usize, region: usize, n: usize) -> String {
-    format!("ami-{:01x}{:02x}{:014x}", account, region, n)
+    format!("ami-{:03x}{:01x}{:013x}", account, region, n)
 }
 
 /// The image that stays in `enabling-failed` for the whole run, as a fixed example for alerts.
@@ -171,6 +212,8 @@ pub fn build_world(options: &DemoOptions) -> World {
     let mut world = World::new(DEMO_KEY, &demo_account_id(0));
     world.seed(options.seed);
     world.max_received = 1_000;
+    world.latency = options.latency;
+    world.latency_jitter = options.latency_jitter;
     let mut rng = fastrand::Rng::with_seed(options.seed);
     let now = unix_now();
     for account in 0..options.accounts {
@@ -194,6 +237,23 @@ pub fn build_world(options: &DemoOptions) -> World {
             world.set_images(&demo_account_id(account), name, images);
         }
     }
+    let kinds: Vec<FaultKind> = options
+        .fault_kinds
+        .iter()
+        .filter_map(|k| FaultKind::from_name(k))
+        .collect();
+    for (account, region) in faulty_targets(options) {
+        for kind in &kinds {
+            world.add_fault(Fault {
+                account: Some(demo_account_id(account)),
+                region: Some(DEMO_REGIONS[region].to_string()),
+                action: "DescribeFastLaunchImages".to_string(),
+                kind: kind.clone(),
+                remaining: None,
+                rate: options.fault_rate / kinds.len() as f64,
+            });
+        }
+    }
     if options.throttle_rate > 0.0 {
         let throttled = DEMO_REGIONS[options.regions - 1];
         world.add_fault(
@@ -203,6 +263,20 @@ pub fn build_world(options: &DemoOptions) -> World {
         );
     }
     world
+}
+
+/// The (account, region) indexes of the targets that get faults: a seeded share of all targets.
+pub fn faulty_targets(options: &DemoOptions) -> Vec<(usize, usize)> {
+    let mut rng = fastrand::Rng::with_seed(options.seed.wrapping_add(7));
+    let mut chosen = Vec::new();
+    for account in 0..options.accounts {
+        for region in 0..options.regions {
+            if rng.f64() < options.faulty_targets {
+                chosen.push((account, region));
+            }
+        }
+    }
+    chosen
 }
 
 fn unix_now() -> f64 {
@@ -281,7 +355,7 @@ pub fn demo_config(options: &DemoOptions) -> Config {
         .collect();
     let accounts = (0..options.accounts)
         .map(|index| AccountConfig {
-            name: Some(ACCOUNT_NAMES[index].to_string()),
+            name: Some(account_name(index)),
             role: (index > 0).then(|| RoleConfig {
                 arn: format!(
                     "arn:aws:iam::{}:role/FastLaunchReader",
@@ -295,7 +369,7 @@ pub fn demo_config(options: &DemoOptions) -> Config {
             regions: regions.clone(),
             image_ids: Vec::new(),
             filters: Vec::new(),
-            labels: BTreeMap::from([("environment".to_string(), ACCOUNT_NAMES[index].to_string())]),
+            labels: BTreeMap::from([("environment".to_string(), account_name(index))]),
         })
         .collect();
     Config {
@@ -303,6 +377,8 @@ pub fn demo_config(options: &DemoOptions) -> Config {
             interval: options.interval,
             timeout: options.interval,
             max_staleness: options.interval * 3,
+            concurrency: options.concurrency,
+            page_size: options.page_size,
             ..CollectionSettings::default()
         },
         accounts,

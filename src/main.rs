@@ -106,10 +106,10 @@ enum OutputFormat {
 /// The simulated world's knobs.
 #[derive(Debug, Clone, Args)]
 struct DemoFlags {
-    /// Simulated accounts (1-6); the first uses the base credentials, the others AssumeRole.
+    /// Simulated accounts (1-1000); the first uses the base credentials, the others AssumeRole.
     #[arg(long = "demo.accounts", default_value_t = 3)]
     accounts: usize,
-    /// Regions per account (1-8).
+    /// Regions per account (1-16).
     #[arg(long = "demo.regions", default_value_t = 3)]
     regions: usize,
     /// Images per (account, region).
@@ -130,6 +130,31 @@ struct DemoFlags {
     /// The exporter's collection interval.
     #[arg(long = "demo.interval", default_value = "10s", value_parser = humantime::parse_duration)]
     interval: Duration,
+    /// The exporter's collection.concurrency.
+    #[arg(long = "demo.concurrency", default_value_t = 16)]
+    concurrency: usize,
+    /// The exporter's collection.page_size (images per DescribeFastLaunchImages page).
+    #[arg(long = "demo.page-size", default_value_t = 200)]
+    page_size: i32,
+    /// Added to every simulated AWS answer.
+    #[arg(long = "demo.latency", default_value = "0s", value_parser = humantime::parse_duration)]
+    latency: Duration,
+    /// Up to this much more is added to every answer (uniform, seeded).
+    #[arg(long = "demo.latency-jitter", default_value = "0s", value_parser = humantime::parse_duration)]
+    latency_jitter: Duration,
+    /// Share of targets (chosen by the seed) whose DescribeFastLaunchImages calls fail now and then (0-1).
+    #[arg(long = "demo.faulty-targets", default_value_t = 0.0)]
+    faulty_targets: f64,
+    /// Share of a faulty target's calls that fail (0-1).
+    #[arg(long = "demo.fault-rate", default_value_t = 0.2)]
+    fault_rate: f64,
+    /// How faulty targets fail, mixed evenly: throttle, unauthorized, server-error, reset, hang, malformed, truncated.
+    #[arg(
+        long = "demo.fault-kinds",
+        value_delimiter = ',',
+        default_value = "throttle,unauthorized,server-error,reset,hang,malformed,truncated"
+    )]
+    fault_kinds: Vec<String>,
 }
 
 impl From<DemoFlags> for DemoOptions {
@@ -143,6 +168,13 @@ impl From<DemoFlags> for DemoOptions {
             throttle_rate: flags.throttle_rate,
             seed: flags.seed,
             interval: flags.interval,
+            concurrency: flags.concurrency,
+            page_size: flags.page_size,
+            latency: flags.latency,
+            latency_jitter: flags.latency_jitter,
+            faulty_targets: flags.faulty_targets,
+            fault_rate: flags.fault_rate,
+            fault_kinds: flags.fault_kinds,
         }
     }
 }

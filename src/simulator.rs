@@ -8,7 +8,6 @@
 //! Faults (error codes, hangs) can be injected per account, region and action.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -58,6 +57,56 @@ pub enum FaultKind {
     },
     /// Never answer (until the client gives up).
     Hang,
+    /// Close the connection without an answer.
+    Reset,
+    /// Answer 200 with a body that is not XML.
+    Malformed,
+    /// Answer 200 with the real XML cut in the middle.
+    Truncated,
+}
+
+/// The simulator closes the connection instead of answering (a [`FaultKind::Reset`]).
+#[derive(Debug)]
+struct ConnectionReset;
+
+impl std::fmt::Display for ConnectionReset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("simulated connection reset")
+    }
+}
+
+impl std::error::Error for ConnectionReset {}
+
+impl FaultKind {
+    /// Parses a fault name: `throttle`, `unauthorized`, `server-error`, `reset`, `hang`,
+    /// `malformed`, `truncated`.
+    pub fn from_name(name: &str) -> Option<FaultKind> {
+        let error = |code: &str, status| FaultKind::Error {
+            code: code.to_string(),
+            status,
+        };
+        Some(match name {
+            "throttle" => error("RequestLimitExceeded", 503),
+            "unauthorized" => error("UnauthorizedOperation", 403),
+            "server-error" => error("InternalError", 500),
+            "reset" => FaultKind::Reset,
+            "hang" => FaultKind::Hang,
+            "malformed" => FaultKind::Malformed,
+            "truncated" => FaultKind::Truncated,
+            _ => return None,
+        })
+    }
+
+    /// Every name [`FaultKind::from_name`] takes.
+    pub const NAMES: [&'static str; 7] = [
+        "throttle",
+        "unauthorized",
+        "server-error",
+        "reset",
+        "hang",
+        "malformed",
+        "truncated",
+    ];
 }
 
 impl Fault {
@@ -159,6 +208,10 @@ pub struct World {
     rng: fastrand::Rng,
     /// How many received requests are kept for inspection (the oldest go first).
     pub max_received: usize,
+    /// Added to every answer.
+    pub latency: Duration,
+    /// Up to this much more is added to every answer, drawn per request.
+    pub latency_jitter: Duration,
     /// Lifetime of the credentials AssumeRole issues when the request names none.
     pub default_session: Duration,
 }
@@ -229,19 +282,24 @@ impl World {
             .map_or(&[], Vec::as_slice)
     }
 
+    /// The first matching fault whose rate draw hits, used up by one.
     fn take_fault(&mut self, account: &str, region: &str, action: &str) -> Option<FaultKind> {
-        let draw = self.rng.f64();
+        let rng = &mut self.rng;
         let fault = self
             .faults
             .iter_mut()
-            .find(|f| f.matches(account, region, action))?;
-        if draw >= fault.rate {
-            return None;
-        }
+            .filter(|f| f.matches(account, region, action))
+            .find(|f| f.rate >= 1.0 || rng.f64() < f.rate)?;
         if let Some(n) = fault.remaining.as_mut() {
             *n -= 1;
         }
         Some(fault.kind.clone())
+    }
+
+    /// The delay added to every answer: `latency` plus up to `latency_jitter`.
+    fn delay(&mut self) -> Duration {
+        let jitter = self.latency_jitter.mul_f64(self.rng.f64());
+        self.latency + jitter
     }
 }
 
@@ -272,7 +330,7 @@ impl Simulator {
                 let world = shared.clone();
                 let service = service_fn(move |request| {
                     let world = world.clone();
-                    async move { Ok::<_, Infallible>(handle(&world, request).await) }
+                    async move { handle(&world, request).await }
                 });
                 tokio::spawn(async move {
                     let _ = http1::Builder::new()
@@ -318,104 +376,126 @@ fn credential_scope(request: &Request<Incoming>) -> Option<(String, String, Stri
     }
 }
 
-async fn handle(world: &Mutex<World>, request: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn handle(
+    world: &Mutex<World>,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, ConnectionReset> {
     let scope = credential_scope(&request);
     let body = match request.into_body().collect().await {
         Ok(body) => body.to_bytes(),
-        Err(_) => return xml_response(400, ec2_error("MalformedQueryString", "unreadable body")),
+        Err(_) => {
+            return Ok(xml_response(
+                400,
+                ec2_error("MalformedQueryString", "unreadable body"),
+            ))
+        }
     };
-    let params: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
+    let (fault, delay, (status, xml)) = answer(world, scope, &body);
+    tokio::time::sleep(delay).await;
+    match fault {
+        Some(FaultKind::Hang) => {
+            // Long enough for any client timeout; the connection task is dropped with the runtime.
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Ok(xml_response(status, xml))
+        }
+        Some(FaultKind::Reset) => Err(ConnectionReset),
+        Some(FaultKind::Malformed) => Ok(xml_response(200, "this is not <xml".to_string())),
+        Some(FaultKind::Truncated) => {
+            let mut cut = xml.len() / 2;
+            while !xml.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            Ok(xml_response(200, xml[..cut].to_string()))
+        }
+        _ => Ok(xml_response(status, xml)),
+    }
+}
+
+/// Decides the answer to one request: the fault drawn for it, the delay, and the status and
+/// body (for a hang, reset, malformed or truncated answer, the one it would otherwise have had).
+fn answer(
+    world: &Mutex<World>,
+    scope: Option<(String, String, String)>,
+    body: &[u8],
+) -> (Option<FaultKind>, Duration, (u16, String)) {
+    let params: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
     let action = params
         .iter()
         .find(|(k, _)| k == "Action")
         .map(|(_, v)| v.clone())
         .unwrap_or_default();
     let Some((key, region, service)) = scope else {
-        return xml_response(
-            403,
-            ec2_error("MissingAuthenticationToken", "request is not signed"),
-        );
+        let body = ec2_error("MissingAuthenticationToken", "request is not signed");
+        return (None, Duration::ZERO, (403, body));
     };
-    let (account, fault, expired) = {
-        let mut world = world.lock().expect("simulator world lock");
-        let account = world.keys.get(&key).cloned().unwrap_or_default();
-        let expired = world
-            .key_expiry
-            .get(&key)
-            .is_some_and(|at| *at <= SystemTime::now());
-        world.received.push(ReceivedRequest {
-            action: action.clone(),
-            account: account.clone(),
-            region: region.clone(),
-            service: service.clone(),
-            params: params.clone(),
-        });
-        let excess = world.received.len().saturating_sub(world.max_received);
-        world.received.drain(..excess);
-        let fault = world.take_fault(&account, &region, &action);
-        (account, fault, expired)
-    };
+    let mut world = world.lock().expect("simulator world lock");
+    let world = &mut *world;
+    let account = world.keys.get(&key).cloned().unwrap_or_default();
+    let expired = world
+        .key_expiry
+        .get(&key)
+        .is_some_and(|at| *at <= SystemTime::now());
+    world.received.push(ReceivedRequest {
+        action: action.clone(),
+        account: account.clone(),
+        region: region.clone(),
+        service: service.clone(),
+        params: params.clone(),
+    });
+    let excess = world.received.len().saturating_sub(world.max_received);
+    world.received.drain(..excess);
+    let fault = world.take_fault(&account, &region, &action);
+    let delay = world.delay();
     let sts = service == "sts";
-    match fault {
-        Some(FaultKind::Hang) => {
-            // Long enough for any client timeout; the connection task is dropped with the runtime.
-            tokio::time::sleep(Duration::from_secs(3600)).await;
-        }
-        Some(FaultKind::Error { code, status }) => {
-            let message = format!("simulated {code}");
-            let body = if sts {
-                sts_error(&code, &message)
-            } else {
-                ec2_error(&code, &message)
-            };
-            return xml_response(status, body);
-        }
-        None => {}
-    }
-    if expired {
+    let error = |status: u16, code: &str, message: &str| {
+        let body = if sts {
+            sts_error(code, message)
+        } else {
+            ec2_error(code, message)
+        };
+        (status, body)
+    };
+    let reply = if let Some(FaultKind::Error { code, status }) = &fault {
+        error(*status, code, &format!("simulated {code}"))
+    } else if expired {
         let message = "The security token included in the request is expired";
-        return if sts {
-            xml_response(403, sts_error("ExpiredToken", message))
+        if sts {
+            error(403, "ExpiredToken", message)
         } else {
-            xml_response(400, ec2_error("ExpiredToken", message))
-        };
-    }
-    if account.is_empty() {
-        return if sts {
-            xml_response(
+            error(400, "ExpiredToken", message)
+        }
+    } else if account.is_empty() {
+        if sts {
+            error(
                 403,
-                sts_error(
-                    "InvalidClientTokenId",
-                    "The security token included in the request is invalid.",
-                ),
+                "InvalidClientTokenId",
+                "The security token included in the request is invalid.",
             )
         } else {
-            xml_response(
+            error(
                 401,
-                ec2_error(
-                    "AuthFailure",
-                    "AWS was not able to validate the provided access credentials",
-                ),
+                "AuthFailure",
+                "AWS was not able to validate the provided access credentials",
             )
-        };
-    }
-    let world = &mut *world.lock().expect("simulator world lock");
-    match (service.as_str(), action.as_str()) {
-        ("ec2", "DescribeFastLaunchImages") => describe_fast_launch_images(world, &account, &region, &params),
-        ("sts", "AssumeRole") => assume_role(world, &params),
-        ("sts", "GetCallerIdentity") => xml_response(
-            200,
-            format!(
-                "<GetCallerIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
-                 <GetCallerIdentityResult><Arn>arn:aws:iam::{account}:user/simulated</Arn>\
-                 <UserId>AIDASIMULATED</UserId><Account>{account}</Account></GetCallerIdentityResult>\
-                 <ResponseMetadata><RequestId>{}</RequestId></ResponseMetadata></GetCallerIdentityResponse>",
-                request_id()
+        }
+    } else {
+        match (service.as_str(), action.as_str()) {
+            ("ec2", "DescribeFastLaunchImages") => describe_fast_launch_images(world, &account, &region, &params),
+            ("sts", "AssumeRole") => assume_role(world, &params),
+            ("sts", "GetCallerIdentity") => (
+                200,
+                format!(
+                    "<GetCallerIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
+                     <GetCallerIdentityResult><Arn>arn:aws:iam::{account}:user/simulated</Arn>\
+                     <UserId>AIDASIMULATED</UserId><Account>{account}</Account></GetCallerIdentityResult>\
+                     <ResponseMetadata><RequestId>{}</RequestId></ResponseMetadata></GetCallerIdentityResponse>",
+                    request_id()
+                ),
             ),
-        ),
-        _ if sts => xml_response(400, sts_error("InvalidAction", &format!("unknown action {action:?}"))),
-        _ => xml_response(400, ec2_error("InvalidAction", &format!("unknown action {action:?}"))),
-    }
+            _ => error(400, "InvalidAction", &format!("unknown action {action:?}")),
+        }
+    };
+    (fault, delay, reply)
 }
 
 fn describe_fast_launch_images(
@@ -423,7 +503,7 @@ fn describe_fast_launch_images(
     account: &str,
     region: &str,
     params: &[(String, String)],
-) -> Response<Full<Bytes>> {
+) -> (u16, String) {
     let get = |name: &str| {
         params
             .iter()
@@ -431,7 +511,7 @@ fn describe_fast_launch_images(
             .map(|(_, v)| v.as_str())
     };
     if get("DryRun") == Some("true") {
-        return xml_response(
+        return (
             412,
             ec2_error(
                 "DryRunOperation",
@@ -443,7 +523,7 @@ fn describe_fast_launch_images(
         None => DEFAULT_PAGE,
         Some(Ok(n)) if n <= 200 => n.max(1),
         Some(_) => {
-            return xml_response(
+            return (
                 400,
                 ec2_error(
                     "InvalidParameterValue",
@@ -456,9 +536,7 @@ fn describe_fast_launch_images(
         None => 0,
         Some(token) => match token.strip_prefix("page-").and_then(|n| n.parse().ok()) {
             Some(n) => n,
-            None => {
-                return xml_response(400, ec2_error("InvalidParameterValue", "invalid NextToken"))
-            }
+            None => return (400, ec2_error("InvalidParameterValue", "invalid NextToken")),
         },
     };
     let image_ids: Vec<&str> = params
@@ -507,7 +585,7 @@ fn describe_fast_launch_images(
         xml.push_str(&format!("<nextToken>page-{end}</nextToken>"));
     }
     xml.push_str("</DescribeFastLaunchImagesResponse>");
-    xml_response(200, xml)
+    (200, xml)
 }
 
 /// `Filter.N.Name` / `Filter.N.Value.M` into (name, values), in N order.
@@ -577,7 +655,7 @@ fn image_xml(image: &FastLaunchImage) -> String {
     xml
 }
 
-fn assume_role(world: &mut World, params: &[(String, String)]) -> Response<Full<Bytes>> {
+fn assume_role(world: &mut World, params: &[(String, String)]) -> (u16, String) {
     let get = |name: &str| {
         params
             .iter()
@@ -586,10 +664,10 @@ fn assume_role(world: &mut World, params: &[(String, String)]) -> Response<Full<
     };
     let arn = get("RoleArn").unwrap_or_default().to_string();
     let Ok(account) = crate::config::role_account_id(&arn) else {
-        return xml_response(400, sts_error("ValidationError", "invalid RoleArn"));
+        return (400, sts_error("ValidationError", "invalid RoleArn"));
     };
     if world.denied_roles.contains(&arn) {
-        return xml_response(
+        return (
             403,
             sts_error(
                 "AccessDenied",
@@ -614,7 +692,7 @@ fn assume_role(world: &mut World, params: &[(String, String)]) -> Response<Full<
             .as_secs() as f64,
     );
     let role_name = arn.rsplit('/').next().unwrap_or("role");
-    xml_response(
+    (
         200,
         format!(
             "<AssumeRoleResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><AssumeRoleResult>\
