@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 use aws_sdk_ec2::config::interceptors::{
-    BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
+    AfterDeserializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
+    FinalizerInterceptorContextRef,
 };
 use aws_sdk_ec2::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_ec2::error::ProvideErrorMetadata;
@@ -178,6 +179,33 @@ impl Intercept for AttemptCounter {
         Ok(())
     }
 
+    /// Refuses a successful answer whose XML does not end with the operation's closing tag:
+    /// the SDK's parser accepts a body cut short and returns what it read, which would publish
+    /// half a list as a success.
+    fn read_after_deserialization(
+        &self,
+        context: &AfterDeserializationInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let response = context.response();
+        if !response.status().is_success() {
+            return Ok(());
+        }
+        let Some(operation) = cfg.load::<Metadata>().map(|m| m.name().to_string()) else {
+            return Ok(());
+        };
+        let Some(body) = response.body().bytes() else {
+            return Ok(());
+        };
+        let closing = format!("</{operation}Response>");
+        if body.trim_ascii_end().ends_with(closing.as_bytes()) {
+            Ok(())
+        } else {
+            Err(Box::new(IncompleteResponse { operation }))
+        }
+    }
+
     fn read_after_attempt(
         &self,
         context: &FinalizerInterceptorContextRef<'_>,
@@ -195,6 +223,42 @@ impl Intercept for AttemptCounter {
         }
         Ok(())
     }
+}
+
+/// A successful answer whose body was cut short or is not the operation's XML.
+#[derive(Debug)]
+pub struct IncompleteResponse {
+    operation: String,
+}
+
+impl std::fmt::Display for IncompleteResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} answer is incomplete or malformed (no closing </{}Response>)",
+            self.operation, self.operation
+        )
+    }
+}
+
+impl std::error::Error for IncompleteResponse {}
+
+/// Whether an error's source chain shows a broken connection: an I/O error, or hyper seeing the
+/// connection closed before a whole answer arrived.
+pub fn is_connection_error(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if e.downcast_ref::<std::io::Error>().is_some() {
+            return true;
+        }
+        if let Some(hyper) = e.downcast_ref::<hyper::Error>() {
+            if hyper.is_incomplete_message() || hyper.is_closed() || hyper.is_canceled() {
+                return true;
+            }
+        }
+        next = e.source();
+    }
+    false
 }
 
 /// The AWS error code carried by an operation error of one of the APIs we call.
@@ -219,7 +283,7 @@ fn classify_attempt_error(error: &OrchestratorError<ErasedError>) -> &'static st
     } else if let Some(connector) = error.as_connector_error() {
         if connector.is_timeout() {
             "timeout"
-        } else if connector.is_io() {
+        } else if connector.is_io() || is_connection_error(connector) {
             "connection"
         } else {
             "other"

@@ -69,6 +69,7 @@ impl AwsError {
             SdkError::TimeoutError(_) => "timeout",
             SdkError::DispatchFailure(e) if e.is_timeout() => "timeout",
             SdkError::DispatchFailure(e) if e.is_io() => "connection",
+            SdkError::DispatchFailure(_) if accounting::is_connection_error(error) => "connection",
             _ => "other",
         };
         AwsError { api, code, message }

@@ -4,6 +4,7 @@
 
 mod assets;
 mod collection;
+mod faults;
 mod harness;
 mod operations;
 mod serving;
