@@ -11,7 +11,7 @@ use tokio::sync::{Mutex, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, info_span, warn, Instrument};
+use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::aws::{AwsError, TargetClient};
 use crate::config::{AccountConfig, CollectionSettings, Config};
@@ -306,7 +306,7 @@ async fn collect_target(target: &Target, settings: &CollectionSettings, store: &
         let duration = started.elapsed();
         match result {
             Ok(images) => {
-                info!(images = images.len(), duration_ms = duration.as_millis() as u64, "collection succeeded");
+                debug!(images = images.len(), duration_ms = duration.as_millis() as u64, "collection succeeded");
                 store.record_success(&target.key, images, duration, SystemTime::now());
             }
             Err(error) => {

@@ -1,14 +1,19 @@
 //! Renders the exposition from the store on each scrape. A scrape only reads memory; metrics are
 //! made fresh every time (Prometheus "Writing exporters": create new metrics each time), so images
 //! and targets that are gone simply are not rendered.
+//!
+//! The text format is written directly into one buffer: at 100,000 images (1.4 million samples)
+//! building `prometheus` crate metric vectors per scrape cost seconds and hundreds of MiB (see
+//! docs/performance.md), while writing the lines costs a fraction of that. The `prometheus` crate
+//! still provides the `process_*` metrics.
 
+use std::fmt::Write;
 use std::time::SystemTime;
 
-use prometheus::core::Collector;
-use prometheus::{Encoder, GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, Registry, TextEncoder};
 
 use crate::aws::Api;
-use crate::model::FastLaunchState;
+use crate::model::{FastLaunchImage, FastLaunchState};
 use crate::store::{Store, TargetView};
 
 /// The content type of the text exposition format 0.0.4.
@@ -17,8 +22,6 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// Longest `reason` label value, in characters.
 pub const MAX_REASON_CHARS: usize = 256;
 
-const IMAGE_LABELS: [&str; 3] = ["aws_account_id", "aws_region", "image_id"];
-const TARGET_LABELS: [&str; 2] = ["aws_account_id", "aws_region"];
 const CACHED: &str =
     "Cached from the last successful DescribeFastLaunchImages collection, not read at scrape time.";
 
@@ -29,8 +32,8 @@ pub const REVISION: &str = env!("FLE_GIT_REVISION");
 
 /// Renders `/metrics`.
 pub struct MetricsRenderer {
-    /// Metrics that live as long as the process: build info and `process_*`.
-    process: Registry,
+    /// The `process_*` metrics, when enabled.
+    process: Option<Registry>,
 }
 
 impl Default for MetricsRenderer {
@@ -39,99 +42,69 @@ impl Default for MetricsRenderer {
     }
 }
 
-impl MetricsRenderer {
-    /// A renderer with the process collector and build info registered.
-    pub fn new() -> MetricsRenderer {
-        let renderer = MetricsRenderer::without_process();
-        #[cfg(target_os = "linux")]
-        {
-            let collector = prometheus::process_collector::ProcessCollector::for_self();
-            renderer
-                .process
-                .register(Box::new(collector))
-                .expect("process collector registers once");
-        }
-        renderer
-    }
+/// The text exposition being written. Families are written whole, one after another.
+struct Exposition {
+    out: String,
+}
 
-    /// A renderer with build info but no `process_*` metrics.
-    pub fn without_process() -> MetricsRenderer {
-        let process = Registry::new();
-        let build_info = IntGaugeVec::new(
-            Opts::new(
-                "fast_launch_exporter_build_info",
-                "Version and git revision of the fast-launch-exporter binary; value is always 1.",
-            ),
-            &["version", "revision"],
-        )
-        .expect("valid metric");
-        build_info.with_label_values(&[VERSION, REVISION]).set(1);
-        register(&process, &build_info);
-        MetricsRenderer { process }
-    }
-
-    /// The exposition text for the store as of `now`.
-    pub fn render(&self, store: &Store, now: SystemTime) -> String {
-        let registry = Registry::new();
-        let (accounts, targets) = store.snapshot(now);
-
-        let static_label_names = store.static_label_names();
-        let mut account_labels: Vec<String> = vec!["aws_account_id".into(), "account_name".into()];
-        account_labels.extend(static_label_names.iter().cloned());
-        let account_label_refs: Vec<&str> = account_labels.iter().map(String::as_str).collect();
-        let account_info = gauge_vec(
-            &registry,
-            "fast_launch_exporter_account_info",
-            "Configured AWS accounts with their name and static labels; value is always 1.",
-            &account_label_refs,
-        );
-        for account in &accounts {
-            let mut values: Vec<&str> = vec![
-                account.account_id.as_deref().unwrap_or(""),
-                account.name.as_deref().unwrap_or(""),
-            ];
-            values.extend(
-                static_label_names
-                    .iter()
-                    .map(|n| account.labels.get(n).map(String::as_str).unwrap_or("")),
-            );
-            account_info.with_label_values(&values).set(1.0);
-        }
-
-        let reload = store.reload_status();
-        gauge(
-            &registry,
-            "fast_launch_exporter_config_last_reload_successful",
-            "1 if the last configuration reload succeeded, else 0.",
-            if reload.successful { 1.0 } else { 0.0 },
-        );
-        gauge(
-            &registry,
-            "fast_launch_exporter_config_last_reload_success_timestamp_seconds",
-            "Unix time of the last successful configuration load (start-up or reload).",
-            unix_seconds(reload.last_success),
-        );
-
-        let images = ImageMetrics::new(&registry);
-        let target_metrics = TargetMetrics::new(&registry);
-        for target in &targets {
-            target_metrics.observe(target);
-            if let Some(list) = &target.images {
-                let account_id = target.account_id.as_deref().unwrap_or("");
-                for image in list.iter() {
-                    images.observe(account_id, &target.key.region, image, now);
-                }
+impl Exposition {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = write!(self.out, "# HELP {name} ");
+        for c in help.chars() {
+            match c {
+                '\\' => self.out.push_str("\\\\"),
+                '\n' => self.out.push_str("\\n"),
+                c => self.out.push(c),
             }
         }
+        let _ = write!(self.out, "\n# TYPE {name} {kind}\n");
+    }
 
-        let mut families = registry.gather();
-        families.extend(self.process.gather());
-        families.sort_by(|a, b| a.name().cmp(b.name()));
-        let mut out = Vec::new();
-        TextEncoder::new()
-            .encode(&families, &mut out)
-            .expect("text encoding into memory");
-        String::from_utf8(out).expect("text exposition is UTF-8")
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        self.out.push_str(name);
+        if !labels.is_empty() {
+            self.out.push('{');
+            for (i, (label, text)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(',');
+                }
+                self.out.push_str(label);
+                self.out.push_str("=\"");
+                escape_label_value(&mut self.out, text);
+                self.out.push('"');
+            }
+            self.out.push('}');
+        }
+        self.out.push(' ');
+        write_value(&mut self.out, value);
+        self.out.push('\n');
+    }
+}
+
+fn escape_label_value(out: &mut String, text: &str) {
+    if !text.contains(['\\', '"', '\n']) {
+        out.push_str(text);
+        return;
+    }
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+fn write_value(out: &mut String, value: f64) {
+    if value.is_nan() {
+        out.push_str("NaN");
+    } else if value.is_infinite() {
+        out.push_str(if value > 0.0 { "+Inf" } else { "-Inf" });
+    } else if value.fract() == 0.0 && value.abs() < 1e15 {
+        let _ = write!(out, "{}", value as i64);
+    } else {
+        let _ = write!(out, "{value}");
     }
 }
 
@@ -141,239 +114,343 @@ fn unix_seconds(at: SystemTime) -> f64 {
         .as_secs_f64()
 }
 
-fn register<C: Collector + Clone + 'static>(registry: &Registry, collector: &C) {
-    registry
-        .register(Box::new(collector.clone()))
-        .expect("metric names are unique");
+/// The three labels every per-image series starts with.
+type ImageIds<'a> = [(&'static str, &'a str); 3];
+/// Writes one image's samples of a family.
+type ImageWriter<'w> = dyn FnMut(&mut Exposition, ImageIds<'_>, &FastLaunchImage) + 'w;
+/// A per-image gauge: name, help, and its value for an image at a scrape time.
+type ImageGauge = (
+    &'static str,
+    String,
+    fn(&FastLaunchImage, f64) -> Option<f64>,
+);
+/// A per-target gauge: name, help, and its value for a target.
+type TargetGauge = (&'static str, &'static str, fn(&TargetView) -> Option<f64>);
+
+/// One target's images with the labels they share.
+struct ImageGroup<'a> {
+    account_id: &'a str,
+    region: &'a str,
+    images: &'a [FastLaunchImage],
 }
 
-fn gauge(registry: &Registry, name: &str, help: &str, value: f64) {
-    let gauge = prometheus::Gauge::with_opts(Opts::new(name, help)).expect("valid metric");
-    gauge.set(value);
-    register(registry, &gauge);
-}
-
-fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
-    let gauge = GaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
-    register(registry, &gauge);
-    gauge
-}
-
-struct ImageMetrics {
-    info: GaugeVec,
-    state: GaugeVec,
-    target_resources: GaugeVec,
-    max_parallel_launches: GaugeVec,
-    transition_timestamp: GaugeVec,
-    state_age: GaugeVec,
-    reason_info: GaugeVec,
-}
-
-impl ImageMetrics {
-    fn new(registry: &Registry) -> ImageMetrics {
-        let with = |extra: &[&'static str]| -> Vec<&'static str> {
-            IMAGE_LABELS.iter().chain(extra.iter()).copied().collect()
-        };
-        ImageMetrics {
-            info: gauge_vec(
-                registry,
-                "aws_ec2_fast_launch_image_info",
-                &format!("Fast launch configuration of an image; value is always 1. {CACHED}"),
-                &with(&["owner_id", "resource_type", "launch_template_id", "launch_template_name", "launch_template_version"]),
-            ),
-            state: gauge_vec(
-                registry,
-                "aws_ec2_fast_launch_image_state",
-                &format!("Fast launch state of an image: 1 for the current state, 0 for the others. {CACHED}"),
-                &with(&["state"]),
-            ),
-            target_resources: gauge_vec(
-                registry,
-                "aws_ec2_fast_launch_image_target_resources",
-                &format!("Pre-provisioned snapshots fast launch keeps for the image (SnapshotConfiguration.TargetResourceCount). {CACHED}"),
-                &IMAGE_LABELS,
-            ),
-            max_parallel_launches: gauge_vec(
-                registry,
-                "aws_ec2_fast_launch_image_max_parallel_launches",
-                &format!("Maximum parallel instances launched to pre-provision snapshots (MaxParallelLaunches). {CACHED}"),
-                &IMAGE_LABELS,
-            ),
-            transition_timestamp: gauge_vec(
-                registry,
-                "aws_ec2_fast_launch_image_state_transition_timestamp_seconds",
-                &format!("Unix time of the image's last fast launch state transition (StateTransitionTime). {CACHED}"),
-                &IMAGE_LABELS,
-            ),
-            state_age: gauge_vec(
-                registry,
-                "aws_ec2_fast_launch_image_state_age_seconds",
-                &format!("Seconds since the image's last fast launch state transition, computed at scrape time from the cached StateTransitionTime. {CACHED}"),
-                &IMAGE_LABELS,
-            ),
-            reason_info: gauge_vec(
-                registry,
-                "aws_ec2_fast_launch_image_state_reason_info",
-                &format!("Reason for the image's last state transition (StateTransitionReason, at most 256 characters); value is always 1. {CACHED}"),
-                &with(&["state", "reason"]),
-            ),
+impl MetricsRenderer {
+    /// A renderer with the `process_*` metrics.
+    pub fn new() -> MetricsRenderer {
+        let process = Registry::new();
+        #[cfg(target_os = "linux")]
+        {
+            let collector = prometheus::process_collector::ProcessCollector::for_self();
+            process
+                .register(Box::new(collector))
+                .expect("process collector registers once");
+        }
+        MetricsRenderer {
+            process: Some(process),
         }
     }
 
-    fn observe(
-        &self,
-        account_id: &str,
-        region: &str,
-        image: &crate::model::FastLaunchImage,
-        now: SystemTime,
-    ) {
-        let ids = [account_id, region, image.image_id.as_str()];
-        let labels = |extra: &[&str]| -> Vec<String> {
-            ids.iter()
-                .chain(extra.iter())
-                .map(|s| s.to_string())
-                .collect()
+    /// A renderer without `process_*` metrics (for `--once`).
+    pub fn without_process() -> MetricsRenderer {
+        MetricsRenderer { process: None }
+    }
+
+    /// The exposition text for the store as of `now`.
+    pub fn render(&self, store: &Store, now: SystemTime) -> String {
+        let (accounts, targets) = store.snapshot(now);
+        let image_count: usize = targets
+            .iter()
+            .map(|t| t.images.as_ref().map_or(0, |i| i.len()))
+            .sum();
+        let mut x = Exposition {
+            // About 1.4 KB of text per image with every field set.
+            out: String::with_capacity(4096 + image_count * 1500),
         };
-        let set = |gauge: &GaugeVec, extra: &[&str], value: f64| {
-            let values = labels(extra);
-            let refs: Vec<&str> = values.iter().map(String::as_str).collect();
-            gauge.with_label_values(&refs).set(value);
-        };
-        set(
-            &self.info,
-            &[
-                &image.owner_id,
-                &image.resource_type,
-                &image.launch_template_id,
-                &image.launch_template_name,
-                &image.launch_template_version,
-            ],
+        let groups: Vec<ImageGroup<'_>> = targets
+            .iter()
+            .filter_map(|t| {
+                Some(ImageGroup {
+                    account_id: t.account_id.as_deref().unwrap_or(""),
+                    region: &t.key.region,
+                    images: t.images.as_deref()?,
+                })
+            })
+            .collect();
+        render_images(&mut x, &groups, unix_seconds(now));
+
+        let static_label_names = store.static_label_names();
+        x.family(
+            "fast_launch_exporter_account_info",
+            "gauge",
+            "Configured AWS accounts with their name and static labels; value is always 1.",
+        );
+        for account in &accounts {
+            let mut labels: Vec<(&str, &str)> = vec![
+                (
+                    "aws_account_id",
+                    account.account_id.as_deref().unwrap_or(""),
+                ),
+                ("account_name", account.name.as_deref().unwrap_or("")),
+            ];
+            labels.extend(static_label_names.iter().map(|name| {
+                (
+                    name.as_str(),
+                    account.labels.get(name).map_or("", String::as_str),
+                )
+            }));
+            x.sample("fast_launch_exporter_account_info", &labels, 1.0);
+        }
+        render_targets(&mut x, &targets);
+        x.family(
+            "fast_launch_exporter_build_info",
+            "gauge",
+            "Version and git revision of the fast-launch-exporter binary; value is always 1.",
+        );
+        x.sample(
+            "fast_launch_exporter_build_info",
+            &[("version", VERSION), ("revision", REVISION)],
             1.0,
         );
-        for state in FastLaunchState::ALL {
-            let current = image.state.as_ref() == Some(&state);
-            set(
-                &self.state,
-                &[state.as_str()],
+        let reload = store.reload_status();
+        x.family(
+            "fast_launch_exporter_config_last_reload_successful",
+            "gauge",
+            "1 if the last configuration reload succeeded, else 0.",
+        );
+        x.sample(
+            "fast_launch_exporter_config_last_reload_successful",
+            &[],
+            if reload.successful { 1.0 } else { 0.0 },
+        );
+        x.family(
+            "fast_launch_exporter_config_last_reload_success_timestamp_seconds",
+            "gauge",
+            "Unix time of the last successful configuration load (start-up or reload).",
+        );
+        x.sample(
+            "fast_launch_exporter_config_last_reload_success_timestamp_seconds",
+            &[],
+            unix_seconds(reload.last_success),
+        );
+        if let Some(process) = &self.process {
+            let mut bytes = Vec::new();
+            if TextEncoder::new()
+                .encode(&process.gather(), &mut bytes)
+                .is_ok()
+            {
+                x.out.push_str(&String::from_utf8_lossy(&bytes));
+            }
+        }
+        x.out
+    }
+}
+
+/// The per-image families, each written whole over every target's images.
+fn render_images(x: &mut Exposition, groups: &[ImageGroup<'_>], now: f64) {
+    let each = |x: &mut Exposition, f: &mut ImageWriter<'_>| {
+        for group in groups {
+            for image in group.images {
+                let ids = [
+                    ("aws_account_id", group.account_id),
+                    ("aws_region", group.region),
+                    ("image_id", image.image_id.as_str()),
+                ];
+                f(x, ids, image);
+            }
+        }
+    };
+
+    const INFO: &str = "aws_ec2_fast_launch_image_info";
+    x.family(
+        INFO,
+        "gauge",
+        &format!("Fast launch configuration of an image; value is always 1. {CACHED}"),
+    );
+    each(x, &mut |x, [a, r, i], image| {
+        x.sample(
+            INFO,
+            &[
+                a,
+                r,
+                i,
+                ("owner_id", &image.owner_id),
+                ("resource_type", &image.resource_type),
+                ("launch_template_id", &image.launch_template_id),
+                ("launch_template_name", &image.launch_template_name),
+                ("launch_template_version", &image.launch_template_version),
+            ],
+            1.0,
+        )
+    });
+
+    const STATE: &str = "aws_ec2_fast_launch_image_state";
+    x.family(
+        STATE,
+        "gauge",
+        &format!(
+            "Fast launch state of an image: 1 for the current state, 0 for the others. {CACHED}"
+        ),
+    );
+    each(x, &mut |x, [a, r, i], image| {
+        for state in &FastLaunchState::ALL {
+            let current = image.state.as_ref() == Some(state);
+            x.sample(
+                STATE,
+                &[a, r, i, ("state", state.as_str())],
                 if current { 1.0 } else { 0.0 },
             );
         }
         if let Some(FastLaunchState::Unknown(raw)) = &image.state {
-            set(&self.state, &[raw], 1.0);
+            x.sample(STATE, &[a, r, i, ("state", raw)], 1.0);
         }
-        if let Some(count) = image.target_resource_count {
-            set(&self.target_resources, &[], f64::from(count));
-        }
-        if let Some(limit) = image.max_parallel_launches {
-            set(&self.max_parallel_launches, &[], f64::from(limit));
-        }
-        if let Some(at) = image.state_transition_time {
-            set(&self.transition_timestamp, &[], at);
-            set(&self.state_age, &[], (unix_seconds(now) - at).max(0.0));
-        }
-        let state = image
-            .state
-            .as_ref()
-            .map(FastLaunchState::as_str)
-            .unwrap_or("");
-        let reason: String = image
-            .state_transition_reason
-            .chars()
-            .take(MAX_REASON_CHARS)
-            .collect();
-        set(&self.reason_info, &[state, &reason], 1.0);
+    });
+
+    let gauges: [ImageGauge; 4] = [
+        (
+            "aws_ec2_fast_launch_image_target_resources",
+            format!("Pre-provisioned snapshots fast launch keeps for the image (SnapshotConfiguration.TargetResourceCount). {CACHED}"),
+            |image, _| image.target_resource_count.map(f64::from),
+        ),
+        (
+            "aws_ec2_fast_launch_image_max_parallel_launches",
+            format!("Maximum parallel instances launched to pre-provision snapshots (MaxParallelLaunches). {CACHED}"),
+            |image, _| image.max_parallel_launches.map(f64::from),
+        ),
+        (
+            "aws_ec2_fast_launch_image_state_transition_timestamp_seconds",
+            format!("Unix time of the image's last fast launch state transition (StateTransitionTime). {CACHED}"),
+            |image, _| image.state_transition_time,
+        ),
+        (
+            "aws_ec2_fast_launch_image_state_age_seconds",
+            format!("Seconds since the image's last fast launch state transition, computed at scrape time from the cached StateTransitionTime. {CACHED}"),
+            |image, now| image.state_transition_time.map(|at| (now - at).max(0.0)),
+        ),
+    ];
+    for (name, help, value) in &gauges {
+        x.family(name, "gauge", help);
+        each(x, &mut |x, ids, image| {
+            if let Some(v) = value(image, now) {
+                x.sample(name, &ids, v);
+            }
+        });
     }
-}
 
-struct TargetMetrics {
-    success: GaugeVec,
-    duration: GaugeVec,
-    last_success: GaugeVec,
-    images: GaugeVec,
-    requests: IntCounterVec,
-    errors: IntCounterVec,
-}
-
-impl TargetMetrics {
-    fn new(registry: &Registry) -> TargetMetrics {
-        let counter = |name: &str, help: &str, labels: &[&str]| {
-            let counter = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-            register(registry, &counter);
-            counter
+    const REASON: &str = "aws_ec2_fast_launch_image_state_reason_info";
+    x.family(REASON, "gauge", &format!("Reason for the image's last state transition (StateTransitionReason, at most 256 characters); value is always 1. {CACHED}"));
+    each(x, &mut |x, [a, r, i], image| {
+        let state = image.state.as_ref().map_or("", FastLaunchState::as_str);
+        let reason = &image.state_transition_reason;
+        let reason = match reason.char_indices().nth(MAX_REASON_CHARS) {
+            Some((cut, _)) => &reason[..cut],
+            None => reason.as_str(),
         };
-        TargetMetrics {
-            success: gauge_vec(
-                registry,
-                "fast_launch_exporter_collection_success",
-                "1 if the last collection of the target (account, region) succeeded, else 0.",
-                &TARGET_LABELS,
-            ),
-            duration: gauge_vec(
-                registry,
-                "fast_launch_exporter_collection_duration_seconds",
-                "Duration of the target's last collection, in seconds.",
-                &TARGET_LABELS,
-            ),
-            last_success: gauge_vec(
-                registry,
-                "fast_launch_exporter_last_success_timestamp_seconds",
-                "Unix time when the target's last successful collection ended.",
-                &TARGET_LABELS,
-            ),
-            images: gauge_vec(
-                registry,
-                "fast_launch_exporter_images",
-                "Images in the data now served for the target.",
-                &TARGET_LABELS,
-            ),
-            requests: counter(
-                "fast_launch_exporter_aws_requests_total",
-                "AWS API attempts sent for the target, retries included.",
-                &["aws_account_id", "aws_region", "api"],
-            ),
-            errors: counter(
-                "fast_launch_exporter_aws_errors_total",
-                "Failed AWS API attempts for the target, retried or not, by AWS error code (or timeout, connection, other).",
-                &["aws_account_id", "aws_region", "api", "error_code"],
-            ),
+        x.sample(
+            REASON,
+            &[a, r, i, ("state", state), ("reason", reason)],
+            1.0,
+        );
+    });
+}
+
+/// The per-target families.
+fn render_targets(x: &mut Exposition, targets: &[TargetView]) {
+    let labels = |t: &TargetView| -> [(&'static str, String); 2] {
+        [
+            ("aws_account_id", t.account_id.clone().unwrap_or_default()),
+            ("aws_region", t.key.region.clone()),
+        ]
+    };
+    let gauges: [TargetGauge; 4] = [
+        (
+            "fast_launch_exporter_collection_success",
+            "1 if the last collection of the target (account, region) succeeded, else 0.",
+            |t| t.tried.then_some(if t.last_ok { 1.0 } else { 0.0 }),
+        ),
+        (
+            "fast_launch_exporter_collection_duration_seconds",
+            "Duration of the target's last collection, in seconds.",
+            |t| t.last_duration.map(|d| d.as_secs_f64()),
+        ),
+        (
+            "fast_launch_exporter_last_success_timestamp_seconds",
+            "Unix time when the target's last successful collection ended.",
+            |t| t.last_success.map(unix_seconds),
+        ),
+        (
+            "fast_launch_exporter_images",
+            "Images in the data now served for the target.",
+            |t| Some(t.images.as_ref().map_or(0, |i| i.len()) as f64),
+        ),
+    ];
+    for (name, help, value) in gauges {
+        x.family(name, "gauge", help);
+        for target in targets {
+            if let Some(v) = value(target) {
+                let [(a, account), (r, region)] = labels(target);
+                x.sample(name, &[(a, &account), (r, &region)], v);
+            }
         }
     }
 
-    fn observe(&self, target: &TargetView) {
-        let account_id = target.account_id.as_deref().unwrap_or("");
-        let labels = [account_id, target.key.region.as_str()];
-        if target.tried {
-            self.success
-                .with_label_values(&labels)
-                .set(if target.last_ok { 1.0 } else { 0.0 });
-        }
-        if let Some(duration) = target.last_duration {
-            self.duration
-                .with_label_values(&labels)
-                .set(duration.as_secs_f64());
-        }
-        if let Some(at) = target.last_success {
-            self.last_success
-                .with_label_values(&labels)
-                .set(unix_seconds(at));
-        }
-        self.images
-            .with_label_values(&labels)
-            .set(target.images.as_ref().map_or(0, |i| i.len()) as f64);
+    const REQUESTS: &str = "fast_launch_exporter_aws_requests_total";
+    x.family(
+        REQUESTS,
+        "counter",
+        "AWS API attempts sent for the target, retries included.",
+    );
+    for target in targets {
+        let [(a, account), (r, region)] = labels(target);
         let identity_api = if target.assumes_role {
             Api::AssumeRole
         } else {
             Api::GetCallerIdentity
         };
         for api in [Api::DescribeFastLaunchImages, identity_api] {
-            self.requests
-                .with_label_values(&[labels[0], labels[1], api.as_str()])
-                .inc_by(target.counters.requests(api));
+            x.sample(
+                REQUESTS,
+                &[(a, &account), (r, &region), ("api", api.as_str())],
+                target.counters.requests(api) as f64,
+            );
         }
+    }
+    const ERRORS: &str = "fast_launch_exporter_aws_errors_total";
+    x.family(
+        ERRORS,
+        "counter",
+        "Failed AWS API attempts for the target, retried or not, by AWS error code (or timeout, connection, other).",
+    );
+    for target in targets {
+        let [(a, account), (r, region)] = labels(target);
         for ((api, code), count) in target.counters.errors() {
-            self.errors
-                .with_label_values(&[labels[0], labels[1], api.as_str(), code])
-                .inc_by(count);
+            x.sample(
+                ERRORS,
+                &[
+                    (a, &account),
+                    (r, &region),
+                    ("api", api.as_str()),
+                    ("error_code", code),
+                ],
+                count as f64,
+            );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_and_label_values_are_written_in_the_text_format() {
+        let mut out = String::new();
+        for v in [1.0, 0.0, 1_795_168_800.123, 0.5, f64::NAN, f64::INFINITY] {
+            write_value(&mut out, v);
+            out.push(' ');
+        }
+        assert_eq!(out, "1 0 1795168800.123 0.5 NaN +Inf ");
+        let mut out = String::new();
+        escape_label_value(&mut out, "a\"b\\c\nd");
+        assert_eq!(out, "a\\\"b\\\\c\\nd");
     }
 }

@@ -162,6 +162,11 @@ impl Exporter {
         Exporter::spawn(command, None).await
     }
 
+    /// The exporter's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The config file the exporter was started with.
     pub fn config_path(&self) -> &Path {
         self._config

@@ -8,4 +8,5 @@ mod faults;
 mod harness;
 mod operations;
 mod serving;
+mod soak;
 mod web;
