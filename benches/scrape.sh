@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Scrape cost of /metrics against nginx serving the same bytes, plus idle memory and CPU.
+#   cargo build --release && benches/scrape.sh            (needs wrk and nginx: apt-get install wrk nginx)
+# Prints one markdown table row per (images, encoding, clients). Loopback only.
+set -euo pipefail
+BIN=${BIN:-target/release/fast-launch-exporter}
+DURATION=${DURATION:-10s}
+PORT=19900
+NGINX_PORT=19901
+work=$(mktemp -d)
+cleanup() { kill "${demo_pid:-}" 2>/dev/null || true; [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+wait_ready() {
+  for _ in $(seq 1 600); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/-/ready")" = 200 ] && return 0
+    sleep 0.2
+  done
+  echo "exporter never ready" >&2; return 1
+}
+
+rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# wrk's p50 latency (ms) and requests/s.
+measure() { # url clients gzip?
+  local url=$1 clients=$2 gzip=$3 threads=1 header=()
+  [ "$clients" -gt 1 ] && threads=2
+  [ "$gzip" = gzip ] && header=(-H 'Accept-Encoding: gzip')
+  wrk -t"$threads" -c"$clients" -d"$DURATION" --latency "${header[@]}" "$url" > "$work/wrk.txt"
+  local p50 rps
+  p50=$(awk '/^ +50%/ {print $2}' "$work/wrk.txt")
+  rps=$(awk '/^Requests\/sec/ {print $2}' "$work/wrk.txt")
+  grep -q 'Non-2xx' "$work/wrk.txt" && { echo "non-2xx answers" >&2; exit 1; }
+  echo "$p50 $rps"
+}
+
+cat > "$work/nginx.conf" <<CONF
+worker_processes 2;
+daemon on;
+pid $work/nginx.pid;
+error_log $work/nginx.err;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  gzip on; gzip_types text/plain; gzip_comp_level 1; gzip_min_length 0;
+  server { listen 127.0.0.1:$NGINX_PORT; root $work; location / { default_type text/plain; } }
+}
+CONF
+
+echo "| images | bytes (plain / gzip) | RSS idle | idle CPU (30 s) | encoding | clients | exporter p50 | exporter req/s | nginx p50 | nginx req/s | exporter ÷ nginx req/s |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|"
+for spec in "100 1 1 100" "1000 1 10 100" "10000 10 10 100" "100000 10 10 1000"; do
+  read -r images accounts regions per_target <<<"$spec"
+  "$BIN" demo --web.listen-address "127.0.0.1:$PORT" --log.level warn \
+    --demo.accounts "$accounts" --demo.regions "$regions" --demo.images "$per_target" \
+    --demo.churn 0 --demo.throttle-rate 0 --demo.interval 1h --demo.concurrency 64 &
+  demo_pid=$!
+  wait_ready
+  sleep 1
+  curl -s "http://127.0.0.1:$PORT/metrics" -o "$work/metrics"
+  plain=$(stat -c %s "$work/metrics")
+  gz=$(curl -s -H 'Accept-Encoding: gzip' "http://127.0.0.1:$PORT/metrics" | wc -c)
+  rss=$(rss_kib "$demo_pid")
+  t0=$(cpu_ticks "$demo_pid"); sleep 30; t1=$(cpu_ticks "$demo_pid")
+  idle_cpu=$(awk -v d=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.2f s", d / hz}')
+  rm -f "$work/nginx.pid"; nginx -c "$work/nginx.conf"; sleep 0.5
+  for encoding in plain gzip; do
+    for clients in 1 16; do
+      read -r e_p50 e_rps < <(measure "http://127.0.0.1:$PORT/metrics" "$clients" "$encoding")
+      read -r n_p50 n_rps < <(measure "http://127.0.0.1:$NGINX_PORT/metrics" "$clients" "$encoding")
+      ratio=$(awk -v a="$e_rps" -v b="$n_rps" 'BEGIN {printf "%.2f", a / b}')
+      echo "| $images | $plain / $gz | $((rss / 1024)) MiB | $idle_cpu | $encoding | $clients | $e_p50 | $e_rps | $n_p50 | $n_rps | $ratio |"
+    done
+  done
+  kill "$(cat "$work/nginx.pid")"; kill "$demo_pid"; wait "$demo_pid" 2>/dev/null || true
+  demo_pid=
+done
