@@ -59,6 +59,7 @@ for spec in "100 1 1 100" "1000 1 10 100" "10000 10 10 100" "100000 10 10 1000";
   wait_ready
   sleep 1
   curl -s "http://127.0.0.1:$PORT/metrics" -o "$work/metrics"
+  chmod -R a+rX "$work"   # nginx workers run as www-data
   plain=$(stat -c %s "$work/metrics")
   gz=$(curl -s -H 'Accept-Encoding: gzip' "http://127.0.0.1:$PORT/metrics" | wc -c)
   rss=$(rss_kib "$demo_pid")

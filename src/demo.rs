@@ -110,11 +110,10 @@ impl DemoOptions {
                 Err(format!("--demo.{name}: {v} must be between 0 and 1"))
             }
         };
-        if !(1..=ACCOUNT_NAMES.len()).contains(&self.accounts) {
+        if !(1..=MAX_ACCOUNTS).contains(&self.accounts) {
             return Err(format!(
-                "--demo.accounts: {} must be between 1 and {}",
-                self.accounts,
-                ACCOUNT_NAMES.len()
+                "--demo.accounts: {} must be between 1 and {MAX_ACCOUNTS}",
+                self.accounts
             ));
         }
         if !(1..=DEMO_REGIONS.len()).contains(&self.regions) {
@@ -124,10 +123,31 @@ impl DemoOptions {
                 DEMO_REGIONS.len()
             ));
         }
-        if self.images > 100_000 {
+        if self.images * self.accounts * self.regions > 1_000_000 {
+            return Err("--demo.images × accounts × regions must be at most 1,000,000".to_string());
+        }
+        if !(1..=1024).contains(&self.concurrency) {
             return Err(format!(
-                "--demo.images: {} must be at most 100000",
-                self.images
+                "--demo.concurrency: {} must be between 1 and 1024",
+                self.concurrency
+            ));
+        }
+        if !(1..=200).contains(&self.page_size) {
+            return Err(format!(
+                "--demo.page-size: {} must be between 1 and 200",
+                self.page_size
+            ));
+        }
+        share("faulty-targets", self.faulty_targets)?;
+        share("fault-rate", self.fault_rate)?;
+        if let Some(kind) = self
+            .fault_kinds
+            .iter()
+            .find(|k| FaultKind::from_name(k).is_none())
+        {
+            return Err(format!(
+                "--demo.fault-kinds: {kind:?} is not one of {}",
+                FaultKind::NAMES.join(", ")
             ));
         }
         if self.interval.is_zero() {
