@@ -19,7 +19,7 @@ until [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/-/read
 end=$(date +%s.%N)
 metrics=$(curl -s "http://127.0.0.1:$PORT/metrics")
 calls=$(echo "$metrics" | awk '/^fast_launch_exporter_aws_requests_total/ {s += $NF} END {print s}')
-pages=$(echo "$metrics" | awk '/^fast_launch_exporter_aws_requests_total\{api="DescribeFastLaunchImages"/ {s += $NF} END {print s}')
+pages=$(echo "$metrics" | awk '/^fast_launch_exporter_aws_requests_total/ && /api="DescribeFastLaunchImages"/ {s += $NF} END {print s}')
 failed=$(echo "$metrics" | awk '/^fast_launch_exporter_collection_success/ && $NF == 0 {n++} END {print n + 0}')
 awk -v s="$start" -v e="$end" -v calls="$calls" -v pages="$pages" -v lat="$LATENCY_MS" -v c="$CONCURRENCY" -v failed="$failed" 'BEGIN {
   took = e - s

@@ -50,8 +50,10 @@ CONF
 
 echo "| images | bytes (plain / gzip) | RSS idle | idle CPU (30 s) | encoding | clients | exporter p50 | exporter req/s | nginx p50 | nginx req/s | exporter ÷ nginx req/s |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|"
+# Sizes as "images accounts regions images-per-target"; SIZES=1000 runs one of them.
 for spec in "100 1 1 100" "1000 1 10 100" "10000 10 10 100" "100000 10 10 1000"; do
   read -r images accounts regions per_target <<<"$spec"
+  [ -n "${SIZES:-}" ] && [[ " $SIZES " != *" $images "* ]] && continue
   "$BIN" demo --web.listen-address "127.0.0.1:$PORT" --log.level warn \
     --demo.accounts "$accounts" --demo.regions "$regions" --demo.images "$per_target" \
     --demo.churn 0 --demo.throttle-rate 0 --demo.interval 1h --demo.concurrency 64 &
