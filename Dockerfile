@@ -10,6 +10,7 @@ ENV FLE_GIT_REVISION=${FLE_GIT_REVISION}
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY src ./src
 COPY tests ./tests
+COPY benches ./benches
 COPY config ./config
 RUN cargo build --release --locked --bin fast-launch-exporter
 
