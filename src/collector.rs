@@ -85,6 +85,27 @@ struct Target {
     client: TargetClient,
 }
 
+impl Target {
+    /// The target `key` of `account` with its clients, sharing the account's identity and the
+    /// store's counters for the key; None if the store has no such target.
+    fn build(
+        base: &SdkConfig,
+        store: &Store,
+        identities: &mut BTreeMap<String, Arc<AccountIdentity>>,
+        account: &AccountConfig,
+        key: TargetKey,
+        settings: &CollectionSettings,
+    ) -> Option<Target> {
+        let counters = store.counters(&key)?;
+        Some(Target {
+            client: TargetClient::new(base, account, &key.region, settings, counters),
+            identity: identity_for(identities, account),
+            account: account.clone(),
+            key,
+        })
+    }
+}
+
 /// What a target's collection depends on in its account's settings (not its alias or labels,
 /// nor the account's other regions).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -174,15 +195,15 @@ impl Collector {
             if self.running.contains_key(&key) {
                 continue;
             }
-            let Some(counters) = self.store.counters(&key) else {
+            let Some(target) = Target::build(
+                &self.base,
+                &self.store,
+                &mut self.identities,
+                &account,
+                key.clone(),
+                &settings,
+            ) else {
                 continue;
-            };
-            let identity = identity_for(&mut self.identities, &account);
-            let target = Target {
-                client: TargetClient::new(&self.base, &account, &key.region, &settings, counters),
-                key: key.clone(),
-                account: account.clone(),
-                identity,
             };
             let cancel = self.shutdown.child_token();
             let task = tokio::spawn(target_loop(
@@ -225,15 +246,15 @@ pub async fn collect_once(config: &Config, base: &SdkConfig, store: Arc<Store>) 
             account: account.key(),
             region: region.to_string(),
         };
-        let Some(counters) = store.counters(&key) else {
-            continue;
-        };
-        let identity = identity_for(&mut identities, account);
-        let target = Target {
-            client: TargetClient::new(base, account, region, &config.collection, counters),
+        let Some(target) = Target::build(
+            base,
+            &store,
+            &mut identities,
+            account,
             key,
-            account: account.clone(),
-            identity,
+            &config.collection,
+        ) else {
+            continue;
         };
         let (semaphore, store, settings) =
             (semaphore.clone(), store.clone(), config.collection.clone());

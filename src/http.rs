@@ -136,12 +136,14 @@ async fn respond(state: &Arc<AppState>, request: Request<Incoming>) -> Response<
             .headers()
             .get(header::AUTHORIZATION)
             .map(|v| v.as_bytes().to_vec());
-        let web_config = state.web_config.clone();
+        // Share the state rather than copy the users and headers for every request.
+        let shared = Arc::clone(state);
         // bcrypt takes tens of milliseconds on purpose: keep it off the async threads.
-        let outcome =
-            tokio::task::spawn_blocking(move || web_config.authenticate(authorization.as_deref()))
-                .await
-                .unwrap_or(AuthOutcome::Missing);
+        let outcome = tokio::task::spawn_blocking(move || {
+            shared.web_config.authenticate(authorization.as_deref())
+        })
+        .await
+        .unwrap_or(AuthOutcome::Missing);
         match outcome {
             AuthOutcome::Allowed => handle(state, request).await,
             AuthOutcome::Missing => unauthorized(),
