@@ -1,17 +1,19 @@
 //! Render cost of the `/metrics` exposition: `cargo bench --bench render`.
 //! 1,000 and 100,000 images spread over 10 targets, every field set (the worst case per image).
 
+use std::collections::BTreeMap;
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use fast_launch_exporter::config::Config;
+use fast_launch_exporter::calls::ApiCounters;
 use fast_launch_exporter::metrics::MetricsRenderer;
 use fast_launch_exporter::model::{FastLaunchImage, FastLaunchState, TargetKey};
-use fast_launch_exporter::store::Store;
+use fast_launch_exporter::registry::{AccountView, Health, ReloadStatus, Snapshot, TargetView};
 
-/// A store of `images` images over 10 targets (2 accounts × 5 regions).
-pub fn populated_store(images: usize) -> Store {
+/// A snapshot of `images` images over 10 targets (2 accounts × 5 regions).
+pub fn populated_snapshot(images: usize) -> Snapshot {
     let regions = [
         "us-east-1",
         "eu-west-1",
@@ -19,19 +21,17 @@ pub fn populated_store(images: usize) -> Store {
         "us-west-2",
         "eu-central-1",
     ];
-    let yaml = format!(
-        "regions: [{}]\naccounts:\n  - name: base\n  - name: prod\n    role_arn: arn:aws:iam::222222222222:role/R\n",
-        regions.join(", ")
-    );
-    let config = Config::from_yaml(&yaml).unwrap();
-    let store = Store::new(&config);
-    store.set_account_id("base", "111111111111");
     let now = SystemTime::now();
     let per_target = images / 10;
     let mut n = 0usize;
-    for account in ["base", "arn:aws:iam::222222222222:role/R"] {
+    let accounts = [
+        ("base", "111111111111", "tooling"),
+        ("arn:aws:iam::222222222222:role/R", "222222222222", "prod"),
+    ];
+    let mut targets = Vec::new();
+    for (account, account_id, name) in accounts {
         for region in regions {
-            let list = (0..per_target)
+            let list: Vec<FastLaunchImage> = (0..per_target)
                 .map(|_| {
                     n += 1;
                     FastLaunchImage {
@@ -49,14 +49,44 @@ pub fn populated_store(images: usize) -> Store {
                     }
                 })
                 .collect();
-            let key = TargetKey {
-                account: account.into(),
-                region: region.into(),
-            };
-            store.record_success(&key, list, Duration::from_millis(100), now);
+            targets.push(TargetView {
+                key: TargetKey {
+                    account: account.into(),
+                    region: region.into(),
+                },
+                account_name: Some(name.into()),
+                account_id: Some(account_id.into()),
+                assumes_role: account != "base",
+                health: Health {
+                    tried: true,
+                    last_ok: true,
+                    last_duration: Some(Duration::from_millis(100)),
+                    last_success: Some(now),
+                    last_error: None,
+                },
+                images: Some(Arc::new(list)),
+                counters: Arc::new(ApiCounters::default()),
+                duplicate_of: None,
+            });
         }
     }
-    store
+    Snapshot {
+        accounts: accounts
+            .iter()
+            .map(|(key, id, name)| AccountView {
+                key: key.to_string(),
+                account_id: Some(id.to_string()),
+                name: Some(name.to_string()),
+                labels: BTreeMap::new(),
+            })
+            .collect(),
+        targets,
+        static_label_names: Vec::new(),
+        reload: ReloadStatus {
+            successful: true,
+            last_success: now,
+        },
+    }
 }
 
 fn render(c: &mut Criterion) {
@@ -64,13 +94,17 @@ fn render(c: &mut Criterion) {
     let mut group = c.benchmark_group("render");
     group.sample_size(10);
     for images in [1_000usize, 100_000] {
-        let store = populated_store(images);
-        let bytes = renderer.render(&store, SystemTime::now()).len();
+        let snapshot = populated_snapshot(images);
+        let bytes = renderer.render_snapshot(&snapshot, SystemTime::now()).len();
         eprintln!("{images} images: {bytes} bytes of exposition");
         group.throughput(Throughput::Elements(images as u64));
-        group.bench_with_input(BenchmarkId::from_parameter(images), &store, |b, store| {
-            b.iter(|| black_box(renderer.render(store, SystemTime::now())))
-        });
+        group.bench_with_input(
+            BenchmarkId::from_parameter(images),
+            &snapshot,
+            |b, snapshot| {
+                b.iter(|| black_box(renderer.render_snapshot(snapshot, SystemTime::now())))
+            },
+        );
     }
     group.finish();
 }

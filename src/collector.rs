@@ -1,286 +1,136 @@
-//! The scheduler: every target is collected once right after start (spread by a small jitter),
-//! then every `collection.interval`; at most `collection.concurrency` at once; a target never
-//! overlaps itself (its loop is sequential) and each collection is bounded by `collection.timeout`.
+//! The schedule of one target and what one collection does. Every target is collected once right
+//! after it starts (spread by a small jitter), then every `collection.interval`; at most
+//! `collection.concurrency` collections run at once (one semaphore shared by every target); a
+//! target never overlaps itself (its loop is sequential) and each collection is bounded by
+//! `collection.timeout`. The [`Registry`](crate::registry::Registry) starts and stops these loops.
+//!
+//! What the collector needs from AWS is the [`Connect`] and [`Fetch`] traits below, implemented
+//! over the SDK by [`crate::aws::Base`] and by fakes in unit tests.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use aws_config::SdkConfig;
-use tokio::sync::{Mutex, Semaphore};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::sync::Semaphore;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, info_span, warn, Instrument};
+use tracing::{debug, info_span, warn, Instrument};
 
-use crate::aws::{AwsError, TargetClient};
-use crate::config::{AccountConfig, CollectionSettings, Config};
-use crate::model::{FastLaunchImage, FastLaunchState, TargetKey};
-use crate::store::Store;
+use crate::calls::{Api, ApiCounters, ApiError, AttemptSink, ErrorCode};
+use crate::config::CollectionSettings;
+use crate::model::{FastLaunchImage, FastLaunchState, Query, TargetKey, TargetSpec};
+use crate::registry::Registry;
 
 /// The longest start-up jitter; the concurrency limit spreads larger fleets anyway.
-const MAX_JITTER: Duration = Duration::from_secs(1);
+pub const MAX_JITTER: Duration = Duration::from_secs(1);
+
+/// A boxed future, for the object-safe [`Fetch`] trait.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The AWS calls of one target.
+pub trait Fetch: Send + Sync {
+    /// The account id of the target's credentials (`sts:GetCallerIdentity`).
+    fn caller_account_id(&self) -> BoxFuture<'_, Result<String, ApiError>>;
+    /// Every image across every page, or an error if any page failed (never half a list).
+    fn fast_launch_images<'a>(
+        &'a self,
+        query: &'a Query,
+        page_size: i32,
+    ) -> BoxFuture<'a, Result<Vec<FastLaunchImage>, ApiError>>;
+    /// Whether the target may call DescribeFastLaunchImages (a `DryRun` call).
+    fn check_describe_permission(&self) -> BoxFuture<'_, Result<(), ApiError>>;
+}
+
+/// Builds the AWS calls of a target from its spec, reporting every attempt into `sink`.
+pub trait Connect: Send + Sync {
+    /// The target's client, with `max_attempts` attempts per call.
+    fn connect(
+        &self,
+        spec: &TargetSpec,
+        max_attempts: u32,
+        sink: Arc<dyn AttemptSink>,
+    ) -> Arc<dyn Fetch>;
+}
 
 /// Why a target's collection failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CollectError {
     /// An AWS call failed (after the SDK's retries).
     #[error("{0}")]
-    Aws(#[from] AwsError),
-    /// The collection ran past `collection.timeout`.
-    #[error("collection timed out after {}", humantime::format_duration(*.0))]
-    Timeout(Duration),
+    Aws(#[from] ApiError),
+    /// The collection ran past `collection.timeout`; `api` was on the wire.
+    #[error("{} timed out: no answer within collection.timeout ({})", .api.map_or("collection", Api::as_str), humantime::format_duration(*.after))]
+    Timeout {
+        /// The API whose attempt was cut, if one was on the wire.
+        api: Option<Api>,
+        /// `collection.timeout`.
+        after: Duration,
+    },
 }
 
-/// The account id of an account, resolved once: from the role ARN, or from GetCallerIdentity
-/// (called once and cached; retried by the next collection after a failure).
-#[derive(Debug)]
-struct AccountIdentity {
-    key: String,
-    id: Mutex<Option<String>>,
-}
-
-impl AccountIdentity {
-    async fn resolve(&self, client: &TargetClient, store: &Store) -> Result<String, AwsError> {
-        let mut id = self.id.lock().await;
-        if let Some(id) = id.as_ref() {
-            return Ok(id.clone());
+impl CollectError {
+    /// The API that failed, if known.
+    pub fn api(&self) -> Option<Api> {
+        match self {
+            CollectError::Aws(e) => Some(e.api),
+            CollectError::Timeout { api, .. } => *api,
         }
-        let resolved = client.caller_account_id().await.inspect_err(|error| {
-            warn!(
-                error = %error,
-                "cannot learn the account id of the base credentials; \
-                 the account's targets fail until GetCallerIdentity succeeds"
-            );
-        })?;
-        info!(account_id = %resolved, "account id resolved with GetCallerIdentity");
-        store.set_account_id(&self.key, &resolved);
-        *id = Some(resolved.clone());
-        Ok(resolved)
     }
-}
 
-/// The shared identity of `account`, made on first use; its targets resolve the id once.
-fn identity_for(
-    identities: &mut BTreeMap<String, Arc<AccountIdentity>>,
-    account: &AccountConfig,
-) -> Arc<AccountIdentity> {
-    identities
-        .entry(account.key())
-        .or_insert_with(|| {
-            Arc::new(AccountIdentity {
-                key: account.key(),
-                id: Mutex::new(account.configured_account_id().map(str::to_string)),
-            })
-        })
-        .clone()
-}
-
-/// One target with its clients.
-#[derive(Debug)]
-struct Target {
-    key: TargetKey,
-    account: AccountConfig,
-    identity: Arc<AccountIdentity>,
-    client: TargetClient,
-}
-
-impl Target {
-    /// The target `key` of `account` with its clients, sharing the account's identity and the
-    /// store's counters for the key; None if the store has no such target.
-    fn build(
-        base: &SdkConfig,
-        store: &Store,
-        identities: &mut BTreeMap<String, Arc<AccountIdentity>>,
-        account: &AccountConfig,
-        key: TargetKey,
-        settings: &CollectionSettings,
-    ) -> Option<Target> {
-        let counters = store.counters(&key)?;
-        Some(Target {
-            client: TargetClient::new(base, account, &key.region, settings, counters),
-            identity: identity_for(identities, account),
-            account: account.clone(),
-            key,
-        })
-    }
-}
-
-/// What a target's collection depends on in its account's settings (not its alias or labels,
-/// nor the account's other regions).
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct CollectionInputs {
-    role: Option<crate::config::RoleConfig>,
-    image_ids: Vec<String>,
-    filters: Vec<crate::config::Filter>,
-}
-
-impl CollectionInputs {
-    fn of(account: &AccountConfig) -> CollectionInputs {
-        CollectionInputs {
-            role: account.role.clone(),
-            image_ids: account.image_ids.clone(),
-            filters: account.filters.clone(),
+    /// The error code.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            CollectError::Aws(e) => e.code.clone(),
+            CollectError::Timeout { .. } => ErrorCode::Timeout,
         }
     }
 }
 
-/// A target's running task and what it was started with.
-#[derive(Debug)]
-struct RunningTarget {
-    inputs: CollectionInputs,
-    cancel: CancellationToken,
-    task: JoinHandle<()>,
+/// How one collection of a target ended.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Every page arrived: the complete image list.
+    Collected(Vec<FastLaunchImage>),
+    /// A call failed or the collection timed out.
+    Failed(CollectError),
+    /// Another target already serves this (account id, region): not collected.
+    Duplicate {
+        /// The target that serves it.
+        owner: TargetKey,
+        /// The account id both resolve to.
+        account_id: String,
+    },
 }
 
-/// Runs one task per target and changes the set of tasks when the configuration changes.
-#[derive(Debug)]
-pub struct Collector {
-    base: SdkConfig,
-    store: Arc<Store>,
-    shutdown: CancellationToken,
-    settings: Option<CollectionSettings>,
-    semaphore: Arc<Semaphore>,
-    identities: BTreeMap<String, Arc<AccountIdentity>>,
-    running: BTreeMap<TargetKey, RunningTarget>,
+/// What one target's task works with.
+pub(crate) struct TargetRun {
+    pub(crate) spec: TargetSpec,
+    pub(crate) fetch: Arc<dyn Fetch>,
+    pub(crate) counters: Arc<ApiCounters>,
 }
 
-impl Collector {
-    /// A collector with no targets yet; `shutdown` stops every task it starts.
-    pub fn new(base: SdkConfig, store: Arc<Store>, shutdown: CancellationToken) -> Collector {
-        Collector {
-            base,
-            store,
-            shutdown,
-            settings: None,
-            semaphore: Arc::new(Semaphore::new(1)),
-            identities: BTreeMap::new(),
-            running: BTreeMap::new(),
-        }
-    }
-
-    /// Starts, stops and restarts target tasks so that they match `config`. A target whose
-    /// account settings and collection settings are unchanged keeps running untouched; the store
-    /// must already match `config` ([`Store::apply_config`]).
-    pub fn apply(&mut self, config: &Config) {
-        if self.settings.as_ref() != Some(&config.collection) {
-            // New limits or schedule: every task restarts with them.
-            self.settings = Some(config.collection.clone());
-            self.semaphore = Arc::new(Semaphore::new(config.collection.concurrency));
-            for (_, running) in std::mem::take(&mut self.running) {
-                running.cancel.cancel();
-            }
-        }
-        let settings = config.collection.clone();
-        let mut wanted = BTreeMap::new();
-        for (account, region) in config.targets() {
-            let key = TargetKey {
-                account: account.key(),
-                region: region.to_string(),
-            };
-            wanted.insert(key, account.clone());
-        }
-        self.running.retain(|key, running| {
-            let keep = wanted
-                .get(key)
-                .is_some_and(|account| CollectionInputs::of(account) == running.inputs);
-            if !keep {
-                running.cancel.cancel();
-            }
-            keep
-        });
-        self.identities
-            .retain(|key, _| config.accounts.iter().any(|a| &a.key() == key));
-        for (key, account) in wanted {
-            if self.running.contains_key(&key) {
-                continue;
-            }
-            let Some(target) = Target::build(
-                &self.base,
-                &self.store,
-                &mut self.identities,
-                &account,
-                key.clone(),
-                &settings,
-            ) else {
-                continue;
-            };
-            let cancel = self.shutdown.child_token();
-            let task = tokio::spawn(target_loop(
-                target,
-                settings.clone(),
-                self.semaphore.clone(),
-                self.store.clone(),
-                cancel.clone(),
-            ));
-            self.running.insert(
-                key,
-                RunningTarget {
-                    inputs: CollectionInputs::of(&account),
-                    cancel,
-                    task,
-                },
-            );
-        }
-    }
-
-    /// Stops every target task and waits for them.
-    pub async fn stop(self) {
-        for running in self.running.values() {
-            running.cancel.cancel();
-        }
-        for (_, running) in self.running {
-            let _ = running.task.await;
-        }
-    }
+/// The delay before a target's first collection: up to a tenth of the interval, at most
+/// [`MAX_JITTER`], so that a fleet does not start in one burst.
+pub fn start_jitter(interval: Duration, draw: f64) -> Duration {
+    (interval / 10)
+        .min(MAX_JITTER)
+        .mul_f64(draw.clamp(0.0, 1.0))
 }
 
-/// Collects every target of `config` once (bounded by `collection.timeout`, at most
-/// `collection.concurrency` at a time) into `store`. For `--once`.
-pub async fn collect_once(config: &Config, base: &SdkConfig, store: Arc<Store>) {
-    let semaphore = Arc::new(Semaphore::new(config.collection.concurrency));
-    let mut identities: BTreeMap<String, Arc<AccountIdentity>> = BTreeMap::new();
-    let mut tasks = JoinSet::new();
-    for (account, region) in config.targets() {
-        let key = TargetKey {
-            account: account.key(),
-            region: region.to_string(),
-        };
-        let Some(target) = Target::build(
-            base,
-            &store,
-            &mut identities,
-            account,
-            key,
-            &config.collection,
-        ) else {
-            continue;
-        };
-        let (semaphore, store, settings) =
-            (semaphore.clone(), store.clone(), config.collection.clone());
-        tasks.spawn(async move {
-            let Ok(_permit) = semaphore.acquire().await else {
-                return;
-            };
-            collect_target(&target, &settings, &store).await;
-        });
-    }
-    while tasks.join_next().await.is_some() {}
-}
-
-async fn target_loop(
-    target: Target,
+/// One target's loop: collect after a jitter, then every interval, until `cancel`.
+pub(crate) async fn run_target(
+    registry: Arc<Registry>,
+    run: TargetRun,
     settings: CollectionSettings,
     semaphore: Arc<Semaphore>,
-    store: Arc<Store>,
-    shutdown: CancellationToken,
+    cancel: CancellationToken,
 ) {
-    let jitter = (settings.interval / 10)
-        .min(MAX_JITTER)
-        .mul_f64(fastrand::f64());
+    let jitter = start_jitter(settings.interval, fastrand::f64());
     tokio::select! {
         _ = tokio::time::sleep(jitter) => {}
-        _ = shutdown.cancelled() => return,
+        _ = cancel.cancelled() => return,
     }
     let mut ticker = tokio::time::interval(settings.interval);
     // A collection that overruns delays the next one rather than bunching them up.
@@ -288,74 +138,87 @@ async fn target_loop(
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
-            _ = shutdown.cancelled() => return,
+            _ = cancel.cancelled() => return,
         }
         let permit = tokio::select! {
             permit = semaphore.acquire() => permit,
-            _ = shutdown.cancelled() => return,
+            _ = cancel.cancelled() => return,
         };
         let Ok(_permit) = permit else { return };
         tokio::select! {
-            _ = collect_target(&target, &settings, &store) => {}
-            _ = shutdown.cancelled() => return,
+            _ = collect_target(&registry, &run, &settings) => {}
+            _ = cancel.cancelled() => return,
         }
     }
 }
 
-/// Collects one target once and records the result in the store.
-async fn collect_target(target: &Target, settings: &CollectionSettings, store: &Store) {
-    let account_name = target.account.name.as_deref().unwrap_or("");
+/// Collects one target once and records the outcome in the registry.
+pub(crate) async fn collect_target(
+    registry: &Registry,
+    run: &TargetRun,
+    settings: &CollectionSettings,
+) {
+    let key = &run.spec.key;
     let span = info_span!(
         "collection",
-        account = %target.key.account,
-        account_name,
+        account = %key.account,
+        account_name = run.spec.account_name.as_deref().unwrap_or(""),
         account_id = tracing::field::Empty,
-        region = %target.key.region,
+        region = %key.region,
     );
     async {
         let started = Instant::now();
-        let result = match tokio::time::timeout(settings.timeout, fetch(target, settings, store)).await {
-            Ok(result) => result,
-            Err(_) => {
-                // The cancelled attempt never reaches the interceptor's after-attempt hook.
-                if let Some(api) = target.client.counters().take_in_flight() {
-                    target.client.counters().count_error(api, "timeout");
+        let outcome =
+            match tokio::time::timeout(settings.timeout, collect(registry, run, settings)).await {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    // The cut attempt never reaches the interceptor's after-attempt hook.
+                    let api = run.counters.abandon_in_flight(&ErrorCode::Timeout);
+                    Outcome::Failed(CollectError::Timeout {
+                        api,
+                        after: settings.timeout,
+                    })
                 }
-                Err(CollectError::Timeout(settings.timeout))
-            }
-        };
+            };
         let duration = started.elapsed();
-        match result {
-            Ok(images) => {
-                debug!(images = images.len(), duration_ms = duration.as_millis() as u64, "collection succeeded");
-                store.record_success(&target.key, images, duration, SystemTime::now());
-            }
-            Err(error) => {
-                warn!(error = %error, duration_ms = duration.as_millis() as u64, "collection failed");
-                store.record_failure(&target.key, error.to_string(), duration, SystemTime::now());
-            }
+        match &outcome {
+            Outcome::Collected(images) => debug!(
+                images = images.len(),
+                duration_ms = duration.as_millis() as u64,
+                "collection succeeded"
+            ),
+            Outcome::Failed(error) => warn!(
+                api = error.api().map_or("", Api::as_str),
+                error_code = %error.code(),
+                duration_ms = duration.as_millis() as u64,
+                error = %error,
+                "collection failed"
+            ),
+            Outcome::Duplicate { .. } => {}
         }
+        registry.record(key, outcome, duration, SystemTime::now());
     }
     .instrument(span)
     .await
 }
 
-async fn fetch(
-    target: &Target,
-    settings: &CollectionSettings,
-    store: &Store,
-) -> Result<Vec<FastLaunchImage>, CollectError> {
-    let account_id = target.identity.resolve(&target.client, store).await?;
+async fn collect(registry: &Registry, run: &TargetRun, settings: &CollectionSettings) -> Outcome {
+    let account_id = match registry.account_id(&run.spec, run.fetch.as_ref()).await {
+        Ok(id) => id,
+        Err(error) => return Outcome::Failed(error.into()),
+    };
     tracing::Span::current().record("account_id", account_id.as_str());
-    let images = target
-        .client
-        .describe_fast_launch_images(
-            settings.page_size,
-            &target.account.image_ids,
-            &target.account.filters,
-        )
-        .await?;
-    Ok(check_images(images))
+    if let Err(owner) = registry.claim(&run.spec.key, &account_id) {
+        return Outcome::Duplicate { owner, account_id };
+    }
+    match run
+        .fetch
+        .fast_launch_images(&run.spec.query, settings.page_size)
+        .await
+    {
+        Ok(images) => Outcome::Collected(check_images(images)),
+        Err(error) => Outcome::Failed(error.into()),
+    }
 }
 
 /// Drops images without an id and repeated ids (a page boundary moving under us), and warns
@@ -378,4 +241,48 @@ fn check_images(images: Vec<FastLaunchImage>) -> Vec<FastLaunchImage> {
         kept.push(image);
     }
     kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_is_a_tenth_of_the_interval_at_most_one_second() {
+        assert_eq!(
+            start_jitter(Duration::from_secs(5), 1.0),
+            Duration::from_millis(500)
+        );
+        assert_eq!(start_jitter(Duration::from_secs(300), 1.0), MAX_JITTER);
+        assert_eq!(start_jitter(Duration::from_secs(300), 0.0), Duration::ZERO);
+    }
+
+    #[test]
+    fn images_without_id_or_listed_twice_are_dropped() {
+        let image = |id: &str| FastLaunchImage {
+            image_id: id.to_string(),
+            ..Default::default()
+        };
+        let kept = check_images(vec![
+            image("ami-1"),
+            image(""),
+            image("ami-1"),
+            image("ami-2"),
+        ]);
+        let ids: Vec<&str> = kept.iter().map(|i| i.image_id.as_str()).collect();
+        assert_eq!(ids, ["ami-1", "ami-2"]);
+    }
+
+    #[test]
+    fn a_timeout_names_the_api_on_the_wire() {
+        let error = CollectError::Timeout {
+            api: Some(Api::AssumeRole),
+            after: Duration::from_secs(2),
+        };
+        assert_eq!(
+            error.to_string(),
+            "AssumeRole timed out: no answer within collection.timeout (2s)"
+        );
+        assert_eq!(error.code().label(), "timeout");
+    }
 }

@@ -10,6 +10,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use crate::model::{Filter, Query, RoleSpec};
+use crate::model::{TargetKey, TargetSpec};
+
 /// A configuration that could not be read or is invalid. The message names the place in the file.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -136,43 +139,17 @@ impl Default for CollectionSettings {
     }
 }
 
-/// One `Filters` entry passed to DescribeFastLaunchImages.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Filter {
-    /// `resource-type`, `owner-id` or `state`.
-    pub name: String,
-    /// Values, OR-ed by AWS.
-    pub values: Vec<String>,
-}
-
-/// An IAM role to assume for an account.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RoleConfig {
-    /// The role's ARN.
-    pub arn: String,
-    /// The 12-digit account id taken from the ARN.
-    pub account_id: String,
-    /// Optional external id required by the role's trust policy. Never logged.
-    pub external_id: Option<String>,
-    /// Role session name.
-    pub session_name: String,
-    /// Requested session duration (None: the role's default).
-    pub duration: Option<Duration>,
-}
-
 /// One AWS account to collect, with its regions and request parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccountConfig {
     /// Optional alias, exported as `account_name`.
     pub name: Option<String>,
     /// The role to assume; None means the base credentials.
-    pub role: Option<RoleConfig>,
+    pub role: Option<RoleSpec>,
     /// Regions to collect.
     pub regions: Vec<String>,
-    /// `ImageIds` passed through (empty: all).
-    pub image_ids: Vec<String>,
-    /// `Filters` passed through.
-    pub filters: Vec<Filter>,
+    /// `ImageIds` and `Filters` passed through.
+    pub query: Query,
     /// Static labels exported on the account info metric.
     pub labels: BTreeMap<String, String>,
 }
@@ -199,6 +176,8 @@ pub struct Config {
     pub collection: CollectionSettings,
     /// Accounts; never empty.
     pub accounts: Vec<AccountConfig>,
+    /// Things that are valid but look wrong (a region this build does not know), for the log.
+    pub warnings: Vec<String>,
 }
 
 impl Config {
@@ -253,10 +232,10 @@ impl Config {
                 name: None,
                 role: None,
                 regions: Vec::new(),
-                image_ids: Vec::new(),
-                filters: Vec::new(),
+                query: Query::default(),
                 labels: BTreeMap::new(),
             }],
+            warnings: Vec::new(),
         }
     }
 
@@ -277,6 +256,9 @@ impl Config {
                     ));
                 };
                 check_region(region).map_err(|m| invalid("AWS_REGION", m))?;
+                if let Some(warning) = unknown_region_warning("AWS_REGION", region) {
+                    self.warnings.push(warning);
+                }
                 account.regions.push(region.to_string());
             }
         }
@@ -288,6 +270,22 @@ impl Config {
         self.accounts
             .iter()
             .flat_map(|a| a.regions.iter().map(move |r| (a, r.as_str())))
+    }
+
+    /// The targets to collect, in config order: what the registry reconciles to.
+    pub fn target_specs(&self) -> Vec<TargetSpec> {
+        self.targets()
+            .map(|(account, region)| TargetSpec {
+                key: TargetKey {
+                    account: account.key(),
+                    region: region.to_string(),
+                },
+                account_name: account.name.clone(),
+                role: account.role.clone(),
+                query: account.query.clone(),
+                labels: account.labels.clone(),
+            })
+            .collect()
     }
 
     /// The union of static label names over all accounts, sorted.
@@ -302,7 +300,9 @@ impl TryFrom<RawConfig> for Config {
 
     fn try_from(raw: RawConfig) -> Result<Config, ConfigError> {
         let collection = validate_collection(&raw.collection)?;
-        let default_regions = validate_regions("regions", raw.regions.unwrap_or_default())?;
+        let mut warnings = Vec::new();
+        let default_regions =
+            validate_regions("regions", raw.regions.unwrap_or_default(), &mut warnings)?;
         let default_image_ids = validate_image_ids("image_ids", raw.image_ids.unwrap_or_default())?;
         let default_filters = validate_filters("filters", raw.filters.unwrap_or_default())?;
 
@@ -336,6 +336,7 @@ impl TryFrom<RawConfig> for Config {
                 &default_regions,
                 &default_image_ids,
                 &default_filters,
+                &mut warnings,
             )?;
             for (j, earlier) in accounts.iter().enumerate() {
                 if account.name.is_some() && account.name == earlier.name {
@@ -374,6 +375,7 @@ impl TryFrom<RawConfig> for Config {
         Ok(Config {
             collection,
             accounts,
+            warnings,
         })
     }
 }
@@ -459,17 +461,66 @@ const REGION_DIRECTIONS: [&str; 9] = [
     "southwest",
 ];
 
-/// Checks the shape of an AWS region name: `<area>[-gov|-iso…]-<direction>-<number>`.
+/// Regions this build knows (AWS's list when it was written). A well-formed name outside it is
+/// accepted with a warning: AWS opens new regions after a release.
+pub const KNOWN_REGIONS: [&str; 42] = [
+    "af-south-1",
+    "ap-east-1",
+    "ap-east-2",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-northeast-3",
+    "ap-south-1",
+    "ap-south-2",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "ap-southeast-3",
+    "ap-southeast-4",
+    "ap-southeast-5",
+    "ap-southeast-6",
+    "ap-southeast-7",
+    "ca-central-1",
+    "ca-west-1",
+    "cn-north-1",
+    "cn-northwest-1",
+    "eu-central-1",
+    "eu-central-2",
+    "eu-north-1",
+    "eu-south-1",
+    "eu-south-2",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-west-3",
+    "eusc-de-east-1",
+    "il-central-1",
+    "me-central-1",
+    "me-south-1",
+    "mx-central-1",
+    "sa-east-1",
+    "us-east-1",
+    "us-east-2",
+    "us-gov-east-1",
+    "us-gov-west-1",
+    "us-iso-east-1",
+    "us-iso-west-1",
+    "us-isob-east-1",
+    "us-west-1",
+    "us-west-2",
+];
+
+/// Checks the shape of an AWS region name: `<area>[-<partition or country>]-<direction>-<number>`,
+/// e.g. `us-east-1`, `us-gov-west-1`, `us-isob-east-1`, `eusc-de-east-1`. A misspelt direction
+/// (`us-eest-1`) is refused.
 pub fn check_region(region: &str) -> Result<(), String> {
+    let letters = |part: &str, range: std::ops::RangeInclusive<usize>| {
+        range.contains(&part.len()) && part.chars().all(|c| c.is_ascii_lowercase())
+    };
     let parts: Vec<&str> = region.split('-').collect();
     let well_formed = match parts.as_slice() {
         [area, middle @ .., direction, number] => {
-            area.len() == 2
-                && area.chars().all(|c| c.is_ascii_lowercase())
+            letters(area, 2..=4)
                 && middle.len() <= 1
-                && middle
-                    .iter()
-                    .all(|m| *m == "gov" || (m.starts_with("iso") && m.len() <= 4))
+                && middle.iter().all(|m| letters(m, 2..=4))
                 && REGION_DIRECTIONS.contains(direction)
                 && !number.is_empty()
                 && number.len() <= 2
@@ -484,10 +535,27 @@ pub fn check_region(region: &str) -> Result<(), String> {
     }
 }
 
-fn validate_regions(place: &str, regions: Vec<String>) -> Result<Vec<String>, ConfigError> {
+/// A warning for a well-formed region name this build does not know.
+fn unknown_region_warning(place: &str, region: &str) -> Option<String> {
+    (!KNOWN_REGIONS.contains(&region)).then(|| {
+        format!(
+            "{place}: {region:?} is not a region this build knows; \
+             it is used as given, but check it for a typo"
+        )
+    })
+}
+
+fn validate_regions(
+    place: &str,
+    regions: Vec<String>,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<String>, ConfigError> {
     let mut seen = BTreeSet::new();
     for (i, region) in regions.iter().enumerate() {
         check_region(region).map_err(|m| invalid(format!("{place}[{i}]"), m))?;
+        if let Some(warning) = unknown_region_warning(&format!("{place}[{i}]"), region) {
+            warnings.push(warning);
+        }
         if !seen.insert(region.as_str()) {
             return Err(invalid(
                 format!("{place}[{i}]"),
@@ -576,6 +644,7 @@ fn validate_account(
     default_regions: &[String],
     default_image_ids: &[String],
     default_filters: &[Filter],
+    warnings: &mut Vec<String>,
 ) -> Result<AccountConfig, ConfigError> {
     if let Some(name) = &raw.name {
         if name.trim().is_empty() {
@@ -644,7 +713,7 @@ fn validate_account(
                     Some(d)
                 }
             };
-            Some(RoleConfig {
+            Some(RoleSpec {
                 arn,
                 account_id,
                 external_id: raw.external_id,
@@ -660,7 +729,7 @@ fn validate_account(
                 "is empty; leave it out to use the top-level regions",
             ))
         }
-        Some(list) => validate_regions(&format!("{place}.regions"), list)?,
+        Some(list) => validate_regions(&format!("{place}.regions"), list, warnings)?,
         None => default_regions.to_vec(),
     };
     let image_ids = match raw.image_ids {
@@ -689,8 +758,7 @@ fn validate_account(
         name: raw.name,
         role,
         regions,
-        image_ids,
-        filters,
+        query: Query { image_ids, filters },
         labels: raw.labels,
     })
 }
@@ -730,7 +798,7 @@ accounts:
             DEFAULT_SESSION_NAME
         );
         assert_eq!(prod.regions, vec!["us-west-2"]);
-        assert_eq!(prod.filters[0].values, vec!["enabled"]);
+        assert_eq!(prod.query.filters[0].values, vec!["enabled"]);
         assert_eq!(config.accounts[1].regions, vec!["us-east-1", "eu-west-1"]);
         assert_eq!(config.targets().count(), 3);
         assert_eq!(config.static_label_names(), vec!["team"]);
@@ -744,11 +812,17 @@ accounts:
             "us-gov-west-1",
             "il-central-1",
             "us-isob-east-1",
+            "eusc-de-east-1",
         ] {
             assert!(check_region(ok).is_ok(), "{ok}");
         }
+        for known in KNOWN_REGIONS {
+            assert!(check_region(known).is_ok(), "{known}");
+        }
         for bad in [
             "us-eest-1",
+            "u-east-1",
+            "us-east-100",
             "useast1",
             "US-EAST-1",
             "us-east-",
@@ -757,6 +831,49 @@ accounts:
         ] {
             assert!(check_region(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_well_formed_region_this_build_does_not_know_is_taken_with_a_warning() {
+        let config = Config::from_yaml("regions: [us-east-1, xy-central-9]").unwrap();
+        assert_eq!(config.accounts[0].regions, ["us-east-1", "xy-central-9"]);
+        assert_eq!(config.warnings.len(), 1, "{:?}", config.warnings);
+        assert!(
+            config.warnings[0]
+                .starts_with("regions[1]: \"xy-central-9\" is not a region this build knows"),
+            "{:?}",
+            config.warnings
+        );
+        assert!(Config::from_yaml("regions: [us-east-1]")
+            .unwrap()
+            .warnings
+            .is_empty());
+    }
+
+    #[test]
+    fn target_specs_carry_every_collection_input_in_config_order() {
+        let config = Config::from_yaml(
+            "regions: [us-east-1, eu-west-1]\naccounts:\n  - name: base\n  - role_arn: arn:aws:iam::222222222222:role/R\n    external_id: ext-1\n    regions: [ap-south-1]\n    image_ids: [ami-0123456789abcdef0]\n    labels: {team: w}\n",
+        )
+        .unwrap();
+        let specs = config.target_specs();
+        let keys: Vec<String> = specs.iter().map(|s| s.key.to_string()).collect();
+        assert_eq!(
+            keys,
+            [
+                "base/us-east-1",
+                "base/eu-west-1",
+                "arn:aws:iam::222222222222:role/R/ap-south-1"
+            ]
+        );
+        assert_eq!(specs[0].account_name.as_deref(), Some("base"));
+        assert_eq!(specs[2].configured_account_id(), Some("222222222222"));
+        assert_eq!(
+            specs[2].role.as_ref().unwrap().external_id.as_deref(),
+            Some("ext-1")
+        );
+        assert_eq!(specs[2].query.image_ids, ["ami-0123456789abcdef0"]);
+        assert_eq!(specs[2].labels["team"], "w");
     }
 
     #[test]

@@ -5,16 +5,15 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
-use aws_config::{BehaviorVersion, Region};
-use aws_sdk_ec2::config::Credentials;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::config::{AccountConfig, CollectionSettings, Config, RoleConfig, DEFAULT_SESSION_NAME};
+use crate::config::{AccountConfig, CollectionSettings, Config, DEFAULT_SESSION_NAME};
 use crate::model::{FastLaunchImage, FastLaunchState};
+use crate::model::{Query, RoleSpec};
 use crate::simulator::{Fault, FaultKind, Simulator, World};
-use crate::WebOptions;
+use crate::{Base, WebOptions};
 
 /// Regions the simulated world uses, in order.
 pub const DEMO_REGIONS: [&str; 16] = [
@@ -376,7 +375,7 @@ pub fn demo_config(options: &DemoOptions) -> Config {
     let accounts = (0..options.accounts)
         .map(|index| AccountConfig {
             name: Some(account_name(index)),
-            role: (index > 0).then(|| RoleConfig {
+            role: (index > 0).then(|| RoleSpec {
                 arn: format!(
                     "arn:aws:iam::{}:role/FastLaunchReader",
                     demo_account_id(index)
@@ -387,8 +386,7 @@ pub fn demo_config(options: &DemoOptions) -> Config {
                 duration: None,
             }),
             regions: regions.clone(),
-            image_ids: Vec::new(),
-            filters: Vec::new(),
+            query: Query::default(),
             labels: BTreeMap::from([("environment".to_string(), account_name(index))]),
         })
         .collect();
@@ -402,6 +400,7 @@ pub fn demo_config(options: &DemoOptions) -> Config {
             ..CollectionSettings::default()
         },
         accounts,
+        warnings: Vec::new(),
     }
 }
 
@@ -419,12 +418,7 @@ pub async fn run(
     let simulator = Simulator::start(simulator_listener, build_world(&options))
         .map_err(|e| format!("cannot start the simulator: {e}"))?;
     // The ordinary endpoint override, as AWS_ENDPOINT_URL would set it, with static credentials.
-    let base = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new(DEMO_REGIONS[0]))
-        .credentials_provider(Credentials::new(DEMO_KEY, DEMO_SECRET, None, None, "demo"))
-        .endpoint_url(simulator.url())
-        .load()
-        .await;
+    let base = Base::with_endpoint(&simulator.url(), DEMO_REGIONS[0], DEMO_KEY, DEMO_SECRET).await;
     let address = listener
         .local_addr()
         .map(|a| a.to_string())

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::metrics::{MetricsRenderer, CONTENT_TYPE};
-use crate::store::Store;
+use crate::registry::Registry;
 use crate::web_config::{AuthOutcome, WebConfig};
 
 /// How long a client may take to send its request headers.
@@ -33,8 +33,8 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the handlers read.
 pub struct AppState {
-    /// The collected data.
-    pub store: Arc<Store>,
+    /// The targets and their data.
+    pub registry: Arc<Registry>,
     /// Renders `/metrics`.
     pub renderer: MetricsRenderer,
     /// Where metrics are served (`--web.telemetry-path`).
@@ -201,15 +201,15 @@ async fn handle(state: &AppState, request: Request<Incoming>) -> Response<Body> 
         return response;
     }
     if path == state.telemetry_path {
-        let body = state.renderer.render(&state.store, SystemTime::now());
+        let body = state.renderer.render(&state.registry, SystemTime::now());
         return metrics_response(body, accepts_gzip(&request));
     }
     match path {
         "/-/healthy" => text(StatusCode::OK, "Healthy\n"),
-        "/-/ready" if state.store.all_tried() => text(StatusCode::OK, "Ready\n"),
+        "/-/ready" if state.registry.ready() => text(StatusCode::OK, "Ready\n"),
         "/-/ready" => text(
             StatusCode::SERVICE_UNAVAILABLE,
-            "Not ready: not every target has been collected yet\n",
+            "Not ready: not every target of the configuration has been collected yet\n",
         ),
         _ => html(landing_page(state)),
     }
@@ -323,23 +323,24 @@ fn escape(text: &str) -> String {
 }
 
 fn landing_page(state: &AppState) -> String {
-    let (accounts, targets) = state.store.snapshot(SystemTime::now());
+    let snapshot = state.registry.snapshot(SystemTime::now());
     let mut rows = String::new();
-    for target in &targets {
-        let account = accounts.iter().find(|a| a.key == target.key.account);
-        let account_label = match (
-            target.account_id.as_deref(),
-            account.and_then(|a| a.name.as_deref()),
-        ) {
+    for target in &snapshot.targets {
+        let account_label = match (target.account_id.as_deref(), target.account_name.as_deref()) {
             (Some(id), Some(name)) => format!("{id} ({name})"),
             (Some(id), None) => id.to_string(),
             (None, Some(name)) => format!("unknown ({name})"),
             (None, None) => "unknown".to_string(),
         };
-        let result = match (target.tried, target.last_ok) {
-            (false, _) => "pending",
-            (true, true) => "ok",
-            (true, false) => "failed",
+        let result = match (
+            &target.duplicate_of,
+            target.health.tried,
+            target.health.last_ok,
+        ) {
+            (Some(_), _, _) => "not collected (duplicate)",
+            (None, false, _) => "not yet collected",
+            (None, true, true) => "ok",
+            (None, true, false) => "failed",
         };
         rows.push_str(&format!(
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
@@ -347,7 +348,7 @@ fn landing_page(state: &AppState) -> String {
             escape(&target.key.region),
             result,
             target.images.as_ref().map_or(0, |i| i.len()),
-            escape(target.last_error.as_deref().unwrap_or("")),
+            escape(target.health.last_error.as_deref().unwrap_or("")),
         ));
     }
     format!(

@@ -7,19 +7,22 @@
 //! The data flows through one module per step:
 //!
 //! ```text
-//! config     YAML file -> validated Config (accounts, regions, filters, durations)
-//! aws        the only module that uses the SDK: client per target, AssumeRole, paging, error codes
-//! collector  schedule: interval, jitter, concurrency, timeout, no overlap
-//! store      latest complete image list per target, staleness
-//! metrics    renders the exposition from the store on each scrape
-//! http       hyper server: /metrics, /, /-/healthy, /-/ready
-//! simulator  an EC2 + STS endpoint speaking the AWS wire format, for tests and demos
+//! config     YAML file -> validated Config -> Vec<TargetSpec> + collection settings
+//! model      plain types: TargetSpec, TargetKey, FastLaunchImage, FastLaunchState
+//! calls      Api, bounded ErrorCode, ApiError, the AttemptSink trait and ApiCounters
+//! aws        the only module that uses the SDK: Base, client per TargetSpec, AssumeRole, paging
+//! registry   where a target lives: spec, data, health, counters, account id, task; reconcile()
+//! collector  one target's schedule and collection: interval, jitter, concurrency, timeout
+//! metrics    renders the exposition from a registry snapshot on each scrape
+//! http       hyper server: /metrics, /, /-/healthy, /-/ready, /-/reload
+//! simulator  EC2 + STS endpoints speaking the AWS wire format, for tests and demos
 //! demo       the exporter against the simulator, with a world that changes over minutes
 //! ```
 //!
 //! `main.rs` only parses flags, sets up logging, loads the config and calls [`run`].
 
 pub mod aws;
+pub mod calls;
 pub mod collector;
 pub mod config;
 pub mod demo;
@@ -28,19 +31,21 @@ pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod permissions;
+pub mod registry;
 pub mod simulator;
-pub mod store;
+pub mod sync;
 pub mod web_config;
 
 use std::sync::Arc;
 
-use aws_config::SdkConfig;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
-pub use aws::load_base_config;
+pub use aws::Base;
+use collector::Connect;
 pub use config::{Config, ConfigError};
+use registry::Registry;
 
 /// Where and how the HTTP server serves.
 #[derive(Debug, Clone)]
@@ -70,22 +75,22 @@ pub type ConfigLoader = Box<dyn Fn() -> Result<Config, ConfigError> + Send + Syn
 pub type ReloadRequest = tokio::sync::oneshot::Sender<Result<(), String>>;
 
 /// Runs the exporter until `shutdown` is cancelled: collects every target of `config` with
-/// clients built on `base` and serves HTTP on `listener`. With a `loader`, `SIGHUP` and
-/// `POST /-/reload` re-read the configuration: a valid one takes effect (targets that stay keep
-/// their data), an invalid one is refused and the running one stays. Returns once the
-/// collectors have stopped and in-flight HTTP requests have finished.
+/// clients made by `connect` (an [`aws::Base`]) and serves HTTP on `listener`. With a `loader`,
+/// `SIGHUP` and `POST /-/reload` re-read the configuration: a valid one is reconciled (targets
+/// that stay keep their data), an invalid one is refused and the running one stays. Returns once
+/// every target task has been joined and in-flight HTTP requests have finished.
 pub async fn run(
     config: Config,
-    base: SdkConfig,
+    connect: impl Connect + 'static,
     listener: TcpListener,
     web: WebOptions,
     loader: Option<ConfigLoader>,
     shutdown: CancellationToken,
 ) {
-    let store = Arc::new(store::Store::new(&config));
+    let registry = Registry::new(Arc::new(connect), shutdown.clone());
     let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel::<ReloadRequest>(4);
     let state = Arc::new(http::AppState {
-        store: store.clone(),
+        registry: registry.clone(),
         renderer: metrics::MetricsRenderer::new(),
         telemetry_path: web.telemetry_path.clone(),
         reload: reload_tx.clone(),
@@ -98,21 +103,35 @@ pub async fn run(
         shutdown.clone(),
     ));
     let sighup = tokio::spawn(forward_sighup(reload_tx, shutdown.clone()));
-    let mut collector = collector::Collector::new(base, store.clone(), shutdown.clone());
-    collector.apply(&config);
+    log_warnings(&config);
+    registry
+        .reconcile(config.target_specs(), config.collection.clone())
+        .await;
     loop {
         tokio::select! {
             request = reload_rx.recv() => {
                 let Some(respond) = request else { break };
                 let result = match &loader {
                     None => Ok(()),
-                    Some(load) => load().map(|new| {
-                        store.apply_config(&new);
-                        collector.apply(&new);
-                        info!(targets = new.targets().count(), "configuration reloaded");
-                    }),
+                    Some(load) => match load() {
+                        Ok(new) => {
+                            log_warnings(&new);
+                            let report = registry
+                                .reconcile(new.target_specs(), new.collection.clone())
+                                .await;
+                            info!(
+                                targets = new.targets().count(),
+                                added = report.added.len(),
+                                restarted = report.restarted.len(),
+                                removed = report.removed.len(),
+                                "configuration reloaded"
+                            );
+                            Ok(())
+                        }
+                        Err(e) => Err(e),
+                    },
                 };
-                store.record_reload(result.is_ok(), std::time::SystemTime::now());
+                registry.record_reload(result.is_ok(), std::time::SystemTime::now());
                 let result = result.map_err(|e| {
                     error!(error = %e, "configuration reload refused; the running configuration stays");
                     e.to_string()
@@ -122,21 +141,30 @@ pub async fn run(
             _ = shutdown.cancelled() => break,
         }
     }
-    collector.stop().await;
+    registry.stop().await;
     let _ = sighup.await;
     let _ = server.await;
+}
+
+/// Logs what the configuration accepted but that looks wrong.
+fn log_warnings(config: &Config) {
+    for warning in &config.warnings {
+        warn!(warning = %warning, "configuration");
+    }
 }
 
 /// Collects every target of `config` once and returns the exposition text (without `process_*`
 /// metrics, which mean nothing after the process exits) and whether every target succeeded.
 /// For `--once`: cron, the node_exporter textfile collector, debugging.
-pub async fn collect_once(config: &Config, base: &SdkConfig) -> (String, bool) {
-    let store = Arc::new(store::Store::new(config));
-    collector::collect_once(config, base, store.clone()).await;
-    let now = std::time::SystemTime::now();
-    let text = metrics::MetricsRenderer::without_process().render(&store, now);
-    let (_, targets) = store.snapshot(now);
-    (text, targets.iter().all(|t| t.last_ok))
+pub async fn collect_once(config: &Config, connect: impl Connect + 'static) -> (String, bool) {
+    let registry = Registry::new(Arc::new(connect), CancellationToken::new());
+    log_warnings(config);
+    registry
+        .collect_once(config.target_specs(), config.collection.clone())
+        .await;
+    let text =
+        metrics::MetricsRenderer::without_process().render(&registry, std::time::SystemTime::now());
+    (text, registry.all_succeeded())
 }
 
 /// Turns `SIGHUP` into reload requests.

@@ -6,14 +6,11 @@ use std::process::ExitCode;
 
 use std::time::Duration;
 
-use aws_config::SdkConfig;
 use clap::{Args, Parser, Subcommand};
 use fast_launch_exporter::demo::{self, DemoOptions};
 use fast_launch_exporter::logging::{self, LogFormat, LogLevel};
 use fast_launch_exporter::web_config::WebConfig;
-use fast_launch_exporter::{
-    load_base_config, permissions, run, Config, ConfigError, ConfigLoader, WebOptions,
-};
+use fast_launch_exporter::{permissions, run, Base, Config, ConfigError, ConfigLoader, WebOptions};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
@@ -245,27 +242,24 @@ fn read_config(flags: &Flags) -> Result<Config, ExitCode> {
 
 /// Gives accounts without regions the region of the AWS environment (`base`, loaded here if
 /// not given and needed); exit status 2 if there is none.
-async fn with_environment_region(
-    config: Config,
-    base: Option<&SdkConfig>,
-) -> Result<Config, ExitCode> {
+async fn with_environment_region(config: Config, base: Option<&Base>) -> Result<Config, ExitCode> {
     if !config.needs_default_region() {
         return Ok(config);
     }
     let region = match base {
-        Some(base) => base.region().cloned(),
-        None => load_base_config().await.region().cloned(),
+        Some(base) => base.region(),
+        None => Base::from_environment().await.region(),
     };
     config
-        .with_default_region(region.as_ref().map(|r| r.as_ref()))
+        .with_default_region(region.as_deref())
         .map_err(config_error)
 }
 
 /// The validated configuration and the base AWS configuration it runs on. The file is read
 /// first, so that a bad file fails fast without touching the AWS credential chain.
-async fn config_and_base(flags: &Flags) -> Result<(Config, SdkConfig), ExitCode> {
+async fn config_and_base(flags: &Flags) -> Result<(Config, Base), ExitCode> {
     let config = read_config(flags)?;
-    let base = load_base_config().await;
+    let base = Base::from_environment().await;
     let config = with_environment_region(config, Some(&base)).await?;
     Ok((config, base))
 }
@@ -294,13 +288,14 @@ fn print_targets(config: &Config) {
         .targets()
         .map(|(account, region)| {
             let role = account.role.as_ref();
-            let filters = account
+            let query = &account.query;
+            let filters = query
                 .filters
                 .iter()
                 .map(|f| format!("{}={}", f.name, f.values.join(",")))
                 .chain(
-                    (!account.image_ids.is_empty())
-                        .then(|| format!("image-ids={}", account.image_ids.join(","))),
+                    (!query.image_ids.is_empty())
+                        .then(|| format!("image-ids={}", query.image_ids.join(","))),
                 )
                 .collect::<Vec<_>>()
                 .join(" ");
@@ -399,7 +394,7 @@ async fn main() -> ExitCode {
                 Ok(loaded) => loaded,
                 Err(code) => return code,
             };
-            let checks = permissions::check_permissions(&config, &base).await;
+            let checks = permissions::check_permissions(&config, base).await;
             match output {
                 OutputFormat::Table => print!("{}", permissions::table(&checks)),
                 OutputFormat::Json => println!(
@@ -421,7 +416,7 @@ async fn main() -> ExitCode {
         Err(code) => return code,
     };
     if flags.once {
-        let (text, all_ok) = fast_launch_exporter::collect_once(&config, &base).await;
+        let (text, all_ok) = fast_launch_exporter::collect_once(&config, base).await;
         print!("{text}");
         return if all_ok {
             ExitCode::SUCCESS
@@ -438,7 +433,7 @@ async fn main() -> ExitCode {
     tokio::spawn(shutdown_signal(shutdown.clone()));
     let loader: Option<ConfigLoader> = {
         let path = flags.config_file.clone();
-        let region = base.region().map(|r| r.as_ref().to_string());
+        let region = base.region();
         path.map(|path| -> ConfigLoader {
             Box::new(move || Config::load_resolved(Some(&path), region.as_deref()))
         })

@@ -10,11 +10,11 @@
 use std::fmt::Write;
 use std::time::SystemTime;
 
-use prometheus::{Encoder, Registry, TextEncoder};
+use prometheus::{Encoder, TextEncoder};
 
-use crate::aws::Api;
+use crate::calls::Api;
 use crate::model::{FastLaunchImage, FastLaunchState};
-use crate::store::{Store, TargetView};
+use crate::registry::{Registry, Snapshot, TargetView};
 
 /// The content type of the text exposition format 0.0.4.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -33,7 +33,7 @@ pub const REVISION: &str = env!("FLE_GIT_REVISION");
 /// Renders `/metrics`.
 pub struct MetricsRenderer {
     /// The `process_*` metrics, when enabled.
-    process: Option<Registry>,
+    process: Option<prometheus::Registry>,
 }
 
 impl Default for MetricsRenderer {
@@ -137,7 +137,7 @@ struct ImageGroup<'a> {
 impl MetricsRenderer {
     /// A renderer with the `process_*` metrics.
     pub fn new() -> MetricsRenderer {
-        let process = Registry::new();
+        let process = prometheus::Registry::new();
         #[cfg(target_os = "linux")]
         {
             let collector = prometheus::process_collector::ProcessCollector::for_self();
@@ -155,9 +155,16 @@ impl MetricsRenderer {
         MetricsRenderer { process: None }
     }
 
-    /// The exposition text for the store as of `now`.
-    pub fn render(&self, store: &Store, now: SystemTime) -> String {
-        let (accounts, targets) = store.snapshot(now);
+    /// The exposition text for the registry as of `now`.
+    pub fn render(&self, registry: &Registry, now: SystemTime) -> String {
+        self.render_snapshot(&registry.snapshot(now), now)
+    }
+
+    /// The exposition text of `snapshot`, taken at `now`. Targets that another target already
+    /// serves (same account id and region) export nothing.
+    pub fn render_snapshot(&self, snapshot: &Snapshot, now: SystemTime) -> String {
+        let targets: Vec<&TargetView> = snapshot.targets.iter().filter(|t| t.is_served()).collect();
+        let accounts = &snapshot.accounts;
         let image_count: usize = targets
             .iter()
             .map(|t| t.images.as_ref().map_or(0, |i| i.len()))
@@ -178,13 +185,13 @@ impl MetricsRenderer {
             .collect();
         render_images(&mut x, &groups, unix_seconds(now));
 
-        let static_label_names = store.static_label_names();
+        let static_label_names = &snapshot.static_label_names;
         x.family(
             "fast_launch_exporter_account_info",
             "gauge",
             "Configured AWS accounts with their name and static labels; value is always 1.",
         );
-        for account in &accounts {
+        for account in accounts {
             let mut labels: Vec<(&str, &str)> = vec![
                 (
                     "aws_account_id",
@@ -211,7 +218,7 @@ impl MetricsRenderer {
             &[("version", VERSION), ("revision", REVISION)],
             1.0,
         );
-        let reload = store.reload_status();
+        let reload = snapshot.reload;
         x.family(
             "fast_launch_exporter_config_last_reload_successful",
             "gauge",
@@ -354,7 +361,7 @@ fn render_images(x: &mut Exposition, groups: &[ImageGroup<'_>], now: f64) {
 }
 
 /// The per-target families.
-fn render_targets(x: &mut Exposition, targets: &[TargetView]) {
+fn render_targets(x: &mut Exposition, targets: &[&TargetView]) {
     let labels = |t: &TargetView| -> [(&'static str, String); 2] {
         [
             ("aws_account_id", t.account_id.clone().unwrap_or_default()),
@@ -365,17 +372,21 @@ fn render_targets(x: &mut Exposition, targets: &[TargetView]) {
         (
             "fast_launch_exporter_collection_success",
             "1 if the last collection of the target (account, region) succeeded, else 0.",
-            |t| t.tried.then_some(if t.last_ok { 1.0 } else { 0.0 }),
+            |t| {
+                t.health
+                    .tried
+                    .then_some(if t.health.last_ok { 1.0 } else { 0.0 })
+            },
         ),
         (
             "fast_launch_exporter_collection_duration_seconds",
             "Duration of the target's last collection, in seconds.",
-            |t| t.last_duration.map(|d| d.as_secs_f64()),
+            |t| t.health.last_duration.map(|d| d.as_secs_f64()),
         ),
         (
             "fast_launch_exporter_last_success_timestamp_seconds",
             "Unix time when the target's last successful collection ended.",
-            |t| t.last_success.map(unix_seconds),
+            |t| t.health.last_success.map(unix_seconds),
         ),
         (
             "fast_launch_exporter_images",

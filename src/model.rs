@@ -1,6 +1,9 @@
-//! The exporter's own types for what DescribeFastLaunchImages returns: no SDK types past this point.
+//! The exporter's own types: what DescribeFastLaunchImages returns and what a target is. Plain
+//! types only; no SDK types past `aws`.
 
+use std::collections::BTreeMap;
 use std::fmt;
+use std::time::Duration;
 
 /// The fast-launch state of an image, as AWS names it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -101,6 +104,68 @@ pub struct TargetKey {
 impl fmt::Display for TargetKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.account, self.region)
+    }
+}
+
+/// One `Filters` entry passed to DescribeFastLaunchImages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Filter {
+    /// `resource-type`, `owner-id` or `state`.
+    pub name: String,
+    /// Values, OR-ed by AWS.
+    pub values: Vec<String>,
+}
+
+/// What a target asks DescribeFastLaunchImages for.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Query {
+    /// `ImageIds` (empty: every image).
+    pub image_ids: Vec<String>,
+    /// `Filters`, AND-ed by AWS.
+    pub filters: Vec<Filter>,
+}
+
+/// An IAM role to assume for an account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleSpec {
+    /// The role's ARN.
+    pub arn: String,
+    /// The 12-digit account id taken from the ARN.
+    pub account_id: String,
+    /// Optional external id required by the role's trust policy. Never logged.
+    pub external_id: Option<String>,
+    /// Role session name.
+    pub session_name: String,
+    /// Requested session duration (None: the role's default).
+    pub duration: Option<Duration>,
+}
+
+/// Everything needed to collect one target, in plain types: which account (and how to reach it),
+/// which region, what to ask for, and the labels to export with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetSpec {
+    /// The account key and region.
+    pub key: TargetKey,
+    /// The account's alias (`account_name`), if any.
+    pub account_name: Option<String>,
+    /// The role to assume; None means the base credentials.
+    pub role: Option<RoleSpec>,
+    /// The request parameters.
+    pub query: Query,
+    /// Static labels exported on the account info metric.
+    pub labels: BTreeMap<String, String>,
+}
+
+impl TargetSpec {
+    /// The account id when it is known without asking AWS (from the role ARN).
+    pub fn configured_account_id(&self) -> Option<&str> {
+        self.role.as_ref().map(|r| r.account_id.as_str())
+    }
+
+    /// Whether a change from `self` to `other` changes what a collection does (credentials or
+    /// query), as opposed to only the labels it is exported with.
+    pub fn collects_like(&self, other: &TargetSpec) -> bool {
+        self.key == other.key && self.role == other.role && self.query == other.query
     }
 }
 

@@ -4,13 +4,14 @@
 use std::fmt::Write;
 use std::sync::Arc;
 
-use aws_config::SdkConfig;
 use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::aws::{ApiCounters, AwsError, TargetClient};
-use crate::config::{AccountConfig, Config};
+use crate::calls::{Api, ApiCounters, ApiError, ErrorCode};
+use crate::collector::Connect;
+use crate::config::{CollectionSettings, Config};
+use crate::model::TargetSpec;
 
 /// The verdict for one target.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -38,34 +39,18 @@ impl PermissionCheck {
     }
 }
 
-fn verdict(error: &AwsError) -> &'static str {
-    match error.code {
-        "UnauthorizedOperation" | "AccessDenied" | "AccessDeniedException" => "denied",
-        _ => "error",
-    }
-}
-
 async fn check_target(
-    base: SdkConfig,
-    account: AccountConfig,
-    region: String,
-    settings: crate::config::CollectionSettings,
+    connect: Arc<dyn Connect>,
+    spec: TargetSpec,
+    settings: CollectionSettings,
 ) -> PermissionCheck {
-    let client = TargetClient::new(
-        &base,
-        &account,
-        &region,
-        &settings,
-        Arc::new(ApiCounters::default()),
-    );
+    let counters = Arc::new(ApiCounters::default());
+    let client = connect.connect(&spec, settings.max_attempts, counters.clone());
     let mut check = PermissionCheck {
-        account_id: account
-            .configured_account_id()
-            .unwrap_or_default()
-            .to_string(),
-        account_name: account.name.clone().unwrap_or_default(),
-        region: region.clone(),
-        role_arn: account
+        account_id: spec.configured_account_id().unwrap_or_default().to_string(),
+        account_name: spec.account_name.clone().unwrap_or_default(),
+        region: spec.key.region.clone(),
+        role_arn: spec
             .role
             .as_ref()
             .map(|r| r.arn.clone())
@@ -75,45 +60,58 @@ async fn check_target(
         message: String::new(),
     };
     let outcome = async {
-        if account.role.is_none() {
+        if spec.role.is_none() {
             check.account_id = client.caller_account_id().await?;
         }
         client.check_describe_permission().await
     };
     let outcome = match tokio::time::timeout(settings.timeout, outcome).await {
         Ok(outcome) => outcome,
-        Err(_) => Err(AwsError {
-            api: crate::aws::Api::DescribeFastLaunchImages,
-            code: "timeout",
-            message: format!(
-                "no answer within collection.timeout ({})",
-                humantime::format_duration(settings.timeout)
-            ),
-        }),
+        Err(_) => {
+            // The API whose attempt was on the wire when time ran out: AssumeRole (while
+            // loading credentials), GetCallerIdentity or DescribeFastLaunchImages.
+            let api = counters
+                .abandon_in_flight(&ErrorCode::Timeout)
+                .unwrap_or(Api::DescribeFastLaunchImages);
+            Err(ApiError::new(
+                api,
+                ErrorCode::Timeout,
+                format!(
+                    "no answer within collection.timeout ({})",
+                    humantime::format_duration(settings.timeout)
+                ),
+            ))
+        }
     };
     if let Err(error) = outcome {
-        check.result = verdict(&error);
-        check.error_code = format!("{}: {}", error.api.as_str(), error.code);
+        check.result = if error.code.is_denied() {
+            "denied"
+        } else {
+            "error"
+        };
+        check.error_code = format!("{}: {}", error.api.as_str(), error.code.raw());
         check.message = error.message;
     }
     check
 }
 
 /// Checks every target of `config`, `collection.concurrency` at a time, in config order.
-pub async fn check_permissions(config: &Config, base: &SdkConfig) -> Vec<PermissionCheck> {
+pub async fn check_permissions(
+    config: &Config,
+    connect: impl Connect + 'static,
+) -> Vec<PermissionCheck> {
+    let connect: Arc<dyn Connect> = Arc::new(connect);
     let semaphore = Arc::new(Semaphore::new(config.collection.concurrency));
     let mut tasks = JoinSet::new();
-    for (index, (account, region)) in config.targets().enumerate() {
-        let (semaphore, base, account, region, settings) = (
+    for (index, spec) in config.target_specs().into_iter().enumerate() {
+        let (semaphore, connect, settings) = (
             semaphore.clone(),
-            base.clone(),
-            account.clone(),
-            region.to_string(),
+            connect.clone(),
             config.collection.clone(),
         );
         tasks.spawn(async move {
             let _permit = semaphore.acquire().await;
-            (index, check_target(base, account, region, settings).await)
+            (index, check_target(connect, spec, settings).await)
         });
     }
     let mut checks = Vec::new();

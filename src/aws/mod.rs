@@ -1,92 +1,81 @@
-//! The only module that talks to the AWS SDK: a client per target, credentials (base chain and
-//! AssumeRole), the paginated DescribeFastLaunchImages call, and error classification. Everything
-//! it returns is in the exporter's own types.
+//! The only module that talks to the AWS SDK: the base configuration ([`Base`]), a client per
+//! target built from a [`TargetSpec`] (credentials by the base chain or AssumeRole), the paginated
+//! DescribeFastLaunchImages call, and error classification. Everything it hands out is in the
+//! exporter's own types, through the [`Connect`] and [`Fetch`] traits the collector defines.
 
-pub mod accounting;
+mod accounting;
+mod errors;
 
-use std::fmt;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use aws_config::SdkConfig;
+use aws_config::{BehaviorVersion, SdkConfig};
 use aws_credential_types::provider::{error::CredentialsError, future, ProvideCredentials};
 use aws_sdk_ec2::config::retry::{RetryConfig, RetryPartition};
 use aws_sdk_ec2::config::{Credentials, IdentityCache, Region};
-use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::types::DescribeFastLaunchImagesSuccessItem;
 use aws_sdk_ec2::types::{FastLaunchStateCode, Filter as Ec2Filter};
 
-use crate::config::{AccountConfig, CollectionSettings, Filter, RoleConfig};
-use crate::model::{FastLaunchImage, FastLaunchState};
-pub use accounting::{Api, ApiCounters};
+use crate::calls::{Api, ApiError, AttemptSink, ErrorCode};
+use crate::collector::{BoxFuture, Connect, Fetch};
+use crate::model::{FastLaunchImage, FastLaunchState, Query, RoleSpec, TargetSpec};
+use accounting::AttemptCounter;
 
-/// Loads the base AWS configuration from the standard chain: environment, shared config and
-/// profile, SSO, web identity (IRSA), ECS and IMDS, honouring `AWS_ENDPOINT_URL*` and `AWS_REGION`.
-pub async fn load_base_config() -> SdkConfig {
-    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+/// The base AWS configuration every target's clients are built on: region, credentials chain,
+/// endpoint. Opaque, so that no SDK type leaves this module.
+#[derive(Debug, Clone)]
+pub struct Base {
+    sdk: SdkConfig,
 }
 
-/// A failed AWS call, reduced to what the exporter reports: which API, a bounded error code for
-/// metrics, and the full message for logs and the landing page (never containing credentials).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AwsError {
-    /// The API that failed.
-    pub api: Api,
-    /// The AWS error code, or `timeout`, `connection` or `other`.
-    pub code: &'static str,
-    /// A human-readable description.
-    pub message: String,
-}
-
-impl fmt::Display for AwsError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} failed ({}): {}",
-            self.api.as_str(),
-            self.code,
-            self.message
-        )
-    }
-}
-
-impl std::error::Error for AwsError {}
-
-impl AwsError {
-    fn from_sdk<E, R>(api: Api, error: &SdkError<E, R>) -> AwsError
-    where
-        E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: fmt::Debug + 'static,
-    {
-        let message = DisplayErrorContext(error).to_string();
-        // A denied AssumeRole surfaces as a dispatch failure of the EC2 call whose source chain
-        // holds our AssumeRole error (rust-sdk-notes.md): report it as the AssumeRole failure.
-        if let Some(inner) = find_in_chain::<AwsError>(error) {
-            return inner.clone();
+impl Base {
+    /// The standard chain: environment, shared config and profile, SSO, web identity (IRSA),
+    /// ECS and EKS Pod Identity, IMDS, `credential_process`; honours `AWS_ENDPOINT_URL*` and
+    /// `AWS_REGION`.
+    pub async fn from_environment() -> Base {
+        Base {
+            sdk: aws_config::load_defaults(BehaviorVersion::latest()).await,
         }
-        let code = match error {
-            SdkError::ServiceError(e) => accounting::bounded_error_code(e.err().code()),
-            SdkError::TimeoutError(_) => "timeout",
-            SdkError::DispatchFailure(e) if e.is_timeout() => "timeout",
-            SdkError::DispatchFailure(e) if e.is_io() => "connection",
-            SdkError::DispatchFailure(_) if accounting::is_connection_error(error) => "connection",
-            _ => "other",
-        };
-        AwsError { api, code, message }
+    }
+
+    /// A fixed endpoint, region and static credentials: for the demo and tests against the
+    /// simulator, the same override `AWS_ENDPOINT_URL` gives.
+    pub async fn with_endpoint(
+        endpoint_url: &str,
+        region: &str,
+        access_key_id: &str,
+        secret_access_key: &str,
+    ) -> Base {
+        let sdk = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(region.to_string()))
+            .credentials_provider(Credentials::new(
+                access_key_id,
+                secret_access_key,
+                None,
+                None,
+                "static",
+            ))
+            .endpoint_url(endpoint_url)
+            .load()
+            .await;
+        Base { sdk }
+    }
+
+    /// The region the environment names (`AWS_REGION`, the profile), if any.
+    pub fn region(&self) -> Option<String> {
+        self.sdk.region().map(|r| r.as_ref().to_string())
     }
 }
 
-fn find_in_chain<'a, T: std::error::Error + 'static>(
-    error: &'a (dyn std::error::Error + 'static),
-) -> Option<&'a T> {
-    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(e) = next {
-        if let Some(found) = e.downcast_ref::<T>() {
-            return Some(found);
-        }
-        next = e.source();
+impl Connect for Base {
+    fn connect(
+        &self,
+        spec: &TargetSpec,
+        max_attempts: u32,
+        sink: Arc<dyn AttemptSink>,
+    ) -> Arc<dyn Fetch> {
+        Arc::new(TargetClient::new(&self.sdk, spec, max_attempts, sink))
     }
-    None
 }
 
 /// Credentials from STS AssumeRole, made with the target's own STS client so that its attempts
@@ -95,7 +84,8 @@ fn find_in_chain<'a, T: std::error::Error + 'static>(
 #[derive(Debug)]
 struct AssumeRoleCredentials {
     sts: aws_sdk_sts::Client,
-    role: RoleConfig,
+    counter: AttemptCounter,
+    role: RoleSpec,
 }
 
 impl AssumeRoleCredentials {
@@ -111,17 +101,18 @@ impl AssumeRoleCredentials {
         if let Some(duration) = self.role.duration {
             request = request.duration_seconds(duration.as_secs() as i32);
         }
+        self.counter.start_call();
         let output = request.send().await.map_err(|e| {
-            let mut error = AwsError::from_sdk(Api::AssumeRole, &e);
+            let mut error = errors::from_sdk(Api::AssumeRole, &e, self.counter.call_attempts());
             error.message = format!("{}: {}", self.role.arn, error.message);
             CredentialsError::provider_error(error)
         })?;
         let Some(credentials) = output.credentials() else {
-            return Err(CredentialsError::provider_error(AwsError {
-                api: Api::AssumeRole,
-                code: "other",
-                message: format!("{}: AssumeRole returned no credentials", self.role.arn),
-            }));
+            return Err(CredentialsError::provider_error(ApiError::new(
+                Api::AssumeRole,
+                ErrorCode::Malformed,
+                format!("{}: AssumeRole returned no credentials", self.role.arn),
+            )));
         };
         let expiry = SystemTime::try_from(*credentials.expiration()).ok();
         Ok(Credentials::new(
@@ -143,43 +134,47 @@ impl ProvideCredentials for AssumeRoleCredentials {
     }
 }
 
-/// The AWS clients of one target (account, region), with their attempt counters.
+/// The AWS clients of one target (account, region).
 #[derive(Debug, Clone)]
-pub struct TargetClient {
+struct TargetClient {
     ec2: aws_sdk_ec2::Client,
     sts: aws_sdk_sts::Client,
-    counters: Arc<ApiCounters>,
+    ec2_counter: AttemptCounter,
+    sts_counter: AttemptCounter,
 }
 
 impl TargetClient {
     /// Builds the clients: the SDK's standard retry mode with `max_attempts`, a retry partition of
     /// the target's own (so one target's throttling never drains another's retry budget), and
-    /// AssumeRole credentials when the account has a role.
-    pub fn new(
+    /// AssumeRole credentials when the spec has a role.
+    fn new(
         base: &SdkConfig,
-        account: &AccountConfig,
-        region: &str,
-        settings: &CollectionSettings,
-        counters: Arc<ApiCounters>,
+        spec: &TargetSpec,
+        max_attempts: u32,
+        sink: Arc<dyn AttemptSink>,
     ) -> TargetClient {
-        let partition = format!("fast-launch-{}-{}", account.key(), region);
-        let retry = RetryConfig::standard().with_max_attempts(settings.max_attempts);
+        let region = Region::new(spec.key.region.clone());
+        let partition = format!("fast-launch-{}", spec.key);
+        let retry = RetryConfig::standard().with_max_attempts(max_attempts);
+        let sts_counter = AttemptCounter::new(sink.clone());
+        let ec2_counter = AttemptCounter::new(sink);
         let sts_config = aws_sdk_sts::config::Builder::from(base)
-            .region(Region::new(region.to_string()))
+            .region(region.clone())
             .retry_config(retry.clone())
             .retry_partition(RetryPartition::new(format!("{partition}-sts")))
-            .interceptor(accounting::AttemptCounter::new(counters.clone()))
+            .interceptor(sts_counter.clone())
             .build();
         let sts = aws_sdk_sts::Client::from_conf(sts_config);
         let mut ec2_config = aws_sdk_ec2::config::Builder::from(base)
-            .region(Region::new(region.to_string()))
+            .region(region)
             .retry_config(retry)
             .retry_partition(RetryPartition::new(partition))
-            .interceptor(accounting::AttemptCounter::new(counters.clone()));
-        if let Some(role) = &account.role {
+            .interceptor(ec2_counter.clone());
+        if let Some(role) = &spec.role {
             ec2_config = ec2_config
                 .credentials_provider(AssumeRoleCredentials {
                     sts: sts.clone(),
+                    counter: sts_counter.clone(),
                     role: role.clone(),
                 })
                 // The lazy cache renews credentials shortly before they expire (10 s plus
@@ -190,47 +185,45 @@ impl TargetClient {
         TargetClient {
             ec2: aws_sdk_ec2::Client::from_conf(ec2_config.build()),
             sts,
-            counters,
+            ec2_counter,
+            sts_counter,
         }
     }
 
-    /// The target's attempt counters.
-    pub fn counters(&self) -> &Arc<ApiCounters> {
-        &self.counters
+    async fn caller_account_id(&self) -> Result<String, ApiError> {
+        self.sts_counter.start_call();
+        let output = self.sts.get_caller_identity().send().await.map_err(|e| {
+            errors::from_sdk(Api::GetCallerIdentity, &e, self.sts_counter.call_attempts())
+        })?;
+        output.account().map(str::to_string).ok_or_else(|| {
+            ApiError::new(
+                Api::GetCallerIdentity,
+                ErrorCode::Malformed,
+                "GetCallerIdentity returned no account",
+            )
+        })
     }
 
-    /// The account id of the base credentials, from `sts:GetCallerIdentity`.
-    pub async fn caller_account_id(&self) -> Result<String, AwsError> {
-        let output = self
-            .sts
-            .get_caller_identity()
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk(Api::GetCallerIdentity, &e))?;
-        output
-            .account()
-            .map(str::to_string)
-            .ok_or_else(|| AwsError {
-                api: Api::GetCallerIdentity,
-                code: "other",
-                message: "GetCallerIdentity returned no account".to_string(),
-            })
-    }
-
-    /// Whether this target may call DescribeFastLaunchImages: a `DryRun` call answered
-    /// `DryRunOperation` means allowed; anything else (e.g. `UnauthorizedOperation`) is the error.
-    pub async fn check_describe_permission(&self) -> Result<(), AwsError> {
-        match self
+    async fn check_describe_permission(&self) -> Result<(), ApiError> {
+        self.ec2_counter.start_call();
+        let result = self
             .ec2
             .describe_fast_launch_images()
             .dry_run(true)
             .send()
-            .await
-        {
+            .await;
+        match result {
             Ok(_) => Ok(()),
             Err(e) => {
-                let error = AwsError::from_sdk(Api::DescribeFastLaunchImages, &e);
-                if error.code == "DryRunOperation" && error.api == Api::DescribeFastLaunchImages {
+                let error = errors::from_sdk(
+                    Api::DescribeFastLaunchImages,
+                    &e,
+                    self.ec2_counter.call_attempts(),
+                );
+                // DryRun answers DryRunOperation when the call would have been allowed.
+                if error.code == ErrorCode::DryRunOperation
+                    && error.api == Api::DescribeFastLaunchImages
+                {
                     Ok(())
                 } else {
                     Err(error)
@@ -239,14 +232,13 @@ impl TargetClient {
         }
     }
 
-    /// Every image across every page, or an error if any page failed (never half a list).
-    pub async fn describe_fast_launch_images(
+    async fn fast_launch_images(
         &self,
+        query: &Query,
         page_size: i32,
-        image_ids: &[String],
-        filters: &[Filter],
-    ) -> Result<Vec<FastLaunchImage>, AwsError> {
-        let filters: Vec<Ec2Filter> = filters
+    ) -> Result<Vec<FastLaunchImage>, ApiError> {
+        let filters: Vec<Ec2Filter> = query
+            .filters
             .iter()
             .map(|f| {
                 Ec2Filter::builder()
@@ -259,19 +251,47 @@ impl TargetClient {
             .ec2
             .describe_fast_launch_images()
             .max_results(page_size);
-        if !image_ids.is_empty() {
-            request = request.set_image_ids(Some(image_ids.to_vec()));
+        if !query.image_ids.is_empty() {
+            request = request.set_image_ids(Some(query.image_ids.clone()));
         }
         if !filters.is_empty() {
             request = request.set_filters(Some(filters));
         }
         let mut items = request.into_paginator().items().send();
         let mut images = Vec::new();
-        while let Some(item) = items.next().await {
-            let item = item.map_err(|e| AwsError::from_sdk(Api::DescribeFastLaunchImages, &e))?;
+        loop {
+            self.ec2_counter.start_call();
+            let Some(item) = items.next().await else {
+                break;
+            };
+            let item = item.map_err(|e| {
+                errors::from_sdk(
+                    Api::DescribeFastLaunchImages,
+                    &e,
+                    self.ec2_counter.call_attempts(),
+                )
+            })?;
             images.push(convert_image(item));
         }
         Ok(images)
+    }
+}
+
+impl Fetch for TargetClient {
+    fn caller_account_id(&self) -> BoxFuture<'_, Result<String, ApiError>> {
+        Box::pin(TargetClient::caller_account_id(self))
+    }
+
+    fn fast_launch_images<'a>(
+        &'a self,
+        query: &'a Query,
+        page_size: i32,
+    ) -> BoxFuture<'a, Result<Vec<FastLaunchImage>, ApiError>> {
+        Box::pin(TargetClient::fast_launch_images(self, query, page_size))
+    }
+
+    fn check_describe_permission(&self) -> BoxFuture<'_, Result<(), ApiError>> {
+        Box::pin(TargetClient::check_describe_permission(self))
     }
 }
 

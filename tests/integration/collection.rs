@@ -381,6 +381,90 @@ async fn persistent_unauthorized_fails_its_target_and_leaves_others_untouched() 
     // The landing page shows the AWS message.
     let page = exporter.get("/").await.text();
     assert!(page.contains("UnauthorizedOperation"), "{page}");
+    // One readable log line per failed collection: API, code, message, request id, attempts;
+    // no SDK Debug dump.
+    let logs = exporter.logs();
+    let failed = logs
+        .lines()
+        .find(|l| l.contains("collection failed"))
+        .unwrap_or_else(|| panic!("no failure logged: {logs}"));
+    assert!(
+        failed.contains("DescribeFastLaunchImages failed: UnauthorizedOperation: simulated UnauthorizedOperation (request id ")
+            && failed.contains(", 1 attempt)")
+            && failed.contains("error_code=UnauthorizedOperation"),
+        "{failed}"
+    );
+    assert!(failed.len() < 600, "{} characters: {failed}", failed.len());
+    assert!(
+        !failed.contains("ErrorMetadata") && !failed.contains("<Response>"),
+        "{failed}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn base_credentials_and_a_role_in_the_same_account_give_one_series_set() {
+    // The base credentials belong to the account the role is in.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sim = fast_launch_exporter::simulator::Simulator::start(
+        listener,
+        fast_launch_exporter::simulator::World::new(BASE_KEY, ROLE_ACCOUNT),
+    )
+    .unwrap();
+    sim.world()
+        .set_images(ROLE_ACCOUNT, "us-east-1", vec![image(1, "enabled")]);
+    let exporter = Exporter::start(
+        &sim.url(),
+        &format!(
+            "collection: {{interval: 1h}}\nregions: [us-east-1]\naccounts:\n  - name: tooling\n  - name: prod\n    role_arn: {ROLE_ARN}\n"
+        ),
+        &[],
+    )
+    .await;
+    let text = exporter
+        .wait_for_metrics("the duplicate noticed", |_| {
+            exporter.logs().contains("another target already serves")
+        })
+        .await;
+    let text = if success(&text, ROLE_ACCOUNT, "us-east-1").is_some() {
+        text
+    } else {
+        exporter
+            .wait_for_metrics("the role collected", |t| {
+                success(t, ROLE_ACCOUNT, "us-east-1") == Some(1.0)
+            })
+            .await
+    };
+    assert_eq!(
+        find(&text, "fast_launch_exporter_collection_success", &[]).len(),
+        1
+    );
+    assert_eq!(find(&text, "aws_ec2_fast_launch_image_info", &[]).len(), 1);
+    assert_eq!(
+        find(&text, "fast_launch_exporter_account_info", &[]).len(),
+        1,
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            &text,
+            "fast_launch_exporter_aws_requests_total",
+            &[("api", "DescribeFastLaunchImages")]
+        ),
+        Some(1.0)
+    );
+    if let Some(complaints) = promtool_check_metrics(&text, "one_series_set") {
+        assert!(complaints.trim().is_empty(), "{complaints}");
+    }
+    let describes = sim
+        .world()
+        .received()
+        .iter()
+        .filter(|r| r.action == "DescribeFastLaunchImages")
+        .count();
+    assert_eq!(describes, 1, "the duplicate target is not collected");
+    let page = exporter.get("/").await.text();
+    assert!(page.contains("not collected (duplicate)"), "{page}");
+    assert!(page.contains("is already collected by"), "{page}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -216,6 +216,19 @@ impl Exporter {
         response.text()
     }
 
+    /// Polls `/-/ready` until it answers 200; fails the test after [`DEADLINE`].
+    pub async fn wait_until_ready(&self) {
+        let started = Instant::now();
+        while self.get("/-/ready").await.status != 200 {
+            assert!(
+                started.elapsed() < DEADLINE,
+                "never ready\n--- logs ---\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Polls `/metrics` until `done` holds for its text; fails the test after [`DEADLINE`].
     pub async fn wait_for_metrics(&self, what: &str, done: impl Fn(&str) -> bool) -> String {
         let started = Instant::now();

@@ -167,6 +167,65 @@ async fn reload_adds_and_removes_targets_keeps_the_others_and_refuses_bad_files(
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_adds_a_target_leaves_a_ready_exporter_ready() {
+    let sim = simulator().await;
+    sim.world()
+        .set_images(BASE_ACCOUNT, "us-east-1", vec![image(1, "enabled")]);
+    sim.world()
+        .add_fault(Fault::hang("DescribeFastLaunchImages").in_region("eu-west-1"));
+    let exporter = Exporter::start(
+        &sim.url(),
+        "collection: {interval: 1h, timeout: 30s}\nregions: [us-east-1]\n",
+        &[],
+    )
+    .await;
+    exporter.wait_until_ready().await;
+    std::fs::write(
+        exporter.config_path(),
+        "collection: {interval: 1h, timeout: 30s}\nregions: [us-east-1, eu-west-1]\n",
+    )
+    .unwrap();
+    let reloaded = request(
+        &exporter.address,
+        "POST",
+        "/-/reload",
+        &[("Content-Length", "0")],
+    )
+    .await;
+    assert_eq!(reloaded.status, 200, "{}", reloaded.text());
+    // eu-west-1 hangs for 30 s: it is not collected yet, and the exporter stays ready.
+    for _ in 0..10 {
+        assert_eq!(exporter.get("/-/ready").await.status, 200);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let page = exporter.get("/").await.text();
+    assert!(
+        page.contains("<td>eu-west-1</td><td>not yet collected</td>"),
+        "{page}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_permissions_names_the_api_that_timed_out() {
+    let sim = simulator().await;
+    sim.world().add_fault(Fault::hang("AssumeRole"));
+    let yaml = format!(
+        "collection: {{timeout: 1s}}\nregions: [us-east-1]\naccounts:\n  - role_arn: {ROLE_ARN}\n"
+    );
+    let url = sim.url();
+    let (code, stdout, stderr) =
+        tokio::task::spawn_blocking(move || run_command(&url, &["check-permissions"], Some(&yaml)))
+            .await
+            .unwrap();
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("error")
+            && stdout.contains("AssumeRole: timeout: no answer within collection.timeout (1s)"),
+        "{stdout}"
+    );
+}
+
 fn run_command(
     simulator_url: &str,
     args: &[&str],

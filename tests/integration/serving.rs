@@ -217,11 +217,7 @@ async fn readiness_waits_until_every_target_was_tried() {
         "eu-west-1 still hangs"
     );
     assert_eq!(exporter.get("/-/healthy").await.status, 200);
-    let started = Instant::now();
-    while exporter.get("/-/ready").await.status != 200 {
-        assert!(started.elapsed() < DEADLINE, "never ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    exporter.wait_until_ready().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -345,47 +341,19 @@ async fn no_config_file_uses_the_environment_region() {
     command
         .env("AWS_REGION", "eu-central-1")
         .args(["--web.listen-address", "127.0.0.1:0"]);
-    let output_address = {
-        let mut child = command.spawn().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if let Some(a) = line
-                    .split_whitespace()
-                    .find_map(|f| f.strip_prefix("address="))
-                {
-                    let _ = tx.send(a.trim_matches('"').to_string());
-                }
-            }
-        });
-        let address = rx.recv_timeout(DEADLINE).expect("listening line");
-        (child, address)
-    };
-    let (mut child, address) = output_address;
-    let started = Instant::now();
-    loop {
-        let text = request(&address, "GET", "/metrics", &[]).await.text();
-        if value(
-            &text,
-            "fast_launch_exporter_collection_success",
-            &[
-                ("aws_region", "eu-central-1"),
-                ("aws_account_id", BASE_ACCOUNT),
-            ],
-        ) == Some(1.0)
-        {
-            break;
-        }
-        assert!(started.elapsed() < DEADLINE, "{text}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+    let exporter = Exporter::spawn(command, None).await;
+    exporter
+        .wait_for_metrics("eu-central-1 collected", |text| {
+            value(
+                text,
+                "fast_launch_exporter_collection_success",
+                &[
+                    ("aws_region", "eu-central-1"),
+                    ("aws_account_id", BASE_ACCOUNT),
+                ],
+            ) == Some(1.0)
+        })
+        .await;
 }
 
 #[test]

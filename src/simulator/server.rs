@@ -1,0 +1,232 @@
+//! The simulator's HTTP server: tells EC2 from STS by the SigV4 credential scope, finds the
+//! caller's account from its access key, applies faults and latency, and answers.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use super::ec2::{describe_fast_launch_images, ec2_error};
+use super::sts::{assume_role, get_caller_identity, sts_error};
+use super::{FaultKind, ReceivedRequest, World};
+use crate::sync::lock;
+
+/// The simulator closes the connection instead of answering (a [`FaultKind::Reset`]).
+#[derive(Debug)]
+struct ConnectionReset;
+
+impl std::fmt::Display for ConnectionReset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("simulated connection reset")
+    }
+}
+
+impl std::error::Error for ConnectionReset {}
+
+/// A running simulator.
+pub struct Simulator {
+    address: SocketAddr,
+    world: Arc<Mutex<World>>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Simulator {
+    /// Serves `world` on `listener` in a background task that ends when the simulator is dropped.
+    pub fn start(listener: TcpListener, world: World) -> std::io::Result<Simulator> {
+        let address = listener.local_addr()?;
+        let world = Arc::new(Mutex::new(world));
+        let shared = world.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let world = shared.clone();
+                let service = service_fn(move |request| {
+                    let world = world.clone();
+                    async move { handle(&world, request).await }
+                });
+                tokio::spawn(async move {
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Ok(Simulator {
+            address,
+            world,
+            task,
+        })
+    }
+
+    /// The endpoint URL, for `AWS_ENDPOINT_URL`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// The world, to change or inspect while it runs.
+    pub fn world(&self) -> std::sync::MutexGuard<'_, World> {
+        lock(&self.world)
+    }
+}
+
+/// `(access key id, region, service)` from `Authorization: AWS4-HMAC-SHA256 Credential=AKID/date/region/service/aws4_request, ...`.
+fn credential_scope(request: &Request<Incoming>) -> Option<(String, String, String)> {
+    let value = request
+        .headers()
+        .get(hyper::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let credential = value
+        .split([' ', ','])
+        .find_map(|part| part.trim().strip_prefix("Credential="))?;
+    let parts: Vec<&str> = credential.split('/').collect();
+    match parts.as_slice() {
+        [key, _date, region, service, "aws4_request"] => {
+            Some((key.to_string(), region.to_string(), service.to_string()))
+        }
+        _ => None,
+    }
+}
+
+async fn handle(
+    world: &Mutex<World>,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, ConnectionReset> {
+    let scope = credential_scope(&request);
+    let body = match request.into_body().collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(_) => {
+            return Ok(xml_response(
+                400,
+                ec2_error("MalformedQueryString", "unreadable body"),
+            ))
+        }
+    };
+    let (fault, delay, (status, xml)) = answer(world, scope, &body);
+    tokio::time::sleep(delay).await;
+    match fault {
+        Some(FaultKind::Hang) => {
+            // Long enough for any client timeout; the connection task is dropped with the runtime.
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Ok(xml_response(status, xml))
+        }
+        Some(FaultKind::Reset) => Err(ConnectionReset),
+        Some(FaultKind::Malformed) => Ok(xml_response(200, "this is not <xml".to_string())),
+        Some(FaultKind::Truncated) => {
+            let mut cut = xml.len() / 2;
+            while !xml.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            Ok(xml_response(200, xml[..cut].to_string()))
+        }
+        _ => Ok(xml_response(status, xml)),
+    }
+}
+
+/// Decides the answer to one request: the fault drawn for it, the delay, and the status and
+/// body (for a hang, reset, malformed or truncated answer, the one it would otherwise have had).
+fn answer(
+    world: &Mutex<World>,
+    scope: Option<(String, String, String)>,
+    body: &[u8],
+) -> (Option<FaultKind>, Duration, (u16, String)) {
+    let params: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
+    let action = params
+        .iter()
+        .find(|(k, _)| k == "Action")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    let Some((key, region, service)) = scope else {
+        let body = ec2_error("MissingAuthenticationToken", "request is not signed");
+        return (None, Duration::ZERO, (403, body));
+    };
+    let mut world = lock(world);
+    let world = &mut *world;
+    let account = world.keys.get(&key).cloned().unwrap_or_default();
+    let expired = world
+        .key_expiry
+        .get(&key)
+        .is_some_and(|at| *at <= SystemTime::now());
+    world.received.push(ReceivedRequest {
+        action: action.clone(),
+        account: account.clone(),
+        region: region.clone(),
+        service: service.clone(),
+        params: params.clone(),
+    });
+    let excess = world.received.len().saturating_sub(world.max_received);
+    world.received.drain(..excess);
+    let fault = world.take_fault(&account, &region, &action);
+    let delay = world.delay();
+    let sts = service == "sts";
+    let error = |status: u16, code: &str, message: &str| {
+        let body = if sts {
+            sts_error(code, message)
+        } else {
+            ec2_error(code, message)
+        };
+        (status, body)
+    };
+    let reply = if let Some(FaultKind::Error { code, status }) = &fault {
+        error(*status, code, &format!("simulated {code}"))
+    } else if expired {
+        let message = "The security token included in the request is expired";
+        if sts {
+            error(403, "ExpiredToken", message)
+        } else {
+            error(400, "ExpiredToken", message)
+        }
+    } else if account.is_empty() {
+        if sts {
+            error(
+                403,
+                "InvalidClientTokenId",
+                "The security token included in the request is invalid.",
+            )
+        } else {
+            error(
+                401,
+                "AuthFailure",
+                "AWS was not able to validate the provided access credentials",
+            )
+        }
+    } else {
+        match (service.as_str(), action.as_str()) {
+            ("ec2", "DescribeFastLaunchImages") => {
+                describe_fast_launch_images(world, &account, &region, &params)
+            }
+            ("sts", "AssumeRole") => assume_role(world, &params),
+            ("sts", "GetCallerIdentity") => get_caller_identity(&account),
+            _ => error(400, "InvalidAction", &format!("unknown action {action:?}")),
+        }
+    };
+    (fault, delay, reply)
+}
+
+fn xml_response(status: u16, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() =
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/xml;charset=UTF-8"),
+    );
+    response
+}

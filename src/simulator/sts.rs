@@ -1,0 +1,82 @@
+//! The STS query protocol for `AssumeRole` and `GetCallerIdentity`: XML answers and STS's
+//! `<ErrorResponse>` errors. AssumeRole issues keys that map to the role's account and expire.
+
+use std::time::{Duration, SystemTime};
+
+use super::{escape_xml, iso8601, request_id, World};
+
+pub(super) fn assume_role(world: &mut World, params: &[(String, String)]) -> (u16, String) {
+    let get = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let arn = get("RoleArn").unwrap_or_default().to_string();
+    let Ok(account) = crate::config::role_account_id(&arn) else {
+        return (400, sts_error("ValidationError", "invalid RoleArn"));
+    };
+    if world.denied_roles.contains(&arn) {
+        return (
+            403,
+            sts_error(
+                "AccessDenied",
+                &format!("User is not authorized to perform: sts:AssumeRole on resource: {arn}"),
+            ),
+        );
+    }
+    let session = get("RoleSessionName").unwrap_or("session");
+    let lifetime = get("DurationSeconds")
+        .and_then(|d| d.parse().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(world.default_session);
+    world.issued_keys += 1;
+    let key = format!("ASIASIM{:08}{account}", world.issued_keys);
+    world.keys.insert(key.clone(), account.clone());
+    let expiration = SystemTime::now() + lifetime;
+    world.key_expiry.insert(key.clone(), expiration);
+    let expiration = iso8601(
+        expiration
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs() as f64,
+    );
+    let role_name = arn.rsplit('/').next().unwrap_or("role");
+    (
+        200,
+        format!(
+            "<AssumeRoleResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><AssumeRoleResult>\
+             <AssumedRoleUser><AssumedRoleId>AROASIMULATED:{session}</AssumedRoleId>\
+             <Arn>arn:aws:sts::{account}:assumed-role/{role_name}/{session}</Arn></AssumedRoleUser>\
+             <Credentials><AccessKeyId>{key}</AccessKeyId><SecretAccessKey>simulated-secret</SecretAccessKey>\
+             <SessionToken>simulated-session-token</SessionToken><Expiration>{expiration}</Expiration></Credentials>\
+             </AssumeRoleResult><ResponseMetadata><RequestId>{}</RequestId></ResponseMetadata></AssumeRoleResponse>",
+            request_id(),
+            session = escape_xml(session),
+            role_name = escape_xml(role_name),
+        ),
+    )
+}
+
+/// The caller's identity: the account its access key belongs to.
+pub(super) fn get_caller_identity(account: &str) -> (u16, String) {
+    (
+        200,
+        format!(
+            "<GetCallerIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
+             <GetCallerIdentityResult><Arn>arn:aws:iam::{account}:user/simulated</Arn>\
+             <UserId>AIDASIMULATED</UserId><Account>{account}</Account></GetCallerIdentityResult>\
+             <ResponseMetadata><RequestId>{}</RequestId></ResponseMetadata></GetCallerIdentityResponse>",
+            request_id()
+        ),
+    )
+}
+
+pub(super) fn sts_error(code: &str, message: &str) -> String {
+    format!(
+        "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type><Code>{}</Code><Message>{}</Message></Error><RequestId>{}</RequestId></ErrorResponse>",
+        escape_xml(code),
+        escape_xml(message),
+        request_id()
+    )
+}

@@ -1,0 +1,275 @@
+//! The simulated world: images per (account, region), the access keys it knows, injected faults,
+//! and the log of requests it received.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, SystemTime};
+
+use crate::model::FastLaunchImage;
+
+/// An injected failure.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fault {
+    /// The account it applies to (None: all).
+    pub account: Option<String>,
+    /// The region it applies to (None: all).
+    pub region: Option<String>,
+    /// The action (`DescribeFastLaunchImages`, `AssumeRole`, `GetCallerIdentity`).
+    pub action: String,
+    /// What happens.
+    pub kind: FaultKind,
+    /// How many requests it hits before it is used up (None: all of them).
+    pub remaining: Option<u32>,
+    /// The share of matching requests it hits, 0.0–1.0 (drawn from the world's seeded generator).
+    pub rate: f64,
+}
+
+/// What an injected fault does to a request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FaultKind {
+    /// Answer with this AWS error code and HTTP status.
+    Error {
+        /// AWS error code, e.g. `RequestLimitExceeded`.
+        code: String,
+        /// HTTP status, e.g. 503.
+        status: u16,
+    },
+    /// Never answer (until the client gives up).
+    Hang,
+    /// Close the connection without an answer.
+    Reset,
+    /// Answer 200 with a body that is not XML.
+    Malformed,
+    /// Answer 200 with the real XML cut in the middle.
+    Truncated,
+}
+
+impl FaultKind {
+    /// Parses a fault name: `throttle`, `unauthorized`, `server-error`, `reset`, `hang`,
+    /// `malformed`, `truncated`.
+    pub fn from_name(name: &str) -> Option<FaultKind> {
+        let error = |code: &str, status| FaultKind::Error {
+            code: code.to_string(),
+            status,
+        };
+        Some(match name {
+            "throttle" => error("RequestLimitExceeded", 503),
+            "unauthorized" => error("UnauthorizedOperation", 403),
+            "server-error" => error("InternalError", 500),
+            "reset" => FaultKind::Reset,
+            "hang" => FaultKind::Hang,
+            "malformed" => FaultKind::Malformed,
+            "truncated" => FaultKind::Truncated,
+            _ => return None,
+        })
+    }
+
+    /// Every name [`FaultKind::from_name`] takes.
+    pub const NAMES: [&'static str; 7] = [
+        "throttle",
+        "unauthorized",
+        "server-error",
+        "reset",
+        "hang",
+        "malformed",
+        "truncated",
+    ];
+}
+
+impl Fault {
+    /// A fault answering `code` with `status` to `action` everywhere, forever.
+    pub fn error(action: &str, code: &str, status: u16) -> Fault {
+        Fault {
+            account: None,
+            region: None,
+            action: action.to_string(),
+            kind: FaultKind::Error {
+                code: code.to_string(),
+                status,
+            },
+            remaining: None,
+            rate: 1.0,
+        }
+    }
+
+    /// A fault that never answers `action`.
+    pub fn hang(action: &str) -> Fault {
+        Fault {
+            account: None,
+            region: None,
+            action: action.to_string(),
+            kind: FaultKind::Hang,
+            remaining: None,
+            rate: 1.0,
+        }
+    }
+
+    /// Limits the fault to one account.
+    pub fn in_account(mut self, account: &str) -> Fault {
+        self.account = Some(account.to_string());
+        self
+    }
+
+    /// Limits the fault to one region.
+    pub fn in_region(mut self, region: &str) -> Fault {
+        self.region = Some(region.to_string());
+        self
+    }
+
+    /// Limits the fault to the next `n` matching requests.
+    pub fn times(mut self, n: u32) -> Fault {
+        self.remaining = Some(n);
+        self
+    }
+
+    /// Hits only a share `rate` (0.0–1.0) of the matching requests.
+    pub fn with_rate(mut self, rate: f64) -> Fault {
+        self.rate = rate;
+        self
+    }
+
+    fn matches(&self, account: &str, region: &str, action: &str) -> bool {
+        self.action == action
+            && self.account.as_deref().is_none_or(|a| a == account)
+            && self.region.as_deref().is_none_or(|r| r == region)
+            && self.remaining != Some(0)
+    }
+}
+
+/// A request the simulator received, for assertions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedRequest {
+    /// `Action` parameter.
+    pub action: String,
+    /// The caller's account (empty when the key was unknown).
+    pub account: String,
+    /// The region from the SigV4 credential scope.
+    pub region: String,
+    /// The service from the SigV4 credential scope (`ec2` or `sts`).
+    pub service: String,
+    /// Every form parameter, in order.
+    pub params: Vec<(String, String)>,
+}
+
+impl ReceivedRequest {
+    /// The first value of a parameter.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// The simulated world: images per (account, region), the keys it knows, faults, and a log of
+/// requests.
+#[derive(Debug, Default)]
+pub struct World {
+    pub(super) images: BTreeMap<(String, String), Vec<FastLaunchImage>>,
+    pub(super) keys: HashMap<String, String>,
+    pub(super) key_expiry: HashMap<String, SystemTime>,
+    pub(super) denied_roles: BTreeSet<String>,
+    pub(super) faults: Vec<Fault>,
+    pub(super) received: Vec<ReceivedRequest>,
+    pub(super) issued_keys: u64,
+    pub(super) rng: fastrand::Rng,
+    /// How many received requests are kept for inspection (the oldest go first).
+    pub max_received: usize,
+    /// Added to every answer.
+    pub latency: Duration,
+    /// Up to this much more is added to every answer, drawn per request.
+    pub latency_jitter: Duration,
+    /// Lifetime of the credentials AssumeRole issues when the request names none.
+    pub default_session: Duration,
+}
+
+impl World {
+    /// An empty world where `access_key_id` is the base credentials of `account`.
+    pub fn new(access_key_id: &str, account: &str) -> World {
+        let mut world = World {
+            default_session: Duration::from_secs(3600),
+            max_received: usize::MAX,
+            ..World::default()
+        };
+        world
+            .keys
+            .insert(access_key_id.to_string(), account.to_string());
+        world
+    }
+
+    /// Replaces the images of an (account, region).
+    pub fn set_images(&mut self, account: &str, region: &str, images: Vec<FastLaunchImage>) {
+        self.images
+            .insert((account.to_string(), region.to_string()), images);
+    }
+
+    /// The images of an (account, region), to change in place.
+    pub fn images_mut(&mut self, account: &str, region: &str) -> &mut Vec<FastLaunchImage> {
+        self.images
+            .entry((account.to_string(), region.to_string()))
+            .or_default()
+    }
+
+    /// Makes AssumeRole of `role_arn` answer AccessDenied.
+    pub fn deny_role(&mut self, role_arn: &str) {
+        self.denied_roles.insert(role_arn.to_string());
+    }
+
+    /// Adds a fault.
+    pub fn add_fault(&mut self, fault: Fault) {
+        self.faults.push(fault);
+    }
+
+    /// Removes every fault.
+    pub fn clear_faults(&mut self) {
+        self.faults.clear();
+    }
+
+    /// The requests received so far.
+    pub fn received(&self) -> &[ReceivedRequest] {
+        &self.received
+    }
+
+    /// Seeds the generator that decides which requests a fault with a rate hits.
+    pub fn seed(&mut self, seed: u64) {
+        self.rng = fastrand::Rng::with_seed(seed);
+    }
+
+    /// Every (account, region) that has images, with them.
+    pub fn all_images_mut(
+        &mut self,
+    ) -> impl Iterator<Item = (&(String, String), &mut Vec<FastLaunchImage>)> {
+        self.images.iter_mut()
+    }
+
+    /// The images of an (account, region).
+    pub fn images(&self, account: &str, region: &str) -> &[FastLaunchImage] {
+        self.images
+            .get(&(account.to_string(), region.to_string()))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// The first matching fault whose rate draw hits, used up by one.
+    pub(super) fn take_fault(
+        &mut self,
+        account: &str,
+        region: &str,
+        action: &str,
+    ) -> Option<FaultKind> {
+        let rng = &mut self.rng;
+        let fault = self
+            .faults
+            .iter_mut()
+            .filter(|f| f.matches(account, region, action))
+            .find(|f| f.rate >= 1.0 || rng.f64() < f.rate)?;
+        if let Some(n) = fault.remaining.as_mut() {
+            *n -= 1;
+        }
+        Some(fault.kind.clone())
+    }
+
+    /// The delay added to every answer: `latency` plus up to `latency_jitter`.
+    pub(super) fn delay(&mut self) -> Duration {
+        let jitter = self.latency_jitter.mul_f64(self.rng.f64());
+        self.latency + jitter
+    }
+}
