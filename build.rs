@@ -23,10 +23,14 @@ fn main() {
     println!("cargo:rerun-if-env-changed=FLE_GIT_REVISION");
     let mut watched = vec!["HEAD".to_string(), "packed-refs".to_string()];
     if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
-        watched.push(branch);
+        // The branch's directory, not its file: a branch that lives only in `packed-refs`
+        // gets a loose file at its next commit, which a watch on a missing file would miss.
+        if let Some((directory, _)) = branch.rsplit_once('/') {
+            watched.push(directory.to_string());
+        }
     }
     for name in watched {
-        // A missing file would make Cargo rerun this script on every build.
+        // A missing path would make Cargo rerun this script on every build.
         if let Some(path) =
             git(&["rev-parse", "--git-path", &name]).filter(|p| std::path::Path::new(p).exists())
         {

@@ -65,6 +65,9 @@ macro_rules! error_codes {
             Connection,
             /// An answer that is not what the API returns (cut short, not XML, no credentials).
             Malformed,
+            /// The base credentials could not be loaded (environment, profile, SSO, web
+            /// identity, container or instance credentials).
+            Credentials,
             /// Any other AWS error code, as AWS wrote it (None: the answer carried no code).
             Unrecognized(Option<String>),
         }
@@ -88,7 +91,9 @@ macro_rules! error_codes {
                     $(ErrorCode::$variant => $code,)*
                     ErrorCode::Timeout => "timeout",
                     ErrorCode::Connection => "connection",
-                    ErrorCode::Malformed | ErrorCode::Unrecognized(_) => "other",
+                    ErrorCode::Malformed | ErrorCode::Credentials | ErrorCode::Unrecognized(_) => {
+                        "other"
+                    }
                 }
             }
 
@@ -98,6 +103,7 @@ macro_rules! error_codes {
                     ErrorCode::Unrecognized(Some(raw)) => raw,
                     ErrorCode::Unrecognized(None) => "unknown",
                     ErrorCode::Malformed => "malformed",
+                    ErrorCode::Credentials => "credentials",
                     other => other.label(),
                 }
             }

@@ -383,6 +383,9 @@ async fn main() -> ExitCode {
             };
             return match with_environment_region(config, None).await {
                 Ok(config) => {
+                    for warning in &config.warnings {
+                        eprintln!("fast-launch-exporter: warning: {warning}");
+                    }
                     print_targets(&config);
                     ExitCode::SUCCESS
                 }

@@ -121,6 +121,8 @@ struct Target {
     images: Option<Arc<Vec<FastLaunchImage>>>,
     counters: Arc<ApiCounters>,
     duplicate_of: Option<TargetKey>,
+    /// The owner last named in the log, so that a duplicate is logged once, not every interval.
+    logged_owner: Option<TargetKey>,
 }
 
 /// A running target task.
@@ -219,15 +221,22 @@ impl Registry {
         settings: CollectionSettings,
     ) {
         self.converge(specs, settings.clone(), false).await;
-        let (runs, semaphore) = {
+        let (targets, semaphore) = {
             let state = lock(&self.state);
-            let runs: Vec<TargetRun> = state
+            let targets: Vec<(TargetSpec, Arc<ApiCounters>)> = state
                 .order
                 .iter()
-                .map(|key| self.target_run(&state.targets[key], &settings))
+                .map(|key| {
+                    let target = &state.targets[key];
+                    (target.spec.clone(), target.counters.clone())
+                })
                 .collect();
-            (runs, state.semaphore.clone())
+            (targets, state.semaphore.clone())
         };
+        let runs: Vec<TargetRun> = targets
+            .into_iter()
+            .map(|(spec, counters)| self.target_run(spec, counters, &settings))
+            .collect();
         let mut collections = JoinSet::new();
         for run in runs {
             let (registry, settings, semaphore) =
@@ -242,15 +251,19 @@ impl Registry {
         while collections.join_next().await.is_some() {}
     }
 
-    fn target_run(&self, target: &Target, settings: &CollectionSettings) -> TargetRun {
-        let counters = target.counters.clone();
+    fn target_run(
+        &self,
+        spec: TargetSpec,
+        counters: Arc<ApiCounters>,
+        settings: &CollectionSettings,
+    ) -> TargetRun {
         // A cancelled task may have left an attempt marked as on the wire.
         counters.take_in_flight();
         TargetRun {
             fetch: self
                 .connect
-                .connect(&target.spec, settings.max_attempts, counters.clone()),
-            spec: target.spec.clone(),
+                .connect(&spec, settings.max_attempts, counters.clone()),
+            spec,
             counters,
         }
     }
@@ -279,13 +292,17 @@ impl Registry {
             let mut stopping = Vec::new();
             let keys: Vec<TargetKey> = state.tasks.keys().cloned().collect();
             for key in keys {
+                let target = state.targets.get(&key);
+                // A duplicate whose owner goes restarts, to take over at once.
+                let owner_leaves = target
+                    .and_then(|t| t.duplicate_of.as_ref())
+                    .is_some_and(|owner| !wanted.contains_key(owner));
                 let stays_unchanged = !settings_changed
-                    && wanted.get(&key).is_some_and(|spec| {
-                        state
-                            .targets
-                            .get(&key)
-                            .is_some_and(|t| t.spec.collects_like(spec))
-                    });
+                    && !owner_leaves
+                    && !state.tasks[&key].handle.is_finished()
+                    && wanted
+                        .get(&key)
+                        .is_some_and(|spec| target.is_some_and(|t| t.spec.collects_like(spec)));
                 if !stays_unchanged {
                     if let Some(task) = state.tasks.remove(&key) {
                         task.cancel.cancel();
@@ -332,6 +349,15 @@ impl Registry {
             match state.targets.get_mut(key) {
                 Some(target) if target.spec.collects_like(&spec) => {
                     target.spec = spec;
+                    if target
+                        .duplicate_of
+                        .as_ref()
+                        .is_some_and(|owner| !wanted.contains_key(owner))
+                    {
+                        // Its owner left: it starts afresh rather than show the old verdict.
+                        target.duplicate_of = None;
+                        target.health = Health::default();
+                    }
                     if state.tasks.contains_key(key) {
                         report.kept.push(key.clone());
                     } else {
@@ -357,6 +383,7 @@ impl Registry {
                             images: None,
                             counters: Arc::new(ApiCounters::default()),
                             duplicate_of: None,
+                            logged_owner: None,
                         },
                     );
                     report.added.push(key.clone());
@@ -382,8 +409,19 @@ impl Registry {
         }
         update_ready(&mut state);
         let semaphore = state.semaphore.clone();
-        for key in to_start.into_iter().filter(|_| start_tasks) {
-            let run = self.target_run(&state.targets[&key], &settings);
+        let starting: Vec<(TargetKey, TargetSpec, Arc<ApiCounters>)> = to_start
+            .into_iter()
+            .filter(|_| start_tasks)
+            .map(|key| {
+                let target = &state.targets[&key];
+                (key, target.spec.clone(), target.counters.clone())
+            })
+            .collect();
+        drop(state);
+        // Building SDK clients takes a while for many targets: not under the lock scrapes take.
+        let mut tasks = Vec::with_capacity(starting.len());
+        for (key, spec, counters) in starting {
+            let run = self.target_run(spec, counters, &settings);
             let cancel = self.shutdown.child_token();
             let handle = tokio::spawn(collector::run_target(
                 self.clone(),
@@ -392,8 +430,9 @@ impl Registry {
                 semaphore.clone(),
                 cancel.clone(),
             ));
-            state.tasks.insert(key, Task { cancel, handle });
+            tasks.push((key, Task { cancel, handle }));
         }
+        lock(&self.state).tasks.extend(tasks);
         report
     }
 
@@ -430,17 +469,22 @@ impl Registry {
         if let Some(id) = lock(&self.state).resolved_ids.get(account) {
             return Ok(id.clone());
         }
-        let id = fetch.caller_account_id().await.inspect_err(|error| {
-            warn!(
-                error = %error,
-                "cannot learn the account id of the base credentials; \
-                 the account's targets fail until GetCallerIdentity succeeds"
-            );
-        })?;
+        // A failure is logged once, as the collection's failure; the next collection retries.
+        let id = fetch.caller_account_id().await?;
         info!(account_id = %id, "account id resolved with GetCallerIdentity");
-        lock(&self.state)
-            .resolved_ids
-            .insert(account.clone(), id.clone());
+        let mut state = lock(&self.state);
+        state.resolved_ids.insert(account.clone(), id.clone());
+        // Every target of the account claims its (id, region) now, so that none of them is
+        // served under an id another target already serves until its own next collection.
+        let keys: Vec<TargetKey> = state
+            .order
+            .iter()
+            .filter(|k| &k.account == account)
+            .cloned()
+            .collect();
+        for key in keys {
+            let _ = claim_in(&mut state, &key, &id);
+        }
         Ok(id)
     }
 
@@ -469,6 +513,7 @@ impl Registry {
         match outcome {
             Outcome::Collected(images) => {
                 target.duplicate_of = None;
+                target.logged_owner = None;
                 target.health = Health {
                     tried: true,
                     last_ok: true,
@@ -488,7 +533,7 @@ impl Registry {
                 }
             }
             Outcome::Duplicate { owner, account_id } => {
-                if target.duplicate_of.as_ref() != Some(&owner) {
+                if target.logged_owner.as_ref() != Some(&owner) {
                     warn!(
                         target = %key,
                         served_by = %owner,
@@ -505,6 +550,7 @@ impl Registry {
                     ..Health::default()
                 };
                 target.images = None;
+                target.logged_owner = Some(owner.clone());
                 target.duplicate_of = Some(owner);
             }
         }
@@ -564,31 +610,60 @@ impl Registry {
                         .clone()
                         .filter(|_| is_fresh(t.health.last_success, now, max_staleness)),
                     counters: t.counters.clone(),
-                    duplicate_of: t.duplicate_of.clone(),
+                    duplicate_of: t.duplicate_of.clone().or_else(|| {
+                        // Its id is known but another target holds the claim: it is a
+                        // duplicate even before its own next collection says so.
+                        let id = t
+                            .spec
+                            .configured_account_id()
+                            .or_else(|| state.resolved_ids.get(&key.account).map(String::as_str))?;
+                        state
+                            .claims
+                            .get(&(id.to_string(), key.region.clone()))
+                            .filter(|owner| *owner != key)
+                            .cloned()
+                    }),
                 })
             })
             .collect();
-        let mut accounts: Vec<AccountView> = Vec::new();
+        // One account_info row per account id. An account whose id is configured (a role) wins
+        // over one that learnt the same id (base credentials), then the first in config order;
+        // rows keep config order. An account none of whose targets is served has no row.
+        let mut candidates: Vec<(bool, AccountView)> = Vec::new();
         for account in state.order.iter().map(|k| &k.account) {
-            if accounts.iter().any(|a| &a.key == account) {
+            if candidates.iter().any(|(_, a)| &a.key == account) {
                 continue;
             }
-            let mine = || targets.iter().filter(|t| &t.key.account == account);
-            // An account all of whose targets are served by another exports nothing.
-            if !mine().any(TargetView::is_served) {
+            let mut mine = targets.iter().filter(|t| &t.key.account == account);
+            let Some(first) = mine.clone().next() else {
+                continue;
+            };
+            if !mine.any(TargetView::is_served) {
                 continue;
             }
-            let Some(first) = mine().next() else { continue };
-            let account_id = first.account_id.clone();
-            if account_id.is_some() && accounts.iter().any(|a| a.account_id == account_id) {
-                continue;
+            let spec = &state.targets[&first.key].spec;
+            candidates.push((
+                spec.configured_account_id().is_some(),
+                AccountView {
+                    key: account.clone(),
+                    account_id: first.account_id.clone(),
+                    name: first.account_name.clone(),
+                    labels: spec.labels.clone(),
+                },
+            ));
+        }
+        let mut accounts: Vec<AccountView> = Vec::new();
+        for (configured, account) in &candidates {
+            let same_id = |other: &AccountView| {
+                account.account_id.is_some() && other.account_id == account.account_id
+            };
+            let beaten = !configured
+                && candidates
+                    .iter()
+                    .any(|(c, other)| *c && same_id(other) && other.key != account.key);
+            if !beaten && !accounts.iter().any(same_id) {
+                accounts.push(account.clone());
             }
-            accounts.push(AccountView {
-                key: account.clone(),
-                account_id,
-                name: first.account_name.clone(),
-                labels: state.targets[&first.key].spec.labels.clone(),
-            });
         }
         let static_label_names: BTreeSet<String> = state
             .targets
@@ -1046,28 +1121,32 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn readiness_waits_for_the_first_configuration_only_and_then_stays() {
         let aws = FakeAws::new();
-        aws.set_latency("eu-west-1", Duration::from_secs(1));
+        aws.set_latency("eu-west-1", Duration::from_millis(1500));
         let registry = registry(&aws);
         let (first, second) = (role_spec("us-east-1"), role_spec("eu-west-1"));
         registry
             .reconcile(vec![first.clone(), second.clone()], settings(10, 4))
             .await;
         assert!(!registry.ready());
+        // Jitter ≤ 1 s, then 100 ms for us-east-1 and 1.5 s for eu-west-1.
         tokio::time::sleep(Duration::from_millis(1200)).await;
         let tried = |key: &TargetKey| view(&registry, key).unwrap().health.tried;
-        if tried(&first.key) && tried(&second.key) {
-            assert!(registry.ready());
-        }
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(tried(&first.key) && !tried(&second.key));
+        assert!(!registry.ready(), "eu-west-1 not tried yet");
+        tokio::time::sleep(Duration::from_millis(1400)).await;
+        assert!(tried(&second.key));
         assert!(registry.ready());
-        // A reload that adds a target that never answers leaves the exporter ready.
+        // A reload that adds a target that never answers leaves the exporter ready, for good.
         aws.set_latency("ap-south-1", Duration::from_secs(3600));
         let added = role_spec("ap-south-1");
         registry
             .reconcile(vec![first, second, added.clone()], settings(10, 4))
             .await;
-        assert!(registry.ready());
-        assert!(!view(&registry, &added.key).unwrap().health.tried);
+        for _ in 0..30 {
+            assert!(registry.ready());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(!view(&registry, &added.key).unwrap().health.last_ok);
         registry.stop().await;
     }
 
@@ -1114,15 +1193,15 @@ mod tests {
             .unwrap()
             .contains("already collected by arn:aws:iam::222222222222:role/Reader/us-east-1"));
         assert!(aws.calls_of(&base.key, start).is_empty());
-        let ids: Vec<Option<String>> = snapshot
+        let rows: Vec<(Option<String>, Option<String>)> = snapshot
             .accounts
             .iter()
-            .map(|a| a.account_id.clone())
+            .map(|a| (a.account_id.clone(), a.name.clone()))
             .collect();
         assert_eq!(
-            ids,
-            [Some(ROLE_ACCOUNT.to_string())],
-            "one account_info row"
+            rows,
+            [(Some(ROLE_ACCOUNT.to_string()), Some("prod".to_string()))],
+            "one account_info row, the configured account's"
         );
         assert!(registry.ready());
 

@@ -4,6 +4,7 @@
 use std::error::Error;
 use std::fmt;
 
+use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::operation::RequestId;
 use aws_smithy_runtime_api::client::interceptors::context::Error as ErasedError;
@@ -28,10 +29,17 @@ where
     let (code, message, request_id) = match error {
         SdkError::ServiceError(e) => {
             let meta = e.err().meta();
+            // The SDK takes the request id from the `x-amzn-requestid` header; EC2 and STS also
+            // write it in the error body (`<RequestID>`, `<RequestId>`), read when the header is
+            // missing.
+            let request_id = meta
+                .request_id()
+                .map(str::to_string)
+                .or_else(|| raw_body(e.raw()).and_then(body_request_id));
             (
                 ErrorCode::from_aws(meta.code()),
                 meta.message().unwrap_or_default().to_string(),
-                meta.request_id().map(str::to_string),
+                request_id,
             )
         }
         SdkError::TimeoutError(_) => (ErrorCode::Timeout, source_chain(error), None),
@@ -45,6 +53,9 @@ where
             (ErrorCode::Malformed, source_chain(error), None)
         }
         SdkError::ResponseError(_) => (ErrorCode::Malformed, source_chain(error), None),
+        _ if find_in_chain::<CredentialsError>(error).is_some() => {
+            (ErrorCode::Credentials, source_chain(error), None)
+        }
         _ => (ErrorCode::Unrecognized(None), source_chain(error), None),
     };
     ApiError {
@@ -54,6 +65,30 @@ where
         request_id,
         attempts,
     }
+}
+
+/// The body of a raw HTTP response, when the SDK kept it in memory.
+fn raw_body<R: fmt::Debug + 'static>(raw: &R) -> Option<&[u8]> {
+    (raw as &dyn std::any::Any)
+        .downcast_ref::<aws_smithy_runtime_api::http::Response>()
+        .and_then(|r| r.body().bytes())
+}
+
+/// The request id an AWS XML error body carries (`<RequestID>` in EC2's, `<RequestId>` in STS's).
+fn body_request_id(body: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(body).ok()?;
+    ["RequestID", "RequestId", "requestId"]
+        .iter()
+        .find_map(|tag| {
+            let start = text.find(&format!("<{tag}>"))? + tag.len() + 2;
+            let end = start + text[start..].find('<')?;
+            let id = text[start..end].trim();
+            // A request id is short and plain; anything else is not one.
+            (!id.is_empty()
+                && id.len() <= 128
+                && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+            .then(|| id.to_string())
+        })
 }
 
 /// The error code of one failed attempt, as the interceptor sees it.
@@ -145,11 +180,23 @@ fn is_connection_error(error: &(dyn Error + 'static)) -> bool {
 /// [`MAX_MESSAGE_CHARS`]. The top level (`dispatch failure`, `response error` …) says little and
 /// is left out when it has causes.
 fn source_chain(error: &(dyn Error + 'static)) -> String {
+    // The SDK's wrappers say only which kind of failure it was; the code already says that.
+    const WRAPPERS: [&str; 6] = [
+        "io error",
+        "other",
+        "timeout",
+        "user error",
+        "dispatch failure",
+        "response error",
+    ];
     let mut parts: Vec<String> = Vec::new();
     let mut next = error.source();
     while let Some(e) = next {
         let text = e.to_string();
-        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+        if !text.is_empty()
+            && !WRAPPERS.contains(&text.as_str())
+            && !parts.iter().any(|p| p.contains(&text))
+        {
             parts.push(text);
         }
         next = e.source();
@@ -161,5 +208,40 @@ fn source_chain(error: &(dyn Error + 'static)) -> String {
     match joined.char_indices().nth(MAX_MESSAGE_CHARS) {
         Some((cut, _)) => format!("{}…", &joined[..cut]),
         None => joined,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_read_from_ec2_and_sts_error_bodies() {
+        let ec2 = b"<Response><Errors><Error><Code>RequestLimitExceeded</Code></Error></Errors><RequestID>a1b2-c3</RequestID></Response>";
+        assert_eq!(body_request_id(ec2).as_deref(), Some("a1b2-c3"));
+        let sts = b"<ErrorResponse><Error><Code>AccessDenied</Code></Error><RequestId>x-9</RequestId></ErrorResponse>";
+        assert_eq!(body_request_id(sts).as_deref(), Some("x-9"));
+        assert_eq!(body_request_id(b"<RequestID><script></RequestID>"), None);
+        assert_eq!(body_request_id(b"not xml"), None);
+    }
+
+    #[test]
+    fn a_transport_failure_reads_as_its_causes() {
+        let io = std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "connection reset by peer",
+        );
+        let error: SdkError<
+            aws_sdk_ec2::operation::describe_fast_launch_images::DescribeFastLaunchImagesError,
+            (),
+        > = SdkError::dispatch_failure(aws_smithy_runtime_api::client::result::ConnectorError::io(
+            Box::new(io),
+        ));
+        let converted = from_sdk(Api::DescribeFastLaunchImages, &error, 3);
+        assert_eq!(converted.code, ErrorCode::Connection);
+        assert_eq!(
+            converted.to_string(),
+            "DescribeFastLaunchImages failed: connection: connection reset by peer (3 attempts)"
+        );
     }
 }

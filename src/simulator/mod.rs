@@ -8,11 +8,13 @@
 //! Faults (error codes, hangs, resets, malformed answers) can be injected per account, region and
 //! action.
 //!
-//! One file per concern: `world` (the data and faults), `ec2` and `sts` (each service's wire
-//! format), `server` (HTTP, routing, faults and latency).
+//! One file per concern: `world` (the data and faults), `ec2`, `sts` and `sso` (each service's
+//! wire format), `server` (HTTP, routing, faults and latency). `sso` and STS's
+//! `AssumeRoleWithWebIdentity` let the tests prove the credential chain's sources.
 
 mod ec2;
 mod server;
+mod sso;
 mod sts;
 mod world;
 
@@ -66,6 +68,18 @@ pub(crate) fn escape_xml(text: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
+}
+
+/// The request id an AWS XML answer carries in its body.
+fn body_request_id(body: &[u8]) -> Option<&str> {
+    let text = std::str::from_utf8(body).ok()?;
+    ["requestId", "RequestID", "RequestId"]
+        .iter()
+        .find_map(|tag| {
+            let start = text.find(&format!("<{tag}>"))? + tag.len() + 2;
+            let end = start + text[start..].find('<')?;
+            Some(&text[start..end])
+        })
 }
 
 #[cfg(test)]

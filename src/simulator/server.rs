@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use super::ec2::{describe_fast_launch_images, ec2_error};
+use super::sso::get_role_credentials;
 use super::sts::{assume_role, get_caller_identity, sts_error};
 use super::{FaultKind, ReceivedRequest, World};
 use crate::sync::lock;
@@ -109,6 +110,23 @@ async fn handle(
     world: &Mutex<World>,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ConnectionReset> {
+    if request.uri().path() == "/federation/credentials" {
+        let query: Vec<(String, String)> =
+            form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes())
+                .into_owned()
+                .collect();
+        let bearer = request
+            .headers()
+            .get("x-amz-sso_bearer_token")
+            .and_then(|v| v.to_str().ok());
+        let (status, json) = get_role_credentials(&mut lock(world), &query, bearer);
+        let mut response = xml_response(status, json);
+        response.headers_mut().insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static("application/json"),
+        );
+        return Ok(response);
+    }
     let scope = credential_scope(&request);
     let body = match request.into_body().collect().await {
         Ok(body) => body.to_bytes(),
@@ -153,6 +171,22 @@ fn answer(
         .find(|(k, _)| k == "Action")
         .map(|(_, v)| v.clone())
         .unwrap_or_default();
+    if action == "AssumeRoleWithWebIdentity" {
+        // Unsigned by design: the web identity token is the credential.
+        let mut world = lock(world);
+        world.received.push(ReceivedRequest {
+            action: action.clone(),
+            account: String::new(),
+            region: String::new(),
+            service: "sts".to_string(),
+            params: params.clone(),
+        });
+        return (
+            None,
+            Duration::ZERO,
+            assume_role(&mut world, &action, &params),
+        );
+    }
     let Some((key, region, service)) = scope else {
         let body = ec2_error("MissingAuthenticationToken", "request is not signed");
         return (None, Duration::ZERO, (403, body));
@@ -212,7 +246,7 @@ fn answer(
             ("ec2", "DescribeFastLaunchImages") => {
                 describe_fast_launch_images(world, &account, &region, &params)
             }
-            ("sts", "AssumeRole") => assume_role(world, &params),
+            ("sts", "AssumeRole") => assume_role(world, &action, &params),
             ("sts", "GetCallerIdentity") => get_caller_identity(&account),
             _ => error(400, "InvalidAction", &format!("unknown action {action:?}")),
         }
@@ -220,8 +254,15 @@ fn answer(
     (fault, delay, reply)
 }
 
+/// An answer with AWS's headers: the content type and `x-amzn-requestid`, carrying the request
+/// id the body names (EC2's `<requestId>`/`<RequestID>`, STS's `<RequestId>`).
 fn xml_response(status: u16, body: String) -> Response<Full<Bytes>> {
+    let request_id = crate::simulator::body_request_id(body.as_bytes())
+        .and_then(|id| hyper::header::HeaderValue::from_str(id).ok());
     let mut response = Response::new(Full::new(Bytes::from(body)));
+    if let Some(id) = request_id {
+        response.headers_mut().insert("x-amzn-requestid", id);
+    }
     *response.status_mut() =
         StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     response.headers_mut().insert(

@@ -1,11 +1,18 @@
-//! The STS query protocol for `AssumeRole` and `GetCallerIdentity`: XML answers and STS's
-//! `<ErrorResponse>` errors. AssumeRole issues keys that map to the role's account and expire.
+//! The STS query protocol for `AssumeRole`, `AssumeRoleWithWebIdentity` (unsigned, as IRSA and
+//! the web identity provider call it) and `GetCallerIdentity`: XML answers and STS's
+//! `<ErrorResponse>` errors. Both AssumeRole actions issue keys that map to the role's account and
+//! expire.
 
 use std::time::{Duration, SystemTime};
 
 use super::{escape_xml, iso8601, request_id, World};
 
-pub(super) fn assume_role(world: &mut World, params: &[(String, String)]) -> (u16, String) {
+/// `AssumeRole` (signed by the caller) or `AssumeRoleWithWebIdentity` (unsigned, with a token).
+pub(super) fn assume_role(
+    world: &mut World,
+    action: &str,
+    params: &[(String, String)],
+) -> (u16, String) {
     let get = |name: &str| {
         params
             .iter()
@@ -23,6 +30,12 @@ pub(super) fn assume_role(world: &mut World, params: &[(String, String)]) -> (u1
                 "AccessDenied",
                 &format!("User is not authorized to perform: sts:AssumeRole on resource: {arn}"),
             ),
+        );
+    }
+    if action == "AssumeRoleWithWebIdentity" && get("WebIdentityToken").is_none_or(str::is_empty) {
+        return (
+            400,
+            sts_error("MissingParameter", "WebIdentityToken is required"),
         );
     }
     let session = get("RoleSessionName").unwrap_or("session");
@@ -45,12 +58,12 @@ pub(super) fn assume_role(world: &mut World, params: &[(String, String)]) -> (u1
     (
         200,
         format!(
-            "<AssumeRoleResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><AssumeRoleResult>\
+            "<{action}Response xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><{action}Result>\
              <AssumedRoleUser><AssumedRoleId>AROASIMULATED:{session}</AssumedRoleId>\
              <Arn>arn:aws:sts::{account}:assumed-role/{role_name}/{session}</Arn></AssumedRoleUser>\
              <Credentials><AccessKeyId>{key}</AccessKeyId><SecretAccessKey>simulated-secret</SecretAccessKey>\
              <SessionToken>simulated-session-token</SessionToken><Expiration>{expiration}</Expiration></Credentials>\
-             </AssumeRoleResult><ResponseMetadata><RequestId>{}</RequestId></ResponseMetadata></AssumeRoleResponse>",
+             </{action}Result><ResponseMetadata><RequestId>{}</RequestId></ResponseMetadata></{action}Response>",
             request_id(),
             session = escape_xml(session),
             role_name = escape_xml(role_name),

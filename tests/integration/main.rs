@@ -4,6 +4,7 @@
 
 mod assets;
 mod collection;
+mod credentials;
 mod faults;
 mod harness;
 mod operations;

@@ -11,6 +11,14 @@ use crate::harness::*;
 const OTHER_ROLE_ACCOUNT: &str = "333333333333";
 const OTHER_ROLE_ARN: &str = "arn:aws:iam::333333333333:role/FastLaunchReader";
 
+fn success(text: &str, region: &str) -> Option<f64> {
+    value(
+        text,
+        "fast_launch_exporter_collection_success",
+        &[("aws_region", region)],
+    )
+}
+
 fn describes(text: &str, region: &str) -> Option<f64> {
     value(
         text,
@@ -49,7 +57,10 @@ async fn reload_adds_and_removes_targets_keeps_the_others_and_refuses_bad_files(
     exporter.signal("HUP");
     let text = exporter
         .wait_for_metrics("ap-south-1 collected, eu-west-1 gone", |t| {
-            describes(t, "ap-south-1") == Some(1.0) && describes(t, "eu-west-1").is_none()
+            // The request is counted when it is sent; the images land when it is answered.
+            describes(t, "ap-south-1") == Some(1.0)
+                && success(t, "ap-south-1") == Some(1.0)
+                && describes(t, "eu-west-1").is_none()
         })
         .await;
     assert!(find(
@@ -277,6 +288,19 @@ fn check_config_prints_the_resolved_targets_or_exits_2() {
     assert_eq!(code, Some(2));
     assert!(
         stderr.contains(r#"regions[0]: "moon-1" is not a region name"#),
+        "{stderr}"
+    );
+
+    // A well-formed region this build does not know: accepted, with a warning.
+    let (code, stdout, stderr) = run_command(
+        "http://127.0.0.1:9",
+        &["check-config"],
+        Some("regions: [xy-central-3]\n"),
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("xy-central-3"), "{stdout}");
+    assert!(
+        stderr.contains(r#"warning: regions[0]: "xy-central-3" is not a region this build knows"#),
         "{stderr}"
     );
 }
