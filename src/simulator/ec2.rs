@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{escape_xml, iso8601, request_id, World};
+use super::{escape_xml, iso8601, param, request_id, World};
 use crate::model::{FastLaunchImage, FastLaunchState};
 
 /// The most images one page returns when the request has no `MaxResults`.
@@ -15,12 +15,7 @@ pub(super) fn describe_fast_launch_images(
     region: &str,
     params: &[(String, String)],
 ) -> (u16, String) {
-    let get = |name: &str| {
-        params
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    };
+    let get = |name: &str| param(params, name);
     if get("DryRun") == Some("true") {
         return (
             412,

@@ -70,6 +70,14 @@ pub(crate) fn escape_xml(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// The first value of a form or query parameter.
+fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
 /// The request id an AWS XML answer carries in its body.
 fn body_request_id(body: &[u8]) -> Option<&str> {
     let text = std::str::from_utf8(body).ok()?;

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use super::World;
+use super::{param, World};
 
 /// Credentials for the account the request names, or the portal's error.
 pub(super) fn get_role_credentials(
@@ -12,12 +12,7 @@ pub(super) fn get_role_credentials(
     query: &[(String, String)],
     bearer_token: Option<&str>,
 ) -> (u16, String) {
-    let get = |name: &str| {
-        query
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    };
+    let get = |name: &str| param(query, name);
     if bearer_token.is_none_or(str::is_empty) {
         return (
             401,

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use super::{escape_xml, iso8601, request_id, World};
+use super::{escape_xml, iso8601, param, request_id, World};
 
 /// `AssumeRole` (signed by the caller) or `AssumeRoleWithWebIdentity` (unsigned, with a token).
 pub(super) fn assume_role(
@@ -13,12 +13,7 @@ pub(super) fn assume_role(
     action: &str,
     params: &[(String, String)],
 ) -> (u16, String) {
-    let get = |name: &str| {
-        params
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    };
+    let get = |name: &str| param(params, name);
     let arn = get("RoleArn").unwrap_or_default().to_string();
     let Ok(account) = crate::config::role_account_id(&arn) else {
         return (400, sts_error("ValidationError", "invalid RoleArn"));

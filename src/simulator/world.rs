@@ -153,10 +153,7 @@ pub struct ReceivedRequest {
 impl ReceivedRequest {
     /// The first value of a parameter.
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.params
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        super::param(&self.params, name)
     }
 }
 
