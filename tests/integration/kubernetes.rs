@@ -1,0 +1,1 @@
+//! Kubernetes manifests: every kustomize variant renders and says what it must.

@@ -1,0 +1,1 @@
+//! Project files: LICENSE, CHANGELOG, SECURITY, and the systemd unit (systemd-analyze verify).
