@@ -86,6 +86,8 @@ pub fn populated_snapshot(images: usize) -> Snapshot {
             successful: true,
             last_success: now,
         },
+        interval: Duration::from_secs(300),
+        max_staleness: Duration::from_secs(900),
     }
 }
 

@@ -207,7 +207,7 @@ impl MetricsRenderer {
             }));
             x.sample("fast_launch_exporter_account_info", &labels, 1.0);
         }
-        render_targets(&mut x, &targets);
+        render_targets(&mut x, &targets, snapshot);
         x.family(
             "fast_launch_exporter_build_info",
             "gauge",
@@ -361,7 +361,7 @@ fn render_images(x: &mut Exposition, groups: &[ImageGroup<'_>], now: f64) {
 }
 
 /// The per-target families.
-fn render_targets(x: &mut Exposition, targets: &[&TargetView]) {
+fn render_targets(x: &mut Exposition, targets: &[&TargetView], snapshot: &Snapshot) {
     let labels = |t: &TargetView| -> [(&'static str, String); 2] {
         [
             ("aws_account_id", t.account_id.clone().unwrap_or_default()),
@@ -394,6 +394,18 @@ fn render_targets(x: &mut Exposition, targets: &[&TargetView]) {
             |t| Some(t.images.as_ref().map_or(0, |i| i.len()) as f64),
         ),
     ];
+    let settings: [(&str, &str, f64); 2] = [
+        (
+            "fast_launch_exporter_collection_interval_seconds",
+            "The target's collection.interval, in seconds (for alerts relative to it).",
+            snapshot.interval.as_secs_f64(),
+        ),
+        (
+            "fast_launch_exporter_max_staleness_seconds",
+            "The target's collection.max_staleness, in seconds: its image series are dropped when its last success is older.",
+            snapshot.max_staleness.as_secs_f64(),
+        ),
+    ];
     for (name, help, value) in gauges {
         x.family(name, "gauge", help);
         for target in targets {
@@ -401,6 +413,14 @@ fn render_targets(x: &mut Exposition, targets: &[&TargetView]) {
                 let [(a, account), (r, region)] = labels(target);
                 x.sample(name, &[(a, &account), (r, &region)], v);
             }
+        }
+    }
+
+    for (name, help, value) in settings {
+        x.family(name, "gauge", help);
+        for target in targets {
+            let [(a, account), (r, region)] = labels(target);
+            x.sample(name, &[(a, &account), (r, &region)], value);
         }
     }
 

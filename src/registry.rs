@@ -99,6 +99,11 @@ pub struct Snapshot {
     pub static_label_names: Vec<String>,
     /// The last reload.
     pub reload: ReloadStatus,
+    /// `collection.interval` and `collection.max_staleness`, exported per target so that
+    /// alerts can be relative to them (zero before the first reconcile).
+    pub interval: Duration,
+    /// See `interval`.
+    pub max_staleness: Duration,
 }
 
 /// What a reconcile changed.
@@ -675,6 +680,14 @@ impl Registry {
             targets,
             static_label_names: static_label_names.into_iter().collect(),
             reload: state.reload,
+            interval: state
+                .settings
+                .as_ref()
+                .map_or(Duration::ZERO, |s| s.interval),
+            max_staleness: state
+                .settings
+                .as_ref()
+                .map_or(Duration::ZERO, |s| s.max_staleness),
         }
     }
 }

@@ -146,8 +146,27 @@ fn every_alert_has_annotations_a_runbook_section_and_rule_tests() {
         "FastLaunchDataStale",
         "FastLaunchThrottled",
         "FastLaunchExporterDown",
+        "FastLaunchConfigReloadFailed",
+        "FastLaunchUnknownState",
+        "FastLaunchImageDisappeared",
     ] {
         assert!(alert_names().contains(expected), "{expected}");
+    }
+    // Labels stay stable (free text only in annotations), and every alert about an account
+    // carries its name.
+    for rule in &rules {
+        let name = rule["alert"].as_str().unwrap();
+        let expr = rule["expr"].as_str().unwrap();
+        assert!(
+            !expr.contains("group_left (reason)") && !expr.contains("reason)"),
+            "{name}: reason in labels"
+        );
+        if expr.contains("aws_account_id") || expr.contains("fast_launch_exporter_collection") {
+            assert!(
+                expr.contains("group_left (account_name)"),
+                "{name}: no account_name join"
+            );
+        }
     }
 }
 
@@ -288,8 +307,11 @@ fn dashboard_queries() -> Vec<(String, String)> {
             let expr = target["expr"]
                 .as_str()
                 .unwrap()
+                // Grafana's "All" (allValue) for every variable, and $__rate_interval as
+                // 4 × the 15 s scrape interval.
                 .replace("$account", ".*")
                 .replace("$region", ".*")
+                .replace("$image", ".*")
                 .replace("$__rate_interval", "1m")
                 .replace("$__range", "5m")
                 .replace("$__interval", "15s");
@@ -301,10 +323,21 @@ fn dashboard_queries() -> Vec<(String, String)> {
         .iter()
         .filter_map(|v| v["name"].as_str())
         .collect();
+    assert_eq!(names, ["datasource", "account", "region", "image"]);
+    let account = &variables[1];
     assert!(
-        names.contains(&"account") && names.contains(&"region"),
-        "{names:?}"
+        account["regex"].as_str().unwrap().contains("account_name"),
+        "the account variable shows names: {account}"
     );
+    for panel in dashboard["panels"].as_array().unwrap() {
+        if panel["type"] != "row" {
+            assert!(
+                panel["fieldConfig"]["defaults"]["unit"].is_string(),
+                "panel {} has no unit",
+                panel["title"]
+            );
+        }
+    }
     queries
 }
 
@@ -331,7 +364,7 @@ impl Prometheus {
             .port();
         let address = format!("127.0.0.1:{port}");
         let config = format!(
-            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\n\
+            "global: {{scrape_interval: 15s, evaluation_interval: 15s}}\n\
              rule_files: [{}]\n\
              scrape_configs:\n  - job_name: fast-launch-exporter\n    static_configs: [{{targets: ['{exporter_address}']}}]\n",
             root().join("deploy/prometheus/alerts.yaml").display()
@@ -426,7 +459,8 @@ async fn real_prometheus_scrapes_the_demo_loads_the_alerts_and_answers_every_das
     ])
     .await;
     let prometheus = Prometheus::start(&exporter.address).await;
-    let limit = Duration::from_secs(90);
+    // Prometheus scrapes every 15 s, as in production: rate windows need two scrapes.
+    let limit = Duration::from_secs(120);
 
     eventually("target up", limit, || async {
         let result = prometheus.query("up{job=\"fast-launch-exporter\"}").await;
@@ -463,12 +497,16 @@ async fn real_prometheus_scrapes_the_demo_loads_the_alerts_and_answers_every_das
                     }
                     if name == "FastLaunchImageFailed" {
                         let alerts = rule["alerts"].as_array().unwrap_or(&no_rules);
+                        // Stable labels (account_name joined, no reason); the reason in
+                        // the description.
                         let named = alerts.iter().any(|a| {
                             a["labels"]["image_id"] == image.as_str()
                                 && (a["state"] == "pending" || a["state"] == "firing")
-                                && a["labels"]["reason"]
+                                && a["labels"]["account_name"] == "tooling"
+                                && a["labels"]["reason"].is_null()
+                                && a["annotations"]["description"]
                                     .as_str()
-                                    .is_some_and(|r| !r.is_empty())
+                                    .is_some_and(|d| d.contains("Reason: Client."))
                         });
                         if !named {
                             return Some(format!(

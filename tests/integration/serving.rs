@@ -22,11 +22,13 @@ const CONTRACT: [&str; 17] = [
     "fast_launch_exporter_aws_requests_total",
     "fast_launch_exporter_build_info",
     "fast_launch_exporter_collection_duration_seconds",
+    "fast_launch_exporter_collection_interval_seconds",
     "fast_launch_exporter_collection_success",
     "fast_launch_exporter_config_last_reload_success_timestamp_seconds",
     "fast_launch_exporter_config_last_reload_successful",
     "fast_launch_exporter_images",
     "fast_launch_exporter_last_success_timestamp_seconds",
+    "fast_launch_exporter_max_staleness_seconds",
 ];
 
 /// A running exporter with two targets, one of which has been throttled once.
@@ -83,6 +85,15 @@ async fn metrics_are_exactly_the_contract_with_help_and_no_timestamps() {
         .collect();
     assert_eq!(families, CONTRACT.into_iter().collect::<BTreeSet<_>>());
     assert!(text.contains("# TYPE process_resident_memory_bytes gauge"));
+    // The settings alerts are relative to, per target: interval 1m, max_staleness 3 × interval.
+    for (name, expected) in [
+        ("fast_launch_exporter_collection_interval_seconds", 60.0),
+        ("fast_launch_exporter_max_staleness_seconds", 180.0),
+    ] {
+        let found = find(&text, name, &[("aws_region", "us-east-1")]);
+        assert_eq!(found.len(), 2, "{name}: one per target\n{text}");
+        assert!(found.iter().all(|s| s.value == expected), "{found:?}");
+    }
     for line in text
         .lines()
         .filter(|l| l.starts_with("# HELP aws_ec2_fast_launch_image_"))
