@@ -26,6 +26,7 @@ pub mod calls;
 pub mod collector;
 pub mod config;
 pub mod demo;
+pub mod healthcheck;
 pub mod http;
 pub mod logging;
 pub mod metrics;

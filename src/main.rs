@@ -89,6 +89,10 @@ enum Command {
         #[arg(long = "output", value_enum, default_value = "table")]
         output: OutputFormat,
     },
+    /// Probe /-/healthy of the exporter running with the same --web.listen-address and
+    /// --web.config.file (for Docker/ECS HEALTHCHECK in a shell-less image); exit 0 if healthy,
+    /// 1 if not.
+    Healthcheck,
 }
 
 /// `check-permissions --output` values.
@@ -361,6 +365,19 @@ async fn main() -> ExitCode {
         web_config,
     };
     match &flags.command {
+        Some(Command::Healthcheck) => {
+            let address = fast_launch_exporter::healthcheck::probe_address(&flags.listen_address);
+            return match fast_launch_exporter::healthcheck::probe(&address, &web.web_config).await {
+                Ok(message) => {
+                    println!("{message}");
+                    ExitCode::SUCCESS
+                }
+                Err(message) => {
+                    eprintln!("fast-launch-exporter: unhealthy: {message}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Some(Command::Demo(demo_flags)) => {
             let listener = match listen(&flags.listen_address, &web.telemetry_path).await {
                 Ok(listener) => listener,

@@ -9,7 +9,7 @@ use fast_launch_exporter::simulator::Fault;
 use crate::harness::*;
 
 /// Every metric family of the contract (process_* aside).
-const CONTRACT: [&str; 17] = [
+const CONTRACT: [&str; 19] = [
     "aws_ec2_fast_launch_image_info",
     "aws_ec2_fast_launch_image_max_parallel_launches",
     "aws_ec2_fast_launch_image_state",

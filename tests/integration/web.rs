@@ -314,3 +314,92 @@ fn shipped_web_config_example_is_valid_with_real_certificates() {
         "the example's hash is of change-me"
     );
 }
+
+/// Runs `healthcheck` with `args`: (exit code, stdout + stderr).
+async fn healthcheck(args: Vec<String>) -> (Option<i32>, String) {
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(BIN)
+            .env_clear()
+            .arg("healthcheck")
+            .args(args)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    (
+        output.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthcheck_probes_plain_tls_basic_auth_and_mutual_tls_servers() {
+    let sim = simulator().await;
+    let plain = Exporter::start(&sim.url(), "regions: [us-east-1]\n", &[]).await;
+    let (code, out) = healthcheck(vec![format!("--web.listen-address={}", plain.address)]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("healthy"), "{out}");
+
+    let pki = pki();
+    let hash = bcrypt::hash("s3cret-pass", 4).unwrap();
+    let basic = pki.web_config(&format!(
+        "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n\
+         basic_auth_users:\n  prometheus: '{hash}'\n"
+    ));
+    let exporter = Exporter::start(
+        &sim.url(),
+        "regions: [us-east-1]\n",
+        &["--web.config.file", &basic],
+    )
+    .await;
+    let (code, out) = healthcheck(vec![
+        format!("--web.listen-address={}", exporter.address),
+        format!("--web.config.file={basic}"),
+    ])
+    .await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("basic auth"), "{out}");
+    drop(exporter);
+
+    let mtls_path = pki.dir.path().join("mtls.yml");
+    std::fs::write(
+        &mtls_path,
+        "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.pem\n",
+    )
+    .unwrap();
+    let mtls = mtls_path.display().to_string();
+    let exporter = Exporter::start(
+        &sim.url(),
+        "regions: [us-east-1]\n",
+        &["--web.config.file", &mtls],
+    )
+    .await;
+    let (code, out) = healthcheck(vec![
+        format!("--web.listen-address={}", exporter.address),
+        format!("--web.config.file={mtls}"),
+    ])
+    .await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("requires a client certificate"), "{out}");
+    // Plain HTTP against the TLS server is not healthy: the probe speaks as configured.
+    let (code, out) = healthcheck(vec![format!("--web.listen-address={}", exporter.address)]).await;
+    assert_eq!(code, Some(1), "{out}");
+    drop(exporter);
+
+    // Nothing listening: unhealthy, exit 1.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().to_string()
+    };
+    let (code, out) = healthcheck(vec![format!("--web.listen-address={closed}")]).await;
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("unhealthy") && out.contains("cannot connect"),
+        "{out}"
+    );
+}
