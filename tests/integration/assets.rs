@@ -534,7 +534,9 @@ async fn real_prometheus_scrapes_the_demo_loads_the_alerts_and_answers_every_das
                                 && a["labels"]["reason"].is_null()
                                 && a["annotations"]["description"]
                                     .as_str()
-                                    .is_some_and(|d| d.contains("Reason: Client."))
+                                    .is_some_and(|d| {
+                                        d.contains("Reason: ") && !d.contains("Reason: unknown")
+                                    })
                         });
                         if !named {
                             return Some(format!(
