@@ -602,3 +602,56 @@ async fn demo_metrics_change_within_a_minute() {
     let logs = exporter.logs();
     assert!(logs.contains("demo: open these"), "{logs}");
 }
+
+#[test]
+fn the_runbook_base_is_set_in_one_place_for_every_alert() {
+    if !tool_available(
+        "kubectl",
+        &["version", "--client"],
+        "the_runbook_base_is_set_in_one_place_for_every_alert",
+    ) {
+        return;
+    }
+    // A copy of the base with only the `runbook_base` line changed.
+    let copy = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(root().join("deploy/kubernetes")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            std::fs::copy(&path, copy.path().join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let kustomization = copy.path().join("kustomization.yaml");
+    let text = std::fs::read_to_string(&kustomization).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("- runbook_base="))
+        .expect("runbook_base in kustomization.yaml");
+    let changed = text.replace(line, "      - runbook_base=https://wiki.example.com/fast-launch");
+    std::fs::write(&kustomization, changed).unwrap();
+    let output = Command::new("kubectl")
+        .args(["kustomize"])
+        .arg(copy.path())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let rendered = String::from_utf8(output.stdout).unwrap();
+    let urls: Vec<&str> = rendered
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("runbook_url: "))
+        .collect();
+    assert_eq!(urls.len(), alert_names().len(), "{rendered}");
+    for url in urls {
+        assert!(
+            url.starts_with("https://wiki.example.com/fast-launch#fastlaunch"),
+            "{url}"
+        );
+    }
+    assert!(
+        !rendered.contains("fast-launch-exporter-runbook"),
+        "the settings ConfigMap is local-config, not applied"
+    );
+}
