@@ -532,11 +532,9 @@ async fn real_prometheus_scrapes_the_demo_loads_the_alerts_and_answers_every_das
                                 && (a["state"] == "pending" || a["state"] == "firing")
                                 && a["labels"]["account_name"] == "tooling"
                                 && a["labels"]["reason"].is_null()
-                                && a["annotations"]["description"]
-                                    .as_str()
-                                    .is_some_and(|d| {
-                                        d.contains("Reason: ") && !d.contains("Reason: unknown")
-                                    })
+                                && a["annotations"]["description"].as_str().is_some_and(|d| {
+                                    d.contains("Reason: ") && !d.contains("Reason: unknown")
+                                })
                         });
                         if !named {
                             return Some(format!(
@@ -626,7 +624,10 @@ fn the_runbook_base_is_set_in_one_place_for_every_alert() {
         .lines()
         .find(|l| l.trim_start().starts_with("- runbook_base="))
         .expect("runbook_base in kustomization.yaml");
-    let changed = text.replace(line, "      - runbook_base=https://wiki.example.com/fast-launch");
+    let changed = text.replace(
+        line,
+        "      - runbook_base=https://wiki.example.com/fast-launch",
+    );
     std::fs::write(&kustomization, changed).unwrap();
     let output = Command::new("kubectl")
         .args(["kustomize"])
