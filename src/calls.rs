@@ -19,14 +19,20 @@ pub enum Api {
     AssumeRole,
     /// `sts:GetCallerIdentity`
     GetCallerIdentity,
+    /// `sqs:ReceiveMessage` (the event queue)
+    ReceiveMessage,
+    /// `sqs:DeleteMessageBatch` (the event queue)
+    DeleteMessageBatch,
 }
 
 impl Api {
     /// Every API, in label order.
-    pub const ALL: [Api; 3] = [
+    pub const ALL: [Api; 5] = [
         Api::DescribeFastLaunchImages,
         Api::AssumeRole,
         Api::GetCallerIdentity,
+        Api::ReceiveMessage,
+        Api::DeleteMessageBatch,
     ];
 
     /// The operation name, as AWS spells it.
@@ -35,6 +41,8 @@ impl Api {
             Api::DescribeFastLaunchImages => "DescribeFastLaunchImages",
             Api::AssumeRole => "AssumeRole",
             Api::GetCallerIdentity => "GetCallerIdentity",
+            Api::ReceiveMessage => "ReceiveMessage",
+            Api::DeleteMessageBatch => "DeleteMessageBatch",
         }
     }
 
@@ -129,6 +137,11 @@ error_codes! {
     InvalidParameter => "InvalidParameter",
     InvalidParameterCombination => "InvalidParameterCombination",
     InvalidParameterValue => "InvalidParameterValue",
+    InvalidAddress => "InvalidAddress",
+    QueueDoesNotExist => "QueueDoesNotExist",
+    OverLimit => "OverLimit",
+    RequestThrottled => "RequestThrottled",
+    KmsAccessDenied => "KmsAccessDenied",
     MissingParameter => "MissingParameter",
     OptInRequired => "OptInRequired",
     RegionDisabledException => "RegionDisabledException",
@@ -226,7 +239,7 @@ pub trait AttemptSink: Send + Sync + fmt::Debug {
 /// Requests and errors of one target, by API and error code label.
 #[derive(Debug, Default)]
 pub struct ApiCounters {
-    requests: [AtomicU64; 3],
+    requests: [AtomicU64; 5],
     errors: Mutex<BTreeMap<(Api, &'static str), u64>>,
     /// The API whose attempt is on the wire now (index + 1; 0 = none). A target's calls are
     /// sequential, so one slot suffices; a collection cut by its timeout reads it.

@@ -13,14 +13,15 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::sync::Semaphore;
+use tokio::sync::{mpsc, Semaphore};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info_span, warn, Instrument};
 
 use crate::calls::{Api, ApiCounters, ApiError, AttemptSink, ErrorCode};
 use crate::config::CollectionSettings;
-use crate::model::{FastLaunchImage, FastLaunchState, Query, TargetKey, TargetSpec};
+use crate::events::Queue;
+use crate::model::{FastLaunchImage, FastLaunchState, Query, QueueSpec, TargetKey, TargetSpec};
 use crate::registry::Registry;
 
 /// The longest start-up jitter; the concurrency limit spreads larger fleets anyway.
@@ -43,7 +44,8 @@ pub trait Fetch: Send + Sync {
     fn check_describe_permission(&self) -> BoxFuture<'_, Result<(), ApiError>>;
 }
 
-/// Builds the AWS calls of a target from its spec, reporting every attempt into `sink`.
+/// Builds the AWS calls of a target from its spec, and of the event queue, reporting every
+/// attempt into `sink`.
 pub trait Connect: Send + Sync {
     /// The target's client, with `max_attempts` attempts per call.
     fn connect(
@@ -52,6 +54,13 @@ pub trait Connect: Send + Sync {
         max_attempts: u32,
         sink: Arc<dyn AttemptSink>,
     ) -> Arc<dyn Fetch>;
+    /// The event queue's client.
+    fn connect_queue(
+        &self,
+        queue: &QueueSpec,
+        max_attempts: u32,
+        sink: Arc<dyn AttemptSink>,
+    ) -> Arc<dyn Queue>;
 }
 
 /// Why a target's collection failed.
@@ -119,13 +128,17 @@ pub fn start_jitter(interval: Duration, draw: f64) -> Duration {
         .mul_f64(draw.clamp(0.0, 1.0))
 }
 
-/// One target's loop: collect after a jitter, then every interval, until `cancel`.
+/// One target's loop: collect after a jitter, then every interval, and when an event asks
+/// (`triggers`: the event's time), until `cancel`. Events within `event_debounce` of the first
+/// share one collection; the loop is sequential, so an event's collection never overlaps the
+/// scheduled one.
 pub(crate) async fn run_target(
     registry: Arc<Registry>,
     run: TargetRun,
     settings: CollectionSettings,
     semaphore: Arc<Semaphore>,
     cancel: CancellationToken,
+    mut triggers: mpsc::Receiver<Option<SystemTime>>,
 ) {
     let jitter = start_jitter(settings.interval, fastrand::f64());
     tokio::select! {
@@ -136,10 +149,24 @@ pub(crate) async fn run_target(
     // A collection that overruns delays the next one rather than bunching them up.
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
+        // None: the schedule; Some(time): an event (and the time it happened, when known).
+        let event: Option<Option<SystemTime>> = tokio::select! {
+            _ = ticker.tick() => None,
+            Some(first) = triggers.recv() => {
+                let mut latest = first;
+                let window = tokio::time::sleep(settings.event_debounce);
+                tokio::pin!(window);
+                loop {
+                    tokio::select! {
+                        _ = &mut window => break,
+                        Some(next) = triggers.recv() => latest = latest.max(next),
+                        _ = cancel.cancelled() => return,
+                    }
+                }
+                Some(latest)
+            }
             _ = cancel.cancelled() => return,
-        }
+        };
         let permit = tokio::select! {
             permit = semaphore.acquire() => permit,
             _ = cancel.cancelled() => return,
@@ -148,6 +175,13 @@ pub(crate) async fn run_target(
         tokio::select! {
             _ = collect_target(&registry, &run, &settings) => {}
             _ = cancel.cancelled() => return,
+        }
+        if let Some(Some(happened)) = event {
+            registry.record_event_lag(
+                SystemTime::now()
+                    .duration_since(happened)
+                    .unwrap_or_default(),
+            );
         }
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-pub use crate::model::{Filter, Query, RoleSpec};
+pub use crate::model::{Filter, Query, QueueSpec, RoleSpec};
 use crate::model::{TargetKey, TargetSpec};
 
 /// A configuration that could not be read or is invalid. The message names the place in the file.
@@ -56,6 +56,18 @@ struct RawConfig {
     image_ids: Option<Vec<String>>,
     filters: Option<Vec<RawFilter>>,
     accounts: Option<Vec<RawAccount>>,
+    events: Option<RawEvents>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEvents {
+    queue_url: String,
+    role_arn: Option<String>,
+    external_id: Option<String>,
+    wait_time: Option<String>,
+    max_messages: Option<u64>,
+    debounce: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -104,6 +116,10 @@ pub const DEFAULT_CONCURRENCY: usize = 16;
 pub const DEFAULT_PAGE_SIZE: i32 = 200;
 /// Default attempts per AWS call (the SDK's standard retry mode).
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+/// Default `events.debounce`.
+pub const DEFAULT_DEBOUNCE: Duration = Duration::from_secs(2);
+/// Default `events.wait_time`: SQS long polling's maximum.
+pub const DEFAULT_WAIT_TIME: Duration = Duration::from_secs(20);
 /// Default session name for AssumeRole.
 pub const DEFAULT_SESSION_NAME: &str = "fast-launch-exporter";
 /// Filter names that DescribeFastLaunchImages accepts (EC2 API reference).
@@ -124,6 +140,8 @@ pub struct CollectionSettings {
     pub max_staleness: Duration,
     /// Attempts per AWS call, retries included.
     pub max_attempts: u32,
+    /// Events for one target within this window cause one collection (`events.debounce`).
+    pub event_debounce: Duration,
 }
 
 impl Default for CollectionSettings {
@@ -135,6 +153,7 @@ impl Default for CollectionSettings {
             page_size: DEFAULT_PAGE_SIZE,
             max_staleness: DEFAULT_INTERVAL * 3,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
+            event_debounce: DEFAULT_DEBOUNCE,
         }
     }
 }
@@ -178,6 +197,19 @@ pub struct Config {
     pub accounts: Vec<AccountConfig>,
     /// Things that are valid but look wrong (a region this build does not know), for the log.
     pub warnings: Vec<String>,
+    /// The event queue, when `events` is configured.
+    pub events: Option<EventsSettings>,
+}
+
+/// Where and how fast launch state-change events are received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventsSettings {
+    /// The queue.
+    pub queue: QueueSpec,
+    /// Long-poll wait of one `ReceiveMessage`, 1–20 s.
+    pub wait_time: Duration,
+    /// `MaxNumberOfMessages`, 1–10.
+    pub max_messages: i32,
 }
 
 impl Config {
@@ -236,6 +268,7 @@ impl Config {
                 labels: BTreeMap::new(),
             }],
             warnings: Vec::new(),
+            events: None,
         }
     }
 
@@ -299,7 +332,11 @@ impl TryFrom<RawConfig> for Config {
     type Error = ConfigError;
 
     fn try_from(raw: RawConfig) -> Result<Config, ConfigError> {
-        let collection = validate_collection(&raw.collection)?;
+        let mut collection = validate_collection(&raw.collection)?;
+        let events = match raw.events {
+            None => None,
+            Some(raw_events) => Some(validate_events(raw_events, &mut collection)?),
+        };
         let mut warnings = Vec::new();
         let default_regions =
             validate_regions("regions", raw.regions.unwrap_or_default(), &mut warnings)?;
@@ -376,7 +413,130 @@ impl TryFrom<RawConfig> for Config {
             collection,
             accounts,
             warnings,
+            events,
         })
+    }
+}
+
+/// The region and owner account of an SQS queue URL: `https://sqs.<region>.amazonaws.com/<account>/<name>`
+/// (also `.amazonaws.com.cn`, and the legacy `https://<region>.queue.amazonaws.com/...`).
+pub fn queue_url_parts(url: &str) -> Result<(String, String), String> {
+    let bad = || {
+        format!(
+            "{url:?} is not an SQS queue URL (https://sqs.<region>.amazonaws.com/<account id>/<queue name>)"
+        )
+    };
+    let rest = url.strip_prefix("https://").ok_or_else(bad)?;
+    let mut parts = rest.split('/');
+    let host = parts.next().unwrap_or_default();
+    let account = parts.next().unwrap_or_default();
+    let name = parts.next().unwrap_or_default();
+    if parts.next().is_some_and(|p| !p.is_empty()) || name.is_empty() {
+        return Err(bad());
+    }
+    if account.len() != 12 || !account.chars().all(|c| c.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let region = host
+        .strip_prefix("sqs.")
+        .and_then(|h| h.split_once('.'))
+        .map(|(region, _)| region)
+        .or_else(|| host.split_once(".queue.").map(|(region, _)| region))
+        .ok_or_else(bad)?;
+    check_region(region).map_err(|_| bad())?;
+    Ok((region.to_string(), account.to_string()))
+}
+
+fn validate_events(
+    raw: RawEvents,
+    collection: &mut CollectionSettings,
+) -> Result<EventsSettings, ConfigError> {
+    let (region, account_id) =
+        queue_url_parts(&raw.queue_url).map_err(|m| invalid("events.queue_url", m))?;
+    let role = match raw.role_arn {
+        None => {
+            if raw.external_id.is_some() {
+                return Err(invalid(
+                    "events.external_id",
+                    "is set but role_arn is not; it only applies to AssumeRole",
+                ));
+            }
+            None
+        }
+        Some(arn) => {
+            let role_account = role_account_id(&arn).map_err(|m| invalid("events.role_arn", m))?;
+            if let Some(external_id) = &raw.external_id {
+                check_external_id("events.external_id", external_id)?;
+            }
+            Some(RoleSpec {
+                arn,
+                account_id: role_account,
+                external_id: raw.external_id,
+                session_name: DEFAULT_SESSION_NAME.to_string(),
+                duration: None,
+            })
+        }
+    };
+    let wait_time = match &raw.wait_time {
+        None => DEFAULT_WAIT_TIME,
+        Some(text) => {
+            let d = parse_duration("events.wait_time", text)?;
+            // WaitTimeSeconds: 0–20 per the SQS API reference; 0 would poll in a busy loop.
+            if !(1..=20).contains(&d.as_secs()) || d.subsec_nanos() != 0 {
+                return Err(invalid(
+                    "events.wait_time",
+                    format!("{text:?} must be whole seconds between 1s and 20s"),
+                ));
+            }
+            d
+        }
+    };
+    let max_messages = match raw.max_messages {
+        None => 10,
+        // MaxNumberOfMessages: 1–10 per the SQS API reference.
+        Some(n) if (1..=10).contains(&n) => n as i32,
+        Some(n) => {
+            return Err(invalid(
+                "events.max_messages",
+                format!("\"{n}\" must be between 1 and 10"),
+            ))
+        }
+    };
+    if let Some(text) = &raw.debounce {
+        collection.event_debounce = parse_duration("events.debounce", text)?;
+        if collection.event_debounce > collection.interval {
+            return Err(invalid(
+                "events.debounce",
+                format!("{text:?} is longer than collection.interval"),
+            ));
+        }
+    }
+    Ok(EventsSettings {
+        queue: QueueSpec {
+            url: raw.queue_url,
+            region,
+            account_id,
+            role,
+        },
+        wait_time,
+        max_messages,
+    })
+}
+
+/// ExternalId: 2–1224 characters of `[\w+=,.@:/-]` per the STS AssumeRole API reference; the
+/// value itself is secret-ish and never quoted back.
+fn check_external_id(place: &str, external_id: &str) -> Result<(), ConfigError> {
+    let ok = (2..=1224).contains(&external_id.len())
+        && external_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+=,.@:/-_".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            place,
+            "must be 2 to 1224 characters of letters, digits and +=,.@:/-_ (value not shown)",
+        ))
     }
 }
 
@@ -671,18 +831,7 @@ fn validate_account(
             let account_id =
                 role_account_id(&arn).map_err(|m| invalid(format!("{place}.role_arn"), m))?;
             if let Some(external_id) = &raw.external_id {
-                // Length and characters per the STS AssumeRole API reference; the value itself is
-                // secret-ish and never quoted back.
-                let ok = (2..=1224).contains(&external_id.len())
-                    && external_id
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || "+=,.@:/-_".contains(c));
-                if !ok {
-                    return Err(invalid(
-                        format!("{place}.external_id"),
-                        "must be 2 to 1224 characters of letters, digits and +=,.@:/-_ (value not shown)",
-                    ));
-                }
+                check_external_id(&format!("{place}.external_id"), external_id)?;
             }
             let session_name = raw
                 .session_name
@@ -874,6 +1023,34 @@ accounts:
         );
         assert_eq!(specs[2].query.image_ids, ["ami-0123456789abcdef0"]);
         assert_eq!(specs[2].labels["team"], "w");
+    }
+
+    #[test]
+    fn events_take_the_queue_region_and_account_from_its_url() {
+        let config = Config::from_yaml(
+            "regions: [us-east-1]\nevents:\n  queue_url: https://sqs.eu-west-1.amazonaws.com/999999999999/fast-launch-events\n  debounce: 3s\n  wait_time: 5s\n",
+        )
+        .unwrap();
+        let events = config.events.unwrap();
+        assert_eq!(events.queue.region, "eu-west-1");
+        assert_eq!(events.queue.account_id, "999999999999");
+        assert_eq!(events.wait_time, Duration::from_secs(5));
+        assert_eq!(events.max_messages, 10);
+        assert_eq!(config.collection.event_debounce, Duration::from_secs(3));
+        for (yaml, expected) in [
+            ("events: {queue_url: 'https://example.com/q'}", "events.queue_url: \"https://example.com/q\" is not an SQS queue URL"),
+            ("events: {queue_url: 'https://sqs.us-east-1.amazonaws.com/999999999999/q', wait_time: 30s}", "events.wait_time: \"30s\" must be whole seconds between 1s and 20s"),
+            ("events: {queue_url: 'https://sqs.us-east-1.amazonaws.com/999999999999/q', max_messages: 11}", "events.max_messages: \"11\" must be between 1 and 10"),
+            ("events: {queue_url: 'https://sqs.us-east-1.amazonaws.com/999999999999/q', external_id: abc}", "events.external_id: is set but role_arn is not"),
+            ("events: {queue_url: 'https://sqs.us-east-1.amazonaws.com/999999999999/q', colour: red}", "unknown field `colour`"),
+        ] {
+            let message = error_of(yaml);
+            assert!(message.contains(expected), "{yaml}\n got: {message}");
+        }
+        assert_eq!(
+            queue_url_parts("https://eu-west-1.queue.amazonaws.com/999999999999/q").unwrap(),
+            ("eu-west-1".to_string(), "999999999999".to_string())
+        );
     }
 
     #[test]

@@ -401,6 +401,7 @@ pub fn demo_config(options: &DemoOptions) -> Config {
         },
         accounts,
         warnings: Vec::new(),
+        events: None,
     }
 }
 

@@ -26,6 +26,7 @@ pub mod calls;
 pub mod collector;
 pub mod config;
 pub mod demo;
+pub mod events;
 pub mod healthcheck;
 pub mod http;
 pub mod logging;
@@ -88,7 +89,8 @@ pub async fn run(
     loader: Option<ConfigLoader>,
     shutdown: CancellationToken,
 ) {
-    let registry = Registry::new(Arc::new(connect), shutdown.clone());
+    let connect: Arc<dyn Connect> = Arc::new(connect);
+    let registry = Registry::new(connect.clone(), shutdown.clone());
     let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel::<ReloadRequest>(4);
     let state = Arc::new(http::AppState {
         registry: registry.clone(),
@@ -105,6 +107,22 @@ pub async fn run(
     ));
     let sighup = tokio::spawn(forward_sighup(reload_tx, shutdown.clone()));
     log_warnings(&config);
+    let receiver = config.events.clone().map(|events| {
+        let stats = Arc::new(events::EventStats::new(&events));
+        registry.set_event_stats(Some(stats.clone()));
+        let queue = connect.connect_queue(
+            &events.queue,
+            config.collection.max_attempts,
+            stats.counters.clone(),
+        );
+        tokio::spawn(events::run_receiver(
+            queue,
+            events,
+            registry.clone(),
+            stats,
+            shutdown.clone(),
+        ))
+    });
     registry
         .reconcile(config.target_specs(), config.collection.clone())
         .await;
@@ -117,6 +135,9 @@ pub async fn run(
                     Some(load) => match load() {
                         Ok(new) => {
                             log_warnings(&new);
+                            if new.events != config.events {
+                                warn!("the events section changed: it takes effect at the next restart");
+                            }
                             let report = registry
                                 .reconcile(new.target_specs(), new.collection.clone())
                                 .await;
@@ -143,6 +164,9 @@ pub async fn run(
         }
     }
     registry.stop().await;
+    if let Some(receiver) = receiver {
+        let _ = receiver.await;
+    }
     let _ = sighup.await;
     let _ = server.await;
 }

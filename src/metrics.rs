@@ -12,7 +12,8 @@ use std::time::SystemTime;
 
 use prometheus::{Encoder, TextEncoder};
 
-use crate::calls::Api;
+use crate::calls::{Api, ApiCounters};
+use crate::events::{EventResult, EventStats};
 use crate::model::{FastLaunchImage, FastLaunchState};
 use crate::registry::{Registry, Snapshot, TargetView};
 
@@ -424,24 +425,54 @@ fn render_targets(x: &mut Exposition, targets: &[&TargetView], snapshot: &Snapsh
         }
     }
 
+    // Everything that calls AWS: the targets, and the event queue (under its own account id
+    // and region).
+    let mut callers: Vec<(String, String, Vec<Api>, &ApiCounters)> = targets
+        .iter()
+        .map(|t| {
+            let identity_api = if t.assumes_role {
+                Api::AssumeRole
+            } else {
+                Api::GetCallerIdentity
+            };
+            let [(_, account), (_, region)] = labels(t);
+            (
+                account,
+                region,
+                vec![Api::DescribeFastLaunchImages, identity_api],
+                t.counters.as_ref(),
+            )
+        })
+        .collect();
+    if let Some(events) = &snapshot.events {
+        let mut apis = vec![Api::ReceiveMessage, Api::DeleteMessageBatch];
+        if events.counters.requests(Api::AssumeRole) > 0 {
+            apis.push(Api::AssumeRole);
+        }
+        callers.push((
+            events.account_id.clone(),
+            events.region.clone(),
+            apis,
+            events.counters.as_ref(),
+        ));
+    }
+
     const REQUESTS: &str = "fast_launch_exporter_aws_requests_total";
     x.family(
         REQUESTS,
         "counter",
         "AWS API attempts sent for the target, retries included.",
     );
-    for target in targets {
-        let [(a, account), (r, region)] = labels(target);
-        let identity_api = if target.assumes_role {
-            Api::AssumeRole
-        } else {
-            Api::GetCallerIdentity
-        };
-        for api in [Api::DescribeFastLaunchImages, identity_api] {
+    for (account, region, apis, counters) in &callers {
+        for api in apis {
             x.sample(
                 REQUESTS,
-                &[(a, &account), (r, &region), ("api", api.as_str())],
-                target.counters.requests(api) as f64,
+                &[
+                    ("aws_account_id", account),
+                    ("aws_region", region),
+                    ("api", api.as_str()),
+                ],
+                counters.requests(*api) as f64,
             );
         }
     }
@@ -451,20 +482,58 @@ fn render_targets(x: &mut Exposition, targets: &[&TargetView], snapshot: &Snapsh
         "counter",
         "Failed AWS API attempts for the target, retried or not, by AWS error code (or timeout, connection, other).",
     );
-    for target in targets {
-        let [(a, account), (r, region)] = labels(target);
-        for ((api, code), count) in target.counters.errors() {
+    for (account, region, _, counters) in &callers {
+        for ((api, code), count) in counters.errors() {
             x.sample(
                 ERRORS,
                 &[
-                    (a, &account),
-                    (r, &region),
+                    ("aws_account_id", account),
+                    ("aws_region", region),
                     ("api", api.as_str()),
                     ("error_code", code),
                 ],
                 count as f64,
             );
         }
+    }
+
+    if let Some(events) = &snapshot.events {
+        render_events(x, events);
+    }
+}
+
+/// The event receiver's families.
+fn render_events(x: &mut Exposition, events: &EventStats) {
+    const RECEIVED: &str = "fast_launch_exporter_events_received_total";
+    x.family(
+        RECEIVED,
+        "counter",
+        "Fast launch events received from the queue, by how they were handled: applied (a target collected now), ignored (another detail-type or a target not collected here) or malformed.",
+    );
+    for result in EventResult::ALL {
+        x.sample(
+            RECEIVED,
+            &[("result", result.as_str())],
+            events.received(result) as f64,
+        );
+    }
+    const SUCCESS: &str = "fast_launch_exporter_events_receive_success";
+    x.family(
+        SUCCESS,
+        "gauge",
+        "1 if the last ReceiveMessage on the event queue succeeded, else 0.",
+    );
+    if let Some(ok) = events.receive_success() {
+        x.sample(SUCCESS, &[], if ok { 1.0 } else { 0.0 });
+    }
+    const LAG: &str = "fast_launch_exporter_event_lag_seconds";
+    x.family(
+        LAG,
+        "gauge",
+        "Seconds from the last applied event's time to the end of the collection it caused.",
+    );
+    if let Some(lag) = events.last_lag() {
+        x.sample(LAG, &[], lag.as_secs_f64());
     }
 }
 

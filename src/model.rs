@@ -169,6 +169,19 @@ impl TargetSpec {
     }
 }
 
+/// The SQS queue EventBridge delivers fast launch state-change events to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueSpec {
+    /// The queue URL, as SQS names it (`QueueUrl`).
+    pub url: String,
+    /// The queue's region, from its URL.
+    pub region: String,
+    /// The account that owns the queue, from its URL.
+    pub account_id: String,
+    /// A role to assume to read the queue (None: the base credentials).
+    pub role: Option<RoleSpec>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

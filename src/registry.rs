@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::Semaphore;
+use tokio::sync::{mpsc, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -19,6 +19,7 @@ use tracing::{info, warn};
 use crate::calls::{ApiCounters, ApiError};
 use crate::collector::{self, Connect, Fetch, Outcome, TargetRun};
 use crate::config::CollectionSettings;
+use crate::events::EventStats;
 use crate::model::{FastLaunchImage, TargetKey, TargetSpec};
 use crate::sync::lock;
 
@@ -104,6 +105,8 @@ pub struct Snapshot {
     pub interval: Duration,
     /// See `interval`.
     pub max_staleness: Duration,
+    /// The event receiver's statistics, when events are configured.
+    pub events: Option<Arc<EventStats>>,
 }
 
 /// What a reconcile changed.
@@ -135,6 +138,8 @@ struct Target {
 struct Task {
     cancel: CancellationToken,
     handle: JoinHandle<()>,
+    /// Asks the task to collect now (an event), with the event's time.
+    trigger: mpsc::Sender<Option<SystemTime>>,
 }
 
 #[derive(Debug)]
@@ -161,6 +166,8 @@ pub struct Registry {
     shutdown: CancellationToken,
     state: Mutex<State>,
     reconciling: tokio::sync::Mutex<()>,
+    /// The event receiver's statistics, when events are configured.
+    events: Mutex<Option<Arc<EventStats>>>,
     /// One gate per account key, so that the targets of one account ask GetCallerIdentity once.
     identity_gates: Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -194,6 +201,7 @@ impl Registry {
                 },
             }),
             reconciling: tokio::sync::Mutex::new(()),
+            events: Mutex::new(None),
             identity_gates: Mutex::new(BTreeMap::new()),
         })
     }
@@ -428,14 +436,24 @@ impl Registry {
         for (key, spec, counters) in starting {
             let run = self.target_run(spec, counters, &settings);
             let cancel = self.shutdown.child_token();
+            // A few pending events are plenty: they are debounced into one collection anyway.
+            let (trigger, triggers) = mpsc::channel(16);
             let handle = tokio::spawn(collector::run_target(
                 self.clone(),
                 run,
                 settings.clone(),
                 semaphore.clone(),
                 cancel.clone(),
+                triggers,
             ));
-            tasks.push((key, Task { cancel, handle }));
+            tasks.push((
+                key,
+                Task {
+                    cancel,
+                    handle,
+                    trigger,
+                },
+            ));
         }
         lock(&self.state).tasks.extend(tasks);
         report
@@ -565,6 +583,46 @@ impl Registry {
         update_ready(&mut state);
     }
 
+    /// Asks every served target of (account id, region) to collect now; `time` is when the
+    /// event happened. False when no such target is collected here.
+    pub fn collect_now(&self, account_id: &str, region: &str, time: Option<SystemTime>) -> bool {
+        let state = lock(&self.state);
+        let mut asked = false;
+        for key in state.order.iter().filter(|k| k.region == region) {
+            let Some(target) = state.targets.get(key) else {
+                continue;
+            };
+            let id = target
+                .spec
+                .configured_account_id()
+                .or_else(|| state.resolved_ids.get(&key.account).map(String::as_str));
+            let owner = state
+                .claims
+                .get(&(account_id.to_string(), region.to_string()));
+            if id != Some(account_id) || owner.is_some_and(|o| o != key) {
+                continue;
+            }
+            if let Some(task) = state.tasks.get(key) {
+                // A full channel already holds events that will cause a collection.
+                let _ = task.trigger.try_send(time);
+                asked = true;
+            }
+        }
+        asked
+    }
+
+    /// Shares the event receiver's statistics with the scrapes.
+    pub fn set_event_stats(&self, stats: Option<Arc<EventStats>>) {
+        *lock(&self.events) = stats;
+    }
+
+    /// Records the lag of an applied event whose collection just ended.
+    pub(crate) fn record_event_lag(&self, lag: Duration) {
+        if let Some(stats) = lock(&self.events).as_ref() {
+            stats.record_lag(lag);
+        }
+    }
+
     /// Records the outcome of a reload attempt.
     pub fn record_reload(&self, successful: bool, at: SystemTime) {
         let mut state = lock(&self.state);
@@ -688,6 +746,7 @@ impl Registry {
                 .settings
                 .as_ref()
                 .map_or(Duration::ZERO, |s| s.max_staleness),
+            events: lock(&self.events).clone(),
         }
     }
 }
@@ -861,7 +920,39 @@ mod tests {
 
     struct FakeConnect(Arc<FakeAws>);
 
+    /// A queue that never has a message.
+    struct EmptyQueue;
+
+    impl crate::events::Queue for EmptyQueue {
+        fn receive(
+            &self,
+            wait: Duration,
+            _max_messages: i32,
+        ) -> BoxFuture<'_, Result<Vec<crate::events::QueueMessage>, ApiError>> {
+            Box::pin(async move {
+                tokio::time::sleep(wait).await;
+                Ok(Vec::new())
+            })
+        }
+
+        fn delete<'a>(
+            &'a self,
+            _messages: &'a [crate::events::QueueMessage],
+        ) -> BoxFuture<'a, Result<(), ApiError>> {
+            Box::pin(async { Ok(()) })
+        }
+    }
+
     impl Connect for FakeConnect {
+        fn connect_queue(
+            &self,
+            _queue: &crate::model::QueueSpec,
+            _max_attempts: u32,
+            _sink: Arc<dyn AttemptSink>,
+        ) -> Arc<dyn crate::events::Queue> {
+            Arc::new(EmptyQueue)
+        }
+
         fn connect(
             &self,
             spec: &TargetSpec,

@@ -126,6 +126,16 @@ fn operation_error_code(error: &ErasedError) -> Option<&str> {
     if let Some(e) = error.downcast_ref::<GetCallerIdentityError>() {
         return e.code();
     }
+    if let Some(e) =
+        error.downcast_ref::<aws_sdk_sqs::operation::receive_message::ReceiveMessageError>()
+    {
+        return e.code();
+    }
+    if let Some(e) = error
+        .downcast_ref::<aws_sdk_sqs::operation::delete_message_batch::DeleteMessageBatchError>()
+    {
+        return e.code();
+    }
     None
 }
 

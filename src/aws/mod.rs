@@ -5,6 +5,7 @@
 
 mod accounting;
 mod errors;
+mod sqs;
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -18,7 +19,8 @@ use aws_sdk_ec2::types::{FastLaunchStateCode, Filter as Ec2Filter};
 
 use crate::calls::{Api, ApiError, AttemptSink, ErrorCode};
 use crate::collector::{BoxFuture, Connect, Fetch};
-use crate::model::{FastLaunchImage, FastLaunchState, Query, RoleSpec, TargetSpec};
+use crate::events::Queue;
+use crate::model::{FastLaunchImage, FastLaunchState, Query, QueueSpec, RoleSpec, TargetSpec};
 use accounting::AttemptCounter;
 
 /// The base AWS configuration every target's clients are built on: region, credentials chain,
@@ -68,6 +70,15 @@ impl Base {
 }
 
 impl Connect for Base {
+    fn connect_queue(
+        &self,
+        queue: &QueueSpec,
+        max_attempts: u32,
+        sink: Arc<dyn AttemptSink>,
+    ) -> Arc<dyn Queue> {
+        Arc::new(sqs::QueueClient::new(&self.sdk, queue, max_attempts, sink))
+    }
+
     fn connect(
         &self,
         spec: &TargetSpec,

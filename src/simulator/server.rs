@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use super::ec2::{describe_fast_launch_images, ec2_error};
+use super::sqs::{self, SqsAnswer};
 use super::sso::get_role_credentials;
 use super::sts::{assume_role, get_caller_identity, sts_error};
 use super::{FaultKind, ReceivedRequest, World};
@@ -128,6 +129,16 @@ async fn handle(
         return Ok(response);
     }
     let scope = credential_scope(&request);
+    if let Some(action) = request
+        .headers()
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|t| t.strip_prefix("AmazonSQS."))
+        .map(str::to_string)
+    {
+        let body = request.into_body().collect().await.map(|b| b.to_bytes());
+        return Ok(sqs_request(world, scope, &action, body.ok()).await);
+    }
     let body = match request.into_body().collect().await {
         Ok(body) => body.to_bytes(),
         Err(_) => {
@@ -156,6 +167,82 @@ async fn handle(
         }
         _ => Ok(xml_response(status, xml)),
     }
+}
+
+/// Answers one SQS request (awsJson1_0). `ReceiveMessage` waits up to `WaitTimeSeconds` for a
+/// message, as SQS long polling does.
+async fn sqs_request(
+    world: &Mutex<World>,
+    scope: Option<(String, String, String)>,
+    action: &str,
+    body: Option<Bytes>,
+) -> Response<Full<Bytes>> {
+    let json: serde_json::Value = body
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(serde_json::Value::Null);
+    let started = std::time::Instant::now();
+    let wait = Duration::from_secs(
+        json.get("WaitTimeSeconds")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0)
+            .min(20),
+    );
+    let (fault, delay) = {
+        let mut world = lock(world);
+        let (key, region, _) = scope.clone().unwrap_or_default();
+        let account = world.keys.get(&key).cloned().unwrap_or_default();
+        world.received.push(ReceivedRequest {
+            action: action.to_string(),
+            account: account.clone(),
+            region: region.clone(),
+            service: "sqs".to_string(),
+            params: Vec::new(),
+        });
+        let excess = world.received.len().saturating_sub(world.max_received);
+        world.received.drain(..excess);
+        (world.take_fault(&account, &region, action), world.delay())
+    };
+    tokio::time::sleep(delay).await;
+    let answer = loop {
+        let answer = {
+            let mut world = lock(world);
+            if scope.is_none() {
+                SqsAnswer::error(
+                    403,
+                    "MissingAuthenticationToken",
+                    "MissingAuthenticationToken",
+                    "request is not signed",
+                )
+            } else {
+                sqs::answer(&mut world, action, &json, fault.as_ref())
+            }
+        };
+        let empty_receive = action == "ReceiveMessage"
+            && answer.status == 200
+            && !answer.body.contains("\"Messages\"");
+        if !empty_receive || started.elapsed() >= wait {
+            break answer;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut response = Response::new(Full::new(Bytes::from(answer.body)));
+    *response.status_mut() =
+        StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = response.headers_mut();
+    headers.insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/x-amz-json-1.0"),
+    );
+    if let Ok(id) = hyper::header::HeaderValue::from_str(&crate::simulator::request_id()) {
+        headers.insert("x-amzn-requestid", id);
+    }
+    if let Some(code) = answer
+        .query_error
+        .and_then(|c| hyper::header::HeaderValue::from_str(&c).ok())
+    {
+        headers.insert("x-amzn-query-error", code);
+    }
+    response
 }
 
 /// Decides the answer to one request: the fault drawn for it, the delay, and the status and

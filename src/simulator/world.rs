@@ -169,6 +169,11 @@ pub struct World {
     pub(super) received: Vec<ReceivedRequest>,
     pub(super) issued_keys: u64,
     pub(super) rng: fastrand::Rng,
+    /// SQS queues by URL.
+    pub(super) queues: BTreeMap<String, super::sqs::SimQueue>,
+    pub(super) issued_receipts: u64,
+    /// Message ids deleted from the queues, in order.
+    pub(super) deleted: Vec<String>,
     /// How many received requests are kept for inspection (the oldest go first).
     pub max_received: usize,
     /// Added to every answer.
@@ -204,6 +209,38 @@ impl World {
         self.images
             .entry((account.to_string(), region.to_string()))
             .or_default()
+    }
+
+    /// Creates an empty SQS queue at `url` (`https://sqs.<region>.amazonaws.com/<account>/<name>`).
+    pub fn create_queue(&mut self, url: &str) {
+        self.queues.entry(url.to_string()).or_default();
+    }
+
+    /// Puts a message with `body` on the queue at `url` (created if needed); returns its id.
+    pub fn send_message(&mut self, url: &str, body: &str) -> String {
+        self.issued_keys += 1;
+        let id = format!(
+            "{:08x}-0000-4000-8000-{:012x}",
+            self.issued_keys, self.issued_keys
+        );
+        self.queues
+            .entry(url.to_string())
+            .or_default()
+            .visible
+            .push_back((id.clone(), body.to_string()));
+        id
+    }
+
+    /// Messages waiting on the queue at `url`, and received but not yet deleted.
+    pub fn queue_depth(&self, url: &str) -> (usize, usize) {
+        self.queues
+            .get(url)
+            .map_or((0, 0), |q| (q.visible.len(), q.in_flight.len()))
+    }
+
+    /// The ids of the messages deleted so far.
+    pub fn deleted_messages(&self) -> &[String] {
+        &self.deleted
     }
 
     /// Makes AssumeRole of `role_arn` answer AccessDenied.

@@ -5,6 +5,7 @@
 mod assets;
 mod collection;
 mod credentials;
+mod events;
 mod faults;
 mod harness;
 mod iam;

@@ -1,0 +1,146 @@
+//! The event queue's client: `ReceiveMessage` and `DeleteMessageBatch` (the SDK speaks
+//! awsJson1_0 to SQS), with the same retry, attempt counting and AssumeRole as a target's clients.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_config::SdkConfig;
+use aws_sdk_ec2::config::retry::{RetryConfig, RetryPartition};
+use aws_sdk_ec2::config::{IdentityCache, Region};
+use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
+
+use super::accounting::AttemptCounter;
+use super::{errors, AssumeRoleCredentials};
+use crate::calls::{Api, ApiError, AttemptSink, ErrorCode};
+use crate::collector::BoxFuture;
+use crate::events::{Queue, QueueMessage};
+use crate::model::QueueSpec;
+
+/// The SQS client of the event queue.
+#[derive(Debug)]
+pub(crate) struct QueueClient {
+    sqs: aws_sdk_sqs::Client,
+    url: String,
+    counter: AttemptCounter,
+}
+
+impl QueueClient {
+    pub(crate) fn new(
+        base: &SdkConfig,
+        queue: &QueueSpec,
+        max_attempts: u32,
+        sink: Arc<dyn AttemptSink>,
+    ) -> QueueClient {
+        let region = Region::new(queue.region.clone());
+        let retry = RetryConfig::standard().with_max_attempts(max_attempts);
+        let counter = AttemptCounter::new(sink);
+        let mut config = aws_sdk_sqs::config::Builder::from(base)
+            .region(region.clone())
+            .retry_config(retry.clone())
+            .retry_partition(RetryPartition::new("fast-launch-events"))
+            .interceptor(counter.clone());
+        if let Some(role) = &queue.role {
+            let sts = aws_sdk_sts::Client::from_conf(
+                aws_sdk_sts::config::Builder::from(base)
+                    .region(region)
+                    .retry_config(retry)
+                    .retry_partition(RetryPartition::new("fast-launch-events-sts"))
+                    .interceptor(counter.clone())
+                    .build(),
+            );
+            config = config
+                .credentials_provider(AssumeRoleCredentials {
+                    sts,
+                    counter: counter.clone(),
+                    role: role.clone(),
+                })
+                .identity_cache(IdentityCache::lazy().build());
+        }
+        QueueClient {
+            sqs: aws_sdk_sqs::Client::from_conf(config.build()),
+            url: queue.url.clone(),
+            counter,
+        }
+    }
+
+    async fn receive(
+        &self,
+        wait: Duration,
+        max_messages: i32,
+    ) -> Result<Vec<QueueMessage>, ApiError> {
+        self.counter.start_call();
+        let output = self
+            .sqs
+            .receive_message()
+            .queue_url(&self.url)
+            .wait_time_seconds(wait.as_secs() as i32)
+            .max_number_of_messages(max_messages)
+            .send()
+            .await
+            .map_err(|e| errors::from_sdk(Api::ReceiveMessage, &e, self.counter.call_attempts()))?;
+        Ok(output
+            .messages()
+            .iter()
+            .filter_map(|m| {
+                Some(QueueMessage {
+                    id: m.message_id()?.to_string(),
+                    receipt_handle: m.receipt_handle()?.to_string(),
+                    body: m.body().unwrap_or_default().to_string(),
+                })
+            })
+            .collect())
+    }
+
+    async fn delete(&self, messages: &[QueueMessage]) -> Result<(), ApiError> {
+        let entries: Vec<DeleteMessageBatchRequestEntry> = messages
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| {
+                // Batch entry ids: up to 80 of [A-Za-z0-9_-], unique in the batch.
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(format!("m{i}"))
+                    .receipt_handle(&m.receipt_handle)
+                    .build()
+                    .ok()
+            })
+            .collect();
+        self.counter.start_call();
+        let output = self
+            .sqs
+            .delete_message_batch()
+            .queue_url(&self.url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| {
+                errors::from_sdk(Api::DeleteMessageBatch, &e, self.counter.call_attempts())
+            })?;
+        match output.failed().first() {
+            None => Ok(()),
+            Some(failed) => Err(ApiError::new(
+                Api::DeleteMessageBatch,
+                ErrorCode::from_aws(Some(failed.code())),
+                format!(
+                    "{} of {} messages not deleted: {}",
+                    output.failed().len(),
+                    messages.len(),
+                    failed.message().unwrap_or_default()
+                ),
+            )),
+        }
+    }
+}
+
+impl Queue for QueueClient {
+    fn receive(
+        &self,
+        wait: Duration,
+        max_messages: i32,
+    ) -> BoxFuture<'_, Result<Vec<QueueMessage>, ApiError>> {
+        Box::pin(QueueClient::receive(self, wait, max_messages))
+    }
+
+    fn delete<'a>(&'a self, messages: &'a [QueueMessage]) -> BoxFuture<'a, Result<(), ApiError>> {
+        Box::pin(QueueClient::delete(self, messages))
+    }
+}
