@@ -319,7 +319,11 @@ fn exporter_policy_reads_fast_launch_and_assumes_only_the_reader_role() {
     assert_eq!(identity["Action"], "sts:GetCallerIdentity");
 
     let assume = statement(document, "AssumeReaderRoles");
-    assert_eq!(assume["Action"], "sts:AssumeRole");
+    // TagSession: Pod Identity's transitive session tags reach the chained AssumeRole.
+    assert_eq!(
+        assume["Action"],
+        serde_yaml::from_str::<Value>("[sts:AssumeRole, sts:TagSession]").unwrap()
+    );
     assert_eq!(
         str_of(tagged(&assume["Resource"], "Sub")),
         "arn:${AWS::Partition}:iam::*:role/${ReaderRoleName}"
@@ -353,7 +357,10 @@ fn stackset_trusts_the_exporter_account_with_a_principal_arn_condition() {
     assert_eq!(role["Type"], "AWS::IAM::Role");
     let trust = &role["Properties"]["AssumeRolePolicyDocument"];
     let statement = statement(trust, "TrustTheExporterRole");
-    assert_eq!(statement["Action"], "sts:AssumeRole");
+    assert_eq!(
+        statement["Action"],
+        serde_yaml::from_str::<Value>("[sts:AssumeRole, sts:TagSession]").unwrap()
+    );
 
     // The principal is the exporter's account root, in this stack's partition ...
     let principal = tagged(&statement["Principal"]["AWS"], "Sub")
