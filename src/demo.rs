@@ -40,6 +40,9 @@ pub const MAX_ACCOUNTS: usize = 1000;
 const ACCOUNT_NAMES: [&str; 6] = ["tooling", "prod", "staging", "dev", "sandbox", "shared"];
 const DEMO_KEY: &str = "AKIDDEMOEXAMPLE";
 const DEMO_SECRET: &str = "demo-secret";
+/// The demo's event queue (in the first simulated account).
+pub const DEMO_QUEUE: &str =
+    "https://sqs.us-east-1.amazonaws.com/111111111111/fast-launch-demo-events";
 /// How often the simulated world moves.
 const CHURN_TICK: Duration = Duration::from_secs(2);
 
@@ -230,6 +233,7 @@ fn new_image(
 pub fn build_world(options: &DemoOptions) -> World {
     let mut world = World::new(DEMO_KEY, &demo_account_id(0));
     world.seed(options.seed);
+    world.create_queue(DEMO_QUEUE);
     world.max_received = 1_000;
     world.latency = options.latency;
     world.latency_jitter = options.latency_jitter;
@@ -316,6 +320,8 @@ pub fn churn(
     let now = unix_now();
     let pinned = pinned_failed_image().2;
     let mut replacements: BTreeMap<(String, String), usize> = BTreeMap::new();
+    // (account, region, image, new state): each becomes an EventBridge event on the demo queue.
+    let mut changes: Vec<(String, String, String, String)> = Vec::new();
     for (key, images) in world.all_images_mut() {
         images.retain_mut(|image| {
             if image.image_id == pinned || rng.f64() >= options.churn {
@@ -330,6 +336,12 @@ pub fn churn(
                 FastLaunchState::Disabling if fails => FastLaunchState::DisablingFailed,
                 FastLaunchState::Disabling => {
                     *replacements.entry(key.clone()).or_default() += 1;
+                    changes.push((
+                        key.0.clone(),
+                        key.1.clone(),
+                        image.image_id.clone(),
+                        "disabled".to_string(),
+                    ));
                     return false;
                 }
                 FastLaunchState::EnablingFailed => FastLaunchState::Enabling,
@@ -339,6 +351,12 @@ pub fn churn(
                 }
             };
             image.state_transition_reason = reason_for(&next, rng);
+            changes.push((
+                key.0.clone(),
+                key.1.clone(),
+                image.image_id.clone(),
+                next.as_str().to_string(),
+            ));
             image.state = Some(next);
             image.state_transition_time = Some(now);
             true
@@ -360,9 +378,51 @@ pub fn churn(
                 rng,
             );
             image.state_transition_time = Some(now);
+            changes.push((
+                account_id.clone(),
+                region.clone(),
+                image.image_id.clone(),
+                "enabling".to_string(),
+            ));
             world.images_mut(&account_id, &region).push(image);
         }
     }
+    if world.has_queue(DEMO_QUEUE) {
+        let time = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+        for (account, region, image, state) in changes {
+            world.send_message(
+                DEMO_QUEUE,
+                &state_change_event(&account, &region, &image, &state, &time),
+            );
+        }
+    }
+}
+
+/// An EventBridge `EC2 Fast Launch State-change Notification`, as EC2 sends it.
+pub fn state_change_event(
+    account: &str,
+    region: &str,
+    image: &str,
+    state: &str,
+    time: &str,
+) -> String {
+    serde_json::json!({
+        "version": "0",
+        "id": format!("{:08x}-demo", fastrand::u32(..)),
+        "detail-type": crate::events::DETAIL_TYPE,
+        "source": "aws.ec2",
+        "account": account,
+        "time": time,
+        "region": region,
+        "resources": [format!("arn:aws:ec2:{region}::image/{image}")],
+        "detail": {
+            "imageId": image,
+            "resourceType": "snapshot",
+            "state": state,
+            "stateTransitionReason": "Client.UserInitiated",
+        },
+    })
+    .to_string()
 }
 
 /// The exporter configuration for the simulated world.
@@ -401,7 +461,16 @@ pub fn demo_config(options: &DemoOptions) -> Config {
         },
         accounts,
         warnings: Vec::new(),
-        events: None,
+        events: Some(crate::config::EventsSettings {
+            queue: crate::model::QueueSpec {
+                url: DEMO_QUEUE.to_string(),
+                region: DEMO_REGIONS[0].to_string(),
+                account_id: demo_account_id(0),
+                role: None,
+            },
+            wait_time: crate::config::DEFAULT_WAIT_TIME,
+            max_messages: 10,
+        }),
     }
 }
 

@@ -1318,4 +1318,42 @@ mod tests {
         assert!(view.is_served() && view.health.last_ok, "{view:?}");
         registry.stop().await;
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn events_collect_now_debounced_and_only_for_served_targets() {
+        let aws = FakeAws::new();
+        let registry = registry(&aws);
+        let stats = Arc::new(EventStats::default());
+        registry.set_event_stats(Some(stats.clone()));
+        let start = Instant::now();
+        let target = role_spec("us-east-1");
+        let settings = CollectionSettings {
+            event_debounce: Duration::from_secs(2),
+            ..settings(3600, 4)
+        };
+        registry.reconcile(vec![target.clone()], settings).await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(
+            aws.calls_of(&target.key, start).len(),
+            1,
+            "the first collection"
+        );
+        // Ten events within the window: one collection, 2 s after the first.
+        let happened = SystemTime::now();
+        for _ in 0..10 {
+            assert!(registry.collect_now(ROLE_ACCOUNT, "us-east-1", Some(happened)));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let calls = aws.calls_of(&target.key, start);
+        assert_eq!(calls.len(), 2, "{calls:?}");
+        assert!(calls[1] >= Duration::from_secs(7), "debounced: {calls:?}");
+        assert!(stats.last_lag().is_some());
+        // Another account or region is not collected here.
+        assert!(!registry.collect_now(BASE_ACCOUNT, "us-east-1", None));
+        assert!(!registry.collect_now(ROLE_ACCOUNT, "eu-west-1", None));
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(aws.calls_of(&target.key, start).len(), 2);
+        registry.stop().await;
+    }
 }

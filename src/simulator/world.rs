@@ -231,6 +231,11 @@ impl World {
         id
     }
 
+    /// Whether a queue exists at `url`.
+    pub fn has_queue(&self, url: &str) -> bool {
+        self.queues.contains_key(url)
+    }
+
     /// Messages waiting on the queue at `url`, and received but not yet deleted.
     pub fn queue_depth(&self, url: &str) -> (usize, usize) {
         self.queues
