@@ -15,25 +15,6 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Whether `tool` runs here. Outside CI a missing tool skips the test with a message; with
-/// `CI=true` it fails, since .ci/run installs it.
-fn tool_available(tool: &str, version_args: &[&str], test: &str) -> bool {
-    let present = Command::new(tool)
-        .args(version_args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !present {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{tool} is missing but CI=true: .ci/run must install it"
-        );
-        eprintln!("SKIPPED {test}: {tool} not installed");
-    }
-    present
-}
-
 fn yaml(path: &Path) -> Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))

@@ -264,6 +264,25 @@ fn find_listen_address(logs: &str) -> Option<String> {
         })
 }
 
+/// Whether `tool` runs here. Outside CI a missing tool skips the test with a message; with
+/// `CI=true` it fails, since .ci/run installs it.
+pub fn tool_available(tool: &str, version_args: &[&str], test: &str) -> bool {
+    let present = Command::new(tool)
+        .args(version_args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !present {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{tool} is missing but CI=true: .ci/run must install it"
+        );
+        eprintln!("SKIPPED {test}: {tool} not installed");
+    }
+    present
+}
+
 /// Runs `promtool check metrics` on `text`: Some(complaints) (empty when clean), or None when
 /// promtool is not installed outside CI (with `CI=true` a missing promtool fails the test).
 pub fn promtool_check_metrics(text: &str, test: &str) -> Option<String> {

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Component, Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -42,23 +42,9 @@ const COMPONENTS: &[&str] = &[
     "web-auth-mtls",
 ];
 
-/// Whether kubectl runs here. Outside CI a missing kubectl skips the test with a message; with
-/// `CI=true` it fails, since .ci/run requires it.
+/// Whether kubectl runs here (a missing one fails the test under `CI=true`).
 fn kubectl_available(test: &str) -> bool {
-    let present = Command::new("kubectl")
-        .args(["version", "--client"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !present {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "kubectl is missing but CI=true: .ci/run must install it"
-        );
-        eprintln!("SKIPPED {test}: kubectl not installed");
-    }
-    present
+    tool_available("kubectl", &["version", "--client"], test)
 }
 
 /// `kubectl kustomize dir`, as documents.
