@@ -138,10 +138,11 @@ error_codes! {
     InvalidParameterCombination => "InvalidParameterCombination",
     InvalidParameterValue => "InvalidParameterValue",
     InvalidAddress => "InvalidAddress",
-    QueueDoesNotExist => "QueueDoesNotExist",
+    // SQS is query-compatible: the SDK reports the awsQuery code of x-amzn-query-error.
+    NonExistentQueue => "AWS.SimpleQueueService.NonExistentQueue",
     OverLimit => "OverLimit",
     RequestThrottled => "RequestThrottled",
-    KmsAccessDenied => "KmsAccessDenied",
+    KmsAccessDenied => "KMS.AccessDeniedException",
     MissingParameter => "MissingParameter",
     OptInRequired => "OptInRequired",
     RegionDisabledException => "RegionDisabledException",

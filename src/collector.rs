@@ -172,26 +172,30 @@ pub(crate) async fn run_target(
             _ = cancel.cancelled() => return,
         };
         let Ok(_permit) = permit else { return };
-        tokio::select! {
-            _ = collect_target(&registry, &run, &settings) => {}
+        let collected = tokio::select! {
+            collected = collect_target(&registry, &run, &settings) => collected,
             _ = cancel.cancelled() => return,
-        }
-        if let Some(Some(happened)) = event {
-            registry.record_event_lag(
-                SystemTime::now()
-                    .duration_since(happened)
-                    .unwrap_or_default(),
-            );
+        };
+        if let Some(happened) = event {
+            // The event's collection stands for the tick that fell due meanwhile.
+            ticker.reset();
+            if let (Some(happened), true) = (happened, collected) {
+                registry.record_event_lag(
+                    SystemTime::now()
+                        .duration_since(happened)
+                        .unwrap_or_default(),
+                );
+            }
         }
     }
 }
 
-/// Collects one target once and records the outcome in the registry.
+/// Collects one target once and records the outcome in the registry; true when it collected.
 pub(crate) async fn collect_target(
     registry: &Registry,
     run: &TargetRun,
     settings: &CollectionSettings,
-) {
+) -> bool {
     let key = &run.spec.key;
     let span = info_span!(
         "collection",
@@ -230,7 +234,9 @@ pub(crate) async fn collect_target(
             ),
             Outcome::Duplicate { .. } => {}
         }
+        let collected = matches!(outcome, Outcome::Collected(_));
         registry.record(key, outcome, duration, SystemTime::now());
+        collected
     }
     .instrument(span)
     .await

@@ -23,6 +23,9 @@ use crate::sync::lock;
 
 /// The EventBridge detail-type of a fast launch state change.
 pub const DETAIL_TYPE: &str = "EC2 Fast Launch State-change Notification";
+/// How much longer than its long-poll wait a `ReceiveMessage` may take before it counts as failed
+/// (a connection that died silently), and how long a `DeleteMessageBatch` may take.
+const CALL_GRACE: Duration = Duration::from_secs(10);
 /// The shortest and longest wait after a failed `ReceiveMessage`.
 const BACKOFF: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(60));
 
@@ -149,7 +152,8 @@ struct Envelope {
     account: String,
     region: String,
     time: String,
-    detail: Detail,
+    /// Kept raw: other detail-types have other shapes.
+    detail: serde_json::Value,
 }
 
 #[derive(Debug, Deserialize)]
@@ -188,12 +192,14 @@ pub fn parse_event(body: &str) -> Result<Option<StateChange>, String> {
         ));
     }
     crate::config::check_region(&envelope.region)?;
+    let detail: Detail =
+        serde_json::from_value(envelope.detail).map_err(|e| format!("detail: {e}"))?;
     Ok(Some(StateChange {
         account_id: envelope.account,
         region: envelope.region,
         time: humantime::parse_rfc3339_weak(&envelope.time).ok(),
-        image_id: envelope.detail.image_id,
-        state: envelope.detail.state,
+        image_id: detail.image_id,
+        state: detail.state,
     }))
 }
 
@@ -209,8 +215,16 @@ pub async fn run_receiver(
     let mut backoff = BACKOFF.0;
     let mut logged_kinds = std::collections::BTreeSet::new();
     loop {
+        let receive = tokio::time::timeout(
+            settings.wait_time + CALL_GRACE,
+            queue.receive(settings.wait_time, settings.max_messages),
+        );
         let received = tokio::select! {
-            received = queue.receive(settings.wait_time, settings.max_messages) => received,
+            received = receive => received.unwrap_or_else(|_| Err(ApiError::new(
+                crate::calls::Api::ReceiveMessage,
+                crate::calls::ErrorCode::Timeout,
+                format!("no answer within the long-poll wait plus {}s", CALL_GRACE.as_secs()),
+            ))),
             _ = shutdown.cancelled() => return,
         };
         let messages = match received {
@@ -252,7 +266,7 @@ pub async fn run_receiver(
                     EventResult::Ignored
                 }
                 Err(reason) => {
-                    if logged_kinds.insert(format!("malformed {reason}")) {
+                    if logged_kinds.insert("malformed".to_string()) {
                         debug!(message_id = %message.id, reason = %reason, "malformed event deleted");
                     }
                     EventResult::Malformed
@@ -266,8 +280,13 @@ pub async fn run_receiver(
         // Handled, so deleted; a failed delete means they come back and are handled again,
         // which only costs one more collection.
         for batch in messages.chunks(10) {
+            let delete = tokio::time::timeout(CALL_GRACE, queue.delete(batch));
             let deleted = tokio::select! {
-                deleted = queue.delete(batch) => deleted,
+                deleted = delete => deleted.unwrap_or_else(|_| Err(ApiError::new(
+                    crate::calls::Api::DeleteMessageBatch,
+                    crate::calls::ErrorCode::Timeout,
+                    format!("no answer within {}s", CALL_GRACE.as_secs()),
+                ))),
                 _ = shutdown.cancelled() => return,
             };
             if let Err(error) = deleted {

@@ -107,6 +107,10 @@ pub async fn run(
     ));
     let sighup = tokio::spawn(forward_sighup(reload_tx, shutdown.clone()));
     log_warnings(&config);
+    registry
+        .reconcile(config.target_specs(), config.collection.clone())
+        .await;
+    // After the first reconcile, so that events waiting at start-up find their targets.
     let receiver = config.events.clone().map(|events| {
         let stats = Arc::new(events::EventStats::new(&events));
         registry.set_event_stats(Some(stats.clone()));
@@ -123,9 +127,10 @@ pub async fn run(
             shutdown.clone(),
         ))
     });
-    registry
-        .reconcile(config.target_specs(), config.collection.clone())
-        .await;
+    let running_queue = config
+        .events
+        .as_ref()
+        .map(|e| (e.queue.clone(), e.wait_time, e.max_messages));
     loop {
         tokio::select! {
             request = reload_rx.recv() => {
@@ -135,8 +140,12 @@ pub async fn run(
                     Some(load) => match load() {
                         Ok(new) => {
                             log_warnings(&new);
-                            if new.events != config.events {
-                                warn!("the events section changed: it takes effect at the next restart");
+                            let new_queue = new
+                                .events
+                                .as_ref()
+                                .map(|e| (e.queue.clone(), e.wait_time, e.max_messages));
+                            if new_queue != running_queue {
+                                warn!("the events queue settings changed: they take effect at the next restart (events.debounce applies now)");
                             }
                             let report = registry
                                 .reconcile(new.target_specs(), new.collection.clone())

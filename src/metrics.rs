@@ -445,10 +445,10 @@ fn render_targets(x: &mut Exposition, targets: &[&TargetView], snapshot: &Snapsh
         })
         .collect();
     if let Some(events) = &snapshot.events {
-        let mut apis = vec![Api::ReceiveMessage, Api::DeleteMessageBatch];
-        if events.counters.requests(Api::AssumeRole) > 0 {
-            apis.push(Api::AssumeRole);
-        }
+        // Only the queue's own APIs: its AssumeRole (events.role_arn) would share labels with a
+        // target's in the same account and region. Its failures show in
+        // events_receive_success and the log.
+        let apis = vec![Api::ReceiveMessage, Api::DeleteMessageBatch];
         callers.push((
             events.account_id.clone(),
             events.region.clone(),
@@ -482,8 +482,13 @@ fn render_targets(x: &mut Exposition, targets: &[&TargetView], snapshot: &Snapsh
         "counter",
         "Failed AWS API attempts for the target, retried or not, by AWS error code (or timeout, connection, other).",
     );
-    for (account, region, _, counters) in &callers {
+    for (account, region, apis, counters) in &callers {
         for ((api, code), count) in counters.errors() {
+            // A target's identity API is the one it calls; the queue's, only its own two.
+            let target = !apis.contains(&Api::ReceiveMessage);
+            if !(apis.contains(&api) || target && api == Api::AssumeRole) {
+                continue;
+            }
             x.sample(
                 ERRORS,
                 &[

@@ -258,7 +258,7 @@ impl Registry {
                 let Ok(_permit) = semaphore.acquire().await else {
                     return;
                 };
-                collector::collect_target(&registry, &run, &settings).await;
+                let _ = collector::collect_target(&registry, &run, &settings).await;
             });
         }
         while collections.join_next().await.is_some() {}

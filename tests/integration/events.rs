@@ -151,13 +151,15 @@ async fn events_within_the_debounce_window_share_one_collection() {
     let sim = simulator().await;
     sim.world()
         .set_images(BASE_ACCOUNT, "eu-west-1", vec![image(1, "enabled")]);
-    let exporter = started(&sim, "2s").await;
+    let exporter = started(&sim, "3s").await;
     assert_eq!(describes(&exporter.metrics().await, "eu-west-1"), 1.0);
+    // Spread over 1.8 s: they reach the receiver in separate polls, inside one window.
     for _ in 0..10 {
         sim.world().send_message(
             QUEUE,
             &event(BASE_ACCOUNT, "eu-west-1", &image_id(1), "enabling"),
         );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let text = exporter
         .wait_for_metrics("ten events applied and collected", |t| {
@@ -182,10 +184,7 @@ async fn malformed_and_foreign_events_are_deleted_and_counted_and_the_receiver_l
         world.send_message(QUEUE, r#"{"detail-type": 7}"#);
         world.send_message(
             QUEUE,
-            &event(BASE_ACCOUNT, "us-east-1", &image_id(1), "enabling").replace(
-                "EC2 Fast Launch State-change Notification",
-                "EC2 Instance State-change Notification",
-            ),
+            r#"{"version":"0","id":"i1","detail-type":"EC2 Instance State-change Notification","source":"aws.ec2","account":"111111111111","time":"2026-11-29T10:00:00Z","region":"us-east-1","resources":[],"detail":{"instance-id":"i-0123456789abcdef0","state":"running"}}"#,
         );
         world.send_message(
             QUEUE,
@@ -225,7 +224,7 @@ async fn a_denied_queue_is_retried_and_shown_while_collection_goes_on() {
     sim.world()
         .set_images(BASE_ACCOUNT, "us-east-1", vec![image(1, "enabled")]);
     sim.world()
-        .add_fault(Fault::error("ReceiveMessage", "AccessDenied", 403).times(2));
+        .add_fault(Fault::error("ReceiveMessage", "AccessDenied", 403));
     sim.world().create_queue(QUEUE);
     let exporter = Exporter::start(&sim.url(), &config("200ms"), &[]).await;
     let text = exporter
@@ -254,7 +253,8 @@ async fn a_denied_queue_is_retried_and_shown_while_collection_goes_on() {
         Some(1.0),
         "collection goes on"
     );
-    // Healed after two refusals (backoff 1 s, 2 s): events flow again.
+    // Healed: the next retry (backoff 1 s, 2 s, 4 s …) succeeds and events flow again.
+    sim.world().clear_faults();
     exporter
         .wait_for_metrics("receive healed", |t| {
             value(t, "fast_launch_exporter_events_receive_success", &[]) == Some(1.0)

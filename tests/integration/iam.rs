@@ -1,7 +1,9 @@
-//! IAM templates and policies: parse, cfn-lint, and the conditions issue 9 asks for.
+//! IAM templates and policies: parse, cfn-lint, and the conditions issues 9 and 10 ask for.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
+
+use crate::harness::tool_available;
 
 use serde_json::Value as Json;
 use serde_yaml::Value;
@@ -12,25 +14,6 @@ fn root() -> PathBuf {
 
 fn iam_dir() -> PathBuf {
     root().join("deploy/iam")
-}
-
-/// Whether `tool` runs here. Outside CI a missing tool skips the test with a message; with
-/// `CI=true` it fails, since .ci/run installs it.
-pub(crate) fn tool_available(tool: &str, version_args: &[&str], test: &str) -> bool {
-    let present = Command::new(tool)
-        .args(version_args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !present {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{tool} is missing but CI=true: .ci/run must install it"
-        );
-        eprintln!("SKIPPED {test}: {tool} not installed");
-    }
-    present
 }
 
 fn files(extensions: &[&str]) -> Vec<PathBuf> {
@@ -171,7 +154,15 @@ fn every_iam_file_parses() {
         .iter()
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(names, ["exporter-role.yaml", "reader-role-stackset.yaml"]);
+    assert_eq!(
+        names,
+        [
+            "events-member-stackset.yaml",
+            "events-queue.yaml",
+            "exporter-role.yaml",
+            "reader-role-stackset.yaml"
+        ]
+    );
     assert_eq!(yaml_files.len(), names.len(), "YAML that is no template");
 }
 
@@ -537,4 +528,435 @@ fn json_trust_policies_for_irsa_and_pod_identity() {
         statement["Action"],
         serde_json::json!(["sts:AssumeRole", "sts:TagSession"])
     );
+}
+
+// Issue 10, events: the monitoring account's bus, rule and queue (events-queue.yaml), the member
+// accounts' forwarding rule (events-member-stackset.yaml), the exporter's queue permissions.
+
+fn events_queue() -> Value {
+    yaml(&iam_dir().join("events-queue.yaml"))
+}
+
+fn events_member() -> Value {
+    yaml(&iam_dir().join("events-member-stackset.yaml"))
+}
+
+fn is_get_att(value: &Value, target: &str) -> bool {
+    matches!(value, Value::Tagged(t) if t.tag == "GetAtt" && t.value.as_str() == Some(target))
+}
+
+fn list(items: &[&str]) -> Value {
+    Value::Sequence(items.iter().map(|s| Value::from(*s)).collect())
+}
+
+/// The queue actions the exporter needs: one per API it calls on the queue (DeleteMessageBatch
+/// is authorized by sqs:DeleteMessage), and GetQueueAttributes.
+const QUEUE_ACTIONS: [&str; 3] = [
+    "sqs:ReceiveMessage",
+    "sqs:DeleteMessage",
+    "sqs:GetQueueAttributes",
+];
+
+/// A statement of a document whose statements may be `!If [condition, statement, AWS::NoValue]`:
+/// the condition (None for a plain statement) and the statement.
+fn maybe_conditional_statement<'a>(document: &'a Value, sid: &str) -> (Option<&'a str>, &'a Value) {
+    for item in document["Statement"].as_sequence().unwrap() {
+        if matches!(item, Value::Tagged(t) if t.tag == "If") {
+            let (condition, then, otherwise) = if_branches(item);
+            assert!(
+                is_no_value(otherwise),
+                "{sid}: the else branch adds nothing"
+            );
+            if then["Sid"].as_str() == Some(sid) {
+                return (Some(condition), then);
+            }
+        } else if item["Sid"].as_str() == Some(sid) {
+            return (None, item);
+        }
+    }
+    panic!("no statement {sid} in {document:?}")
+}
+
+/// The event pattern is exactly the notification the exporter handles: nothing narrower (every
+/// state, `disabled` included, matters), nothing wider.
+fn assert_fast_launch_pattern(rule: &Value, name: &str) {
+    assert_eq!(rule["Type"], "AWS::Events::Rule", "{name}");
+    assert_eq!(rule["Properties"]["State"], "ENABLED", "{name}");
+    let pattern = &rule["Properties"]["EventPattern"];
+    assert_eq!(pattern["source"], list(&["aws.ec2"]), "{name}");
+    assert_eq!(
+        pattern["detail-type"],
+        list(&[fast_launch_exporter::events::DETAIL_TYPE]),
+        "{name}"
+    );
+    assert_eq!(
+        fast_launch_exporter::events::DETAIL_TYPE,
+        "EC2 Fast Launch State-change Notification"
+    );
+    assert_eq!(
+        pattern.as_mapping().unwrap().len(),
+        2,
+        "{name}: {pattern:?}"
+    );
+}
+
+#[test]
+fn events_rules_match_the_fast_launch_notification() {
+    let queue = events_queue();
+    let resources = &queue["Resources"];
+
+    // The organization's events, forwarded to the custom bus, go to the queue.
+    let rule = &resources["FastLaunchRule"];
+    assert_fast_launch_pattern(rule, "FastLaunchRule");
+    assert!(is_ref(&rule["Properties"]["EventBusName"], "EventBus"));
+    let targets = rule["Properties"]["Targets"].as_sequence().unwrap();
+    assert_eq!(targets.len(), 1);
+    assert!(is_get_att(&targets[0]["Arn"], "Queue.Arn"));
+    assert!(
+        targets[0].get("RoleArn").is_none(),
+        "SQS takes a queue policy"
+    );
+
+    // The monitoring account's own events reach its default bus only.
+    let own = &resources["OwnAccountRule"];
+    assert_fast_launch_pattern(own, "OwnAccountRule");
+    assert_eq!(own["Condition"], "HasOwnAccountRule");
+    assert_eq!(own["Properties"]["EventBusName"], "default");
+    assert!(is_get_att(
+        &own["Properties"]["Targets"][0]["Arn"],
+        "Queue.Arn"
+    ));
+    assert_eq!(queue["Parameters"]["OwnAccountEvents"]["Default"], "true");
+
+    // Each member account's default bus forwards to the central bus, through a role.
+    let member = events_member();
+    let forward = &member["Resources"]["ForwardRule"];
+    assert_fast_launch_pattern(forward, "ForwardRule");
+    assert_eq!(forward["Properties"]["EventBusName"], "default");
+    assert!(is_ref(&forward["Properties"]["Name"], "ForwardRuleName"));
+    let targets = forward["Properties"]["Targets"].as_sequence().unwrap();
+    assert_eq!(targets.len(), 1);
+    assert!(is_ref(&targets[0]["Arn"], "CentralEventBusArn"));
+    assert!(is_get_att(&targets[0]["RoleArn"], "ForwardRole.Arn"));
+}
+
+#[test]
+fn events_queue_admits_eventbridge_only_for_its_rules() {
+    let template = events_queue();
+    let policy = &template["Resources"]["QueuePolicy"];
+    assert_eq!(policy["Type"], "AWS::SQS::QueuePolicy");
+    let queues = policy["Properties"]["Queues"].as_sequence().unwrap();
+    assert_eq!(queues.len(), 1);
+    assert!(is_ref(&queues[0], "Queue"));
+    let document = &policy["Properties"]["PolicyDocument"];
+
+    let (condition, send) =
+        maybe_conditional_statement(document, "EventBridgeSendsFastLaunchEvents");
+    assert_eq!(condition, None);
+    assert_eq!(send["Effect"], "Allow");
+    assert_eq!(
+        send["Principal"],
+        serde_yaml::from_str::<Value>("{Service: events.amazonaws.com}").unwrap()
+    );
+    assert_eq!(send["Action"], "sqs:SendMessage");
+    assert!(is_get_att(&send["Resource"], "Queue.Arn"));
+    // Only for this stack's rules: the organization's rule and, when made, the own-account rule.
+    let conditions = send["Condition"].as_mapping().unwrap();
+    assert_eq!(conditions.len(), 1, "{conditions:?}");
+    let arn_equals = send["Condition"]["ArnEquals"].as_mapping().unwrap();
+    assert_eq!(arn_equals.len(), 1, "{arn_equals:?}");
+    let sources = send["Condition"]["ArnEquals"]["aws:SourceArn"]
+        .as_sequence()
+        .unwrap();
+    assert_eq!(sources.len(), 2, "{sources:?}");
+    assert!(is_get_att(&sources[0], "FastLaunchRule.Arn"));
+    let (name, own, none) = if_branches(&sources[1]);
+    assert_eq!(name, "HasOwnAccountRule");
+    assert!(is_get_att(own, "OwnAccountRule.Arn") && is_no_value(none));
+
+    // An exporter in another account: its account, narrowed to its role by aws:PrincipalArn, may
+    // do exactly what the exporter's own policy allows.
+    let (condition, read) = maybe_conditional_statement(document, "ExporterReceivesEvents");
+    assert_eq!(condition, Some("HasExporterRole"));
+    assert_eq!(read["Action"], list(&QUEUE_ACTIONS));
+    assert!(is_get_att(&read["Resource"], "Queue.Arn"));
+    assert!(is_ref(
+        &read["Condition"]["ArnEquals"]["aws:PrincipalArn"],
+        "ExporterRoleArn"
+    ));
+    assert_eq!(template["Parameters"]["ExporterRoleArn"]["Default"], "");
+
+    let (condition, tls) = maybe_conditional_statement(document, "DenyInsecureTransport");
+    assert_eq!(condition, None);
+    assert_eq!(tls["Effect"], "Deny");
+    assert_eq!(tls["Condition"]["Bool"]["aws:SecureTransport"], "false");
+
+    // No Allow to anyone.
+    for item in document["Statement"].as_sequence().unwrap() {
+        let statement = match item {
+            Value::Tagged(_) => if_branches(item).1,
+            plain => plain,
+        };
+        if statement["Effect"] == "Allow" {
+            assert_ne!(statement["Principal"], "*", "{statement:?}");
+        }
+    }
+}
+
+#[test]
+fn events_queue_has_a_dead_letter_queue_and_sse() {
+    let template = events_queue();
+    let resources = &template["Resources"];
+    let queue = &resources["Queue"]["Properties"];
+    let dlq = &resources["DeadLetterQueue"]["Properties"];
+    assert_eq!(resources["Queue"]["Type"], "AWS::SQS::Queue");
+    assert_eq!(resources["DeadLetterQueue"]["Type"], "AWS::SQS::Queue");
+
+    let redrive = &queue["RedrivePolicy"];
+    assert!(is_get_att(
+        &redrive["deadLetterTargetArn"],
+        "DeadLetterQueue.Arn"
+    ));
+    let max_receive = redrive["maxReceiveCount"].as_u64().unwrap();
+    assert!(
+        (2..=10).contains(&max_receive),
+        "maxReceiveCount {max_receive}"
+    );
+    // The dead-letter queue takes messages from this queue only (its ARN from its name).
+    let allow = &dlq["RedriveAllowPolicy"];
+    assert_eq!(allow["redrivePermission"], "byQueue");
+    assert_eq!(
+        str_of(tagged(&allow["sourceQueueArns"][0], "Sub")),
+        "arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:${QueueName}"
+    );
+    assert!(is_ref(&queue["QueueName"], "QueueName"));
+    assert_eq!(str_of(tagged(&dlq["QueueName"], "Sub")), "${QueueName}-dlq");
+
+    // SSE with SQS-managed keys (EventBridge needs no KMS key policy), on both queues.
+    for properties in [queue, dlq] {
+        assert_eq!(properties["SqsManagedSseEnabled"], true);
+        assert!(properties.get("KmsMasterKeyId").is_none());
+    }
+    assert_eq!(queue["ReceiveMessageWaitTimeSeconds"], 20);
+    let retention = queue["MessageRetentionPeriod"].as_u64().unwrap();
+    let dlq_retention = dlq["MessageRetentionPeriod"].as_u64().unwrap();
+    assert!((3600..=1_209_600).contains(&retention), "{retention}");
+    assert!(dlq_retention >= retention && dlq_retention <= 1_209_600);
+    assert!(queue["VisibilityTimeout"].as_u64().unwrap() >= 30);
+
+    // The outputs the README and the other templates name.
+    let outputs = &template["Outputs"];
+    assert!(is_ref(&outputs["QueueUrl"]["Value"], "Queue"));
+    assert!(is_get_att(&outputs["QueueArn"]["Value"], "Queue.Arn"));
+    assert!(is_get_att(&outputs["EventBusArn"]["Value"], "EventBus.Arn"));
+
+    // The default queue name is the one of the JSON policy's placeholder ARN and the docs.
+    let name = str_of(&template["Parameters"]["QueueName"]["Default"]);
+    assert_eq!(name, "fast-launch-events");
+    let plain = json(&iam_dir().join("exporter-policy.json"));
+    let arn = json_statement(&plain, "ReceiveFastLaunchEvents")["Resource"]
+        .as_str()
+        .unwrap();
+    assert_eq!(arn.rsplit(':').next(), Some(name));
+}
+
+#[test]
+fn events_bus_admits_the_organization_by_principal_org_id() {
+    let template = events_queue();
+    let bus = &template["Resources"]["EventBus"];
+    assert_eq!(bus["Type"], "AWS::Events::EventBus");
+    assert!(is_ref(&bus["Properties"]["Name"], "EventBusName"));
+    let policy = &bus["Properties"]["Policy"];
+    let bus_arn =
+        "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/${EventBusName}";
+
+    let (condition, org) = maybe_conditional_statement(policy, "OrganizationPutsEvents");
+    assert_eq!(condition, Some("HasOrganization"));
+    assert_eq!(org["Effect"], "Allow");
+    assert_eq!(org["Principal"], "*");
+    assert_eq!(org["Action"], "events:PutEvents");
+    assert_eq!(str_of(tagged(&org["Resource"], "Sub")), bus_arn);
+    let equals = org["Condition"]["StringEquals"].as_mapping().unwrap();
+    assert_eq!(equals.len(), 1);
+    assert!(is_ref(
+        &org["Condition"]["StringEquals"]["aws:PrincipalOrgID"],
+        "OrganizationId"
+    ));
+    assert_eq!(org["Condition"].as_mapping().unwrap().len(), 1);
+
+    // Or named accounts.
+    let (condition, accounts) = maybe_conditional_statement(policy, "AccountsPutEvents");
+    assert_eq!(condition, Some("HasSourceAccounts"));
+    assert!(is_ref(&accounts["Principal"]["AWS"], "SourceAccountIds"));
+    assert_eq!(accounts["Action"], "events:PutEvents");
+    assert_eq!(str_of(tagged(&accounts["Resource"], "Sub")), bus_arn);
+
+    // One of the two is required; the organization id has the exporter template's format.
+    assert!(template["Rules"]["SomeoneMaySendEvents"]["Assertions"].is_sequence());
+    let parameters = &template["Parameters"];
+    assert_eq!(parameters["OrganizationId"]["Default"], "");
+    assert_eq!(parameters["SourceAccountIds"]["Type"], "CommaDelimitedList");
+    assert_eq!(
+        parameters["OrganizationId"]["AllowedPattern"],
+        exporter_role()["Parameters"]["OrganizationId"]["AllowedPattern"]
+    );
+}
+
+#[test]
+fn member_rule_forwards_through_a_role_allowed_only_put_events_on_the_central_bus() {
+    let template = events_member();
+    let resources = template["Resources"].as_mapping().unwrap();
+    let types: Vec<_> = resources.values().map(|r| str_of(&r["Type"])).collect();
+    assert_eq!(types, ["AWS::IAM::Role", "AWS::Events::Rule"]);
+    // The central bus is the point of the stack: required.
+    let bus = &template["Parameters"]["CentralEventBusArn"];
+    assert!(bus.get("Default").is_none());
+    assert!(str_of(&bus["AllowedPattern"]).contains(":events:"));
+
+    let role = &template["Resources"]["ForwardRole"]["Properties"];
+    let trust = role["AssumeRolePolicyDocument"]["Statement"]
+        .as_sequence()
+        .unwrap();
+    assert_eq!(trust.len(), 1);
+    assert_eq!(
+        trust[0]["Principal"],
+        serde_yaml::from_str::<Value>("{Service: events.amazonaws.com}").unwrap()
+    );
+    assert_eq!(trust[0]["Action"], "sts:AssumeRole");
+    // Only for this stack's rule on this account's default bus, in this region.
+    assert!(is_ref(
+        &trust[0]["Condition"]["StringEquals"]["aws:SourceAccount"],
+        "AWS::AccountId"
+    ));
+    assert_eq!(
+        str_of(tagged(
+            &trust[0]["Condition"]["ArnEquals"]["aws:SourceArn"],
+            "Sub"
+        )),
+        "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:rule/${ForwardRuleName}"
+    );
+
+    let policies = role["Policies"].as_sequence().unwrap();
+    assert_eq!(policies.len(), 1);
+    let grants = policies[0]["PolicyDocument"]["Statement"]
+        .as_sequence()
+        .unwrap();
+    assert_eq!(grants.len(), 1);
+    assert_eq!(grants[0]["Effect"], "Allow");
+    assert_eq!(grants[0]["Action"], "events:PutEvents");
+    assert!(is_ref(&grants[0]["Resource"], "CentralEventBusArn"));
+    assert!(role.get("ManagedPolicyArns").is_none());
+
+    // The permissions boundary works as in the reader StackSet.
+    let reader = stackset();
+    assert_eq!(
+        role["PermissionsBoundary"],
+        reader["Resources"]["FastLaunchReaderRole"]["Properties"]["PermissionsBoundary"]
+    );
+    for name in ["HasPermissionsBoundary", "PermissionsBoundaryIsArn"] {
+        assert_eq!(template["Conditions"][name], reader["Conditions"][name]);
+    }
+    assert_eq!(template["Parameters"]["PermissionsBoundary"]["Default"], "");
+}
+
+/// Fast launch events are regional, IAM is global: the member part is its own StackSet, deployed
+/// in every region collected, with no named IAM resource; the reader role StackSet, whose role
+/// has a fixed name, stays single-region and makes no rule.
+#[test]
+fn events_member_part_is_a_separate_regional_stackset() {
+    let member = events_member();
+    for (name, resource) in member["Resources"].as_mapping().unwrap() {
+        let properties = &resource["Properties"];
+        for key in [
+            "RoleName",
+            "ManagedPolicyName",
+            "InstanceProfileName",
+            "UserName",
+            "GroupName",
+        ] {
+            assert!(
+                properties.get(key).is_none(),
+                "{name:?}.{key}: a fixed IAM name clashes between the regions' stacks"
+            );
+        }
+    }
+    let reader = stackset();
+    assert!(is_ref(
+        &reader["Resources"]["FastLaunchReaderRole"]["Properties"]["RoleName"],
+        "ReaderRoleName"
+    ));
+    for resource in reader["Resources"].as_mapping().unwrap().values() {
+        assert!(
+            !str_of(&resource["Type"]).starts_with("AWS::Events::"),
+            "the reader StackSet is deployed in one region"
+        );
+    }
+    let header = read(&iam_dir().join("events-member-stackset.yaml"));
+    assert!(
+        header.contains("every region"),
+        "the header says where to deploy"
+    );
+}
+
+#[test]
+fn exporter_may_receive_and_delete_on_the_events_queue_only() {
+    let template = exporter_role();
+    let parameter = &template["Parameters"]["EventsQueueArn"];
+    assert_eq!(parameter["Default"], "", "events are optional");
+    assert!(str_of(&parameter["AllowedPattern"]).contains(":sqs:"));
+    assert_eq!(
+        template["Conditions"]["HasEventsQueue"],
+        serde_yaml::from_str::<Value>("!Not [!Equals [!Ref EventsQueueArn, \"\"]]").unwrap()
+    );
+
+    let policy = &template["Resources"]["ExporterEventsQueuePolicy"];
+    assert_eq!(policy["Type"], "AWS::IAM::RolePolicy");
+    assert_eq!(policy["Condition"], "HasEventsQueue");
+    assert!(is_ref(&policy["Properties"]["RoleName"], "ExporterRole"));
+    let statements = policy["Properties"]["PolicyDocument"]["Statement"]
+        .as_sequence()
+        .unwrap();
+    assert_eq!(statements.len(), 1);
+    let receive = statement(
+        &policy["Properties"]["PolicyDocument"],
+        "ReceiveFastLaunchEvents",
+    );
+    assert_eq!(receive["Effect"], "Allow");
+    assert_eq!(receive["Action"], list(&QUEUE_ACTIONS));
+    assert!(is_ref(&receive["Resource"], "EventsQueueArn"));
+    assert!(receive.get("Condition").is_none());
+
+    // Every queue API the exporter calls is covered by one of them.
+    use fast_launch_exporter::calls::Api;
+    for (api, action) in [
+        (Api::ReceiveMessage, "sqs:ReceiveMessage"),
+        (Api::DeleteMessageBatch, "sqs:DeleteMessage"),
+    ] {
+        assert!(QUEUE_ACTIONS.contains(&action), "{}", api.as_str());
+    }
+
+    // Nothing else in the template grants SQS.
+    let mut texts = Vec::new();
+    strings(&template["Resources"]["ExporterRole"], &mut texts);
+    assert!(
+        texts.iter().all(|s| !s.starts_with("sqs:")),
+        "SQS only in ExporterEventsQueuePolicy"
+    );
+
+    // The plain JSON policy: the same statement, on a placeholder queue, and no other SQS grant.
+    let plain = json(&iam_dir().join("exporter-policy.json"));
+    let receive = json_statement(&plain, "ReceiveFastLaunchEvents");
+    assert_eq!(receive["Effect"], "Allow");
+    assert_eq!(receive["Action"], serde_json::json!(QUEUE_ACTIONS));
+    assert_eq!(
+        receive["Resource"],
+        "arn:aws:sqs:us-east-1:999999999999:fast-launch-events"
+    );
+    let sqs_statements = plain["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s.to_string().contains("sqs:"))
+        .count();
+    assert_eq!(sqs_statements, 1);
 }
