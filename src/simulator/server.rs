@@ -203,6 +203,10 @@ async fn sqs_request(
         (world.take_fault(&account, &region, action), world.delay())
     };
     tokio::time::sleep(delay).await;
+    if matches!(fault, Some(FaultKind::Hang)) {
+        // Never answer (a connection that died silently); dropped with the runtime.
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+    }
     let answer = loop {
         let answer = {
             let mut world = lock(world);

@@ -272,3 +272,66 @@ async fn a_denied_queue_is_retried_and_shown_while_collection_goes_on() {
         .await;
     assert!(exporter.logs().contains("cannot receive events"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_queue_is_named_and_a_hung_one_times_out() {
+    let sim = simulator().await;
+    sim.world()
+        .set_images(BASE_ACCOUNT, "us-east-1", vec![image(1, "enabled")]);
+    // No queue at the URL: SQS's query-compatible code, as the SDK reports it.
+    let exporter = Exporter::start(
+        &sim.url(),
+        &format!(
+            "collection: {{interval: 1h}}\nregions: [us-east-1]\nevents:\n  queue_url: {QUEUE}\n  wait_time: 1s\n"
+        ),
+        &[],
+    )
+    .await;
+    exporter
+        .wait_for_metrics("the missing queue named", |t| {
+            value(
+                t,
+                "fast_launch_exporter_aws_errors_total",
+                &[
+                    ("api", "ReceiveMessage"),
+                    ("error_code", "AWS.SimpleQueueService.NonExistentQueue"),
+                ],
+            )
+            .is_some()
+                && value(t, "fast_launch_exporter_events_receive_success", &[]) == Some(0.0)
+        })
+        .await;
+    drop(exporter);
+
+    // A queue that never answers: the receive gives up after the wait plus a grace period
+    // and counts as failed, rather than waiting forever.
+    sim.world().create_queue(QUEUE);
+    sim.world().add_fault(Fault::hang("ReceiveMessage"));
+    let exporter = Exporter::start(
+        &sim.url(),
+        &format!(
+            "collection: {{interval: 1h}}\nregions: [us-east-1]\nevents:\n  queue_url: {QUEUE}\n  wait_time: 1s\n"
+        ),
+        &[],
+    )
+    .await;
+    exporter
+        .wait_for_metrics("the hung receive given up", |t| {
+            value(t, "fast_launch_exporter_events_receive_success", &[]) == Some(0.0)
+        })
+        .await;
+    assert!(
+        exporter.logs().contains("ReceiveMessage failed: timeout"),
+        "{}",
+        exporter.logs()
+    );
+    assert_eq!(
+        value(
+            &exporter.metrics().await,
+            "fast_launch_exporter_collection_success",
+            &[("aws_region", "us-east-1")]
+        ),
+        Some(1.0),
+        "collection goes on"
+    );
+}
