@@ -70,7 +70,19 @@ async fn fault_is_reported_contained_and_recovered(kind: &str, error_code: &str)
                 .as_str()
         })
         .collect();
-    assert_eq!(codes, [error_code], "{kind}: {errors:?}");
+    // A throttled, 5xx or reset attempt is retried after the SDK's backoff (up to 1 s with
+    // jitter), which can push the collection past its 1 s timeout on a busy machine: then
+    // `timeout` is counted too, rightly.
+    let expected: &[&str] = if matches!(kind, "throttle" | "server-error" | "reset") {
+        &[error_code, "timeout"]
+    } else {
+        &[error_code]
+    };
+    assert!(codes.contains(&error_code), "{kind}: {errors:?}");
+    assert!(
+        codes.iter().all(|c| expected.contains(c)),
+        "{kind}: {errors:?}"
+    );
     assert!(find(
         &text,
         "aws_ec2_fast_launch_image_info",
