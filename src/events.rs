@@ -15,7 +15,7 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::calls::{ApiCounters, ApiError};
+use crate::calls::{Api, ApiCounters, ApiError, ErrorCode};
 use crate::collector::BoxFuture;
 use crate::config::EventsSettings;
 use crate::registry::Registry;
@@ -221,8 +221,8 @@ pub async fn run_receiver(
         );
         let received = tokio::select! {
             received = receive => received.unwrap_or_else(|_| Err(ApiError::new(
-                crate::calls::Api::ReceiveMessage,
-                crate::calls::ErrorCode::Timeout,
+                Api::ReceiveMessage,
+                ErrorCode::Timeout,
                 format!("no answer within the long-poll wait plus {}s", CALL_GRACE.as_secs()),
             ))),
             _ = shutdown.cancelled() => return,
@@ -283,8 +283,8 @@ pub async fn run_receiver(
             let delete = tokio::time::timeout(CALL_GRACE, queue.delete(batch));
             let deleted = tokio::select! {
                 deleted = delete => deleted.unwrap_or_else(|_| Err(ApiError::new(
-                    crate::calls::Api::DeleteMessageBatch,
-                    crate::calls::ErrorCode::Timeout,
+                    Api::DeleteMessageBatch,
+                    ErrorCode::Timeout,
                     format!("no answer within {}s", CALL_GRACE.as_secs()),
                 ))),
                 _ = shutdown.cancelled() => return,

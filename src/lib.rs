@@ -127,10 +127,6 @@ pub async fn run(
             shutdown.clone(),
         ))
     });
-    let running_queue = config
-        .events
-        .as_ref()
-        .map(|e| (e.queue.clone(), e.wait_time, e.max_messages));
     loop {
         tokio::select! {
             request = reload_rx.recv() => {
@@ -140,11 +136,9 @@ pub async fn run(
                     Some(load) => match load() {
                         Ok(new) => {
                             log_warnings(&new);
-                            let new_queue = new
-                                .events
-                                .as_ref()
-                                .map(|e| (e.queue.clone(), e.wait_time, e.max_messages));
-                            if new_queue != running_queue {
+                            // The receiver runs with the start-up queue; debounce is a collection
+                            // setting and applies now.
+                            if new.events != config.events {
                                 warn!("the events queue settings changed: they take effect at the next restart (events.debounce applies now)");
                             }
                             let report = registry

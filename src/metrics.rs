@@ -484,9 +484,8 @@ fn render_targets(x: &mut Exposition, targets: &[&TargetView], snapshot: &Snapsh
     );
     for (account, region, apis, counters) in &callers {
         for ((api, code), count) in counters.errors() {
-            // A target's identity API is the one it calls; the queue's, only its own two.
-            let target = !apis.contains(&Api::ReceiveMessage);
-            if !(apis.contains(&api) || target && api == Api::AssumeRole) {
+            // Only the APIs the caller exports requests for (see `callers`).
+            if !apis.contains(&api) {
                 continue;
             }
             x.sample(

@@ -7,7 +7,7 @@
 //! and a few fields, readers clone `Arc`s) and `reconciling` (a tokio mutex that lets one
 //! reconcile run at a time, across the awaits that join cancelled tasks).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -158,6 +158,25 @@ struct State {
     first_pending: Option<BTreeSet<TargetKey>>,
     ready: bool,
     reload: ReloadStatus,
+}
+
+impl State {
+    /// The account id of target `key`: from its role ARN, or learnt with GetCallerIdentity.
+    fn account_id(&self, key: &TargetKey) -> Option<&str> {
+        let target = self.targets.get(key)?;
+        target
+            .spec
+            .configured_account_id()
+            .or_else(|| self.resolved_ids.get(&key.account).map(String::as_str))
+    }
+
+    /// The other target that serves the (account id, region) of `key`, if any.
+    fn served_by_other(&self, key: &TargetKey) -> Option<&TargetKey> {
+        let id = self.account_id(key)?;
+        self.claims
+            .get(&(id.to_string(), key.region.clone()))
+            .filter(|owner| *owner != key)
+    }
 }
 
 /// The targets of the exporter, their data and their tasks.
@@ -589,17 +608,7 @@ impl Registry {
         let state = lock(&self.state);
         let mut asked = false;
         for key in state.order.iter().filter(|k| k.region == region) {
-            let Some(target) = state.targets.get(key) else {
-                continue;
-            };
-            let id = target
-                .spec
-                .configured_account_id()
-                .or_else(|| state.resolved_ids.get(&key.account).map(String::as_str));
-            let owner = state
-                .claims
-                .get(&(account_id.to_string(), region.to_string()));
-            if id != Some(account_id) || owner.is_some_and(|o| o != key) {
+            if state.account_id(key) != Some(account_id) || state.served_by_other(key).is_some() {
                 continue;
             }
             if let Some(task) = state.tasks.get(key) {
@@ -661,11 +670,7 @@ impl Registry {
                 Some(TargetView {
                     key: key.clone(),
                     account_name: t.spec.account_name.clone(),
-                    account_id: t
-                        .spec
-                        .configured_account_id()
-                        .map(str::to_string)
-                        .or_else(|| state.resolved_ids.get(&key.account).cloned()),
+                    account_id: state.account_id(key).map(str::to_string),
                     assumes_role: t.spec.role.is_some(),
                     health: t.health.clone(),
                     images: t
@@ -673,60 +678,64 @@ impl Registry {
                         .clone()
                         .filter(|_| is_fresh(t.health.last_success, now, max_staleness)),
                     counters: t.counters.clone(),
-                    duplicate_of: t.duplicate_of.clone().or_else(|| {
-                        // Its id is known but another target holds the claim: it is a
-                        // duplicate even before its own next collection says so.
-                        let id = t
-                            .spec
-                            .configured_account_id()
-                            .or_else(|| state.resolved_ids.get(&key.account).map(String::as_str))?;
-                        state
-                            .claims
-                            .get(&(id.to_string(), key.region.clone()))
-                            .filter(|owner| *owner != key)
-                            .cloned()
-                    }),
+                    // Its id is known but another target holds the claim: a duplicate even
+                    // before its own next collection says so.
+                    duplicate_of: t
+                        .duplicate_of
+                        .clone()
+                        .or_else(|| state.served_by_other(key).cloned()),
                 })
             })
             .collect();
         // One account_info row per account id. An account whose id is configured (a role) wins
         // over one that learnt the same id (base credentials), then the first in config order;
         // rows keep config order. An account none of whose targets is served has no row.
-        let mut candidates: Vec<(bool, AccountView)> = Vec::new();
-        for account in state.order.iter().map(|k| &k.account) {
-            if candidates.iter().any(|(_, a)| &a.key == account) {
-                continue;
+        // One pass over the targets (this runs on every scrape): per account, in config order,
+        // its first target and whether any of its targets is served.
+        let mut per_account: Vec<(&TargetView, bool)> = Vec::new();
+        let mut position: HashMap<&str, usize> = HashMap::new();
+        for target in &targets {
+            match position.get(target.key.account.as_str()) {
+                Some(&i) => per_account[i].1 |= target.is_served(),
+                None => {
+                    position.insert(&target.key.account, per_account.len());
+                    per_account.push((target, target.is_served()));
+                }
             }
-            let mut mine = targets.iter().filter(|t| &t.key.account == account);
-            let Some(first) = mine.clone().next() else {
-                continue;
-            };
-            if !mine.any(TargetView::is_served) {
-                continue;
-            }
-            let spec = &state.targets[&first.key].spec;
-            candidates.push((
-                spec.configured_account_id().is_some(),
-                AccountView {
-                    key: account.clone(),
-                    account_id: first.account_id.clone(),
-                    name: first.account_name.clone(),
-                    labels: spec.labels.clone(),
-                },
-            ));
         }
+        let candidates: Vec<(bool, AccountView)> = per_account
+            .into_iter()
+            .filter(|(_, served)| *served)
+            .map(|(first, _)| {
+                let spec = &state.targets[&first.key].spec;
+                (
+                    spec.configured_account_id().is_some(),
+                    AccountView {
+                        key: first.key.account.clone(),
+                        account_id: first.account_id.clone(),
+                        name: first.account_name.clone(),
+                        labels: spec.labels.clone(),
+                    },
+                )
+            })
+            .collect();
+        let configured_ids: HashSet<&str> = candidates
+            .iter()
+            .filter(|(configured, _)| *configured)
+            .filter_map(|(_, a)| a.account_id.as_deref())
+            .collect();
+        let mut emitted_ids: HashSet<String> = HashSet::new();
         let mut accounts: Vec<AccountView> = Vec::new();
         for (configured, account) in &candidates {
-            let same_id = |other: &AccountView| {
-                account.account_id.is_some() && other.account_id == account.account_id
-            };
-            let beaten = !configured
-                && candidates
-                    .iter()
-                    .any(|(c, other)| *c && same_id(other) && other.key != account.key);
-            if !beaten && !accounts.iter().any(same_id) {
-                accounts.push(account.clone());
+            if let Some(id) = &account.account_id {
+                // Config validation allows one configured account per id, so a configured
+                // candidate is never beaten by another configured one.
+                let beaten = !configured && configured_ids.contains(id.as_str());
+                if beaten || !emitted_ids.insert(id.clone()) {
+                    continue;
+                }
             }
+            accounts.push(account.clone());
         }
         let static_label_names: BTreeSet<String> = state
             .targets

@@ -145,6 +145,25 @@ impl ProvideCredentials for AssumeRoleCredentials {
     }
 }
 
+/// An STS client in `region` with the exporter's retry policy, its own retry partition and the
+/// attempt counter: for GetCallerIdentity and for AssumeRole credentials.
+fn sts_client(
+    base: &SdkConfig,
+    region: Region,
+    retry: RetryConfig,
+    partition: String,
+    counter: &AttemptCounter,
+) -> aws_sdk_sts::Client {
+    aws_sdk_sts::Client::from_conf(
+        aws_sdk_sts::config::Builder::from(base)
+            .region(region)
+            .retry_config(retry)
+            .retry_partition(RetryPartition::new(partition))
+            .interceptor(counter.clone())
+            .build(),
+    )
+}
+
 /// The AWS clients of one target (account, region).
 #[derive(Debug, Clone)]
 struct TargetClient {
@@ -169,13 +188,13 @@ impl TargetClient {
         let retry = RetryConfig::standard().with_max_attempts(max_attempts);
         let sts_counter = AttemptCounter::new(sink.clone());
         let ec2_counter = AttemptCounter::new(sink);
-        let sts_config = aws_sdk_sts::config::Builder::from(base)
-            .region(region.clone())
-            .retry_config(retry.clone())
-            .retry_partition(RetryPartition::new(format!("{partition}-sts")))
-            .interceptor(sts_counter.clone())
-            .build();
-        let sts = aws_sdk_sts::Client::from_conf(sts_config);
+        let sts = sts_client(
+            base,
+            region.clone(),
+            retry.clone(),
+            format!("{partition}-sts"),
+            &sts_counter,
+        );
         let mut ec2_config = aws_sdk_ec2::config::Builder::from(base)
             .region(region)
             .retry_config(retry)

@@ -10,7 +10,7 @@ use aws_sdk_ec2::config::{IdentityCache, Region};
 use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
 
 use super::accounting::AttemptCounter;
-use super::{errors, AssumeRoleCredentials};
+use super::{errors, sts_client, AssumeRoleCredentials};
 use crate::calls::{Api, ApiError, AttemptSink, ErrorCode};
 use crate::collector::BoxFuture;
 use crate::events::{Queue, QueueMessage};
@@ -40,13 +40,12 @@ impl QueueClient {
             .retry_partition(RetryPartition::new("fast-launch-events"))
             .interceptor(counter.clone());
         if let Some(role) = &queue.role {
-            let sts = aws_sdk_sts::Client::from_conf(
-                aws_sdk_sts::config::Builder::from(base)
-                    .region(region)
-                    .retry_config(retry)
-                    .retry_partition(RetryPartition::new("fast-launch-events-sts"))
-                    .interceptor(counter.clone())
-                    .build(),
+            let sts = sts_client(
+                base,
+                region,
+                retry,
+                "fast-launch-events-sts".to_string(),
+                &counter,
             );
             config = config
                 .credentials_provider(AssumeRoleCredentials {

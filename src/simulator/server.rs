@@ -191,15 +191,13 @@ async fn sqs_request(
         let mut world = lock(world);
         let (key, region, _) = scope.clone().unwrap_or_default();
         let account = world.keys.get(&key).cloned().unwrap_or_default();
-        world.received.push(ReceivedRequest {
+        world.log_request(ReceivedRequest {
             action: action.to_string(),
             account: account.clone(),
             region: region.clone(),
             service: "sqs".to_string(),
             params: Vec::new(),
         });
-        let excess = world.received.len().saturating_sub(world.max_received);
-        world.received.drain(..excess);
         (world.take_fault(&account, &region, action), world.delay())
     };
     tokio::time::sleep(delay).await;
@@ -265,7 +263,7 @@ fn answer(
     if action == "AssumeRoleWithWebIdentity" {
         // Unsigned by design: the web identity token is the credential.
         let mut world = lock(world);
-        world.received.push(ReceivedRequest {
+        world.log_request(ReceivedRequest {
             action: action.clone(),
             account: String::new(),
             region: String::new(),
@@ -289,15 +287,13 @@ fn answer(
         .key_expiry
         .get(&key)
         .is_some_and(|at| *at <= SystemTime::now());
-    world.received.push(ReceivedRequest {
+    world.log_request(ReceivedRequest {
         action: action.clone(),
         account: account.clone(),
         region: region.clone(),
         service: service.clone(),
         params: params.clone(),
     });
-    let excess = world.received.len().saturating_sub(world.max_received);
-    world.received.drain(..excess);
     let fault = world.take_fault(&account, &region, &action);
     let delay = world.delay();
     let sts = service == "sts";

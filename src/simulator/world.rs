@@ -287,6 +287,13 @@ impl World {
             .map_or(&[], Vec::as_slice)
     }
 
+    /// Logs a request, keeping at most `max_received` (the oldest go first).
+    pub(super) fn log_request(&mut self, request: ReceivedRequest) {
+        self.received.push(request);
+        let excess = self.received.len().saturating_sub(self.max_received);
+        self.received.drain(..excess);
+    }
+
     /// The first matching fault whose rate draw hits, used up by one.
     pub(super) fn take_fault(
         &mut self,

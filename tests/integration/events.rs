@@ -31,15 +31,6 @@ fn state(text: &str, image: u32, state: &str) -> Option<f64> {
     )
 }
 
-fn describes(text: &str, region: &str) -> f64 {
-    value(
-        text,
-        "fast_launch_exporter_aws_requests_total",
-        &[("aws_region", region), ("api", "DescribeFastLaunchImages")],
-    )
-    .unwrap_or(0.0)
-}
-
 fn received(text: &str, result: &str) -> f64 {
     value(
         text,

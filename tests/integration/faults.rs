@@ -16,15 +16,6 @@ fn success(text: &str, region: &str) -> Option<f64> {
     )
 }
 
-fn describes(text: &str, region: &str) -> f64 {
-    value(
-        text,
-        "fast_launch_exporter_aws_requests_total",
-        &[("aws_region", region), ("api", "DescribeFastLaunchImages")],
-    )
-    .unwrap_or(0.0)
-}
-
 /// eu-west-1 gets `kind` on every DescribeFastLaunchImages call; us-east-1 stays clean.
 async fn fault_is_reported_contained_and_recovered(kind: &str, error_code: &str) {
     let sim = simulator().await;

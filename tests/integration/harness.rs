@@ -51,6 +51,74 @@ pub fn image_id(n: u32) -> String {
     format!("ami-{n:017x}")
 }
 
+/// The repository root.
+pub fn root() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `DescribeFastLaunchImages` attempts sent for `region` (0 before the first).
+pub fn describes(text: &str, region: &str) -> f64 {
+    value(
+        text,
+        "fast_launch_exporter_aws_requests_total",
+        &[("aws_region", region), ("api", "DescribeFastLaunchImages")],
+    )
+    .unwrap_or(0.0)
+}
+
+/// GET over TLS trusting `ca`, optionally presenting a client certificate. Err when the
+/// connection or handshake fails.
+pub async fn https_get(
+    address: &str,
+    ca: &rustls::pki_types::CertificateDer<'static>,
+    client: Option<&(Vec<rustls::pki_types::CertificateDer<'static>>, Vec<u8>)>,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<Response, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let config = match client {
+        None => builder.with_no_client_auth(),
+        Some((chain, key)) => builder
+            .with_client_auth_cert(
+                chain.clone(),
+                rustls::pki_types::PrivateKeyDer::try_from(key.clone()).unwrap(),
+            )
+            .unwrap(),
+    };
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(address)
+        .await
+        .map_err(|e| e.to_string())?;
+    let server_name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let mut tls = connector
+        .connect(server_name, tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut head = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    tls.write_all(head.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut raw = Vec::new();
+    // TLS 1.3 reports a rejected client certificate only when the client reads.
+    match tls.read_to_end(&mut raw).await {
+        Ok(_) => {}
+        // A server that closes without close_notify after a whole response.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
+        Err(e) => return Err(e.to_string()),
+    }
+    parse_response(&raw).ok_or_else(|| "no HTTP response".to_string())
+}
+
 /// The environment the exporter runs with: only these variables, so nothing on the machine
 /// (profiles, IMDS) takes part.
 pub fn exporter_command(simulator_url: &str) -> Command {

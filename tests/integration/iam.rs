@@ -3,14 +3,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::harness::tool_available;
+use crate::harness::{root, tool_available};
 
 use serde_json::Value as Json;
 use serde_yaml::Value;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn iam_dir() -> PathBuf {
     root().join("deploy/iam")

@@ -3,11 +3,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use crate::harness::tool_available;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use crate::harness::{root, tool_available};
 
 fn read(relative: &str) -> String {
     std::fs::read_to_string(root().join(relative)).unwrap_or_else(|e| panic!("{relative}: {e}"))

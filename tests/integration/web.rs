@@ -1,12 +1,11 @@
 //! `--web.config.file`: TLS, mutual TLS and basic auth, over real TLS with a test CA.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa, KeyPair,
 };
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::CertificateDer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::harness::*;
@@ -66,56 +65,6 @@ impl Pki {
         std::fs::write(&path, yaml).unwrap();
         path.display().to_string()
     }
-}
-
-/// GET over TLS trusting `ca`, optionally presenting a client certificate. Err when the
-/// connection or handshake fails.
-async fn https_get(
-    address: &str,
-    ca: &CertificateDer<'static>,
-    client: Option<&(Vec<CertificateDer<'static>>, Vec<u8>)>,
-    path: &str,
-    headers: &[(&str, &str)],
-) -> Result<Response, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(ca.clone()).unwrap();
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots);
-    let config = match client {
-        None => builder.with_no_client_auth(),
-        Some((chain, key)) => builder
-            .with_client_auth_cert(chain.clone(), PrivateKeyDer::try_from(key.clone()).unwrap())
-            .unwrap(),
-    };
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = tokio::net::TcpStream::connect(address)
-        .await
-        .map_err(|e| e.to_string())?;
-    let server_name = ServerName::try_from("127.0.0.1").unwrap();
-    let mut tls = connector
-        .connect(server_name, tcp)
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut head = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str("\r\n");
-    tls.write_all(head.as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut raw = Vec::new();
-    // TLS 1.3 reports a rejected client certificate only when the client reads.
-    match tls.read_to_end(&mut raw).await {
-        Ok(_) => {}
-        // A server that closes without close_notify after a whole response.
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
-        Err(e) => return Err(e.to_string()),
-    }
-    parse_response(&raw).ok_or_else(|| "no HTTP response".to_string())
 }
 
 fn basic(user: &str, password: &str) -> String {
