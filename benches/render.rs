@@ -67,6 +67,7 @@ pub fn populated_snapshot(images: usize) -> Snapshot {
                 images: Some(Arc::new(list)),
                 counters: Arc::new(ApiCounters::default()),
                 duplicate_of: None,
+                cloudwatch: None,
             });
         }
     }

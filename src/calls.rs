@@ -23,16 +23,22 @@ pub enum Api {
     ReceiveMessage,
     /// `sqs:DeleteMessageBatch` (the event queue)
     DeleteMessageBatch,
+    /// `cloudwatch:ListMetrics`
+    ListMetrics,
+    /// `cloudwatch:GetMetricData`
+    GetMetricData,
 }
 
 impl Api {
     /// Every API, in label order.
-    pub const ALL: [Api; 5] = [
+    pub const ALL: [Api; 7] = [
         Api::DescribeFastLaunchImages,
         Api::AssumeRole,
         Api::GetCallerIdentity,
         Api::ReceiveMessage,
         Api::DeleteMessageBatch,
+        Api::ListMetrics,
+        Api::GetMetricData,
     ];
 
     /// The operation name, as AWS spells it.
@@ -43,6 +49,8 @@ impl Api {
             Api::GetCallerIdentity => "GetCallerIdentity",
             Api::ReceiveMessage => "ReceiveMessage",
             Api::DeleteMessageBatch => "DeleteMessageBatch",
+            Api::ListMetrics => "ListMetrics",
+            Api::GetMetricData => "GetMetricData",
         }
     }
 
@@ -138,6 +146,7 @@ error_codes! {
     InvalidParameterCombination => "InvalidParameterCombination",
     InvalidParameterValue => "InvalidParameterValue",
     InvalidAddress => "InvalidAddress",
+    InvalidNextToken => "InvalidNextToken",
     // SQS is query-compatible: the SDK reports the awsQuery code of x-amzn-query-error.
     NonExistentQueue => "AWS.SimpleQueueService.NonExistentQueue",
     OverLimit => "OverLimit",
@@ -240,7 +249,7 @@ pub trait AttemptSink: Send + Sync + fmt::Debug {
 /// Requests and errors of one target, by API and error code label.
 #[derive(Debug, Default)]
 pub struct ApiCounters {
-    requests: [AtomicU64; 5],
+    requests: [AtomicU64; Api::ALL.len()],
     errors: Mutex<BTreeMap<(Api, &'static str), u64>>,
     /// The API whose attempt is on the wire now (index + 1; 0 = none). A target's calls are
     /// sequential, so one slot suffices; a collection cut by its timeout reads it.

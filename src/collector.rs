@@ -21,7 +21,10 @@ use tracing::{debug, info_span, warn, Instrument};
 use crate::calls::{Api, ApiCounters, ApiError, AttemptSink, ErrorCode};
 use crate::config::CollectionSettings;
 use crate::events::Queue;
-use crate::model::{FastLaunchImage, FastLaunchState, Query, QueueSpec, TargetKey, TargetSpec};
+use crate::model::{
+    FastLaunchImage, FastLaunchState, MetricSeries, MetricWindow, Query, QueueSpec, TargetKey,
+    TargetSpec,
+};
 use crate::registry::Registry;
 
 /// The longest start-up jitter; the concurrency limit spreads larger fleets anyway.
@@ -42,6 +45,13 @@ pub trait Fetch: Send + Sync {
     ) -> BoxFuture<'a, Result<Vec<FastLaunchImage>, ApiError>>;
     /// Whether the target may call DescribeFastLaunchImages (a `DryRun` call).
     fn check_describe_permission(&self) -> BoxFuture<'_, Result<(), ApiError>>;
+    /// The CloudWatch fast launch datapoints of `image_ids` in `window` (ListMetrics, then
+    /// GetMetricData); nothing for images CloudWatch lists no metric for.
+    fn launch_metrics<'a>(
+        &'a self,
+        image_ids: &'a [String],
+        window: &'a MetricWindow,
+    ) -> BoxFuture<'a, Result<Vec<MetricSeries>, ApiError>>;
 }
 
 /// Builds the AWS calls of a target from its spec, and of the event queue, reporting every
@@ -179,7 +189,7 @@ pub(crate) async fn run_target(
         if let Some(happened) = event {
             // The event's collection stands for the tick that fell due meanwhile.
             ticker.reset();
-            if let (Some(happened), true) = (happened, collected) {
+            if let (Some(happened), Some(_)) = (happened, &collected) {
                 registry.record_event_lag(
                     SystemTime::now()
                         .duration_since(happened)
@@ -187,15 +197,73 @@ pub(crate) async fn run_target(
                 );
             }
         }
+        if let Some(image_ids) = collected {
+            tokio::select! {
+                _ = collect_launches(&registry, &run, &settings, &image_ids) => {}
+                _ = cancel.cancelled() => return,
+            }
+        }
     }
 }
 
-/// Collects one target once and records the outcome in the registry; true when it collected.
+/// Reads the target's CloudWatch fast launch metrics for `image_ids` (the images just
+/// collected) and records them, when the target has CloudWatch on. Bounded by
+/// `collection.timeout` on its own: a failure here never touches the fast launch data.
+pub(crate) async fn collect_launches(
+    registry: &Registry,
+    run: &TargetRun,
+    settings: &CollectionSettings,
+    image_ids: &[String],
+) {
+    let Some(spec) = run.spec.cloudwatch else {
+        return;
+    };
+    let key = &run.spec.key;
+    let span = info_span!("cloudwatch", account = %key.account, region = %key.region);
+    async {
+        let now = unix_now();
+        let window = registry.launch_window(key, &spec, now);
+        let result = match tokio::time::timeout(
+            settings.timeout,
+            run.fetch.launch_metrics(image_ids, &window),
+        )
+        .await
+        {
+            Ok(Ok(series)) => Ok(series),
+            Ok(Err(error)) => Err(CollectError::Aws(error)),
+            Err(_) => Err(CollectError::Timeout {
+                api: run.counters.abandon_in_flight(&ErrorCode::Timeout),
+                after: settings.timeout,
+            }),
+        };
+        if let Err(error) = &result {
+            warn!(
+                api = error.api().map_or("", Api::as_str),
+                error_code = %error.code(),
+                error = %error,
+                "CloudWatch query failed; fast launch data unaffected"
+            );
+        }
+        registry.record_launches(key, &spec, now, image_ids, result);
+    }
+    .instrument(span)
+    .await
+}
+
+/// Now as Unix seconds.
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Collects one target once and records the outcome in the registry; the ids of the images
+/// when it collected.
 pub(crate) async fn collect_target(
     registry: &Registry,
     run: &TargetRun,
     settings: &CollectionSettings,
-) -> bool {
+) -> Option<Vec<String>> {
     let key = &run.spec.key;
     let span = info_span!(
         "collection",
@@ -234,7 +302,10 @@ pub(crate) async fn collect_target(
             ),
             Outcome::Duplicate { .. } => {}
         }
-        let collected = matches!(outcome, Outcome::Collected(_));
+        let collected = match &outcome {
+            Outcome::Collected(images) => Some(images.iter().map(|i| i.image_id.clone()).collect()),
+            _ => None,
+        };
         registry.record(key, outcome, duration, SystemTime::now());
         collected
     }

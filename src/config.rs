@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-pub use crate::model::{Filter, Query, QueueSpec, RoleSpec};
+pub use crate::model::{CloudWatchSpec, Filter, Query, QueueSpec, RoleSpec};
 use crate::model::{TargetKey, TargetSpec};
 
 /// A configuration that could not be read or is invalid. The message names the place in the file.
@@ -57,6 +57,15 @@ struct RawConfig {
     filters: Option<Vec<RawFilter>>,
     accounts: Option<Vec<RawAccount>>,
     events: Option<RawEvents>,
+    cloudwatch: Option<RawCloudWatch>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCloudWatch {
+    enabled: Option<bool>,
+    period: Option<String>,
+    lookback: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -101,6 +110,7 @@ struct RawAccount {
     filters: Option<Vec<RawFilter>>,
     #[serde(default)]
     labels: BTreeMap<String, String>,
+    cloudwatch: Option<RawCloudWatch>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -120,6 +130,10 @@ pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 pub const DEFAULT_DEBOUNCE: Duration = Duration::from_secs(2);
 /// Default `events.wait_time`: SQS long polling's maximum.
 pub const DEFAULT_WAIT_TIME: Duration = Duration::from_secs(20);
+/// Default `cloudwatch.period`.
+pub const DEFAULT_CLOUDWATCH_PERIOD: Duration = Duration::from_secs(300);
+/// Default `cloudwatch.lookback`.
+pub const DEFAULT_CLOUDWATCH_LOOKBACK: Duration = Duration::from_secs(1800);
 /// Default session name for AssumeRole.
 pub const DEFAULT_SESSION_NAME: &str = "fast-launch-exporter";
 /// Filter names that DescribeFastLaunchImages accepts (EC2 API reference).
@@ -171,6 +185,8 @@ pub struct AccountConfig {
     pub query: Query,
     /// Static labels exported on the account info metric.
     pub labels: BTreeMap<String, String>,
+    /// The CloudWatch fast launch metrics to read (None: off).
+    pub cloudwatch: Option<CloudWatchSpec>,
 }
 
 impl AccountConfig {
@@ -266,6 +282,7 @@ impl Config {
                 regions: Vec::new(),
                 query: Query::default(),
                 labels: BTreeMap::new(),
+                cloudwatch: None,
             }],
             warnings: Vec::new(),
             events: None,
@@ -317,6 +334,7 @@ impl Config {
                 role: account.role.clone(),
                 query: account.query.clone(),
                 labels: account.labels.clone(),
+                cloudwatch: account.cloudwatch,
             })
             .collect()
     }
@@ -342,6 +360,9 @@ impl TryFrom<RawConfig> for Config {
             validate_regions("regions", raw.regions.unwrap_or_default(), &mut warnings)?;
         let default_image_ids = validate_image_ids("image_ids", raw.image_ids.unwrap_or_default())?;
         let default_filters = validate_filters("filters", raw.filters.unwrap_or_default())?;
+        let default_cloudwatch = raw.cloudwatch.unwrap_or_default();
+        // Checked on its own too, so that a mistake there is named there.
+        validate_cloudwatch("cloudwatch", &default_cloudwatch)?;
 
         let raw_accounts = match raw.accounts {
             None => vec![RawAccount {
@@ -354,6 +375,7 @@ impl TryFrom<RawConfig> for Config {
                 image_ids: None,
                 filters: None,
                 labels: BTreeMap::new(),
+                cloudwatch: None,
             }],
             Some(list) if list.is_empty() => {
                 return Err(invalid(
@@ -367,7 +389,11 @@ impl TryFrom<RawConfig> for Config {
         let mut accounts: Vec<AccountConfig> = Vec::with_capacity(raw_accounts.len());
         for (i, raw_account) in raw_accounts.into_iter().enumerate() {
             let place = format!("accounts[{i}]");
-            let account = validate_account(
+            let cloudwatch = validate_cloudwatch(
+                &format!("{place}.cloudwatch"),
+                &merge_cloudwatch(&default_cloudwatch, raw_account.cloudwatch.as_ref()),
+            )?;
+            let mut account = validate_account(
                 &place,
                 raw_account,
                 &default_regions,
@@ -375,6 +401,7 @@ impl TryFrom<RawConfig> for Config {
                 &default_filters,
                 &mut warnings,
             )?;
+            account.cloudwatch = cloudwatch;
             for (j, earlier) in accounts.iter().enumerate() {
                 if account.name.is_some() && account.name == earlier.name {
                     return Err(invalid(
@@ -521,6 +548,59 @@ fn validate_events(
         wait_time,
         max_messages,
     })
+}
+
+/// An account's `cloudwatch` over the top-level one, key by key.
+fn merge_cloudwatch(top: &RawCloudWatch, account: Option<&RawCloudWatch>) -> RawCloudWatch {
+    let Some(account) = account else {
+        return top.clone();
+    };
+    RawCloudWatch {
+        // An account block with no `enabled` is on unless the top level turned it off.
+        enabled: account.enabled.or(top.enabled).or(Some(true)),
+        period: account.period.clone().or_else(|| top.period.clone()),
+        lookback: account.lookback.clone().or_else(|| top.lookback.clone()),
+    }
+}
+
+/// A `cloudwatch` block: off when absent or `enabled: false`; `period` whole minutes (CloudWatch
+/// keeps fast launch metrics at one-minute resolution at best); `lookback` at least one period
+/// and at most a day.
+fn validate_cloudwatch(
+    place: &str,
+    raw: &RawCloudWatch,
+) -> Result<Option<CloudWatchSpec>, ConfigError> {
+    let present = raw.enabled.is_some() || raw.period.is_some() || raw.lookback.is_some();
+    let period = match &raw.period {
+        None => DEFAULT_CLOUDWATCH_PERIOD,
+        Some(text) => {
+            let d = parse_duration(&format!("{place}.period"), text)?;
+            if d.as_secs() < 60 || d.as_secs() % 60 != 0 || d.subsec_nanos() != 0 {
+                return Err(invalid(
+                    format!("{place}.period"),
+                    format!("{text:?} must be whole minutes, at least 1m"),
+                ));
+            }
+            d
+        }
+    };
+    let lookback = match &raw.lookback {
+        None => DEFAULT_CLOUDWATCH_LOOKBACK.max(period),
+        Some(text) => {
+            let d = parse_duration(&format!("{place}.lookback"), text)?;
+            if d < period || d > Duration::from_secs(86_400) {
+                return Err(invalid(
+                    format!("{place}.lookback"),
+                    format!(
+                        "{text:?} must be at least the period ({}) and at most 24h",
+                        humantime::format_duration(period)
+                    ),
+                ));
+            }
+            d
+        }
+    };
+    Ok((present && raw.enabled != Some(false)).then_some(CloudWatchSpec { period, lookback }))
 }
 
 /// ExternalId: 2–1224 characters of `[\w+=,.@:/-]` per the STS AssumeRole API reference; the
@@ -909,6 +989,7 @@ fn validate_account(
         regions,
         query: Query { image_ids, filters },
         labels: raw.labels,
+        cloudwatch: None,
     })
 }
 

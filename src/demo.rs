@@ -10,8 +10,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::config::{AccountConfig, CollectionSettings, Config, DEFAULT_SESSION_NAME};
+use crate::model::{CloudWatchSpec, Query, RoleSpec};
 use crate::model::{FastLaunchImage, FastLaunchState};
-use crate::model::{Query, RoleSpec};
 use crate::simulator::{Fault, FaultKind, Simulator, World};
 use crate::{Base, WebOptions};
 
@@ -44,6 +44,11 @@ const DEMO_SECRET: &str = "demo-secret";
 pub const DEMO_QUEUE: &str =
     "https://sqs.us-east-1.amazonaws.com/111111111111/fast-launch-demo-events";
 /// How often the simulated world moves.
+/// The demo reads CloudWatch at its finest period, so that launches show within minutes.
+pub const DEMO_CLOUDWATCH: CloudWatchSpec = CloudWatchSpec {
+    period: Duration::from_secs(60),
+    lookback: Duration::from_secs(600),
+};
 const CHURN_TICK: Duration = Duration::from_secs(2);
 
 /// The knobs of the simulated world.
@@ -448,6 +453,7 @@ pub fn demo_config(options: &DemoOptions) -> Config {
             regions: regions.clone(),
             query: Query::default(),
             labels: BTreeMap::from([("environment".to_string(), account_name(index))]),
+            cloudwatch: Some(DEMO_CLOUDWATCH),
         })
         .collect();
     Config {

@@ -29,6 +29,7 @@ pub mod demo;
 pub mod events;
 pub mod healthcheck;
 pub mod http;
+pub mod launches;
 pub mod logging;
 pub mod metrics;
 pub mod model;

@@ -14,6 +14,7 @@ use prometheus::{Encoder, TextEncoder};
 
 use crate::calls::{Api, ApiCounters};
 use crate::events::{EventResult, EventStats};
+use crate::launches::{ImageLaunches, Launches};
 use crate::model::{FastLaunchImage, FastLaunchState};
 use crate::registry::{Registry, Snapshot, TargetView};
 
@@ -133,6 +134,8 @@ struct ImageGroup<'a> {
     account_id: &'a str,
     region: &'a str,
     images: &'a [FastLaunchImage],
+    /// The CloudWatch values, when the target reads CloudWatch.
+    launches: Option<&'a Launches>,
 }
 
 impl MetricsRenderer {
@@ -181,6 +184,7 @@ impl MetricsRenderer {
                     account_id: t.account_id.as_deref().unwrap_or(""),
                     region: &t.key.region,
                     images: t.images.as_deref()?,
+                    launches: t.cloudwatch.as_ref().map(|c| c.launches.as_ref()),
                 })
             })
             .collect();
@@ -344,6 +348,8 @@ fn render_images(x: &mut Exposition, groups: &[ImageGroup<'_>], now: f64) {
         });
     }
 
+    render_launches(x, groups);
+
     const REASON: &str = "aws_ec2_fast_launch_image_state_reason_info";
     x.family(REASON, "gauge", &format!("Reason for the image's last state transition (StateTransitionReason, at most 256 characters); value is always 1. {CACHED}"));
     each(x, &mut |x, [a, r, i], image| {
@@ -359,6 +365,58 @@ fn render_images(x: &mut Exposition, groups: &[ImageGroup<'_>], now: f64) {
             1.0,
         );
     });
+}
+
+/// The per-image CloudWatch families, for the images CloudWatch has data for.
+fn render_launches(x: &mut Exposition, groups: &[ImageGroup<'_>]) {
+    if groups
+        .iter()
+        .all(|g| g.launches.is_none_or(Launches::is_empty))
+    {
+        return;
+    }
+    let families: [(&str, &str, &str, fn(&ImageLaunches) -> Option<f64>); 3] = [
+        (
+            "aws_ec2_fast_launch_image_available_snapshots",
+            "gauge",
+            "Pre-provisioned snapshots available for the image: the latest CloudWatch NumberOfAvailableFastLaunchSnapshots (Minimum) within cloudwatch.lookback.",
+            |l| l.available_snapshots,
+        ),
+        (
+            "aws_ec2_fast_launch_image_fast_launches_total",
+            "counter",
+            "Instances launched from a pre-provisioned snapshot: CloudWatch NumberOfInstancesFastLaunched (Sum), each period added once after it ended at least one period ago; 0 when the image was first seen.",
+            |l| Some(l.fast_launches),
+        ),
+        (
+            "aws_ec2_fast_launch_image_cold_launches_total",
+            "counter",
+            "Instances launched without a pre-provisioned snapshot (cold boots): CloudWatch NumberOfInstancesNotFastLaunched (Sum), each period added once after it ended at least one period ago; 0 when the image was first seen.",
+            |l| Some(l.cold_launches),
+        ),
+    ];
+    for (name, kind, help, value) in families {
+        x.family(name, kind, help);
+        for group in groups {
+            let Some(launches) = group.launches else {
+                continue;
+            };
+            for image in group.images {
+                let Some(v) = launches.image(&image.image_id).and_then(value) else {
+                    continue;
+                };
+                x.sample(
+                    name,
+                    &[
+                        ("aws_account_id", group.account_id),
+                        ("aws_region", group.region),
+                        ("image_id", image.image_id.as_str()),
+                    ],
+                    v,
+                );
+            }
+        }
+    }
 }
 
 /// The per-target families.
@@ -425,6 +483,27 @@ fn render_targets(x: &mut Exposition, targets: &[&TargetView], snapshot: &Snapsh
         }
     }
 
+    const CLOUDWATCH: &str = "fast_launch_exporter_cloudwatch_success";
+    let cloudwatch: Vec<(&TargetView, bool)> = targets
+        .iter()
+        .filter_map(|t| Some((*t, t.cloudwatch.as_ref()?.last_ok?)))
+        .collect();
+    if !cloudwatch.is_empty() {
+        x.family(
+            CLOUDWATCH,
+            "gauge",
+            "1 if the target's last CloudWatch query (ListMetrics, GetMetricData) succeeded, else 0. Its failures never touch the fast launch data.",
+        );
+        for (target, ok) in cloudwatch {
+            let [(a, account), (r, region)] = labels(target);
+            x.sample(
+                CLOUDWATCH,
+                &[(a, &account), (r, &region)],
+                if ok { 1.0 } else { 0.0 },
+            );
+        }
+    }
+
     // Everything that calls AWS: the targets, and the event queue (under its own account id
     // and region).
     let mut callers: Vec<(String, String, Vec<Api>, &ApiCounters)> = targets
@@ -436,12 +515,11 @@ fn render_targets(x: &mut Exposition, targets: &[&TargetView], snapshot: &Snapsh
                 Api::GetCallerIdentity
             };
             let [(_, account), (_, region)] = labels(t);
-            (
-                account,
-                region,
-                vec![Api::DescribeFastLaunchImages, identity_api],
-                t.counters.as_ref(),
-            )
+            let mut apis = vec![Api::DescribeFastLaunchImages, identity_api];
+            if t.cloudwatch.is_some() {
+                apis.extend([Api::ListMetrics, Api::GetMetricData]);
+            }
+            (account, region, apis, t.counters.as_ref())
         })
         .collect();
     if let Some(events) = &snapshot.events {

@@ -154,6 +154,8 @@ pub struct TargetSpec {
     pub query: Query,
     /// Static labels exported on the account info metric.
     pub labels: BTreeMap<String, String>,
+    /// The CloudWatch fast launch metrics to read with every collection (None: off).
+    pub cloudwatch: Option<CloudWatchSpec>,
 }
 
 impl TargetSpec {
@@ -165,8 +167,89 @@ impl TargetSpec {
     /// Whether a change from `self` to `other` changes what a collection does (credentials or
     /// query), as opposed to only the labels it is exported with.
     pub fn collects_like(&self, other: &TargetSpec) -> bool {
-        self.key == other.key && self.role == other.role && self.query == other.query
+        self.key == other.key
+            && self.role == other.role
+            && self.query == other.query
+            && self.cloudwatch == other.cloudwatch
     }
+}
+
+/// How a target reads the CloudWatch fast launch metrics (`cloudwatch` in the config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CloudWatchSpec {
+    /// The CloudWatch period asked for: whole minutes, at least one.
+    pub period: Duration,
+    /// How far back to look for the latest `NumberOfAvailableFastLaunchSnapshots` datapoint.
+    pub lookback: Duration,
+}
+
+/// The fast launch metrics EC2 publishes in CloudWatch (namespace `AWS/EC2`), per image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum LaunchMetric {
+    /// `NumberOfAvailableFastLaunchSnapshots`, read as its Minimum.
+    AvailableSnapshots,
+    /// `NumberOfInstancesFastLaunched`, read as its Sum.
+    FastLaunched,
+    /// `NumberOfInstancesNotFastLaunched` (no pre-provisioned snapshot was ready), read as its Sum.
+    NotFastLaunched,
+}
+
+impl LaunchMetric {
+    /// The three metrics.
+    pub const ALL: [LaunchMetric; 3] = [
+        LaunchMetric::AvailableSnapshots,
+        LaunchMetric::FastLaunched,
+        LaunchMetric::NotFastLaunched,
+    ];
+
+    /// The namespace all three are published in.
+    pub const NAMESPACE: &'static str = "AWS/EC2";
+
+    /// The metric's CloudWatch name.
+    pub fn metric_name(self) -> &'static str {
+        match self {
+            LaunchMetric::AvailableSnapshots => "NumberOfAvailableFastLaunchSnapshots",
+            LaunchMetric::FastLaunched => "NumberOfInstancesFastLaunched",
+            LaunchMetric::NotFastLaunched => "NumberOfInstancesNotFastLaunched",
+        }
+    }
+
+    /// The metric of a CloudWatch name.
+    pub fn from_metric_name(name: &str) -> Option<LaunchMetric> {
+        LaunchMetric::ALL
+            .into_iter()
+            .find(|m| m.metric_name() == name)
+    }
+
+    /// The statistic asked for: the lowest snapshot count in a period, the launches in it.
+    pub fn statistic(self) -> &'static str {
+        match self {
+            LaunchMetric::AvailableSnapshots => "Minimum",
+            LaunchMetric::FastLaunched | LaunchMetric::NotFastLaunched => "Sum",
+        }
+    }
+}
+
+/// What one target asks CloudWatch for: the images, and the time range and period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricWindow {
+    /// Start of the range, Unix seconds (a multiple of the period).
+    pub start: i64,
+    /// End of the range, Unix seconds.
+    pub end: i64,
+    /// The period, seconds.
+    pub period: i64,
+}
+
+/// The datapoints of one metric of one image, in no particular order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricSeries {
+    /// The image the metric's dimensions name.
+    pub image_id: String,
+    /// Which of the three metrics.
+    pub metric: LaunchMetric,
+    /// (period start in Unix seconds, value).
+    pub points: Vec<(i64, f64)>,
 }
 
 /// The SQS queue EventBridge delivers fast launch state-change events to.

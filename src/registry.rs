@@ -17,10 +17,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::calls::{ApiCounters, ApiError};
+use crate::collector::CollectError;
 use crate::collector::{self, Connect, Fetch, Outcome, TargetRun};
 use crate::config::CollectionSettings;
 use crate::events::EventStats;
-use crate::model::{FastLaunchImage, TargetKey, TargetSpec};
+use crate::launches::Launches;
+use crate::model::{
+    CloudWatchSpec, FastLaunchImage, MetricSeries, MetricWindow, TargetKey, TargetSpec,
+};
 use crate::sync::lock;
 
 /// How a target's collections have gone.
@@ -58,6 +62,17 @@ pub struct TargetView {
     /// Set when another target already serves the same (account id, region): this one is not
     /// collected and exports nothing.
     pub duplicate_of: Option<TargetKey>,
+    /// The CloudWatch state when the target reads CloudWatch (None: off).
+    pub cloudwatch: Option<CloudWatchView>,
+}
+
+/// A target's CloudWatch fast launch metrics as a scrape sees them.
+#[derive(Debug, Clone)]
+pub struct CloudWatchView {
+    /// Whether the last CloudWatch query succeeded (None: not asked yet).
+    pub last_ok: Option<bool>,
+    /// The values per image, from the last successful query.
+    pub launches: Arc<Launches>,
 }
 
 impl TargetView {
@@ -131,6 +146,10 @@ struct Target {
     duplicate_of: Option<TargetKey>,
     /// The owner last named in the log, so that a duplicate is logged once, not every interval.
     logged_owner: Option<TargetKey>,
+    /// Whether the last CloudWatch query succeeded (None: not asked yet).
+    cloudwatch_ok: Option<bool>,
+    /// The CloudWatch values, from the last successful query.
+    launches: Arc<Launches>,
 }
 
 /// A running target task.
@@ -277,7 +296,10 @@ impl Registry {
                 let Ok(_permit) = semaphore.acquire().await else {
                     return;
                 };
-                let _ = collector::collect_target(&registry, &run, &settings).await;
+                if let Some(image_ids) = collector::collect_target(&registry, &run, &settings).await
+                {
+                    collector::collect_launches(&registry, &run, &settings, &image_ids).await;
+                }
             });
         }
         while collections.join_next().await.is_some() {}
@@ -403,6 +425,8 @@ impl Registry {
                     target.images = None;
                     target.health = Health::default();
                     target.duplicate_of = None;
+                    target.cloudwatch_ok = None;
+                    target.launches = Arc::default();
                     report.restarted.push(key.clone());
                     to_start.push(key.clone());
                 }
@@ -416,6 +440,8 @@ impl Registry {
                             counters: Arc::new(ApiCounters::default()),
                             duplicate_of: None,
                             logged_owner: None,
+                            cloudwatch_ok: None,
+                            launches: Arc::default(),
                         },
                     );
                     report.added.push(key.clone());
@@ -602,6 +628,43 @@ impl Registry {
         update_ready(&mut state);
     }
 
+    /// The CloudWatch range a query of target `key` at `now` (Unix seconds) asks for.
+    pub(crate) fn launch_window(
+        &self,
+        key: &TargetKey,
+        spec: &CloudWatchSpec,
+        now: i64,
+    ) -> MetricWindow {
+        let state = lock(&self.state);
+        match state.targets.get(key) {
+            Some(target) => target.launches.window(spec, now),
+            None => Launches::default().window(spec, now),
+        }
+    }
+
+    /// Records how a CloudWatch query of `key` at `now` for `image_ids` ended. A failure keeps the
+    /// last values (and never touches the fast launch data).
+    pub(crate) fn record_launches(
+        &self,
+        key: &TargetKey,
+        spec: &CloudWatchSpec,
+        now: i64,
+        image_ids: &[String],
+        result: Result<Vec<MetricSeries>, CollectError>,
+    ) {
+        let mut state = lock(&self.state);
+        let Some(target) = state.targets.get_mut(key) else {
+            return;
+        };
+        match result {
+            Ok(series) => {
+                target.launches = Arc::new(target.launches.advanced(spec, now, image_ids, &series));
+                target.cloudwatch_ok = Some(true);
+            }
+            Err(_) => target.cloudwatch_ok = Some(false),
+        }
+    }
+
     /// Asks every served target of (account id, region) to collect now; `time` is when the
     /// event happened. False when no such target is collected here.
     pub fn collect_now(&self, account_id: &str, region: &str, time: Option<SystemTime>) -> bool {
@@ -684,6 +747,10 @@ impl Registry {
                         .duplicate_of
                         .clone()
                         .or_else(|| state.served_by_other(key).cloned()),
+                    cloudwatch: t.spec.cloudwatch.map(|_| CloudWatchView {
+                        last_ok: t.cloudwatch_ok,
+                        launches: t.launches.clone(),
+                    }),
                 })
             })
             .collect();
@@ -801,9 +868,9 @@ mod tests {
     //! when each call starts and how many run at once.
 
     use super::*;
-    use crate::calls::{Api, AttemptSink};
+    use crate::calls::{Api, AttemptSink, ErrorCode};
     use crate::collector::BoxFuture;
-    use crate::model::{Query, RoleSpec};
+    use crate::model::{LaunchMetric, Query, RoleSpec};
     use tokio::time::Instant;
 
     const ROLE_ACCOUNT: &str = "222222222222";
@@ -820,6 +887,10 @@ mod tests {
         calls: Vec<(TargetKey, Instant)>,
         running: usize,
         most_running: usize,
+        /// How CloudWatch answers: None hangs, Some(false) is denied, Some(true) lists one
+        /// available-snapshots series per image.
+        cloudwatch: Option<bool>,
+        cloudwatch_calls: usize,
     }
 
     /// A fake AWS: answers one image per target, named after its region and query.
@@ -925,6 +996,40 @@ mod tests {
         fn check_describe_permission(&self) -> BoxFuture<'_, Result<(), ApiError>> {
             Box::pin(async { Ok(()) })
         }
+
+        fn launch_metrics<'a>(
+            &'a self,
+            image_ids: &'a [String],
+            window: &'a MetricWindow,
+        ) -> BoxFuture<'a, Result<Vec<MetricSeries>, ApiError>> {
+            Box::pin(async move {
+                let answer = {
+                    let mut state = lock(&self.aws.state);
+                    state.cloudwatch_calls += 1;
+                    state.cloudwatch
+                };
+                self.sink.attempt_sent(Api::ListMetrics);
+                match answer {
+                    None => std::future::pending().await,
+                    Some(false) => {
+                        let code = ErrorCode::AccessDenied;
+                        self.sink.attempt_finished(Some(&code));
+                        Err(ApiError::new(Api::ListMetrics, code, "not authorized"))
+                    }
+                    Some(true) => {
+                        self.sink.attempt_finished(None);
+                        Ok(image_ids
+                            .iter()
+                            .map(|id| MetricSeries {
+                                image_id: id.clone(),
+                                metric: LaunchMetric::AvailableSnapshots,
+                                points: vec![(window.end - 60, 7.0)],
+                            })
+                            .collect())
+                    }
+                }
+            })
+        }
     }
 
     struct FakeConnect(Arc<FakeAws>);
@@ -996,6 +1101,7 @@ mod tests {
             role: None,
             query: Query::default(),
             labels: BTreeMap::new(),
+            cloudwatch: None,
         }
     }
 
@@ -1016,6 +1122,7 @@ mod tests {
             }),
             query: Query::default(),
             labels: BTreeMap::new(),
+            cloudwatch: None,
         }
     }
 
@@ -1363,6 +1470,63 @@ mod tests {
         assert!(!registry.collect_now(ROLE_ACCOUNT, "eu-west-1", None));
         tokio::time::sleep(Duration::from_secs(10)).await;
         assert_eq!(aws.calls_of(&target.key, start).len(), 2);
+        registry.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cloudwatch_failing_or_hanging_never_touches_the_fast_launch_data() {
+        let aws = FakeAws::new();
+        let registry = registry(&aws);
+        let mut spec = role_spec("us-east-1");
+        spec.cloudwatch = Some(CloudWatchSpec {
+            period: Duration::from_secs(60),
+            lookback: Duration::from_secs(600),
+        });
+        lock(&aws.state).cloudwatch = Some(true);
+        registry
+            .reconcile(vec![spec.clone()], settings(10, 4))
+            .await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let cloudwatch =
+            |registry: &Registry| view(registry, &spec.key).unwrap().cloudwatch.unwrap();
+        let first = cloudwatch(&registry);
+        assert_eq!(first.last_ok, Some(true));
+        let image = image_ids(&registry, &spec.key).remove(0);
+        assert_eq!(
+            first.launches.image(&image).unwrap().available_snapshots,
+            Some(7.0)
+        );
+
+        // Denied: the fast launch data stays, collection_success stays 1.
+        lock(&aws.state).cloudwatch = Some(false);
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let denied = view(&registry, &spec.key).unwrap();
+        assert!(denied.health.last_ok);
+        assert_eq!(image_ids(&registry, &spec.key), [image.clone()]);
+        assert_eq!(denied.cloudwatch.unwrap().last_ok, Some(false));
+        assert_eq!(
+            denied.counters.errors(),
+            BTreeMap::from([((Api::ListMetrics, "AccessDenied"), 1)])
+        );
+
+        // Hanging: cut by collection.timeout (2 s) on its own; the next collection still runs.
+        lock(&aws.state).cloudwatch = None;
+        let calls_before = aws
+            .calls_of(&spec.key, Instant::now() - Duration::from_secs(3600))
+            .len();
+        // Collections at about 21 s and 31 s, each CloudWatch query cut 2 s later.
+        tokio::time::sleep(Duration::from_secs(25)).await;
+        let hung = view(&registry, &spec.key).unwrap();
+        assert!(hung.health.last_ok);
+        assert_eq!(hung.cloudwatch.unwrap().last_ok, Some(false));
+        assert_eq!(
+            hung.counters.errors().get(&(Api::ListMetrics, "timeout")),
+            Some(&2)
+        );
+        let calls_after = aws
+            .calls_of(&spec.key, Instant::now() - Duration::from_secs(3600))
+            .len();
+        assert_eq!(calls_after - calls_before, 2, "the schedule goes on");
         registry.stop().await;
     }
 }

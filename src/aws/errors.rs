@@ -136,6 +136,16 @@ fn operation_error_code(error: &ErasedError) -> Option<&str> {
     {
         return e.code();
     }
+    if let Some(e) =
+        error.downcast_ref::<aws_sdk_cloudwatch::operation::list_metrics::ListMetricsError>()
+    {
+        return e.code();
+    }
+    if let Some(e) =
+        error.downcast_ref::<aws_sdk_cloudwatch::operation::get_metric_data::GetMetricDataError>()
+    {
+        return e.code();
+    }
     None
 }
 

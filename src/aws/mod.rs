@@ -4,6 +4,7 @@
 //! exporter's own types, through the [`Connect`] and [`Fetch`] traits the collector defines.
 
 mod accounting;
+mod cloudwatch;
 mod errors;
 mod sqs;
 
@@ -11,17 +12,23 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use aws_config::{BehaviorVersion, SdkConfig};
-use aws_credential_types::provider::{error::CredentialsError, future, ProvideCredentials};
+use aws_credential_types::provider::{
+    error::CredentialsError, future, ProvideCredentials, SharedCredentialsProvider,
+};
 use aws_sdk_ec2::config::retry::{RetryConfig, RetryPartition};
-use aws_sdk_ec2::config::{Credentials, IdentityCache, Region};
+use aws_sdk_ec2::config::{Credentials, IdentityCache, Region, SharedIdentityCache};
 use aws_sdk_ec2::types::DescribeFastLaunchImagesSuccessItem;
 use aws_sdk_ec2::types::{FastLaunchStateCode, Filter as Ec2Filter};
 
 use crate::calls::{Api, ApiError, AttemptSink, ErrorCode};
 use crate::collector::{BoxFuture, Connect, Fetch};
 use crate::events::Queue;
-use crate::model::{FastLaunchImage, FastLaunchState, Query, QueueSpec, RoleSpec, TargetSpec};
+use crate::model::{
+    FastLaunchImage, FastLaunchState, MetricSeries, MetricWindow, Query, QueueSpec, RoleSpec,
+    TargetSpec,
+};
 use accounting::AttemptCounter;
+use cloudwatch::CloudWatchClient;
 
 /// The base AWS configuration every target's clients are built on: region, credentials chain,
 /// endpoint. Opaque, so that no SDK type leaves this module.
@@ -169,6 +176,8 @@ fn sts_client(
 struct TargetClient {
     ec2: aws_sdk_ec2::Client,
     sts: aws_sdk_sts::Client,
+    /// Present when the target reads the CloudWatch fast launch metrics.
+    cloudwatch: Option<CloudWatchClient>,
     ec2_counter: AttemptCounter,
     sts_counter: AttemptCounter,
 }
@@ -176,7 +185,8 @@ struct TargetClient {
 impl TargetClient {
     /// Builds the clients: the SDK's standard retry mode with `max_attempts`, a retry partition of
     /// the target's own (so one target's throttling never drains another's retry budget), and
-    /// AssumeRole credentials when the spec has a role.
+    /// AssumeRole credentials when the spec has a role, shared by the EC2 and CloudWatch clients
+    /// through one identity cache (the role is assumed once for both).
     fn new(
         base: &SdkConfig,
         spec: &TargetSpec,
@@ -187,7 +197,7 @@ impl TargetClient {
         let partition = format!("fast-launch-{}", spec.key);
         let retry = RetryConfig::standard().with_max_attempts(max_attempts);
         let sts_counter = AttemptCounter::new(sink.clone());
-        let ec2_counter = AttemptCounter::new(sink);
+        let ec2_counter = AttemptCounter::new(sink.clone());
         let sts = sts_client(
             base,
             region.clone(),
@@ -195,26 +205,49 @@ impl TargetClient {
             format!("{partition}-sts"),
             &sts_counter,
         );
+        // The lazy cache renews credentials shortly before they expire (10 s plus jitter by
+        // default); it is checked before every attempt, so each page is signed with
+        // credentials that are still valid.
+        let role: Option<(SharedCredentialsProvider, SharedIdentityCache)> =
+            spec.role.as_ref().map(|role| {
+                (
+                    SharedCredentialsProvider::new(AssumeRoleCredentials {
+                        sts: sts.clone(),
+                        counter: sts_counter.clone(),
+                        role: role.clone(),
+                    }),
+                    IdentityCache::lazy().build(),
+                )
+            });
         let mut ec2_config = aws_sdk_ec2::config::Builder::from(base)
-            .region(region)
-            .retry_config(retry)
-            .retry_partition(RetryPartition::new(partition))
+            .region(region.clone())
+            .retry_config(retry.clone())
+            .retry_partition(RetryPartition::new(partition.clone()))
             .interceptor(ec2_counter.clone());
-        if let Some(role) = &spec.role {
-            ec2_config = ec2_config
-                .credentials_provider(AssumeRoleCredentials {
-                    sts: sts.clone(),
-                    counter: sts_counter.clone(),
-                    role: role.clone(),
-                })
-                // The lazy cache renews credentials shortly before they expire (10 s plus
-                // jitter by default); it is checked before every attempt, so each page is signed
-                // with credentials that are still valid.
-                .identity_cache(IdentityCache::lazy().build());
+        if let Some((credentials, cache)) = &role {
+            ec2_config.set_credentials_provider(Some(credentials.clone()));
+            ec2_config = ec2_config.identity_cache(cache.clone());
         }
+        let cloudwatch = spec.cloudwatch.map(|_| {
+            let counter = AttemptCounter::new(sink);
+            let mut config = aws_sdk_cloudwatch::config::Builder::from(base)
+                .region(region)
+                .retry_config(retry)
+                .retry_partition(RetryPartition::new(format!("{partition}-cloudwatch")))
+                .interceptor(counter.clone());
+            if let Some((credentials, cache)) = &role {
+                config.set_credentials_provider(Some(credentials.clone()));
+                config = config.identity_cache(cache.clone());
+            }
+            CloudWatchClient {
+                client: aws_sdk_cloudwatch::Client::from_conf(config.build()),
+                counter,
+            }
+        });
         TargetClient {
             ec2: aws_sdk_ec2::Client::from_conf(ec2_config.build()),
             sts,
+            cloudwatch,
             ec2_counter,
             sts_counter,
         }
@@ -322,6 +355,19 @@ impl Fetch for TargetClient {
 
     fn check_describe_permission(&self) -> BoxFuture<'_, Result<(), ApiError>> {
         Box::pin(TargetClient::check_describe_permission(self))
+    }
+
+    fn launch_metrics<'a>(
+        &'a self,
+        image_ids: &'a [String],
+        window: &'a MetricWindow,
+    ) -> BoxFuture<'a, Result<Vec<MetricSeries>, ApiError>> {
+        Box::pin(async move {
+            match &self.cloudwatch {
+                Some(cloudwatch) => cloudwatch.launch_metrics(image_ids, window).await,
+                None => Ok(Vec::new()),
+            }
+        })
     }
 }
 

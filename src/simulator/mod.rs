@@ -8,10 +8,13 @@
 //! Faults (error codes, hangs, resets, malformed answers) can be injected per account, region and
 //! action.
 //!
-//! One file per concern: `world` (the data and faults), `ec2`, `sts`, `sqs` and `sso` (each
-//! service's wire format), `server` (HTTP, routing, faults and latency). `sso` and STS's
+//! One file per concern: `world` (the data and faults), `ec2`, `sts`, `sqs`, `cloudwatch` (over
+//! a small `cbor` codec) and `sso` (each service's wire format), `server` (HTTP, routing, faults
+//! and latency). `sso` and STS's
 //! `AssumeRoleWithWebIdentity` let the tests prove the credential chain's sources.
 
+mod cbor;
+mod cloudwatch;
 mod ec2;
 mod server;
 mod sqs;

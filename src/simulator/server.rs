@@ -15,6 +15,8 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use super::cbor;
+use super::cloudwatch::{self, CloudWatchAnswer};
 use super::ec2::{describe_fast_launch_images, ec2_error};
 use super::sqs::{self, SqsAnswer};
 use super::sso::get_role_credentials;
@@ -130,6 +132,15 @@ async fn handle(
     }
     let scope = credential_scope(&request);
     if let Some(action) = request
+        .uri()
+        .path()
+        .strip_prefix(super::cloudwatch::PATH_PREFIX)
+        .map(str::to_string)
+    {
+        let body = request.into_body().collect().await.map(|b| b.to_bytes());
+        return cloudwatch_request(world, scope, &action, body.ok()).await;
+    }
+    if let Some(action) = request
         .headers()
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
@@ -167,6 +178,87 @@ async fn handle(
         }
         _ => Ok(xml_response(status, xml)),
     }
+}
+
+/// Answers one CloudWatch request (RPC v2 CBOR).
+async fn cloudwatch_request(
+    world: &Mutex<World>,
+    scope: Option<(String, String, String)>,
+    action: &str,
+    body: Option<Bytes>,
+) -> Result<Response<Full<Bytes>>, ConnectionReset> {
+    let decoded = body.as_deref().and_then(|b| cbor::decode(b).ok());
+    let (fault, delay, answer) = {
+        let mut world = lock(world);
+        let (key, region, _) = scope.clone().unwrap_or_default();
+        let account = world.keys.get(&key).cloned().unwrap_or_default();
+        let expired = world
+            .key_expiry
+            .get(&key)
+            .is_some_and(|at| *at <= SystemTime::now());
+        world.log_request(ReceivedRequest {
+            action: action.to_string(),
+            account: account.clone(),
+            region: region.clone(),
+            service: "monitoring".to_string(),
+            params: cloudwatch::logged_params(action, decoded.as_ref()),
+        });
+        let fault = world.take_fault(&account, &region, action);
+        let answer = if let Some(FaultKind::Error { code, status }) = &fault {
+            CloudWatchAnswer::error(*status, code, &format!("simulated {code}"))
+        } else if scope.is_none() {
+            CloudWatchAnswer::error(403, "MissingAuthenticationToken", "request is not signed")
+        } else if expired {
+            CloudWatchAnswer::error(
+                403,
+                "ExpiredToken",
+                "The security token included in the request is expired",
+            )
+        } else if account.is_empty() {
+            CloudWatchAnswer::error(
+                403,
+                "InvalidClientTokenId",
+                "The security token included in the request is invalid.",
+            )
+        } else {
+            cloudwatch::answer(&world, &account, &region, action, decoded.as_ref())
+        };
+        (fault, world.delay(), answer)
+    };
+    tokio::time::sleep(delay).await;
+    let (status, body) = match fault {
+        Some(FaultKind::Hang) => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            (answer.status, answer.body)
+        }
+        Some(FaultKind::Reset) => return Err(ConnectionReset),
+        Some(FaultKind::Malformed) => (200, b"this is not CBOR".to_vec()),
+        Some(FaultKind::Truncated) => (200, answer.body[..answer.body.len() / 2].to_vec()),
+        _ => (answer.status, answer.body),
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() =
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = response.headers_mut();
+    headers.insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/cbor"),
+    );
+    headers.insert(
+        "smithy-protocol",
+        hyper::header::HeaderValue::from_static("rpc-v2-cbor"),
+    );
+    if let Ok(id) = hyper::header::HeaderValue::from_str(&crate::simulator::request_id()) {
+        headers.insert("x-amzn-requestid", id);
+    }
+    if let Some(code) = answer
+        .query_error
+        .filter(|_| status != 200)
+        .and_then(|c| hyper::header::HeaderValue::from_str(&c).ok())
+    {
+        headers.insert("x-amzn-query-error", code);
+    }
+    Ok(response)
 }
 
 /// Answers one SQS request (awsJson1_0). `ReceiveMessage` waits up to `WaitTimeSeconds` for a

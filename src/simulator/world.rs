@@ -174,6 +174,12 @@ pub struct World {
     pub(super) issued_receipts: u64,
     /// Message ids deleted from the queues, in order.
     pub(super) deleted: Vec<String>,
+    /// CloudWatch metrics per (account, region).
+    pub(super) metrics: BTreeMap<(String, String), Vec<super::cloudwatch::SimMetric>>,
+    /// Metrics per ListMetrics page (CloudWatch: 500; 0 means 500).
+    pub list_metrics_page_size: usize,
+    /// Datapoints per GetMetricData page (CloudWatch: 100,800 by default; 0 means that).
+    pub metric_data_page_size: usize,
     /// How many received requests are kept for inspection (the oldest go first).
     pub max_received: usize,
     /// Added to every answer.
@@ -246,6 +252,44 @@ impl World {
     /// The ids of the messages deleted so far.
     pub fn deleted_messages(&self) -> &[String] {
         &self.deleted
+    }
+
+    /// Records one CloudWatch datapoint (raw, at one-minute resolution) of `metric_name` in
+    /// namespace `AWS/EC2` with `dimensions`, at Unix second `at`. A metric is listed from its
+    /// first datapoint on.
+    pub fn put_metric(
+        &mut self,
+        account: &str,
+        region: &str,
+        metric_name: &str,
+        dimensions: &[(&str, &str)],
+        at: i64,
+        value: f64,
+    ) {
+        let metrics = self
+            .metrics
+            .entry((account.to_string(), region.to_string()))
+            .or_default();
+        let dimensions: Vec<(String, String)> = dimensions
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        let index = match metrics
+            .iter()
+            .position(|m| m.name == metric_name && m.dimensions == dimensions)
+        {
+            Some(i) => i,
+            None => {
+                metrics.push(super::cloudwatch::SimMetric {
+                    namespace: "AWS/EC2".to_string(),
+                    name: metric_name.to_string(),
+                    dimensions,
+                    points: Vec::new(),
+                });
+                metrics.len() - 1
+            }
+        };
+        metrics[index].points.push((at, value));
     }
 
     /// Makes AssumeRole of `role_arn` answer AccessDenied.
