@@ -3,6 +3,7 @@
 //! AWS SDK is linked once.
 
 mod assets;
+mod cloudwatch;
 mod collection;
 mod credentials;
 mod events;
