@@ -12,7 +12,7 @@ start=$(date +%s.%N)
 "$BIN" demo --web.listen-address "127.0.0.1:$PORT" --log.level warn \
   --demo.accounts 100 --demo.regions 10 --demo.images 3 --demo.page-size 2 \
   --demo.latency "${LATENCY_MS}ms" --demo.concurrency "$CONCURRENCY" \
-  --demo.churn 0 --demo.throttle-rate 0 --demo.interval 1h &
+  --demo.churn 0 --demo.throttle-rate 0 --demo.interval 1h --demo.cloudwatch false &
 pid=$!
 trap 'kill $pid 2>/dev/null || true' EXIT
 until [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/-/ready")" = 200 ]; do sleep 0.05; done

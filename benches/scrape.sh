@@ -56,7 +56,7 @@ for spec in "100 1 1 100" "1000 1 10 100" "10000 10 10 100" "100000 10 10 1000";
   [ -n "${SIZES:-}" ] && [[ " $SIZES " != *" $images "* ]] && continue
   "$BIN" demo --web.listen-address "127.0.0.1:$PORT" --log.level warn \
     --demo.accounts "$accounts" --demo.regions "$regions" --demo.images "$per_target" \
-    --demo.churn 0 --demo.throttle-rate 0 --demo.interval 1h --demo.concurrency 64 &
+    --demo.churn 0 --demo.throttle-rate 0 --demo.interval 1h --demo.concurrency 64 --demo.cloudwatch false &
   demo_pid=$!
   wait_ready
   sleep 1

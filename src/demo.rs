@@ -84,6 +84,8 @@ pub struct DemoOptions {
     pub fault_rate: f64,
     /// How they fail, mixed evenly: names of [`FaultKind::NAMES`].
     pub fault_kinds: Vec<String>,
+    /// Whether the exporter reads the simulated CloudWatch (`cloudwatch` on every account).
+    pub cloudwatch: bool,
 }
 
 impl Default for DemoOptions {
@@ -104,6 +106,7 @@ impl Default for DemoOptions {
             faulty_targets: 0.0,
             fault_rate: 0.2,
             fault_kinds: FaultKind::NAMES.iter().map(|k| k.to_string()).collect(),
+            cloudwatch: true,
         }
     }
 }
@@ -186,6 +189,74 @@ pub fn demo_image_id(account: usize, region: usize, n: usize) -> String {
     format!("ami-{:03x}{:01x}{:013x}", account, region, n)
 }
 
+/// The image that stays `enabled` with its snapshots used up for the whole run: its launches
+/// are cold, a fixed example for the CloudWatch alerts.
+pub fn pinned_starved_image() -> (String, &'static str, String) {
+    (demo_account_id(0), DEMO_REGIONS[0], demo_image_id(0, 0, 1))
+}
+
+/// The demo's CloudWatch: every minute each `enabled` image launches a few instances, each taking
+/// a pre-provisioned snapshot while there is one (a fast launch) or booting cold; the pool gains
+/// one snapshot a minute up to the image's target. The starved image launches more than that.
+#[derive(Debug, Default)]
+pub struct DemoCloudWatch {
+    pools: BTreeMap<String, i32>,
+    /// Minutes before this Unix second are published.
+    published_until: i64,
+}
+
+/// Minutes of CloudWatch history the demo starts with, and keeps.
+const CLOUDWATCH_HISTORY_MINUTES: i64 = 15;
+
+impl DemoCloudWatch {
+    /// Publishes every minute that ended before `now` (Unix seconds) and is not published yet
+    /// (at most the history kept), and forgets older datapoints.
+    pub fn publish(&mut self, world: &mut World, rng: &mut fastrand::Rng, now: i64) {
+        let until = now.div_euclid(60) * 60;
+        let from = self
+            .published_until
+            .max(until - CLOUDWATCH_HISTORY_MINUTES * 60);
+        let starved = pinned_starved_image().2;
+        let mut enabled: Vec<(String, String, String, i32)> = Vec::new();
+        for ((account, region), images) in world.all_images_mut() {
+            for image in images.iter() {
+                if image.state == Some(FastLaunchState::Enabled) {
+                    enabled.push((
+                        account.clone(),
+                        region.clone(),
+                        image.image_id.clone(),
+                        image.target_resource_count.unwrap_or(5),
+                    ));
+                }
+            }
+        }
+        for minute in (from..until).step_by(60) {
+            for (account, region, image_id, target) in &enabled {
+                let is_starved = *image_id == starved;
+                let pool = self.pools.entry(image_id.clone()).or_insert(if is_starved {
+                    0
+                } else {
+                    *target
+                });
+                let launches = if is_starved { 3 } else { rng.i32(0..=2) };
+                let fast = launches.min(*pool);
+                *pool -= fast;
+                let cold = launches - fast;
+                let dimensions = [("ImageId", image_id.as_str())];
+                let put = |world: &mut World, name: &str, value: i32| {
+                    world.put_metric(account, region, name, &dimensions, minute, f64::from(value));
+                };
+                put(world, "NumberOfAvailableFastLaunchSnapshots", *pool);
+                put(world, "NumberOfInstancesFastLaunched", fast);
+                put(world, "NumberOfInstancesNotFastLaunched", cold);
+                *pool = (*pool + 1).min(*target);
+            }
+        }
+        self.published_until = until;
+        world.prune_metrics(until - CLOUDWATCH_HISTORY_MINUTES * 60);
+    }
+}
+
 /// The image that stays in `enabling-failed` for the whole run, as a fixed example for alerts.
 pub fn pinned_failed_image() -> (String, &'static str, String) {
     (demo_account_id(0), DEMO_REGIONS[0], demo_image_id(0, 0, 0))
@@ -250,6 +321,8 @@ pub fn build_world(options: &DemoOptions) -> World {
                 .map(|n| {
                     let state = if (account, region, n) == (0, 0, 0) {
                         FastLaunchState::EnablingFailed
+                    } else if (account, region, n) == (0, 0, 1) {
+                        FastLaunchState::Enabled
                     } else {
                         // Mostly healthy, with every state represented.
                         match rng.usize(..10) {
@@ -323,13 +396,13 @@ pub fn churn(
     next_id: &mut usize,
 ) {
     let now = unix_now();
-    let pinned = pinned_failed_image().2;
+    let pinned = [pinned_failed_image().2, pinned_starved_image().2];
     let mut replacements: BTreeMap<(String, String), usize> = BTreeMap::new();
     // (account, region, image, new state): each becomes an EventBridge event on the demo queue.
     let mut changes: Vec<(String, String, String, String)> = Vec::new();
     for (key, images) in world.all_images_mut() {
         images.retain_mut(|image| {
-            if image.image_id == pinned || rng.f64() >= options.churn {
+            if pinned.contains(&image.image_id) || rng.f64() >= options.churn {
                 return true;
             }
             let fails = rng.f64() < options.failure_rate;
@@ -453,7 +526,7 @@ pub fn demo_config(options: &DemoOptions) -> Config {
             regions: regions.clone(),
             query: Query::default(),
             labels: BTreeMap::from([("environment".to_string(), account_name(index))]),
-            cloudwatch: Some(DEMO_CLOUDWATCH),
+            cloudwatch: options.cloudwatch.then_some(DEMO_CLOUDWATCH),
         })
         .collect();
     Config {
@@ -517,10 +590,17 @@ pub async fn run(
     let churn_task = async {
         let mut rng = fastrand::Rng::with_seed(options.seed.wrapping_add(1));
         let mut next_id = options.images;
+        let mut cloudwatch = DemoCloudWatch::default();
         let mut ticker = tokio::time::interval(CHURN_TICK);
         loop {
             tokio::select! {
-                _ = ticker.tick() => churn(&mut simulator.world(), &options, &mut rng, &mut next_id),
+                _ = ticker.tick() => {
+                    let mut world = simulator.world();
+                    churn(&mut world, &options, &mut rng, &mut next_id);
+                    if options.cloudwatch {
+                        cloudwatch.publish(&mut world, &mut rng, unix_now() as i64);
+                    }
+                }
                 _ = shutdown.cancelled() => break,
             }
         }

@@ -156,6 +156,9 @@ struct DemoFlags {
         default_value = "throttle,unauthorized,server-error,reset,hang,malformed,truncated"
     )]
     fault_kinds: Vec<String>,
+    /// Whether the exporter reads the simulated CloudWatch fast launch metrics (true or false).
+    #[arg(long = "demo.cloudwatch", default_value_t = true, action = clap::ArgAction::Set)]
+    cloudwatch: bool,
 }
 
 impl From<DemoFlags> for DemoOptions {
@@ -176,6 +179,7 @@ impl From<DemoFlags> for DemoOptions {
             faulty_targets: flags.faulty_targets,
             fault_rate: flags.fault_rate,
             fault_kinds: flags.fault_kinds,
+            cloudwatch: flags.cloudwatch,
         }
     }
 }

@@ -126,6 +126,13 @@ type ImageGauge = (
     String,
     fn(&FastLaunchImage, f64) -> Option<f64>,
 );
+/// A per-image CloudWatch family: name, type, help, and its value for an image.
+type LaunchFamily = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&ImageLaunches) -> Option<f64>,
+);
 /// A per-target gauge: name, help, and its value for a target.
 type TargetGauge = (&'static str, &'static str, fn(&TargetView) -> Option<f64>);
 
@@ -375,7 +382,7 @@ fn render_launches(x: &mut Exposition, groups: &[ImageGroup<'_>]) {
     {
         return;
     }
-    let families: [(&str, &str, &str, fn(&ImageLaunches) -> Option<f64>); 3] = [
+    let families: [LaunchFamily; 3] = [
         (
             "aws_ec2_fast_launch_image_available_snapshots",
             "gauge",

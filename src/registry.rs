@@ -1502,7 +1502,10 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(10)).await;
         let denied = view(&registry, &spec.key).unwrap();
         assert!(denied.health.last_ok);
-        assert_eq!(image_ids(&registry, &spec.key), [image.clone()]);
+        assert_eq!(
+            image_ids(&registry, &spec.key),
+            std::slice::from_ref(&image)
+        );
         assert_eq!(denied.cloudwatch.unwrap().last_ok, Some(false));
         assert_eq!(
             denied.counters.errors(),

@@ -156,8 +156,8 @@ impl Reader<'_> {
         match (major, arg) {
             (0, Some(n)) => Ok(Value::Int(i128::from(n))),
             (1, Some(n)) => Ok(Value::Int(-1 - i128::from(n))),
-            (2, _) => self.string(major, arg, depth).map(Value::Bytes),
-            (3, _) => String::from_utf8(self.string(major, arg, depth)?)
+            (2, _) => self.string(major, arg).map(Value::Bytes),
+            (3, _) => String::from_utf8(self.string(major, arg)?)
                 .map(Value::Text)
                 .map_err(|_| DecodeError("text is not UTF-8")),
             (4, _) => {
@@ -216,7 +216,7 @@ impl Reader<'_> {
     }
 
     /// A byte or text string, definite or made of definite chunks of the same major type.
-    fn string(&mut self, major: u8, len: Option<u64>, depth: u32) -> Result<Vec<u8>, DecodeError> {
+    fn string(&mut self, major: u8, len: Option<u64>) -> Result<Vec<u8>, DecodeError> {
         match len {
             Some(n) => {
                 let n = usize::try_from(n).map_err(|_| DecodeError("string too long"))?;
@@ -231,7 +231,7 @@ impl Reader<'_> {
                             major: m,
                             arg: Some(n),
                             ..
-                        } if m == major => out.extend(self.string(major, Some(n), depth)?),
+                        } if m == major => out.extend(self.string(major, Some(n))?),
                         Head::Item { .. } => return Err(DecodeError("bad string chunk")),
                     }
                 }

@@ -16,14 +16,11 @@ pub(super) const PATH_PREFIX: &str = "/service/GraniteServiceVersion20100801/ope
 /// GetMetricData's limit of queries per call.
 const MAX_QUERIES: usize = 500;
 
-/// One metric and its raw datapoints.
-#[derive(Debug, Clone)]
-pub(crate) struct SimMetric {
-    pub(crate) namespace: String,
-    pub(crate) name: String,
-    pub(crate) dimensions: Vec<(String, String)>,
-    pub(crate) points: Vec<(i64, f64)>,
-}
+/// The namespace every simulated metric is in.
+const NAMESPACE: &str = "AWS/EC2";
+
+/// One (account, region)'s metrics: raw datapoints by (metric name, dimensions).
+pub(crate) type SimMetrics = BTreeMap<(String, Vec<(String, String)>), Vec<(i64, f64)>>;
 
 /// A CloudWatch answer: status, CBOR body, and the code for `x-amzn-query-error`.
 pub(super) struct CloudWatchAnswer {
@@ -103,10 +100,11 @@ pub(super) fn answer(
     let Some(body) = body else {
         return CloudWatchAnswer::error(400, "SerializationException", "body is not CBOR");
     };
-    let metrics: &[SimMetric] = world
+    let empty = SimMetrics::new();
+    let metrics = world
         .metrics
         .get(&(account.to_string(), region.to_string()))
-        .map_or(&[], Vec::as_slice);
+        .unwrap_or(&empty);
     match action {
         "ListMetrics" => list_metrics(world, metrics, body),
         "GetMetricData" => get_metric_data(world, metrics, body),
@@ -137,7 +135,7 @@ fn dimensions_value(dimensions: &[(String, String)]) -> Value {
     )
 }
 
-fn list_metrics(world: &World, metrics: &[SimMetric], body: &Value) -> CloudWatchAnswer {
+fn list_metrics(world: &World, metrics: &SimMetrics, body: &Value) -> CloudWatchAnswer {
     let namespace = body.get("Namespace").and_then(Value::as_str);
     let name = body.get("MetricName").and_then(Value::as_str);
     let start = match next_token(body) {
@@ -148,20 +146,20 @@ fn list_metrics(world: &World, metrics: &[SimMetric], body: &Value) -> CloudWatc
         0 => 500,
         n => n,
     };
-    let matching: Vec<&SimMetric> = metrics
-        .iter()
-        .filter(|m| namespace.is_none_or(|n| n == m.namespace))
-        .filter(|m| name.is_none_or(|n| n == m.name))
+    let matching: Vec<&(String, Vec<(String, String)>)> = metrics
+        .keys()
+        .filter(|_| namespace.is_none_or(|n| n == NAMESPACE))
+        .filter(|(metric, _)| name.is_none_or(|n| n == metric))
         .collect();
     let page: Vec<Value> = matching
         .iter()
         .skip(start)
         .take(page_size)
-        .map(|m| {
+        .map(|(metric, dimensions)| {
             Value::map([
-                ("Namespace", Value::text(&m.namespace)),
-                ("MetricName", Value::text(&m.name)),
-                ("Dimensions", dimensions_value(&m.dimensions)),
+                ("Namespace", Value::text(NAMESPACE)),
+                ("MetricName", Value::text(metric)),
+                ("Dimensions", dimensions_value(dimensions)),
             ])
         })
         .collect();
@@ -182,7 +180,7 @@ fn list_metrics(world: &World, metrics: &[SimMetric], body: &Value) -> CloudWatc
 
 /// One query's aggregated datapoints, newest first unless `TimestampAscending`.
 fn query_points(
-    metrics: &[SimMetric],
+    metrics: &SimMetrics,
     query: &Value,
     start: i64,
     end: i64,
@@ -224,12 +222,10 @@ fn query_points(
         })
         .collect();
     let mut buckets: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
-    let found = metrics.iter().find(|m| {
-        Some(m.namespace.as_str()) == namespace
-            && Some(m.name.as_str()) == name
-            && m.dimensions == dimensions
-    });
-    for (at, value) in found.map_or(&[][..], |m| &m.points) {
+    let found = (namespace == Some(NAMESPACE))
+        .then(|| metrics.get(&(name.unwrap_or_default().to_string(), dimensions)))
+        .flatten();
+    for (at, value) in found.map_or(&[][..], Vec::as_slice) {
         if *at >= start && *at < end {
             buckets
                 .entry(at.div_euclid(period) * period)
@@ -255,7 +251,7 @@ fn query_points(
     Ok((id.to_string(), points))
 }
 
-fn get_metric_data(world: &World, metrics: &[SimMetric], body: &Value) -> CloudWatchAnswer {
+fn get_metric_data(world: &World, metrics: &SimMetrics, body: &Value) -> CloudWatchAnswer {
     let queries = body
         .get("MetricDataQueries")
         .map(Value::as_array)

@@ -174,8 +174,9 @@ pub struct World {
     pub(super) issued_receipts: u64,
     /// Message ids deleted from the queues, in order.
     pub(super) deleted: Vec<String>,
-    /// CloudWatch metrics per (account, region).
-    pub(super) metrics: BTreeMap<(String, String), Vec<super::cloudwatch::SimMetric>>,
+    /// CloudWatch metrics (namespace `AWS/EC2`) per (account, region): raw datapoints by
+    /// (metric name, dimensions).
+    pub(super) metrics: BTreeMap<(String, String), super::cloudwatch::SimMetrics>,
     /// Metrics per ListMetrics page (CloudWatch: 500; 0 means 500).
     pub list_metrics_page_size: usize,
     /// Datapoints per GetMetricData page (CloudWatch: 100,800 by default; 0 means that).
@@ -266,30 +267,25 @@ impl World {
         at: i64,
         value: f64,
     ) {
-        let metrics = self
-            .metrics
-            .entry((account.to_string(), region.to_string()))
-            .or_default();
         let dimensions: Vec<(String, String)> = dimensions
             .iter()
             .map(|(n, v)| (n.to_string(), v.to_string()))
             .collect();
-        let index = match metrics
-            .iter()
-            .position(|m| m.name == metric_name && m.dimensions == dimensions)
-        {
-            Some(i) => i,
-            None => {
-                metrics.push(super::cloudwatch::SimMetric {
-                    namespace: "AWS/EC2".to_string(),
-                    name: metric_name.to_string(),
-                    dimensions,
-                    points: Vec::new(),
-                });
-                metrics.len() - 1
+        self.metrics
+            .entry((account.to_string(), region.to_string()))
+            .or_default()
+            .entry((metric_name.to_string(), dimensions))
+            .or_default()
+            .push((at, value));
+    }
+
+    /// Drops the datapoints older than Unix second `before` (metrics stay listed).
+    pub fn prune_metrics(&mut self, before: i64) {
+        for metrics in self.metrics.values_mut() {
+            for points in metrics.values_mut() {
+                points.retain(|(at, _)| *at >= before);
             }
-        };
-        metrics[index].points.push((at, value));
+        }
     }
 
     /// Makes AssumeRole of `role_arn` answer AccessDenied.

@@ -527,6 +527,33 @@ async fn real_prometheus_scrapes_the_demo_loads_the_alerts_and_answers_every_das
     )
     .await;
 
+    // The CloudWatch alerts, on the demo's starved image (enabled, snapshots used up, every
+    // launch cold): SnapshotsLow pending (it needs 30 minutes to fire), ColdLaunches firing once
+    // a counted minute made the counter grow (a minute's period is counted one minute after it
+    // ended).
+    let (_, _, starved) = fast_launch_exporter::demo::pinned_starved_image();
+    eventually(
+        "FastLaunchSnapshotsLow pending and FastLaunchColdLaunches firing for the starved image",
+        Duration::from_secs(240),
+        || async {
+            let alerts = prometheus.api("/api/v1/alerts").await;
+            let no_alerts = Vec::new();
+            let list = alerts["data"]["alerts"].as_array().unwrap_or(&no_alerts);
+            let has = |name: &str, states: &[&str]| {
+                list.iter().any(|a| {
+                    a["labels"]["alertname"] == name
+                        && a["labels"]["image_id"] == starved.as_str()
+                        && a["labels"]["account_name"] == "tooling"
+                        && states.iter().any(|s| a["state"] == *s)
+                })
+            };
+            let low = has("FastLaunchSnapshotsLow", &["pending", "firing"]);
+            let cold = has("FastLaunchColdLaunches", &["firing"]);
+            (!(low && cold)).then(|| format!("low {low}, cold {cold}: {alerts}"))
+        },
+    )
+    .await;
+
     let queries = dashboard_queries();
     assert!(queries.len() >= 12, "{} dashboard queries", queries.len());
     for (title, promql) in queries {

@@ -289,6 +289,23 @@ fn exporter_role_trusts_eks_pod_identity_and_ec2() {
     ));
 }
 
+/// A statement that allows exactly `cloudwatch:ListMetrics` and `cloudwatch:GetMetricData`
+/// (neither supports resource-level permissions, so on `*`).
+fn assert_cloudwatch_read_only(statement: &Value) {
+    assert_eq!(statement["Effect"], "Allow");
+    let actions: Vec<&str> = statement["Action"]
+        .as_sequence()
+        .expect("a list of actions")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(
+        actions,
+        ["cloudwatch:ListMetrics", "cloudwatch:GetMetricData"]
+    );
+    assert_eq!(statement["Resource"], "*");
+}
+
 #[test]
 fn exporter_policy_reads_fast_launch_and_assumes_only_the_reader_role() {
     let template = exporter_role();
@@ -297,11 +314,13 @@ fn exporter_policy_reads_fast_launch_and_assumes_only_the_reader_role() {
         .unwrap();
     assert_eq!(policies.len(), 1);
     let document = &policies[0]["PolicyDocument"];
-    assert_eq!(document["Statement"].as_sequence().unwrap().len(), 3);
+    assert_eq!(document["Statement"].as_sequence().unwrap().len(), 4);
 
     let describe = statement(document, "DescribeFastLaunchInOwnAccount");
     assert_eq!(describe["Action"], "ec2:DescribeFastLaunchImages");
     assert_eq!(describe["Resource"], "*");
+    let metrics = statement(document, "ReadFastLaunchMetricsInOwnAccount");
+    assert_cloudwatch_read_only(metrics);
     let identity = statement(document, "LearnOwnAccountId");
     assert_eq!(identity["Action"], "sts:GetCallerIdentity");
 
@@ -395,16 +414,17 @@ fn stackset_trusts_the_exporter_account_with_a_principal_arn_condition() {
             .unwrap()
     );
 
-    // The role reads fast launch state and nothing else.
+    // The role reads fast launch state and its CloudWatch metrics, nothing else.
     let policies = role["Properties"]["Policies"].as_sequence().unwrap();
     assert_eq!(policies.len(), 1);
     let grants = policies[0]["PolicyDocument"]["Statement"]
         .as_sequence()
         .unwrap();
-    assert_eq!(grants.len(), 1);
+    assert_eq!(grants.len(), 2);
     assert_eq!(grants[0]["Effect"], "Allow");
     assert_eq!(grants[0]["Action"], "ec2:DescribeFastLaunchImages");
     assert_eq!(grants[0]["Resource"], "*");
+    assert_cloudwatch_read_only(&grants[1]);
     assert!(is_ref(&role["Properties"]["RoleName"], "ReaderRoleName"));
 
     // The JSON trust policy for hand-made roles has the same shape.
