@@ -45,6 +45,10 @@ pub trait Fetch: Send + Sync {
     ) -> BoxFuture<'a, Result<Vec<FastLaunchImage>, ApiError>>;
     /// Whether the target may call DescribeFastLaunchImages (a `DryRun` call).
     fn check_describe_permission(&self) -> BoxFuture<'_, Result<(), ApiError>>;
+    /// Whether the target may call ListMetrics and GetMetricData (one small call of each).
+    fn check_cloudwatch_permission(&self) -> BoxFuture<'_, Result<(), ApiError>> {
+        Box::pin(async { Ok(()) })
+    }
     /// The CloudWatch fast launch datapoints of `image_ids` in `window` (ListMetrics, then
     /// GetMetricData); nothing for images CloudWatch lists no metric for.
     fn launch_metrics<'a>(

@@ -1107,6 +1107,85 @@ accounts:
     }
 
     #[test]
+    fn cloudwatch_is_off_by_default_and_accounts_override_it_key_by_key() {
+        let off = Config::from_yaml("regions: [us-east-1]\n").unwrap();
+        assert_eq!(off.accounts[0].cloudwatch, None);
+        let config = Config::from_yaml(
+            "regions: [us-east-1]\ncloudwatch: {enabled: true, period: 1m}\naccounts:\n  - name: a\n  - name: b\n    role_arn: arn:aws:iam::222222222222:role/R\n    cloudwatch: {lookback: 2h}\n  - name: c\n    role_arn: arn:aws:iam::333333333333:role/R\n    cloudwatch: {enabled: false}\n",
+        )
+        .unwrap();
+        let minute = Duration::from_secs(60);
+        assert_eq!(
+            config.accounts[0].cloudwatch,
+            Some(CloudWatchSpec {
+                period: minute,
+                lookback: DEFAULT_CLOUDWATCH_LOOKBACK
+            })
+        );
+        assert_eq!(
+            config.accounts[1].cloudwatch,
+            Some(CloudWatchSpec {
+                period: minute,
+                lookback: Duration::from_secs(7200)
+            })
+        );
+        assert_eq!(config.accounts[2].cloudwatch, None);
+        assert_eq!(
+            config.target_specs()[1].cloudwatch,
+            config.accounts[1].cloudwatch
+        );
+        // Only one account turns it on.
+        let one = Config::from_yaml(
+            "regions: [us-east-1]\naccounts:\n  - name: a\n  - name: b\n    role_arn: arn:aws:iam::222222222222:role/R\n    cloudwatch: {}\n",
+        )
+        .unwrap();
+        assert_eq!(one.accounts[0].cloudwatch, None);
+        assert!(one.accounts[1].cloudwatch.is_some());
+    }
+
+    #[test]
+    fn cloudwatch_periods_are_whole_minutes_and_the_lookback_covers_one() {
+        for (yaml, place, words) in [
+            (
+                "cloudwatch: {period: 30s}",
+                "cloudwatch.period",
+                "whole minutes",
+            ),
+            (
+                "cloudwatch: {period: 90s}",
+                "cloudwatch.period",
+                "whole minutes",
+            ),
+            (
+                "cloudwatch: {period: 5m, lookback: 1m}",
+                "cloudwatch.lookback",
+                "at least the period",
+            ),
+            (
+                "cloudwatch: {lookback: 2d}",
+                "cloudwatch.lookback",
+                "at most 24h",
+            ),
+            (
+                "cloudwatch: {period: soon}",
+                "cloudwatch.period",
+                "not a duration",
+            ),
+            ("cloudwatch: {enable: true}", "unknown field `enable`", ""),
+            (
+                "accounts:\n  - cloudwatch: {period: 10s}",
+                "accounts[0].cloudwatch.period",
+                "whole minutes",
+            ),
+        ] {
+            let err = Config::from_yaml(&format!("regions: [us-east-1]\n{yaml}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(place) && err.contains(words), "{yaml}: {err}");
+        }
+    }
+
+    #[test]
     fn events_take_the_queue_region_and_account_from_its_url() {
         let config = Config::from_yaml(
             "regions: [us-east-1]\nevents:\n  queue_url: https://sqs.eu-west-1.amazonaws.com/999999999999/fast-launch-events\n  debounce: 3s\n  wait_time: 5s\n",

@@ -292,7 +292,7 @@ async fn shutdown_signal(token: CancellationToken) {
 }
 
 fn print_targets(config: &Config) {
-    let rows: Vec<[String; 5]> = config
+    let rows: Vec<[String; 6]> = config
         .targets()
         .map(|(account, region)| {
             let role = account.role.as_ref();
@@ -322,6 +322,16 @@ fn print_targets(config: &Config) {
                 } else {
                     filters
                 },
+                account.cloudwatch.map_or_else(
+                    || "off".to_string(),
+                    |c| {
+                        format!(
+                            "period={},lookback={}",
+                            humantime::format_duration(c.period),
+                            humantime::format_duration(c.lookback)
+                        )
+                    },
+                ),
                 account
                     .labels
                     .iter()
@@ -333,7 +343,17 @@ fn print_targets(config: &Config) {
         .collect();
     print!(
         "{}",
-        permissions::render_table(&["ACCOUNT", "REGION", "ROLE", "FILTERS", "LABELS"], &rows)
+        permissions::render_table(
+            &[
+                "ACCOUNT",
+                "REGION",
+                "ROLE",
+                "FILTERS",
+                "CLOUDWATCH",
+                "LABELS"
+            ],
+            &rows
+        )
     );
     let c = &config.collection;
     println!(

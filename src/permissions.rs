@@ -1,5 +1,6 @@
 //! `check-permissions`: for every target, resolve credentials (AssumeRole where configured) and
-//! call DescribeFastLaunchImages with `DryRun=true`, to prove the IAM set-up before rolling out.
+//! call DescribeFastLaunchImages with `DryRun=true`, and, where CloudWatch is on, ListMetrics and
+//! GetMetricData, to prove the IAM set-up before rolling out.
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -63,7 +64,11 @@ async fn check_target(
         if spec.role.is_none() {
             check.account_id = client.caller_account_id().await?;
         }
-        client.check_describe_permission().await
+        client.check_describe_permission().await?;
+        if spec.cloudwatch.is_some() {
+            client.check_cloudwatch_permission().await?;
+        }
+        Ok(())
     };
     let outcome = match tokio::time::timeout(settings.timeout, outcome).await {
         Ok(outcome) => outcome,

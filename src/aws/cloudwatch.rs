@@ -88,6 +88,46 @@ impl CloudWatchClient {
         Ok(series)
     }
 
+    /// One ListMetrics page and one GetMetricData call over the last ten minutes of one
+    /// metric (neither API can be dry-run), to prove the IAM permissions.
+    pub(crate) async fn check_permission(&self) -> Result<(), ApiError> {
+        let metric = LaunchMetric::AvailableSnapshots;
+        self.counter.start_call();
+        self.client
+            .list_metrics()
+            .namespace(LaunchMetric::NAMESPACE)
+            .metric_name(metric.metric_name())
+            .send()
+            .await
+            .map_err(|e| errors::from_sdk(Api::ListMetrics, &e, self.counter.call_attempts()))?;
+        let query = MetricDataQuery::builder()
+            .id("check")
+            .metric_stat(
+                MetricStat::builder()
+                    .metric(
+                        Metric::builder()
+                            .namespace(LaunchMetric::NAMESPACE)
+                            .metric_name(metric.metric_name())
+                            .build(),
+                    )
+                    .period(60)
+                    .stat(metric.statistic())
+                    .build(),
+            )
+            .build();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let window = MetricWindow {
+            start: now - 600,
+            end: now,
+            period: 60,
+        };
+        self.get_data(&[((String::new(), metric), query)], &window)
+            .await
+            .map(|_| ())
+    }
+
     /// Every `AWS/EC2` metric named like `metric`, across every page.
     async fn list(&self, metric: LaunchMetric) -> Result<Vec<Metric>, ApiError> {
         let mut pages = self

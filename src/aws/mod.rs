@@ -357,6 +357,15 @@ impl Fetch for TargetClient {
         Box::pin(TargetClient::check_describe_permission(self))
     }
 
+    fn check_cloudwatch_permission(&self) -> BoxFuture<'_, Result<(), ApiError>> {
+        Box::pin(async move {
+            match &self.cloudwatch {
+                Some(cloudwatch) => cloudwatch.check_permission().await,
+                None => Ok(()),
+            }
+        })
+    }
+
     fn launch_metrics<'a>(
         &'a self,
         image_ids: &'a [String],

@@ -259,7 +259,7 @@ fn run_command(
 #[test]
 fn check_config_prints_the_resolved_targets_or_exits_2() {
     let yaml = format!(
-        "regions: [us-east-1, eu-west-1]\nfilters: [{{name: state, values: [enabled]}}]\naccounts:\n  - name: tooling\n  - name: prod\n    role_arn: {ROLE_ARN}\n    regions: [us-west-2]\n"
+        "regions: [us-east-1, eu-west-1]\nfilters: [{{name: state, values: [enabled]}}]\naccounts:\n  - name: tooling\n  - name: prod\n    role_arn: {ROLE_ARN}\n    regions: [us-west-2]\n    cloudwatch: {{period: 1m}}\n"
     );
     let (code, stdout, stderr) = run_command("http://127.0.0.1:9", &["check-config"], Some(&yaml));
     assert_eq!(code, Some(0), "{stderr}");
@@ -268,14 +268,16 @@ fn check_config_prints_the_resolved_targets_or_exits_2() {
     assert!(
         lines[1].starts_with("base credentials (tooling)")
             && lines[1].contains("us-east-1")
-            && lines[1].contains("state=enabled"),
+            && lines[1].contains("state=enabled")
+            && lines[1].contains("  off"),
         "{stdout}"
     );
     assert!(lines[2].contains("eu-west-1"), "{stdout}");
     assert!(
         lines[3].starts_with("222222222222 (prod)")
             && lines[3].contains("us-west-2")
-            && lines[3].contains(ROLE_ARN),
+            && lines[3].contains(ROLE_ARN)
+            && lines[3].contains("period=1m,lookback=30m"),
         "{stdout}"
     );
     assert!(stdout.contains("3 targets; interval 5m"), "{stdout}");
@@ -503,4 +505,50 @@ async fn malformed_and_slow_clients_neither_crash_nor_block_scrapes() {
     assert_eq!(exporter.get("/-/healthy").await.status, 200);
     assert!(!exporter.logs().contains("panicked"), "{}", exporter.logs());
     drop(slow);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_permissions_checks_cloudwatch_where_it_is_on() {
+    let sim = simulator().await;
+    sim.world().add_fault(
+        Fault::error("GetMetricData", "AccessDenied", 403).in_account(OTHER_ROLE_ACCOUNT),
+    );
+    // tooling: CloudWatch allowed; prod: CloudWatch off; staging: GetMetricData denied.
+    let yaml = format!(
+        "regions: [us-east-1]\ncloudwatch: {{enabled: true}}\naccounts:\n  - name: tooling\n  - name: prod\n    role_arn: {ROLE_ARN}\n    cloudwatch: {{enabled: false}}\n  - name: staging\n    role_arn: {OTHER_ROLE_ARN}\n"
+    );
+    let url = sim.url();
+    let (code, stdout, stderr) =
+        tokio::task::spawn_blocking(move || run_command(&url, &["check-permissions"], Some(&yaml)))
+            .await
+            .unwrap();
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    let line = |name: &str| {
+        stdout
+            .lines()
+            .find(|l| l.contains(name))
+            .unwrap_or_else(|| panic!("no {name} line: {stdout}"))
+            .to_string()
+    };
+    assert!(line("tooling").contains("allowed"), "{stdout}");
+    assert!(line("prod").contains("allowed"), "{stdout}");
+    assert!(
+        line("staging").contains("denied")
+            && line("staging").contains("GetMetricData: AccessDenied"),
+        "{stdout}"
+    );
+    let cloudwatch_calls: Vec<(String, String)> = sim
+        .world()
+        .received()
+        .iter()
+        .filter(|r| r.service == "monitoring")
+        .map(|r| (r.account.clone(), r.action.clone()))
+        .collect();
+    assert!(
+        !cloudwatch_calls
+            .iter()
+            .any(|(account, _)| account == ROLE_ACCOUNT),
+        "prod has CloudWatch off: {cloudwatch_calls:?}"
+    );
+    assert!(cloudwatch_calls.contains(&(BASE_ACCOUNT.to_string(), "ListMetrics".to_string())));
 }
