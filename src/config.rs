@@ -1295,5 +1295,7 @@ mod example_tests {
         let config = Config::from_yaml(include_str!("../config/example.yaml")).unwrap();
         assert_eq!(config.accounts.len(), 2);
         assert_eq!(config.targets().count(), 3);
+        assert_eq!(config.accounts[0].cloudwatch, None);
+        assert!(config.accounts[1].cloudwatch.is_some());
     }
 }
