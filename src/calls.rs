@@ -27,11 +27,23 @@ pub enum Api {
     ListMetrics,
     /// `cloudwatch:GetMetricData`
     GetMetricData,
+    /// `ec2:DescribeRegions` (`regions: all`)
+    DescribeRegions,
+    /// `organizations:ListAccounts`
+    ListAccounts,
+    /// `organizations:ListAccountsForParent`
+    ListAccountsForParent,
+    /// `organizations:ListOrganizationalUnitsForParent`
+    ListOrganizationalUnitsForParent,
+    /// `organizations:ListTagsForResource`
+    ListTagsForResource,
+    /// `organizations:DescribeOrganization` (`check-permissions`)
+    DescribeOrganization,
 }
 
 impl Api {
     /// Every API, in label order.
-    pub const ALL: [Api; 7] = [
+    pub const ALL: [Api; 13] = [
         Api::DescribeFastLaunchImages,
         Api::AssumeRole,
         Api::GetCallerIdentity,
@@ -39,6 +51,12 @@ impl Api {
         Api::DeleteMessageBatch,
         Api::ListMetrics,
         Api::GetMetricData,
+        Api::DescribeRegions,
+        Api::ListAccounts,
+        Api::ListAccountsForParent,
+        Api::ListOrganizationalUnitsForParent,
+        Api::ListTagsForResource,
+        Api::DescribeOrganization,
     ];
 
     /// The operation name, as AWS spells it.
@@ -51,6 +69,12 @@ impl Api {
             Api::DeleteMessageBatch => "DeleteMessageBatch",
             Api::ListMetrics => "ListMetrics",
             Api::GetMetricData => "GetMetricData",
+            Api::DescribeRegions => "DescribeRegions",
+            Api::ListAccounts => "ListAccounts",
+            Api::ListAccountsForParent => "ListAccountsForParent",
+            Api::ListOrganizationalUnitsForParent => "ListOrganizationalUnitsForParent",
+            Api::ListTagsForResource => "ListTagsForResource",
+            Api::DescribeOrganization => "DescribeOrganization",
         }
     }
 
@@ -147,6 +171,9 @@ error_codes! {
     InvalidParameterValue => "InvalidParameterValue",
     InvalidAddress => "InvalidAddress",
     InvalidNextToken => "InvalidNextToken",
+    OrganizationsNotInUse => "AWSOrganizationsNotInUseException",
+    TooManyRequestsException => "TooManyRequestsException",
+    ParentNotFoundException => "ParentNotFoundException",
     // SQS is query-compatible: the SDK reports the awsQuery code of x-amzn-query-error.
     NonExistentQueue => "AWS.SimpleQueueService.NonExistentQueue",
     OverLimit => "OverLimit",

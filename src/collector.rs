@@ -20,10 +20,11 @@ use tracing::{debug, info_span, warn, Instrument};
 
 use crate::calls::{Api, ApiCounters, ApiError, AttemptSink, ErrorCode};
 use crate::config::CollectionSettings;
+use crate::discovery::{OrgAccount, Organization, RegionList};
 use crate::events::Queue;
 use crate::model::{
-    FastLaunchImage, FastLaunchState, MetricSeries, MetricWindow, Query, QueueSpec, TargetKey,
-    TargetSpec,
+    FastLaunchImage, FastLaunchState, MetricSeries, MetricWindow, Query, QueueSpec, RoleSpec,
+    TargetKey, TargetSpec,
 };
 use crate::registry::Registry;
 
@@ -75,6 +76,65 @@ pub trait Connect: Send + Sync {
         max_attempts: u32,
         sink: Arc<dyn AttemptSink>,
     ) -> Arc<dyn Queue>;
+    /// The Organizations client of discovery: with `role`, or the base credentials; in
+    /// `region`.
+    fn connect_organization(
+        &self,
+        _role: Option<&RoleSpec>,
+        _region: &str,
+        _max_attempts: u32,
+        _sink: Arc<dyn AttemptSink>,
+    ) -> Arc<dyn Organization> {
+        Arc::new(Unsupported)
+    }
+    /// The DescribeRegions client of one account (`role`, or the base credentials), in
+    /// `region`.
+    fn connect_regions(
+        &self,
+        _role: Option<&RoleSpec>,
+        _region: &str,
+        _max_attempts: u32,
+        _sink: Arc<dyn AttemptSink>,
+    ) -> Arc<dyn RegionList> {
+        Arc::new(Unsupported)
+    }
+}
+
+/// What a [`Connect`] without discovery answers (the unit tests' fakes).
+struct Unsupported;
+
+impl Unsupported {
+    fn error<T>(api: Api) -> Result<T, ApiError> {
+        Err(ApiError::new(
+            api,
+            ErrorCode::Unrecognized(None),
+            "not supported by this connection",
+        ))
+    }
+}
+
+impl Organization for Unsupported {
+    fn accounts<'a>(
+        &'a self,
+        _parents: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<OrgAccount>, ApiError>> {
+        Box::pin(async { Unsupported::error(Api::ListAccounts) })
+    }
+    fn tags<'a>(
+        &'a self,
+        _account_id: &'a str,
+    ) -> BoxFuture<'a, Result<std::collections::BTreeMap<String, String>, ApiError>> {
+        Box::pin(async { Unsupported::error(Api::ListTagsForResource) })
+    }
+    fn check_permission(&self) -> BoxFuture<'_, Result<(), ApiError>> {
+        Box::pin(async { Unsupported::error(Api::DescribeOrganization) })
+    }
+}
+
+impl RegionList for Unsupported {
+    fn enabled_regions(&self) -> BoxFuture<'_, Result<Vec<String>, ApiError>> {
+        Box::pin(async { Unsupported::error(Api::DescribeRegions) })
+    }
 }
 
 /// Why a target's collection failed.
@@ -185,11 +245,12 @@ pub(crate) async fn run_target(
             permit = semaphore.acquire() => permit,
             _ = cancel.cancelled() => return,
         };
-        let Ok(_permit) = permit else { return };
+        let Ok(permit) = permit else { return };
         let collected = tokio::select! {
             collected = collect_target(&registry, &run, &settings) => collected,
             _ = cancel.cancelled() => return,
         };
+        drop(permit);
         if let Some(happened) = event {
             // The event's collection stands for the tick that fell due meanwhile.
             ticker.reset();
@@ -201,9 +262,17 @@ pub(crate) async fn run_target(
                 );
             }
         }
-        if let Some(image_ids) = collected {
+        if let (Some(image_ids), Some(_)) = (collected, run.spec.cloudwatch) {
+            // Under the concurrency bound too, but after the fast launch collection let go of
+            // its permit: a slow CloudWatch holds back no other target's collection.
             tokio::select! {
-                _ = collect_launches(&registry, &run, &settings, &image_ids) => {}
+                permit = semaphore.acquire() => {
+                    let Ok(_permit) = permit else { return };
+                    tokio::select! {
+                        _ = collect_launches(&registry, &run, &settings, &image_ids) => {}
+                        _ = cancel.cancelled() => return,
+                    }
+                }
                 _ = cancel.cancelled() => return,
             }
         }

@@ -52,12 +52,45 @@ fn invalid(place: impl Into<String>, message: impl Into<String>) -> ConfigError 
 struct RawConfig {
     #[serde(default)]
     collection: RawCollection,
-    regions: Option<Vec<String>>,
+    regions: Option<RawRegions>,
     image_ids: Option<Vec<String>>,
     filters: Option<Vec<RawFilter>>,
     accounts: Option<Vec<RawAccount>>,
     events: Option<RawEvents>,
     cloudwatch: Option<RawCloudWatch>,
+    discovery: Option<RawDiscovery>,
+}
+
+/// `regions`: a list, or the word `all` (every region enabled for the account).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum RawRegions {
+    List(Vec<String>),
+    Word(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDiscovery {
+    organizations: Option<RawOrganizations>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOrganizations {
+    role_arn: Option<String>,
+    external_id: Option<String>,
+    member_role_arn: Option<String>,
+    member_external_id: Option<String>,
+    #[serde(default)]
+    organizational_units: Vec<String>,
+    #[serde(default)]
+    exclude_accounts: Vec<String>,
+    #[serde(default)]
+    tags: BTreeMap<String, String>,
+    #[serde(default)]
+    labels_from_tags: Vec<String>,
+    interval: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -105,7 +138,7 @@ struct RawAccount {
     external_id: Option<String>,
     session_name: Option<String>,
     duration: Option<String>,
-    regions: Option<Vec<String>>,
+    regions: Option<RawRegions>,
     image_ids: Option<Vec<String>>,
     filters: Option<Vec<RawFilter>>,
     #[serde(default)]
@@ -179,8 +212,11 @@ pub struct AccountConfig {
     pub name: Option<String>,
     /// The role to assume; None means the base credentials.
     pub role: Option<RoleSpec>,
-    /// Regions to collect.
+    /// Regions to collect; with `all_regions`, the fallback used until the account's enabled
+    /// regions are known (the top-level list, or the environment's region).
     pub regions: Vec<String>,
+    /// `regions: all`: every region enabled for the account (`ec2:DescribeRegions`).
+    pub all_regions: bool,
     /// `ImageIds` and `Filters` passed through.
     pub query: Query,
     /// Static labels exported on the account info metric.
@@ -190,6 +226,24 @@ pub struct AccountConfig {
 }
 
 impl AccountConfig {
+    /// The account's targets in `regions`, in that order.
+    pub fn target_specs(&self, regions: &[String]) -> Vec<TargetSpec> {
+        regions
+            .iter()
+            .map(|region| TargetSpec {
+                key: TargetKey {
+                    account: self.key(),
+                    region: region.clone(),
+                },
+                account_name: self.name.clone(),
+                role: self.role.clone(),
+                query: self.query.clone(),
+                labels: self.labels.clone(),
+                cloudwatch: self.cloudwatch,
+            })
+            .collect()
+    }
+
     /// A stable key for the account across reloads: the role ARN, or `base` for the base credentials.
     pub fn key(&self) -> String {
         match &self.role {
@@ -215,6 +269,76 @@ pub struct Config {
     pub warnings: Vec<String>,
     /// The event queue, when `events` is configured.
     pub events: Option<EventsSettings>,
+    /// Account discovery from AWS Organizations, when configured.
+    pub discovery: Option<OrganizationsDiscovery>,
+    /// The top-level settings discovered accounts take: regions (and `regions: all`), query,
+    /// CloudWatch.
+    pub defaults: AccountDefaults,
+}
+
+/// What a discovered account takes from the top level.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AccountDefaults {
+    /// Top-level `regions` (empty: the environment's region, or none known yet).
+    pub regions: Vec<String>,
+    /// Top-level `regions: all`.
+    pub all_regions: bool,
+    /// Top-level `image_ids` and `filters`.
+    pub query: Query,
+    /// Top-level `cloudwatch`.
+    pub cloudwatch: Option<CloudWatchSpec>,
+}
+
+/// Label names the exporter sets itself on `fast_launch_exporter_account_info`.
+const RESERVED_LABELS: [&str; 2] = ["aws_account_id", "account_name"];
+
+/// Default `discovery.organizations.interval`, and how often `regions: all` lists regions.
+pub const DEFAULT_DISCOVERY_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// `discovery.organizations`: which accounts of the organization to collect, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrganizationsDiscovery {
+    /// The role to call Organizations with (management or delegated administrator account);
+    /// None: the base credentials.
+    pub role: Option<RoleSpec>,
+    /// The member role ARN template; `{account_id}` is replaced by each account's id.
+    pub member_role_arn: String,
+    /// The member roles' external id.
+    pub member_external_id: Option<String>,
+    /// OUs whose accounts count, recursively (empty: the whole organization).
+    pub organizational_units: Vec<String>,
+    /// Account ids never collected.
+    pub exclude_accounts: Vec<String>,
+    /// Tags an account must carry, all of them.
+    pub tags: BTreeMap<String, String>,
+    /// Account tags exported as static labels on `fast_launch_exporter_account_info`, by tag
+    /// key, with the label name each becomes.
+    pub labels_from_tags: Vec<(String, String)>,
+    /// How often the organization (and `regions: all`) is listed again.
+    pub interval: Duration,
+}
+
+impl OrganizationsDiscovery {
+    /// The member role of `account_id`.
+    pub fn member_role(&self, account_id: &str) -> RoleSpec {
+        RoleSpec {
+            arn: self.member_role_arn.replace("{account_id}", account_id),
+            account_id: account_id.to_string(),
+            external_id: self.member_external_id.clone(),
+            session_name: DEFAULT_SESSION_NAME.to_string(),
+            duration: None,
+        }
+    }
+
+    /// Whether the account's tags let it be collected.
+    pub fn wants_tags(&self, tags: &BTreeMap<String, String>) -> bool {
+        self.tags.iter().all(|(k, v)| tags.get(k) == Some(v))
+    }
+
+    /// Whether the account tags must be read (a tag filter, or labels from tags).
+    pub fn needs_tags(&self) -> bool {
+        !self.tags.is_empty() || !self.labels_from_tags.is_empty()
+    }
 }
 
 /// Where and how fast launch state-change events are received.
@@ -283,34 +407,57 @@ impl Config {
                 query: Query::default(),
                 labels: BTreeMap::new(),
                 cloudwatch: None,
+                all_regions: false,
             }],
             warnings: Vec::new(),
             events: None,
+            discovery: None,
+            defaults: AccountDefaults::default(),
         }
     }
 
-    /// Whether some account has no region and needs the region the AWS environment names.
+    /// Whether some account (or the accounts discovery will find) has no region and needs the
+    /// region the AWS environment names.
     pub fn needs_default_region(&self) -> bool {
         self.accounts.iter().any(|a| a.regions.is_empty())
+            || (self.discovery.is_some() && self.defaults.regions.is_empty())
     }
 
-    /// Gives every account without regions the environment's region; an error when there is none.
+    /// Gives every account without regions the environment's region (for `regions: all`, as the
+    /// fallback until the enabled regions are known); an error when there is none.
     pub fn with_default_region(mut self, region: Option<&str>) -> Result<Config, ConfigError> {
-        for (i, account) in self.accounts.iter_mut().enumerate() {
+        let mut places: Vec<String> = self
+            .accounts
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.regions.is_empty())
+            .map(|(i, _)| format!("accounts[{i}].regions"))
+            .collect();
+        if self.discovery.is_some() && self.defaults.regions.is_empty() {
+            places.push("regions".to_string());
+        }
+        let Some(place) = places.first() else {
+            return Ok(self);
+        };
+        let Some(region) = region else {
+            return Err(invalid(
+                place.clone(),
+                "no region configured and none found in the AWS environment \
+                 (set `regions` in the config file, or AWS_REGION; `regions: all` needs one \
+                 to list the enabled regions from)",
+            ));
+        };
+        check_region(region).map_err(|m| invalid("AWS_REGION", m))?;
+        if let Some(warning) = unknown_region_warning("AWS_REGION", region) {
+            self.warnings.push(warning);
+        }
+        for account in &mut self.accounts {
             if account.regions.is_empty() {
-                let Some(region) = region else {
-                    return Err(invalid(
-                        format!("accounts[{i}].regions"),
-                        "no region configured and none found in the AWS environment \
-                         (set `regions` in the config file, or AWS_REGION)",
-                    ));
-                };
-                check_region(region).map_err(|m| invalid("AWS_REGION", m))?;
-                if let Some(warning) = unknown_region_warning("AWS_REGION", region) {
-                    self.warnings.push(warning);
-                }
                 account.regions.push(region.to_string());
             }
+        }
+        if self.discovery.is_some() && self.defaults.regions.is_empty() {
+            self.defaults.regions.push(region.to_string());
         }
         Ok(self)
     }
@@ -322,20 +469,13 @@ impl Config {
             .flat_map(|a| a.regions.iter().map(move |r| (a, r.as_str())))
     }
 
-    /// The targets to collect, in config order: what the registry reconciles to.
+    /// The targets of the configured accounts, in config order, each in its configured regions
+    /// (for `regions: all`, the fallback list): what the registry reconciles to without
+    /// discovery.
     pub fn target_specs(&self) -> Vec<TargetSpec> {
-        self.targets()
-            .map(|(account, region)| TargetSpec {
-                key: TargetKey {
-                    account: account.key(),
-                    region: region.to_string(),
-                },
-                account_name: account.name.clone(),
-                role: account.role.clone(),
-                query: account.query.clone(),
-                labels: account.labels.clone(),
-                cloudwatch: account.cloudwatch,
-            })
+        self.accounts
+            .iter()
+            .flat_map(|account| account.target_specs(&account.regions))
             .collect()
     }
 
@@ -356,15 +496,38 @@ impl TryFrom<RawConfig> for Config {
             Some(raw_events) => Some(validate_events(raw_events, &mut collection)?),
         };
         let mut warnings = Vec::new();
-        let default_regions =
-            validate_regions("regions", raw.regions.unwrap_or_default(), &mut warnings)?;
+        let (default_regions, default_all) =
+            validate_region_choice("regions", raw.regions, &mut warnings)?;
         let default_image_ids = validate_image_ids("image_ids", raw.image_ids.unwrap_or_default())?;
         let default_filters = validate_filters("filters", raw.filters.unwrap_or_default())?;
-        let default_cloudwatch = raw.cloudwatch.unwrap_or_default();
+        // A `cloudwatch` block turns it on unless it says `enabled: false`.
+        let default_cloudwatch = raw
+            .cloudwatch
+            .map(|mut c| {
+                c.enabled.get_or_insert(true);
+                c
+            })
+            .unwrap_or_default();
         // Checked on its own too, so that a mistake there is named there.
-        validate_cloudwatch("cloudwatch", &default_cloudwatch)?;
+        let top_cloudwatch = validate_cloudwatch("cloudwatch", &default_cloudwatch)?;
+        let discovery = match raw.discovery {
+            None => None,
+            Some(RawDiscovery {
+                organizations: None,
+            }) => {
+                return Err(invalid(
+                    "discovery",
+                    "names no source; add `organizations:` (or leave `discovery` out)",
+                ))
+            }
+            Some(RawDiscovery {
+                organizations: Some(org),
+            }) => Some(validate_organizations(org)?),
+        };
 
         let raw_accounts = match raw.accounts {
+            // With discovery, only the discovered accounts (and those listed).
+            None if discovery.is_some() => Vec::new(),
             None => vec![RawAccount {
                 name: None,
                 role_arn: None,
@@ -396,7 +559,7 @@ impl TryFrom<RawConfig> for Config {
             let mut account = validate_account(
                 &place,
                 raw_account,
-                &default_regions,
+                (&default_regions, default_all),
                 &default_image_ids,
                 &default_filters,
                 &mut warnings,
@@ -441,8 +604,164 @@ impl TryFrom<RawConfig> for Config {
             accounts,
             warnings,
             events,
+            discovery,
+            defaults: AccountDefaults {
+                regions: default_regions,
+                all_regions: default_all,
+                query: Query {
+                    image_ids: default_image_ids,
+                    filters: default_filters,
+                },
+                cloudwatch: top_cloudwatch,
+            },
         })
     }
+}
+
+/// `regions`: a list (checked), or `all`; absent is an empty list.
+fn validate_region_choice(
+    place: &str,
+    raw: Option<RawRegions>,
+    warnings: &mut Vec<String>,
+) -> Result<(Vec<String>, bool), ConfigError> {
+    match raw {
+        None => Ok((Vec::new(), false)),
+        Some(RawRegions::List(list)) => Ok((validate_regions(place, list, warnings)?, false)),
+        Some(RawRegions::Word(word)) if word == "all" => Ok((Vec::new(), true)),
+        Some(RawRegions::Word(word)) => Err(invalid(
+            place,
+            format!("{word:?} is neither a list of regions nor `all`"),
+        )),
+    }
+}
+
+/// A label name made of a tag key: every character outside `[a-zA-Z0-9_]` becomes `_`, and a
+/// leading digit gets a `_` before it (`cost-center` → `cost_center`).
+pub fn label_name_of_tag(key: &str) -> String {
+    let mut name: String = key
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if name.starts_with(|c: char| c.is_ascii_digit()) || name.is_empty() {
+        name.insert(0, '_');
+    }
+    name
+}
+
+fn validate_organizations(raw: RawOrganizations) -> Result<OrganizationsDiscovery, ConfigError> {
+    const PLACE: &str = "discovery.organizations";
+    let role = match raw.role_arn {
+        None => {
+            if raw.external_id.is_some() {
+                return Err(invalid(
+                    format!("{PLACE}.external_id"),
+                    "is set but role_arn is not; it only applies to AssumeRole",
+                ));
+            }
+            None
+        }
+        Some(arn) => {
+            let account_id =
+                role_account_id(&arn).map_err(|m| invalid(format!("{PLACE}.role_arn"), m))?;
+            if let Some(external_id) = &raw.external_id {
+                check_external_id(&format!("{PLACE}.external_id"), external_id)?;
+            }
+            Some(RoleSpec {
+                arn,
+                account_id,
+                external_id: raw.external_id,
+                session_name: DEFAULT_SESSION_NAME.to_string(),
+                duration: None,
+            })
+        }
+    };
+    let Some(template) = raw.member_role_arn else {
+        return Err(invalid(
+            format!("{PLACE}.member_role_arn"),
+            "is required: the role to assume in each account, e.g. \
+             \"arn:aws:iam::{account_id}:role/FastLaunchReader\"",
+        ));
+    };
+    if !template.contains("{account_id}") {
+        return Err(invalid(
+            format!("{PLACE}.member_role_arn"),
+            format!("{template:?} must contain {{account_id}}"),
+        ));
+    }
+    role_account_id(&template.replace("{account_id}", "123456789012"))
+        .map_err(|m| invalid(format!("{PLACE}.member_role_arn"), m))?;
+    if let Some(external_id) = &raw.member_external_id {
+        check_external_id(&format!("{PLACE}.member_external_id"), external_id)?;
+    }
+    for (i, ou) in raw.organizational_units.iter().enumerate() {
+        // OU ids: ou-<4-32 root chars>-<8-32 chars>; a root id (r-xxxx) is accepted too.
+        let ok = (ou.starts_with("ou-") || ou.starts_with("r-"))
+            && ou.len() <= 68
+            && ou[2..]
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !ok {
+            return Err(invalid(
+                format!("{PLACE}.organizational_units[{i}]"),
+                format!("{ou:?} is not an OU id (ou-xxxx-xxxxxxxx) or root id (r-xxxx)"),
+            ));
+        }
+    }
+    for (i, id) in raw.exclude_accounts.iter().enumerate() {
+        if id.len() != 12 || !id.chars().all(|c| c.is_ascii_digit()) {
+            return Err(invalid(
+                format!("{PLACE}.exclude_accounts[{i}]"),
+                format!("{id:?} is not a 12-digit account id"),
+            ));
+        }
+    }
+    let mut labels_from_tags = Vec::new();
+    let mut seen = BTreeSet::new();
+    for (i, key) in raw.labels_from_tags.iter().enumerate() {
+        let name = label_name_of_tag(key);
+        if RESERVED_LABELS.contains(&name.as_str()) {
+            return Err(invalid(
+                format!("{PLACE}.labels_from_tags[{i}]"),
+                format!("{key:?} becomes the label {name:?}, which the exporter uses itself"),
+            ));
+        }
+        if !seen.insert(name.clone()) {
+            return Err(invalid(
+                format!("{PLACE}.labels_from_tags[{i}]"),
+                format!("{key:?} becomes the label {name:?}, as an earlier tag does"),
+            ));
+        }
+        labels_from_tags.push((key.clone(), name));
+    }
+    let interval = match &raw.interval {
+        None => DEFAULT_DISCOVERY_INTERVAL,
+        Some(text) => {
+            let d = parse_duration(&format!("{PLACE}.interval"), text)?;
+            if d < Duration::from_secs(60) {
+                return Err(invalid(
+                    format!("{PLACE}.interval"),
+                    format!("{text:?} must be at least 1m"),
+                ));
+            }
+            d
+        }
+    };
+    Ok(OrganizationsDiscovery {
+        role,
+        member_role_arn: template,
+        member_external_id: raw.member_external_id,
+        organizational_units: raw.organizational_units,
+        exclude_accounts: raw.exclude_accounts,
+        tags: raw.tags,
+        labels_from_tags,
+        interval,
+    })
 }
 
 /// The region and owner account of an SQS queue URL: `https://sqs.<region>.amazonaws.com/<account>/<name>`
@@ -575,10 +894,11 @@ fn validate_cloudwatch(
         None => DEFAULT_CLOUDWATCH_PERIOD,
         Some(text) => {
             let d = parse_duration(&format!("{place}.period"), text)?;
-            if d.as_secs() < 60 || d.as_secs() % 60 != 0 || d.subsec_nanos() != 0 {
+            if !(60..=3600).contains(&d.as_secs()) || d.as_secs() % 60 != 0 || d.subsec_nanos() != 0
+            {
                 return Err(invalid(
                     format!("{place}.period"),
-                    format!("{text:?} must be whole minutes, at least 1m"),
+                    format!("{text:?} must be whole minutes, from 1m to 1h"),
                 ));
             }
             d
@@ -881,7 +1201,7 @@ fn is_label_name(name: &str) -> bool {
 fn validate_account(
     place: &str,
     raw: RawAccount,
-    default_regions: &[String],
+    (default_regions, default_all): (&[String], bool),
     default_image_ids: &[String],
     default_filters: &[Filter],
     warnings: &mut Vec<String>,
@@ -951,15 +1271,24 @@ fn validate_account(
             })
         }
     };
-    let regions = match raw.regions {
-        Some(list) if list.is_empty() => {
+    let (regions, all_regions) = match raw.regions {
+        Some(RawRegions::List(list)) if list.is_empty() => {
             return Err(invalid(
                 format!("{place}.regions"),
                 "is empty; leave it out to use the top-level regions",
             ))
         }
-        Some(list) => validate_regions(&format!("{place}.regions"), list, warnings)?,
-        None => default_regions.to_vec(),
+        // `all`: the top-level list (or the environment's region) until the enabled regions are known.
+        Some(word @ RawRegions::Word(_)) => {
+            let (_, all) =
+                validate_region_choice(&format!("{place}.regions"), Some(word), warnings)?;
+            (default_regions.to_vec(), all)
+        }
+        Some(RawRegions::List(list)) => (
+            validate_regions(&format!("{place}.regions"), list, warnings)?,
+            false,
+        ),
+        None => (default_regions.to_vec(), default_all),
     };
     let image_ids = match raw.image_ids {
         Some(list) => validate_image_ids(&format!("{place}.image_ids"), list)?,
@@ -976,7 +1305,7 @@ fn validate_account(
                 format!("{key:?} is not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)"),
             ));
         }
-        if key == "aws_account_id" || key == "account_name" {
+        if RESERVED_LABELS.contains(&key.as_str()) || key.starts_with("__") {
             return Err(invalid(
                 format!("{place}.labels"),
                 format!("{key:?} is reserved by the exporter"),
@@ -990,6 +1319,7 @@ fn validate_account(
         query: Query { image_ids, filters },
         labels: raw.labels,
         cloudwatch: None,
+        all_regions,
     })
 }
 
@@ -1110,6 +1440,11 @@ accounts:
     fn cloudwatch_is_off_by_default_and_accounts_override_it_key_by_key() {
         let off = Config::from_yaml("regions: [us-east-1]\n").unwrap();
         assert_eq!(off.accounts[0].cloudwatch, None);
+        let block = Config::from_yaml("regions: [us-east-1]\ncloudwatch: {}\n").unwrap();
+        assert!(
+            block.accounts[0].cloudwatch.is_some(),
+            "a block turns it on"
+        );
         let config = Config::from_yaml(
             "regions: [us-east-1]\ncloudwatch: {enabled: true, period: 1m}\naccounts:\n  - name: a\n  - name: b\n    role_arn: arn:aws:iam::222222222222:role/R\n    cloudwatch: {lookback: 2h}\n  - name: c\n    role_arn: arn:aws:iam::333333333333:role/R\n    cloudwatch: {enabled: false}\n",
         )

@@ -527,6 +527,7 @@ pub fn demo_config(options: &DemoOptions) -> Config {
             query: Query::default(),
             labels: BTreeMap::from([("environment".to_string(), account_name(index))]),
             cloudwatch: options.cloudwatch.then_some(DEMO_CLOUDWATCH),
+            all_regions: false,
         })
         .collect();
     Config {
@@ -540,6 +541,13 @@ pub fn demo_config(options: &DemoOptions) -> Config {
         },
         accounts,
         warnings: Vec::new(),
+        discovery: None,
+        defaults: crate::config::AccountDefaults {
+            regions,
+            all_regions: false,
+            query: Query::default(),
+            cloudwatch: options.cloudwatch.then_some(DEMO_CLOUDWATCH),
+        },
         events: Some(crate::config::EventsSettings {
             queue: crate::model::QueueSpec {
                 url: DEMO_QUEUE.to_string(),

@@ -58,6 +58,16 @@ impl Launches {
         self.images.is_empty()
     }
 
+    /// The same counters without the available-snapshot values: after a failed query, nothing
+    /// says what is available now (an old value would keep an alert firing on stale data).
+    pub fn without_available(&self) -> Launches {
+        let mut launches = self.clone();
+        for image in launches.images.values_mut() {
+            image.available_snapshots = None;
+        }
+        launches
+    }
+
     /// The range to ask for at `now` (Unix seconds): back to the lookback, and back to the
     /// oldest period not yet counted (at most [`MAX_CATCH_UP_SECS`]), on period boundaries.
     pub fn window(&self, spec: &CloudWatchSpec, now: i64) -> MetricWindow {

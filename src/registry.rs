@@ -661,7 +661,10 @@ impl Registry {
                 target.launches = Arc::new(target.launches.advanced(spec, now, image_ids, &series));
                 target.cloudwatch_ok = Some(true);
             }
-            Err(_) => target.cloudwatch_ok = Some(false),
+            Err(_) => {
+                target.launches = Arc::new(target.launches.without_available());
+                target.cloudwatch_ok = Some(false);
+            }
         }
     }
 
@@ -1497,7 +1500,8 @@ mod tests {
             Some(7.0)
         );
 
-        // Denied: the fast launch data stays, collection_success stays 1.
+        // Denied: the fast launch data stays, collection_success stays 1; what is available now
+        // is unknown.
         lock(&aws.state).cloudwatch = Some(false);
         tokio::time::sleep(Duration::from_secs(10)).await;
         let denied = view(&registry, &spec.key).unwrap();
@@ -1506,7 +1510,16 @@ mod tests {
             image_ids(&registry, &spec.key),
             std::slice::from_ref(&image)
         );
-        assert_eq!(denied.cloudwatch.unwrap().last_ok, Some(false));
+        let denied_cloudwatch = denied.cloudwatch.unwrap();
+        assert_eq!(denied_cloudwatch.last_ok, Some(false));
+        assert_eq!(
+            denied_cloudwatch
+                .launches
+                .image(&image)
+                .unwrap()
+                .available_snapshots,
+            None
+        );
         assert_eq!(
             denied.counters.errors(),
             BTreeMap::from([((Api::ListMetrics, "AccessDenied"), 1)])

@@ -89,7 +89,12 @@ impl Intercept for AttemptCounter {
         // parser refuses when cut short.
         let xml = matches!(
             Api::from_operation(&operation),
-            Some(Api::DescribeFastLaunchImages | Api::AssumeRole | Api::GetCallerIdentity)
+            Some(
+                Api::DescribeFastLaunchImages
+                    | Api::AssumeRole
+                    | Api::GetCallerIdentity
+                    | Api::DescribeRegions
+            )
         );
         if !xml {
             return Ok(());

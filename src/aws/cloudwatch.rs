@@ -54,6 +54,26 @@ impl CloudWatchClient {
                 }
             }
         }
+        // A metric without data for two weeks is not listed, and a new one takes up to 15
+        // minutes to be: once any of an image's three metrics shows its dimensions, all three are
+        // asked for with them, so that an image's first cold launch is not missed.
+        let mut images: BTreeMap<String, Metric> = BTreeMap::new();
+        for ((image_id, _), metric) in &found {
+            images
+                .entry(image_id.clone())
+                .or_insert_with(|| metric.clone());
+        }
+        for (image_id, template) in images {
+            for metric in LaunchMetric::ALL {
+                found.entry((image_id.clone(), metric)).or_insert_with(|| {
+                    Metric::builder()
+                        .namespace(LaunchMetric::NAMESPACE)
+                        .metric_name(metric.metric_name())
+                        .set_dimensions(Some(template.dimensions().to_vec()))
+                        .build()
+                });
+            }
+        }
         let queries: Vec<((String, LaunchMetric), MetricDataQuery)> = found
             .into_iter()
             .enumerate()
@@ -196,6 +216,15 @@ impl CloudWatchClient {
                         Api::GetMetricData,
                         ErrorCode::from_aws(Some(status.as_str())),
                         format!("query {id} answered {}: {message}", status.as_str()),
+                    ));
+                }
+                if result.status_code() == Some(&StatusCode::PartialData)
+                    && page.next_token().is_none()
+                {
+                    return Err(ApiError::new(
+                        Api::GetMetricData,
+                        ErrorCode::Malformed,
+                        format!("query {id} answered PartialData without a NextToken"),
                     ));
                 }
                 if result.timestamps().len() != result.values().len() {

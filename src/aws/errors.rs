@@ -142,6 +142,37 @@ fn operation_error_code(error: &ErasedError) -> Option<&str> {
         return e.code();
     }
     if let Some(e) =
+        error.downcast_ref::<aws_sdk_ec2::operation::describe_regions::DescribeRegionsError>()
+    {
+        return e.code();
+    }
+    {
+        use aws_sdk_organizations::operation as org;
+        if let Some(e) = error.downcast_ref::<org::list_accounts::ListAccountsError>() {
+            return e.code();
+        }
+        if let Some(e) =
+            error.downcast_ref::<org::list_accounts_for_parent::ListAccountsForParentError>()
+        {
+            return e.code();
+        }
+        if let Some(e) = error.downcast_ref::<
+            org::list_organizational_units_for_parent::ListOrganizationalUnitsForParentError,
+        >() {
+            return e.code();
+        }
+        if let Some(e) =
+            error.downcast_ref::<org::list_tags_for_resource::ListTagsForResourceError>()
+        {
+            return e.code();
+        }
+        if let Some(e) =
+            error.downcast_ref::<org::describe_organization::DescribeOrganizationError>()
+        {
+            return e.code();
+        }
+    }
+    if let Some(e) =
         error.downcast_ref::<aws_sdk_cloudwatch::operation::get_metric_data::GetMetricDataError>()
     {
         return e.code();

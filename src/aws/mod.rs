@@ -6,6 +6,7 @@
 mod accounting;
 mod cloudwatch;
 mod errors;
+mod organizations;
 mod sqs;
 
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use aws_sdk_ec2::types::{FastLaunchStateCode, Filter as Ec2Filter};
 
 use crate::calls::{Api, ApiError, AttemptSink, ErrorCode};
 use crate::collector::{BoxFuture, Connect, Fetch};
+use crate::discovery::{Organization, RegionList};
 use crate::events::Queue;
 use crate::model::{
     FastLaunchImage, FastLaunchState, MetricSeries, MetricWindow, Query, QueueSpec, RoleSpec,
@@ -94,6 +96,96 @@ impl Connect for Base {
     ) -> Arc<dyn Fetch> {
         Arc::new(TargetClient::new(&self.sdk, spec, max_attempts, sink))
     }
+
+    fn connect_organization(
+        &self,
+        role: Option<&RoleSpec>,
+        region: &str,
+        max_attempts: u32,
+        sink: Arc<dyn AttemptSink>,
+    ) -> Arc<dyn Organization> {
+        let region = Region::new(region.to_string());
+        let retry = RetryConfig::standard().with_max_attempts(max_attempts);
+        let counter = AttemptCounter::new(sink);
+        let mut config = aws_sdk_organizations::config::Builder::from(&self.sdk)
+            .region(region.clone())
+            .retry_config(retry.clone())
+            .retry_partition(RetryPartition::new("fast-launch-organizations"))
+            .interceptor(counter.clone());
+        if let Some((credentials, cache)) = role_credentials(
+            &self.sdk,
+            role,
+            region,
+            retry,
+            "fast-launch-organizations-sts",
+            &counter,
+        ) {
+            config.set_credentials_provider(Some(credentials));
+            config = config.identity_cache(cache);
+        }
+        Arc::new(organizations::OrganizationClient {
+            client: aws_sdk_organizations::Client::from_conf(config.build()),
+            counter,
+        })
+    }
+
+    fn connect_regions(
+        &self,
+        role: Option<&RoleSpec>,
+        region: &str,
+        max_attempts: u32,
+        sink: Arc<dyn AttemptSink>,
+    ) -> Arc<dyn RegionList> {
+        let partition = format!(
+            "fast-launch-regions-{}",
+            role.map_or("base", |r| r.account_id.as_str())
+        );
+        let region = Region::new(region.to_string());
+        let retry = RetryConfig::standard().with_max_attempts(max_attempts);
+        let counter = AttemptCounter::new(sink);
+        let mut config = aws_sdk_ec2::config::Builder::from(&self.sdk)
+            .region(region.clone())
+            .retry_config(retry.clone())
+            .retry_partition(RetryPartition::new(partition.clone()))
+            .interceptor(counter.clone());
+        if let Some((credentials, cache)) = role_credentials(
+            &self.sdk,
+            role,
+            region,
+            retry,
+            &format!("{partition}-sts"),
+            &counter,
+        ) {
+            config.set_credentials_provider(Some(credentials));
+            config = config.identity_cache(cache);
+        }
+        Arc::new(organizations::RegionClient {
+            ec2: aws_sdk_ec2::Client::from_conf(config.build()),
+            counter,
+        })
+    }
+}
+
+/// AssumeRole credentials for `role` (None: the base credentials, nothing to set), made with an
+/// STS client that reports into `counter`, with their own identity cache.
+fn role_credentials(
+    base: &SdkConfig,
+    role: Option<&RoleSpec>,
+    region: Region,
+    retry: RetryConfig,
+    partition: &str,
+    counter: &AttemptCounter,
+) -> Option<(SharedCredentialsProvider, SharedIdentityCache)> {
+    let role = role?;
+    let sts = sts_client(base, region, retry, partition.to_string(), counter);
+    Some((
+        SharedCredentialsProvider::new(AssumeRoleCredentials {
+            sts,
+            counter: counter.clone(),
+            role: role.clone(),
+        }),
+        IdentityCache::lazy().build(),
+    ))
 }
 
 /// Credentials from STS AssumeRole, made with the target's own STS client so that its attempts

@@ -150,6 +150,7 @@ fn list_metrics(world: &World, metrics: &SimMetrics, body: &Value) -> CloudWatch
         .keys()
         .filter(|_| namespace.is_none_or(|n| n == NAMESPACE))
         .filter(|(metric, _)| name.is_none_or(|n| n == metric))
+        .filter(|(metric, _)| !world.unlisted_metrics.contains(metric))
         .collect();
     let page: Vec<Value> = matching
         .iter()

@@ -181,6 +181,9 @@ pub struct World {
     pub list_metrics_page_size: usize,
     /// Datapoints per GetMetricData page (CloudWatch: 100,800 by default; 0 means that).
     pub metric_data_page_size: usize,
+    /// Metric names ListMetrics leaves out, as CloudWatch does for a metric without data for two
+    /// weeks or created in the last 15 minutes; GetMetricData still answers for them.
+    pub unlisted_metrics: BTreeSet<String>,
     /// How many received requests are kept for inspection (the oldest go first).
     pub max_received: usize,
     /// Added to every answer.
