@@ -90,6 +90,8 @@ pub fn populated_snapshot(images: usize) -> Snapshot {
         interval: Duration::from_secs(300),
         max_staleness: Duration::from_secs(900),
         events: None,
+        shard: Default::default(),
+        discovery: Default::default(),
     }
 }
 

@@ -76,6 +76,10 @@ pub trait Connect: Send + Sync {
         max_attempts: u32,
         sink: Arc<dyn AttemptSink>,
     ) -> Arc<dyn Queue>;
+    /// The AWS environment's region (where Organizations is called), if it names one.
+    fn home_region(&self) -> Option<String> {
+        None
+    }
     /// The Organizations client of discovery: with `role`, or the base credentials; in
     /// `region`.
     fn connect_organization(

@@ -274,6 +274,8 @@ pub struct Config {
     /// The top-level settings discovered accounts take: regions (and `regions: all`), query,
     /// CloudWatch.
     pub defaults: AccountDefaults,
+    /// This process's shard (`--shard.index`, `--shard.total`; not from the file).
+    pub shard: crate::shard::Shard,
 }
 
 /// What a discovered account takes from the top level.
@@ -413,6 +415,7 @@ impl Config {
             events: None,
             discovery: None,
             defaults: AccountDefaults::default(),
+            shard: crate::shard::Shard::default(),
         }
     }
 
@@ -614,6 +617,7 @@ impl TryFrom<RawConfig> for Config {
                 },
                 cloudwatch: top_cloudwatch,
             },
+            shard: crate::shard::Shard::default(),
         })
     }
 }

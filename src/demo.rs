@@ -542,6 +542,7 @@ pub fn demo_config(options: &DemoOptions) -> Config {
         accounts,
         warnings: Vec::new(),
         discovery: None,
+        shard: crate::shard::Shard::default(),
         defaults: crate::config::AccountDefaults {
             regions,
             all_regions: false,

@@ -104,10 +104,18 @@ pub struct Plan {
     pub retry_soon: bool,
 }
 
+/// An account discovery keeps: id, name, and the labels its tags give.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Discovered {
+    id: String,
+    name: String,
+    labels: BTreeMap<String, String>,
+}
+
 #[derive(Debug, Default)]
 struct PlanState {
-    /// The last good discovered accounts: (id, name, labels from tags).
-    discovered: Option<Vec<(String, String, BTreeMap<String, String>)>>,
+    /// The last good discovered accounts.
+    discovered: Option<Vec<Discovered>>,
     /// The last good enabled regions, by account key.
     regions: HashMap<String, Vec<String>>,
     /// The base credentials' account id, once learnt.
@@ -204,7 +212,7 @@ impl Planner {
                     })
                 })
                 .collect();
-            for (id, name, labels) in state.discovered.iter().flatten() {
+            for Discovered { id, name, labels } in state.discovered.iter().flatten() {
                 if explicit.contains(id) {
                     continue;
                 }
@@ -422,7 +430,7 @@ async fn list_accounts(
     organization: Arc<dyn Organization>,
     discovery: &OrganizationsDiscovery,
     concurrency: usize,
-) -> Result<Vec<(String, String, BTreeMap<String, String>)>, ApiError> {
+) -> Result<Vec<Discovered>, ApiError> {
     let listed = organization
         .accounts(&discovery.organizational_units)
         .await?;
@@ -436,7 +444,11 @@ async fn list_accounts(
     if !discovery.needs_tags() {
         return Ok(active
             .into_iter()
-            .map(|a| (a.id, a.name, BTreeMap::new()))
+            .map(|a| Discovered {
+                id: a.id,
+                name: a.name,
+                labels: BTreeMap::new(),
+            })
             .collect());
     }
     let semaphore = Arc::new(Semaphore::new(concurrency.max(1)));
@@ -474,7 +486,11 @@ async fn list_accounts(
                     )
                 })
                 .collect();
-            Some((account.id, account.name, labels))
+            Some(Discovered {
+                id: account.id,
+                name: account.name,
+                labels,
+            })
         })
         .collect())
 }

@@ -110,9 +110,16 @@ pub async fn run(
     ));
     let sighup = tokio::spawn(forward_sighup(reload_tx, shutdown.clone()));
     log_warnings(&config);
+    let planner = discovery::Planner::new(connect.clone(), config.shard, connect.home_region());
+    registry.set_discovery(config.shard, Some(planner.stats()));
+    let plan = planner.plan(&config).await;
+    let mut next_plan = discovery::Planner::next_plan_in(&config, &plan)
+        .map(|after| tokio::time::Instant::now() + after);
     registry
-        .reconcile(config.target_specs(), config.collection.clone())
+        .reconcile(plan.specs, config.collection.clone())
         .await;
+    let startup_events = config.events.clone();
+    let mut config = config;
     // After the first reconcile, so that events waiting at start-up find their targets.
     let receiver = config.events.clone().map(|events| {
         let stats = Arc::new(events::EventStats::new(&events));
@@ -131,7 +138,26 @@ pub async fn run(
         ))
     });
     loop {
+        let replan = async {
+            match next_plan {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
+            _ = replan => {
+                let plan = planner.plan(&config).await;
+                next_plan = discovery::Planner::next_plan_in(&config, &plan)
+                    .map(|after| tokio::time::Instant::now() + after);
+                let report = registry.reconcile(plan.specs, config.collection.clone()).await;
+                if !report.added.is_empty() || !report.removed.is_empty() {
+                    info!(
+                        added = report.added.len(),
+                        removed = report.removed.len(),
+                        "targets changed by discovery"
+                    );
+                }
+            }
             request = reload_rx.recv() => {
                 let Some(respond) = request else { break };
                 let result = match &loader {
@@ -141,14 +167,19 @@ pub async fn run(
                             log_warnings(&new);
                             // The receiver runs with the start-up queue; debounce is a collection
                             // setting and applies now.
-                            if new.events != config.events {
+                            if new.events != startup_events {
                                 warn!("the events queue settings changed: they take effect at the next restart (events.debounce applies now)");
                             }
+                            let plan = planner.plan(&new).await;
+                            next_plan = discovery::Planner::next_plan_in(&new, &plan)
+                                .map(|after| tokio::time::Instant::now() + after);
+                            let targets = plan.specs.len();
                             let report = registry
-                                .reconcile(new.target_specs(), new.collection.clone())
+                                .reconcile(plan.specs, new.collection.clone())
                                 .await;
+                            config = new;
                             info!(
-                                targets = new.targets().count(),
+                                targets,
                                 added = report.added.len(),
                                 restarted = report.restarted.len(),
                                 removed = report.removed.len(),
@@ -188,10 +219,14 @@ fn log_warnings(config: &Config) {
 /// metrics, which mean nothing after the process exits) and whether every target succeeded.
 /// For `--once`: cron, the node_exporter textfile collector, debugging.
 pub async fn collect_once(config: &Config, connect: impl Connect + 'static) -> (String, bool) {
-    let registry = Registry::new(Arc::new(connect), CancellationToken::new());
+    let connect: Arc<dyn Connect> = Arc::new(connect);
+    let registry = Registry::new(connect.clone(), CancellationToken::new());
     log_warnings(config);
+    let planner = discovery::Planner::new(connect.clone(), config.shard, connect.home_region());
+    registry.set_discovery(config.shard, Some(planner.stats()));
+    let plan = planner.plan(config).await;
     registry
-        .collect_once(config.target_specs(), config.collection.clone())
+        .collect_once(plan.specs, config.collection.clone())
         .await;
     let text =
         metrics::MetricsRenderer::without_process().render(&registry, std::time::SystemTime::now());

@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use fast_launch_exporter::demo::{self, DemoOptions};
 use fast_launch_exporter::logging::{self, LogFormat, LogLevel};
+use fast_launch_exporter::shard::Shard;
 use fast_launch_exporter::web_config::WebConfig;
 use fast_launch_exporter::{permissions, run, Base, Config, ConfigError, ConfigLoader, WebOptions};
 use tokio::net::TcpListener;
@@ -60,6 +61,24 @@ struct Flags {
     /// Path under which to expose metrics.
     #[arg(long = "web.telemetry-path", value_name = "PATH", default_value = "/metrics", value_parser = telemetry_path, global = true)]
     telemetry_path: String,
+
+    /// This replica's shard, 0-based: it collects only the targets that jump-hash to it.
+    #[arg(
+        long = "shard.index",
+        value_name = "N",
+        default_value_t = 0,
+        global = true
+    )]
+    shard_index: u32,
+
+    /// The number of shards (replicas) the targets are split over; 1: no sharding.
+    #[arg(
+        long = "shard.total",
+        value_name = "M",
+        default_value_t = 1,
+        global = true
+    )]
+    shard_total: u32,
 
     /// Only log messages with the given severity or above.
     #[arg(long = "log.level", value_enum, default_value = "info", global = true)]
@@ -240,12 +259,25 @@ fn config_error(e: ConfigError) -> ExitCode {
     ExitCode::from(EXIT_CONFIG)
 }
 
-/// The configuration file (or the no-file default), read and validated; exit status 2 if invalid.
+/// The configuration file (or the no-file default), read and validated, with the shard of the
+/// flags; exit status 2 if invalid.
 fn read_config(flags: &Flags) -> Result<Config, ExitCode> {
-    match flags.config_file.as_deref() {
-        Some(path) => Config::load(path).map_err(config_error),
-        None => Ok(Config::without_file()),
-    }
+    let shard = shard(flags)?;
+    let mut config = match flags.config_file.as_deref() {
+        Some(path) => Config::load(path).map_err(config_error)?,
+        None => Config::without_file(),
+    };
+    config.shard = shard;
+    Ok(config)
+}
+
+/// The shard of `--shard.index` and `--shard.total`; exit status 2 if out of range.
+fn shard(flags: &Flags) -> Result<Shard, ExitCode> {
+    Shard::new(flags.shard_index, flags.shard_total).map_err(|e| {
+        error!(error = %e, "invalid shard flags");
+        eprintln!("fast-launch-exporter: {e}");
+        ExitCode::from(EXIT_CONFIG)
+    })
 }
 
 /// Gives accounts without regions the region of the AWS environment (`base`, loaded here if
@@ -478,8 +510,14 @@ async fn main() -> ExitCode {
     let loader: Option<ConfigLoader> = {
         let path = flags.config_file.clone();
         let region = base.region();
+        let shard = config.shard;
         path.map(|path| -> ConfigLoader {
-            Box::new(move || Config::load_resolved(Some(&path), region.as_deref()))
+            Box::new(move || {
+                Config::load_resolved(Some(&path), region.as_deref()).map(|mut config| {
+                    config.shard = shard;
+                    config
+                })
+            })
         })
     };
     run(config, base, listener, web, loader, shutdown).await;

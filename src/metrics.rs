@@ -542,6 +542,26 @@ fn render_targets(x: &mut Exposition, targets: &[&TargetView], snapshot: &Snapsh
         ));
     }
 
+    let discovery = &snapshot.discovery;
+    if let Some((account, region, counters)) = &discovery.organization_caller {
+        // Only Organizations' own APIs: its AssumeRole would share labels with a target's.
+        let apis = vec![
+            Api::ListAccounts,
+            Api::ListAccountsForParent,
+            Api::ListOrganizationalUnitsForParent,
+            Api::ListTagsForResource,
+        ];
+        callers.push((account.clone(), region.clone(), apis, counters.as_ref()));
+    }
+    for (account, region, counters) in &discovery.region_callers {
+        callers.push((
+            account.clone(),
+            region.clone(),
+            vec![Api::DescribeRegions],
+            counters.as_ref(),
+        ));
+    }
+
     const REQUESTS: &str = "fast_launch_exporter_aws_requests_total";
     x.family(
         REQUESTS,
@@ -589,6 +609,65 @@ fn render_targets(x: &mut Exposition, targets: &[&TargetView], snapshot: &Snapsh
     if let Some(events) = &snapshot.events {
         render_events(x, events);
     }
+    render_scale(x, targets.len(), snapshot);
+}
+
+/// Sharding and discovery.
+fn render_scale(x: &mut Exposition, own_targets: usize, snapshot: &Snapshot) {
+    let shard = snapshot.shard;
+    let gauges: [(&str, &str, f64); 3] = [
+        (
+            "fast_launch_exporter_shard_index",
+            "This replica's shard (--shard.index); 0 without sharding.",
+            f64::from(shard.index),
+        ),
+        (
+            "fast_launch_exporter_shards",
+            "The number of shards the targets are split over (--shard.total); 1 without sharding.",
+            f64::from(shard.total),
+        ),
+        (
+            "fast_launch_exporter_targets",
+            "Targets (account, region) this process owns and collects.",
+            own_targets as f64,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        x.family(name, "gauge", help);
+        x.sample(name, &[], value);
+    }
+    let discovery = &snapshot.discovery;
+    if !discovery.organizations {
+        return;
+    }
+    let source = [("source", "organizations")];
+    if let Some(ok) = discovery.last_ok {
+        const SUCCESS: &str = "fast_launch_exporter_discovery_success";
+        x.family(
+            SUCCESS,
+            "gauge",
+            "1 if the last account discovery succeeded, else 0 (the last good set of accounts stays).",
+        );
+        x.sample(SUCCESS, &source, if ok { 1.0 } else { 0.0 });
+    }
+    const LAST: &str = "fast_launch_exporter_discovery_last_success_timestamp_seconds";
+    x.family(
+        LAST,
+        "gauge",
+        "Unix time of the last successful account discovery; 0 before the first.",
+    );
+    x.sample(
+        LAST,
+        &source,
+        discovery.last_success.map_or(0.0, unix_seconds),
+    );
+    const ACCOUNTS: &str = "fast_launch_exporter_discovered_accounts";
+    x.family(
+        ACCOUNTS,
+        "gauge",
+        "Accounts in the discovered set used now (ACTIVE, not excluded, with the tags asked for).",
+    );
+    x.sample(ACCOUNTS, &source, discovery.accounts as f64);
 }
 
 /// The event receiver's families.

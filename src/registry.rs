@@ -20,11 +20,13 @@ use crate::calls::{ApiCounters, ApiError};
 use crate::collector::CollectError;
 use crate::collector::{self, Connect, Fetch, Outcome, TargetRun};
 use crate::config::CollectionSettings;
+use crate::discovery::{DiscoveryState, DiscoveryStats};
 use crate::events::EventStats;
 use crate::launches::Launches;
 use crate::model::{
     CloudWatchSpec, FastLaunchImage, MetricSeries, MetricWindow, TargetKey, TargetSpec,
 };
+use crate::shard::Shard;
 use crate::sync::lock;
 
 /// How a target's collections have gone.
@@ -122,6 +124,10 @@ pub struct Snapshot {
     pub max_staleness: Duration,
     /// The event receiver's statistics, when events are configured.
     pub events: Option<Arc<EventStats>>,
+    /// This process's shard.
+    pub shard: Shard,
+    /// Discovery as it stands.
+    pub discovery: DiscoveryState,
 }
 
 /// What a reconcile changed.
@@ -206,6 +212,8 @@ pub struct Registry {
     reconciling: tokio::sync::Mutex<()>,
     /// The event receiver's statistics, when events are configured.
     events: Mutex<Option<Arc<EventStats>>>,
+    /// This process's shard and discovery's statistics.
+    discovery: Mutex<(Shard, Option<Arc<DiscoveryStats>>)>,
     /// One gate per account key, so that the targets of one account ask GetCallerIdentity once.
     identity_gates: Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -240,6 +248,7 @@ impl Registry {
             }),
             reconciling: tokio::sync::Mutex::new(()),
             events: Mutex::new(None),
+            discovery: Mutex::new((Shard::default(), None)),
             identity_gates: Mutex::new(BTreeMap::new()),
         })
     }
@@ -686,6 +695,11 @@ impl Registry {
         asked
     }
 
+    /// Shares this process's shard and discovery's statistics with the scrapes.
+    pub fn set_discovery(&self, shard: Shard, stats: Option<Arc<DiscoveryStats>>) {
+        *lock(&self.discovery) = (shard, stats);
+    }
+
     /// Shares the event receiver's statistics with the scrapes.
     pub fn set_event_stats(&self, stats: Option<Arc<EventStats>>) {
         *lock(&self.events) = stats;
@@ -826,6 +840,12 @@ impl Registry {
                 .as_ref()
                 .map_or(Duration::ZERO, |s| s.max_staleness),
             events: lock(&self.events).clone(),
+            shard: lock(&self.discovery).0,
+            discovery: lock(&self.discovery)
+                .1
+                .as_ref()
+                .map(|stats| stats.state())
+                .unwrap_or_default(),
         }
     }
 }

@@ -97,6 +97,10 @@ impl Connect for Base {
         Arc::new(TargetClient::new(&self.sdk, spec, max_attempts, sink))
     }
 
+    fn home_region(&self) -> Option<String> {
+        self.region()
+    }
+
     fn connect_organization(
         &self,
         role: Option<&RoleSpec>,

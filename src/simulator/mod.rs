@@ -16,12 +16,14 @@
 mod cbor;
 mod cloudwatch;
 mod ec2;
+mod organizations;
 mod server;
 mod sqs;
 mod sso;
 mod sts;
 mod world;
 
+pub use organizations::{SimOrganization, DEFAULT_REGIONS, OPT_IN_REGIONS};
 pub use server::Simulator;
 pub use world::{Fault, FaultKind, ReceivedRequest, World};
 

@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 use super::cbor;
 use super::cloudwatch::{self, CloudWatchAnswer};
 use super::ec2::{describe_fast_launch_images, ec2_error};
+use super::organizations::{self, JsonAnswer};
 use super::sqs::{self, SqsAnswer};
 use super::sso::get_role_credentials;
 use super::sts::{assume_role, get_caller_identity, sts_error};
@@ -144,6 +145,16 @@ async fn handle(
         .headers()
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
+        .and_then(|t| t.strip_prefix("AWSOrganizationsV20161128."))
+        .map(str::to_string)
+    {
+        let body = request.into_body().collect().await.map(|b| b.to_bytes());
+        return organizations_request(world, scope, &action, body.ok()).await;
+    }
+    if let Some(action) = request
+        .headers()
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
         .and_then(|t| t.strip_prefix("AmazonSQS."))
         .map(str::to_string)
     {
@@ -257,6 +268,82 @@ async fn cloudwatch_request(
         .and_then(|c| hyper::header::HeaderValue::from_str(&c).ok())
     {
         headers.insert("x-amzn-query-error", code);
+    }
+    Ok(response)
+}
+
+/// Answers one Organizations request (awsJson1_1).
+async fn organizations_request(
+    world: &Mutex<World>,
+    scope: Option<(String, String, String)>,
+    action: &str,
+    body: Option<Bytes>,
+) -> Result<Response<Full<Bytes>>, ConnectionReset> {
+    let json: serde_json::Value = body
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(serde_json::Value::Null);
+    let (fault, delay, answer) = {
+        let mut world = lock(world);
+        let (key, region, _) = scope.clone().unwrap_or_default();
+        let account = world.keys.get(&key).cloned().unwrap_or_default();
+        world.log_request(ReceivedRequest {
+            action: action.to_string(),
+            account: account.clone(),
+            region: region.clone(),
+            service: "organizations".to_string(),
+            params: ["ParentId", "ResourceId", "NextToken"]
+                .iter()
+                .filter_map(|k| Some((k.to_string(), json.get(*k)?.as_str()?.to_string())))
+                .collect(),
+        });
+        let fault = world.take_fault(&account, &region, action);
+        let answer = if let Some(FaultKind::Error { code, status }) = &fault {
+            JsonAnswer::error(*status, code, &format!("simulated {code}"))
+        } else if scope.is_none() || account.is_empty() {
+            JsonAnswer::error(
+                400,
+                "UnrecognizedClientException",
+                "The security token included in the request is invalid.",
+            )
+        } else {
+            organizations::answer(&world, &account, action, &json)
+        };
+        (fault, world.delay(), answer)
+    };
+    tokio::time::sleep(delay).await;
+    let (status, body) = match fault {
+        Some(FaultKind::Hang) => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            (answer.status, answer.body)
+        }
+        Some(FaultKind::Reset) => return Err(ConnectionReset),
+        Some(FaultKind::Malformed) => (200, "this is not JSON".to_string()),
+        Some(FaultKind::Truncated) => {
+            let mut cut = answer.body.len() / 2;
+            while !answer.body.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            (200, answer.body[..cut].to_string())
+        }
+        _ => (answer.status, answer.body),
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() =
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = response.headers_mut();
+    headers.insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/x-amz-json-1.1"),
+    );
+    if let Ok(id) = hyper::header::HeaderValue::from_str(&crate::simulator::request_id()) {
+        headers.insert("x-amzn-requestid", id);
+    }
+    if let Some(kind) = answer
+        .error_type
+        .filter(|_| status != 200)
+        .and_then(|t| hyper::header::HeaderValue::from_str(&format!("{t}:")).ok())
+    {
+        headers.insert("x-amzn-errortype", kind);
     }
     Ok(response)
 }
@@ -427,6 +514,7 @@ fn answer(
             }
             ("sts", "AssumeRole") => assume_role(world, &action, &params),
             ("sts", "GetCallerIdentity") => get_caller_identity(&account),
+            ("ec2", "DescribeRegions") => organizations::describe_regions(world, &account, &params),
             _ => error(400, "InvalidAction", &format!("unknown action {action:?}")),
         }
     };

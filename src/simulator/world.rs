@@ -181,6 +181,10 @@ pub struct World {
     pub list_metrics_page_size: usize,
     /// Datapoints per GetMetricData page (CloudWatch: 100,800 by default; 0 means that).
     pub metric_data_page_size: usize,
+    /// The organization (AWS Organizations), if any.
+    pub organization: Option<super::organizations::SimOrganization>,
+    /// Opt-in regions each account has opted in to (DescribeRegions).
+    pub opted_in_regions: BTreeMap<String, BTreeSet<String>>,
     /// Metric names ListMetrics leaves out, as CloudWatch does for a metric without data for two
     /// weeks or created in the last 15 minutes; GetMetricData still answers for them.
     pub unlisted_metrics: BTreeSet<String>,
@@ -289,6 +293,14 @@ impl World {
                 points.retain(|(at, _)| *at >= before);
             }
         }
+    }
+
+    /// Opts `account` in to an opt-in region.
+    pub fn opt_in(&mut self, account: &str, region: &str) {
+        self.opted_in_regions
+            .entry(account.to_string())
+            .or_default()
+            .insert(region.to_string());
     }
 
     /// Makes AssumeRole of `role_arn` answer AccessDenied.

@@ -156,6 +156,7 @@ fn every_iam_file_parses() {
             "events-member-stackset.yaml",
             "events-queue.yaml",
             "exporter-role.yaml",
+            "org-reader-role.yaml",
             "reader-role-stackset.yaml"
         ]
     );
@@ -314,7 +315,7 @@ fn exporter_policy_reads_fast_launch_and_assumes_only_the_reader_role() {
         .unwrap();
     assert_eq!(policies.len(), 1);
     let document = &policies[0]["PolicyDocument"];
-    assert_eq!(document["Statement"].as_sequence().unwrap().len(), 4);
+    assert_eq!(document["Statement"].as_sequence().unwrap().len(), 5);
 
     let describe = statement(document, "DescribeFastLaunchInOwnAccount");
     assert_eq!(describe["Action"], "ec2:DescribeFastLaunchImages");
@@ -420,11 +421,12 @@ fn stackset_trusts_the_exporter_account_with_a_principal_arn_condition() {
     let grants = policies[0]["PolicyDocument"]["Statement"]
         .as_sequence()
         .unwrap();
-    assert_eq!(grants.len(), 2);
+    assert_eq!(grants.len(), 3);
     assert_eq!(grants[0]["Effect"], "Allow");
     assert_eq!(grants[0]["Action"], "ec2:DescribeFastLaunchImages");
     assert_eq!(grants[0]["Resource"], "*");
     assert_cloudwatch_read_only(&grants[1]);
+    assert_eq!(grants[2]["Action"], "ec2:DescribeRegions");
     assert!(is_ref(&role["Properties"]["RoleName"], "ReaderRoleName"));
 
     // The JSON trust policy for hand-made roles has the same shape.

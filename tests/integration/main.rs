@@ -12,6 +12,7 @@ mod harness;
 mod iam;
 mod kubernetes;
 mod operations;
+mod organization_assets;
 mod project_files;
 mod serving;
 mod soak;

@@ -121,6 +121,19 @@ fn org_reader_role_may_only_read_the_organization() {
     assert_eq!(grant["Resource"], "*");
     assert!(grant.get("Condition").is_none());
 
+    // Every Organizations API the exporter calls is among them.
+    use fast_launch_exporter::calls::Api;
+    for api in [
+        Api::ListAccounts,
+        Api::ListAccountsForParent,
+        Api::ListOrganizationalUnitsForParent,
+        Api::ListTagsForResource,
+        Api::DescribeOrganization,
+    ] {
+        let action = format!("organizations:{}", api.as_str());
+        assert!(ORGANIZATIONS_ACTIONS.contains(&action.as_str()), "{action}");
+    }
+
     // The plain JSON policy (for a role made by hand, or the exporter's own role in the
     // management account) grants the same.
     let plain = json(&iam("org-reader-policy.json"));
@@ -302,6 +315,13 @@ fn reader_and_exporter_roles_may_list_regions() {
     };
     assert_json("reader-role-policy.json", "ListRegions");
     assert_json("exporter-policy.json", "ListRegionsInOwnAccount");
+    assert_eq!(
+        format!(
+            "ec2:{}",
+            fast_launch_exporter::calls::Api::DescribeRegions.as_str()
+        ),
+        "ec2:DescribeRegions"
+    );
 }
 
 // --- Kubernetes: the sharded component -------------------------------------------------------
