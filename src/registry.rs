@@ -821,6 +821,17 @@ impl Registry {
             }
             accounts.push(account.clone());
         }
+        let (shard, discovery) = {
+            let discovery = lock(&self.discovery);
+            (
+                discovery.0,
+                discovery
+                    .1
+                    .as_ref()
+                    .map(|stats| stats.state())
+                    .unwrap_or_default(),
+            )
+        };
         let static_label_names: BTreeSet<String> = state
             .targets
             .values()
@@ -840,12 +851,8 @@ impl Registry {
                 .as_ref()
                 .map_or(Duration::ZERO, |s| s.max_staleness),
             events: lock(&self.events).clone(),
-            shard: lock(&self.discovery).0,
-            discovery: lock(&self.discovery)
-                .1
-                .as_ref()
-                .map(|stats| stats.state())
-                .unwrap_or_default(),
+            shard,
+            discovery,
         }
     }
 }

@@ -1,0 +1,356 @@
+//! Organisation scale through the real `aws-sdk-organizations` (awsJson1_1) and `aws-sdk-ec2`
+//! (DescribeRegions) clients against the simulator: account discovery by OU, state, exclusion and
+//! tags, a failed discovery that keeps the last good set, `regions: all` with per-account opt-in
+//! and its fallback, and three shards that split an organization exactly.
+
+use std::collections::BTreeSet;
+
+use fast_launch_exporter::simulator::{Fault, SimOrganization, Simulator, DEFAULT_REGIONS};
+
+use crate::harness::*;
+
+const MEMBER_ROLE: &str = "arn:aws:iam::{account_id}:role/FastLaunchReader";
+
+/// (aws_account_id, aws_region) of every target the exporter reports on.
+fn targets(text: &str) -> BTreeSet<(String, String)> {
+    find(text, "fast_launch_exporter_collection_success", &[])
+        .into_iter()
+        .map(|s| {
+            let get = |name: &str| {
+                s.labels
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default()
+            };
+            (get("aws_account_id"), get("aws_region"))
+        })
+        .collect()
+}
+
+fn accounts(text: &str) -> BTreeSet<String> {
+    targets(text).into_iter().map(|(a, _)| a).collect()
+}
+
+fn organization() -> SimOrganization {
+    let mut org = SimOrganization::new(BASE_ACCOUNT);
+    org.page_size = 2;
+    org.add_unit("ou-a1b2-aaaaaaaa", "r-a1b2");
+    org.add_unit("ou-a1b2-bbbbbbbb", "ou-a1b2-aaaaaaaa");
+    org.add_unit("ou-a1b2-cccccccc", "r-a1b2");
+    for (id, name, unit, state) in [
+        ("222222222222", "prod", "ou-a1b2-aaaaaaaa", "ACTIVE"),
+        ("333333333333", "staging", "ou-a1b2-bbbbbbbb", "ACTIVE"),
+        ("444444444444", "closing", "ou-a1b2-bbbbbbbb", "SUSPENDED"),
+        ("555555555555", "other-ou", "ou-a1b2-cccccccc", "ACTIVE"),
+        ("666666666666", "untagged", "ou-a1b2-aaaaaaaa", "ACTIVE"),
+        ("777777777777", "excluded", "ou-a1b2-aaaaaaaa", "ACTIVE"),
+    ] {
+        org.add_account(id, name, unit, state);
+        if id != "666666666666" {
+            org.tag(id, "fast-launch", "enabled");
+            org.tag(id, "team", &format!("team-{name}"));
+            org.tag(id, "cost-center", "cc-7");
+        }
+    }
+    org
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_collects_what_the_organization_says_and_keeps_the_last_set_when_it_fails() {
+    let sim = simulator().await;
+    sim.world().organization = Some(organization());
+    for account in ["222222222222", "333333333333", "888888888888"] {
+        sim.world()
+            .set_images(account, "us-east-1", vec![image(1, "enabled")]);
+    }
+    let yaml = format!(
+        "collection: {{interval: 2s}}\nregions: [us-east-1]\ndiscovery:\n  organizations:\n    member_role_arn: \"{MEMBER_ROLE}\"\n    organizational_units: [ou-a1b2-aaaaaaaa]\n    exclude_accounts: [\"777777777777\"]\n    tags: {{fast-launch: enabled}}\n    labels_from_tags: [team, cost-center]\n    interval: 2s\n"
+    );
+    let exporter = Exporter::start(&sim.url(), &yaml, &[]).await;
+    exporter.wait_until_ready().await;
+    let text = exporter
+        .wait_for_metrics("the discovered accounts collected", |t| {
+            accounts(t) == BTreeSet::from(["222222222222".into(), "333333333333".into()])
+                && value(
+                    t,
+                    "fast_launch_exporter_collection_success",
+                    &[("aws_account_id", "333333333333")],
+                ) == Some(1.0)
+        })
+        .await;
+    // The OU's accounts, recursively; not SUSPENDED, not excluded, not untagged, not in another
+    // OU; and the base credentials' own (management) account only if discovery finds it.
+    assert_eq!(
+        value(
+            &text,
+            "fast_launch_exporter_discovered_accounts",
+            &[("source", "organizations")]
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        value(
+            &text,
+            "fast_launch_exporter_discovery_success",
+            &[("source", "organizations")]
+        ),
+        Some(1.0)
+    );
+    assert!(
+        value(
+            &text,
+            "fast_launch_exporter_discovery_last_success_timestamp_seconds",
+            &[]
+        )
+        .unwrap()
+            > 1.7e9
+    );
+    let info = find(
+        &text,
+        "fast_launch_exporter_account_info",
+        &[("aws_account_id", "333333333333")],
+    );
+    assert_eq!(info.len(), 1, "{text}");
+    let labels = &info[0].labels;
+    for expected in [
+        ("account_name", "staging"),
+        ("team", "team-staging"),
+        ("cost_center", "cc-7"),
+    ] {
+        assert!(
+            labels
+                .iter()
+                .any(|(k, v)| k == expected.0 && v == expected.1),
+            "{expected:?} in {labels:?}"
+        );
+    }
+    // Paged to the end (two per page), counted under the organization's caller.
+    assert!(
+        value(
+            &text,
+            "fast_launch_exporter_aws_requests_total",
+            &[("api", "ListAccountsForParent")]
+        )
+        .unwrap()
+            >= 3.0
+    );
+    assert!(
+        value(
+            &text,
+            "fast_launch_exporter_aws_requests_total",
+            &[("api", "ListTagsForResource")]
+        )
+        .unwrap()
+            >= 4.0
+    );
+    let roles: BTreeSet<String> = sim
+        .world()
+        .received()
+        .iter()
+        .filter(|r| r.action == "AssumeRole")
+        .filter_map(|r| r.param("RoleArn").map(str::to_string))
+        .collect();
+    assert_eq!(
+        roles,
+        BTreeSet::from([
+            "arn:aws:iam::222222222222:role/FastLaunchReader".to_string(),
+            "arn:aws:iam::333333333333:role/FastLaunchReader".to_string()
+        ])
+    );
+
+    // Organizations denies: the last good set stays, and says so.
+    sim.world().add_fault(Fault::error(
+        "ListAccountsForParent",
+        "AccessDeniedException",
+        400,
+    ));
+    let text = exporter
+        .wait_for_metrics("discovery failing", |t| {
+            value(
+                t,
+                "fast_launch_exporter_discovery_success",
+                &[("source", "organizations")],
+            ) == Some(0.0)
+        })
+        .await;
+    assert_eq!(accounts(&text).len(), 2, "{text}");
+    assert_eq!(
+        value(
+            &text,
+            "aws_ec2_fast_launch_image_state",
+            &[("aws_account_id", "222222222222"), ("state", "enabled")]
+        ),
+        Some(1.0)
+    );
+    assert!(value(
+        &text,
+        "fast_launch_exporter_aws_errors_total",
+        &[
+            ("api", "ListAccountsForParent"),
+            ("error_code", "AccessDeniedException")
+        ]
+    )
+    .is_some());
+    assert!(exporter
+        .logs()
+        .contains("the last good set of accounts stays"));
+
+    // Healed: an account that joins starts, an account that is suspended stops.
+    {
+        let mut world = sim.world();
+        world.clear_faults();
+        let org = world.organization.as_mut().unwrap();
+        org.add_account("888888888888", "new", "ou-a1b2-bbbbbbbb", "ACTIVE");
+        org.tag("888888888888", "fast-launch", "enabled");
+        org.accounts
+            .iter_mut()
+            .find(|a| a.id == "333333333333")
+            .unwrap()
+            .state = "SUSPENDED".into();
+    }
+    exporter
+        .wait_for_metrics("the new set", |t| {
+            accounts(t) == BTreeSet::from(["222222222222".into(), "888888888888".into()])
+        })
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regions_all_lists_each_accounts_enabled_regions_and_falls_back_when_it_cannot() {
+    let sim = simulator().await;
+    {
+        let mut world = sim.world();
+        world.opt_in(ROLE_ACCOUNT, "af-south-1");
+        world.set_images(ROLE_ACCOUNT, "af-south-1", vec![image(1, "enabled")]);
+        world.add_fault(
+            Fault::error("DescribeRegions", "UnauthorizedOperation", 403)
+                .in_account("333333333333"),
+        );
+    }
+    let yaml = format!(
+        "collection: {{interval: 1h}}\nregions: all\naccounts:\n  - name: base\n  - name: prod\n    role_arn: {ROLE_ARN}\n  - name: denied\n    role_arn: arn:aws:iam::333333333333:role/FastLaunchReader\n"
+    );
+    let exporter = Exporter::start(&sim.url(), &yaml, &[]).await;
+    exporter.wait_until_ready().await;
+    let text = exporter.metrics().await;
+    let all = targets(&text);
+    let of = |account: &str| -> BTreeSet<String> {
+        all.iter()
+            .filter(|(a, _)| a == account)
+            .map(|(_, r)| r.clone())
+            .collect()
+    };
+    let defaults: BTreeSet<String> = DEFAULT_REGIONS.iter().map(|r| r.to_string()).collect();
+    assert_eq!(
+        of(BASE_ACCOUNT),
+        defaults,
+        "every region enabled for the account"
+    );
+    let mut opted = defaults.clone();
+    opted.insert("af-south-1".into());
+    assert_eq!(of(ROLE_ACCOUNT), opted, "opt-in differs per account");
+    assert_eq!(
+        of("333333333333"),
+        BTreeSet::from(["us-east-1".to_string()]),
+        "no list: the environment's region"
+    );
+    assert_eq!(
+        value(
+            &text,
+            "aws_ec2_fast_launch_image_state",
+            &[("aws_region", "af-south-1"), ("state", "enabled")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &text,
+            "fast_launch_exporter_aws_requests_total",
+            &[("aws_account_id", ROLE_ACCOUNT), ("api", "DescribeRegions")]
+        ),
+        Some(1.0)
+    );
+    assert!(exporter
+        .logs()
+        .contains("cannot list the enabled regions; collecting the fallback regions"));
+    assert_eq!(
+        value(&text, "fast_launch_exporter_targets", &[]),
+        Some(36.0)
+    );
+}
+
+/// Starts one exporter per shard, each against its own copy of the same world.
+async fn shard(index: u32, total: u32, yaml: &str) -> (Simulator, Exporter) {
+    let sim = simulator().await;
+    {
+        let mut world = sim.world();
+        let mut org = SimOrganization::new(BASE_ACCOUNT);
+        for n in 0..20u64 {
+            let id = format!("{}", 200_000_000_000 + n);
+            org.add_account(&id, &format!("account-{n}"), "r-a1b2", "ACTIVE");
+        }
+        world.organization = Some(org);
+    }
+    let args = [
+        "--shard.index".to_string(),
+        index.to_string(),
+        "--shard.total".to_string(),
+        total.to_string(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let exporter = Exporter::start(&sim.url(), yaml, &args).await;
+    (sim, exporter)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_shards_split_the_organization_exactly_and_assume_only_their_own_roles() {
+    let yaml = format!(
+        "collection: {{interval: 1h}}\nregions: [us-east-1, eu-west-1, ap-southeast-2]\ndiscovery:\n  organizations:\n    member_role_arn: \"{MEMBER_ROLE}\"\n"
+    );
+    let mut union: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut total = 0;
+    for index in 0..3 {
+        let (sim, exporter) = shard(index, 3, &yaml).await;
+        exporter.wait_until_ready().await;
+        let text = exporter.metrics().await;
+        assert_eq!(
+            value(&text, "fast_launch_exporter_shard_index", &[]),
+            Some(f64::from(index))
+        );
+        assert_eq!(value(&text, "fast_launch_exporter_shards", &[]), Some(3.0));
+        let own = targets(&text);
+        assert_eq!(
+            value(&text, "fast_launch_exporter_targets", &[]),
+            Some(own.len() as f64)
+        );
+        for (account, region) in &own {
+            assert_eq!(
+                fast_launch_exporter::shard::Shard::of(account, region, 3),
+                index,
+                "{account}/{region}"
+            );
+        }
+        // Roles are assumed only in accounts with a target of this shard; targets are collected
+        // only here.
+        let own_accounts: BTreeSet<&String> = own.iter().map(|(a, _)| a).collect();
+        let world = sim.world();
+        for request in world.received() {
+            if request.action == "AssumeRole" {
+                let arn = request.param("RoleArn").unwrap_or_default();
+                assert!(
+                    own_accounts.iter().any(|a| arn.contains(a.as_str())),
+                    "{arn}"
+                );
+            }
+            if request.action == "DescribeFastLaunchImages" {
+                assert!(own.contains(&(request.account.clone(), request.region.clone())));
+            }
+        }
+        total += own.len();
+        union.extend(own);
+    }
+    // 21 accounts (20 members and the management account) × 3 regions, each exactly once.
+    assert_eq!(union.len(), 63);
+    assert_eq!(total, 63, "no target in two shards");
+}
