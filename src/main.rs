@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use fast_launch_exporter::demo::{self, DemoOptions};
 use fast_launch_exporter::logging::{self, LogFormat, LogLevel};
+use fast_launch_exporter::model::TargetSpec;
 use fast_launch_exporter::shard::Shard;
 use fast_launch_exporter::web_config::WebConfig;
 use fast_launch_exporter::{permissions, run, Base, Config, ConfigError, ConfigLoader, WebOptions};
@@ -323,12 +324,12 @@ async fn shutdown_signal(token: CancellationToken) {
     token.cancel();
 }
 
-fn print_targets(config: &Config) {
-    let rows: Vec<[String; 6]> = config
-        .targets()
-        .map(|(account, region)| {
-            let role = account.role.as_ref();
-            let query = &account.query;
+fn print_targets(config: &Config, specs: &[TargetSpec]) {
+    let rows: Vec<[String; 6]> = specs
+        .iter()
+        .map(|spec| {
+            let role = spec.role.as_ref();
+            let query = &spec.query;
             let filters = query
                 .filters
                 .iter()
@@ -340,13 +341,13 @@ fn print_targets(config: &Config) {
                 .collect::<Vec<_>>()
                 .join(" ");
             [
-                match (role, &account.name) {
+                match (role, &spec.account_name) {
                     (Some(r), Some(name)) => format!("{} ({name})", r.account_id),
                     (Some(r), None) => r.account_id.clone(),
                     (None, Some(name)) => format!("base credentials ({name})"),
                     (None, None) => "base credentials".to_string(),
                 },
-                region.to_string(),
+                spec.key.region.clone(),
                 role.map(|r| r.arn.clone())
                     .unwrap_or_else(|| "-".to_string()),
                 if filters.is_empty() {
@@ -354,7 +355,7 @@ fn print_targets(config: &Config) {
                 } else {
                     filters
                 },
-                account.cloudwatch.map_or_else(
+                spec.cloudwatch.map_or_else(
                     || "off".to_string(),
                     |c| {
                         format!(
@@ -364,8 +365,7 @@ fn print_targets(config: &Config) {
                         )
                     },
                 ),
-                account
-                    .labels
+                spec.labels
                     .iter()
                     .map(|(k, v)| format!("{k}={v}"))
                     .collect::<Vec<_>>()
@@ -388,9 +388,15 @@ fn print_targets(config: &Config) {
         )
     );
     let c = &config.collection;
+    if config.shard.is_sharded() {
+        println!(
+            "shard {}: only this shard's targets are listed",
+            config.shard
+        );
+    }
     println!(
         "{} targets; interval {}, timeout {}, concurrency {}, page size {}, max staleness {}, max attempts {}",
-        config.targets().count(),
+        specs.len(),
         humantime::format_duration(c.interval),
         humantime::format_duration(c.timeout),
         c.concurrency,
@@ -454,16 +460,32 @@ async fn main() -> ExitCode {
                 Ok(config) => config,
                 Err(code) => return code,
             };
-            return match with_environment_region(config, None).await {
-                Ok(config) => {
-                    for warning in &config.warnings {
-                        eprintln!("fast-launch-exporter: warning: {warning}");
-                    }
-                    print_targets(&config);
-                    ExitCode::SUCCESS
-                }
-                Err(code) => code,
+            let config = match with_environment_region(config, None).await {
+                Ok(config) => config,
+                Err(code) => return code,
             };
+            for warning in &config.warnings {
+                eprintln!("fast-launch-exporter: warning: {warning}");
+            }
+            // Discovery, `regions: all` and a shard of a base account need AWS to tell the
+            // targets; a plain list does not.
+            let asks_aws = config.discovery.is_some()
+                || config.accounts.iter().any(|a| a.all_regions)
+                || config.shard.is_sharded();
+            let specs = if asks_aws {
+                let base = Base::from_environment().await;
+                let home = base.region();
+                let connect: std::sync::Arc<dyn fast_launch_exporter::collector::Connect> =
+                    std::sync::Arc::new(base);
+                fast_launch_exporter::discovery::Planner::new(connect, config.shard, home)
+                    .plan(&config)
+                    .await
+                    .specs
+            } else {
+                config.target_specs()
+            };
+            print_targets(&config, &specs);
+            return ExitCode::SUCCESS;
         }
         Some(Command::CheckPermissions { output }) => {
             let (config, base) = match config_and_base(&flags).await {
@@ -504,7 +526,12 @@ async fn main() -> ExitCode {
         Ok(listener) => listener,
         Err(code) => return code,
     };
-    info!(targets = config.targets().count(), "starting collection");
+    info!(
+        configured_targets = config.targets().count(),
+        discovery = config.discovery.is_some(),
+        shard = %config.shard,
+        "starting collection"
+    );
     let shutdown = CancellationToken::new();
     tokio::spawn(shutdown_signal(shutdown.clone()));
     let loader: Option<ConfigLoader> = {

@@ -12,6 +12,7 @@ use tokio::task::JoinSet;
 use crate::calls::{Api, ApiCounters, ApiError, ErrorCode};
 use crate::collector::Connect;
 use crate::config::{CollectionSettings, Config};
+use crate::discovery::Planner;
 use crate::model::TargetSpec;
 
 /// The verdict for one target.
@@ -34,6 +35,18 @@ pub struct PermissionCheck {
 }
 
 impl PermissionCheck {
+    fn allowed_blank() -> PermissionCheck {
+        PermissionCheck {
+            account_id: String::new(),
+            account_name: String::new(),
+            region: String::new(),
+            role_arn: String::new(),
+            result: "allowed",
+            error_code: String::new(),
+            message: String::new(),
+        }
+    }
+
     /// Whether the target may be collected.
     pub fn allowed(&self) -> bool {
         self.result == "allowed"
@@ -56,9 +69,7 @@ async fn check_target(
             .as_ref()
             .map(|r| r.arn.clone())
             .unwrap_or_default(),
-        result: "allowed",
-        error_code: String::new(),
-        message: String::new(),
+        ..PermissionCheck::allowed_blank()
     };
     let outcome = async {
         if spec.role.is_none() {
@@ -70,45 +81,118 @@ async fn check_target(
         }
         Ok(())
     };
-    let outcome = match tokio::time::timeout(settings.timeout, outcome).await {
-        Ok(outcome) => outcome,
-        Err(_) => {
-            // The API whose attempt was on the wire when time ran out: AssumeRole (while
-            // loading credentials), GetCallerIdentity or DescribeFastLaunchImages.
-            let api = counters
-                .abandon_in_flight(&ErrorCode::Timeout)
-                .unwrap_or(Api::DescribeFastLaunchImages);
-            Err(ApiError::new(
-                api,
-                ErrorCode::Timeout,
-                format!(
-                    "no answer within collection.timeout ({})",
-                    humantime::format_duration(settings.timeout)
-                ),
-            ))
-        }
-    };
-    if let Err(error) = outcome {
-        check.result = if error.code.is_denied() {
-            "denied"
-        } else {
-            "error"
-        };
-        check.error_code = format!("{}: {}", error.api.as_str(), error.code.raw());
-        check.message = error.message;
-    }
-    check
+    // A timeout names the API whose attempt was on the wire: AssumeRole (while loading
+    // credentials), GetCallerIdentity or DescribeFastLaunchImages.
+    let outcome = timed(
+        settings.timeout,
+        &counters,
+        Api::DescribeFastLaunchImages,
+        outcome,
+    )
+    .await;
+    verdict(check, outcome)
 }
 
-/// Checks every target of `config`, `collection.concurrency` at a time, in config order.
+/// Checks discovery (Organizations, `DescribeRegions` for `regions: all`) and then every
+/// target of this shard, `collection.concurrency` at a time, in config order.
 pub async fn check_permissions(
     config: &Config,
     connect: impl Connect + 'static,
 ) -> Vec<PermissionCheck> {
     let connect: Arc<dyn Connect> = Arc::new(connect);
+    let mut checks = Vec::new();
+    let home_region = connect
+        .home_region()
+        .unwrap_or_else(|| "us-east-1".to_string());
+    if let Some(discovery) = &config.discovery {
+        let counters = Arc::new(ApiCounters::default());
+        let organization = connect.connect_organization(
+            discovery.role.as_ref(),
+            &home_region,
+            config.collection.max_attempts,
+            counters.clone(),
+        );
+        let outcome = timed(
+            config.collection.timeout,
+            &counters,
+            Api::DescribeOrganization,
+            organization.check_permission(),
+        )
+        .await;
+        checks.push(verdict(
+            PermissionCheck {
+                account_id: discovery
+                    .role
+                    .as_ref()
+                    .map(|r| r.account_id.clone())
+                    .unwrap_or_default(),
+                account_name: "organizations".to_string(),
+                region: home_region.clone(),
+                role_arn: discovery
+                    .role
+                    .as_ref()
+                    .map(|r| r.arn.clone())
+                    .unwrap_or_default(),
+                ..PermissionCheck::allowed_blank()
+            },
+            outcome,
+        ));
+    }
+    let planner = Planner::new(connect.clone(), config.shard, connect.home_region());
+    let plan = planner.plan(config).await;
     let semaphore = Arc::new(Semaphore::new(config.collection.concurrency));
     let mut tasks = JoinSet::new();
-    for (index, spec) in config.target_specs().into_iter().enumerate() {
+    for (index, (account, _)) in plan.accounts.iter().enumerate() {
+        if !account.all_regions {
+            continue;
+        }
+        let counters = Arc::new(ApiCounters::default());
+        let region = account
+            .regions
+            .first()
+            .cloned()
+            .unwrap_or_else(|| home_region.clone());
+        let list = connect.connect_regions(
+            account.role.as_ref(),
+            &region,
+            config.collection.max_attempts,
+            counters.clone(),
+        );
+        let blank = PermissionCheck {
+            account_id: account
+                .configured_account_id()
+                .unwrap_or_default()
+                .to_string(),
+            account_name: account.name.clone().unwrap_or_default(),
+            region: "all (DescribeRegions)".to_string(),
+            role_arn: account
+                .role
+                .as_ref()
+                .map(|r| r.arn.clone())
+                .unwrap_or_default(),
+            ..PermissionCheck::allowed_blank()
+        };
+        let (semaphore, timeout) = (semaphore.clone(), config.collection.timeout);
+        tasks.spawn(async move {
+            let _permit = semaphore.acquire().await;
+            let outcome = timed(timeout, &counters, Api::DescribeRegions, async {
+                list.enabled_regions().await.map(|_| ())
+            })
+            .await;
+            (index, verdict(blank, outcome))
+        });
+    }
+    let mut region_checks = Vec::new();
+    while let Some(result) = tasks.join_next().await {
+        if let Ok(done) = result {
+            region_checks.push(done);
+        }
+    }
+    region_checks.sort_by_key(|(index, _)| *index);
+    checks.extend(region_checks.into_iter().map(|(_, check)| check));
+
+    let mut tasks = JoinSet::new();
+    for (index, spec) in plan.specs.into_iter().enumerate() {
         let (semaphore, connect, settings) = (
             semaphore.clone(),
             connect.clone(),
@@ -119,14 +203,51 @@ pub async fn check_permissions(
             (index, check_target(connect, spec, settings).await)
         });
     }
-    let mut checks = Vec::new();
+    let mut target_checks = Vec::new();
     while let Some(result) = tasks.join_next().await {
         if let Ok(done) = result {
-            checks.push(done);
+            target_checks.push(done);
         }
     }
-    checks.sort_by_key(|(index, _)| *index);
-    checks.into_iter().map(|(_, check)| check).collect()
+    target_checks.sort_by_key(|(index, _)| *index);
+    checks.extend(target_checks.into_iter().map(|(_, check)| check));
+    checks
+}
+
+/// `call` bounded by `timeout`; a timeout names the API on the wire (else `api`).
+async fn timed(
+    timeout: std::time::Duration,
+    counters: &ApiCounters,
+    api: Api,
+    call: impl std::future::Future<Output = Result<(), ApiError>>,
+) -> Result<(), ApiError> {
+    match tokio::time::timeout(timeout, call).await {
+        Ok(outcome) => outcome,
+        Err(_) => Err(ApiError::new(
+            counters
+                .abandon_in_flight(&ErrorCode::Timeout)
+                .unwrap_or(api),
+            ErrorCode::Timeout,
+            format!(
+                "no answer within collection.timeout ({})",
+                humantime::format_duration(timeout)
+            ),
+        )),
+    }
+}
+
+/// `check` with the outcome written in.
+fn verdict(mut check: PermissionCheck, outcome: Result<(), ApiError>) -> PermissionCheck {
+    if let Err(error) = outcome {
+        check.result = if error.code.is_denied() {
+            "denied"
+        } else {
+            "error"
+        };
+        check.error_code = format!("{}: {}", error.api.as_str(), error.code.raw());
+        check.message = error.message;
+    }
+    check
 }
 
 /// A plain-text table of the checks.

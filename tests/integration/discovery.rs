@@ -354,3 +354,68 @@ async fn three_shards_split_the_organization_exactly_and_assume_only_their_own_r
     assert_eq!(union.len(), 63);
     assert_eq!(total, 63, "no target in two shards");
 }
+
+fn run(sim_url: &str, args: &[&str], yaml: &str) -> (Option<i32>, String) {
+    let file = config_file(yaml);
+    let output = exporter_command(sim_url)
+        .args(args)
+        .arg("--config.file")
+        .arg(file.path())
+        .stdout(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_config_lists_the_discovered_targets_and_check_permissions_checks_discovery() {
+    let sim = simulator().await;
+    sim.world().organization = Some(organization());
+    sim.world().add_fault(
+        Fault::error("DescribeRegions", "UnauthorizedOperation", 403).in_account("333333333333"),
+    );
+    let yaml = format!(
+        "regions: all\ndiscovery:\n  organizations:\n    member_role_arn: \"{MEMBER_ROLE}\"\n    organizational_units: [ou-a1b2-bbbbbbbb]\n"
+    );
+    let url = sim.url();
+    let (code, out) = {
+        let (url, yaml) = (url.clone(), yaml.clone());
+        tokio::task::spawn_blocking(move || run(&url, &["check-config"], &yaml))
+            .await
+            .unwrap()
+    };
+    assert_eq!(code, Some(0), "{out}");
+    // ou-b holds 333 (active; DescribeRegions denied: the environment's region) and 444
+    // (suspended).
+    assert!(out.contains("333333333333 (staging)  us-east-1"), "{out}");
+    assert!(!out.contains("444444444444"), "{out}");
+    assert!(out.contains("1 targets"), "{out}");
+
+    let (code, out) = tokio::task::spawn_blocking(move || run(&url, &["check-permissions"], &yaml))
+        .await
+        .unwrap();
+    assert_eq!(code, Some(1), "{out}");
+    let line = |needle: &str| {
+        out.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle:?} line: {out}"))
+            .to_string()
+    };
+    assert!(line("organizations").contains("allowed"), "{out}");
+    assert!(
+        line("all (DescribeRegions)").contains("denied")
+            && line("all (DescribeRegions)").contains("DescribeRegions: UnauthorizedOperation"),
+        "{out}"
+    );
+    assert!(
+        line("333333333333 (staging)  us-east-1").contains("allowed"),
+        "{out}"
+    );
+}
