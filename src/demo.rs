@@ -16,7 +16,7 @@ use crate::simulator::{Fault, FaultKind, Simulator, World};
 use crate::{Base, WebOptions};
 
 /// Regions the simulated world uses, in order.
-pub const DEMO_REGIONS: [&str; 16] = [
+pub const DEMO_REGIONS: [&str; 17] = [
     "us-east-1",
     "eu-west-1",
     "ap-southeast-2",
@@ -33,6 +33,7 @@ pub const DEMO_REGIONS: [&str; 16] = [
     "ap-south-1",
     "ap-northeast-2",
     "ap-southeast-1",
+    "ap-northeast-3",
 ];
 /// The most simulated accounts.
 pub const MAX_ACCOUNTS: usize = 1000;
@@ -86,6 +87,10 @@ pub struct DemoOptions {
     pub fault_kinds: Vec<String>,
     /// Whether the exporter reads the simulated CloudWatch (`cloudwatch` on every account).
     pub cloudwatch: bool,
+    /// Accounts discovered from a simulated organization, in every enabled region.
+    pub organization: bool,
+    /// The exporter's shard (`--shard.index`, `--shard.total`).
+    pub shard: crate::shard::Shard,
 }
 
 impl Default for DemoOptions {
@@ -107,6 +112,8 @@ impl Default for DemoOptions {
             fault_rate: 0.2,
             fault_kinds: FaultKind::NAMES.iter().map(|k| k.to_string()).collect(),
             cloudwatch: true,
+            organization: false,
+            shard: crate::shard::Shard::default(),
         }
     }
 }
@@ -338,6 +345,9 @@ pub fn build_world(options: &DemoOptions) -> World {
             world.set_images(&demo_account_id(account), name, images);
         }
     }
+    if options.organization {
+        world.organization = Some(demo_organization(options));
+    }
     let kinds: Vec<FaultKind> = options
         .fault_kinds
         .iter()
@@ -364,6 +374,35 @@ pub fn build_world(options: &DemoOptions) -> World {
         );
     }
     world
+}
+
+/// The demo's organization: account 0 manages it; the others sit in one OU per hundred
+/// accounts under a `workloads` OU, tagged `fast-launch: enabled` and with a `team`; two more
+/// accounts are suspended and one is untagged, so discovery has something to leave out.
+pub fn demo_organization(options: &DemoOptions) -> crate::simulator::SimOrganization {
+    let mut org = crate::simulator::SimOrganization::new(&demo_account_id(0));
+    org.add_unit("ou-demo-workloads", "r-a1b2");
+    org.tag(&demo_account_id(0), "fast-launch", "enabled");
+    org.tag(&demo_account_id(0), "team", "platform");
+    for index in 1..options.accounts {
+        let unit = format!("ou-demo-{:08}", index / 100);
+        if !org.units.iter().any(|(id, _)| *id == unit) {
+            org.add_unit(&unit, "ou-demo-workloads");
+        }
+        let id = demo_account_id(index);
+        org.add_account(&id, &account_name(index), &unit, "ACTIVE");
+        org.tag(&id, "fast-launch", "enabled");
+        org.tag(&id, "team", ["windows", "data", "web"][index % 3]);
+    }
+    for (id, state) in [
+        ("999999999901", "SUSPENDED"),
+        ("999999999902", "PENDING_CLOSURE"),
+    ] {
+        org.add_account(id, "leaving", "ou-demo-workloads", state);
+        org.tag(id, "fast-launch", "enabled");
+    }
+    org.add_account("999999999903", "untagged", "ou-demo-workloads", "ACTIVE");
+    org
 }
 
 /// The (account, region) indexes of the targets that get faults: a seeded share of all targets.
@@ -530,6 +569,25 @@ pub fn demo_config(options: &DemoOptions) -> Config {
             all_regions: false,
         })
         .collect();
+    let discovery = options
+        .organization
+        .then(|| crate::config::OrganizationsDiscovery {
+            role: None,
+            member_role_arn: "arn:aws:iam::{account_id}:role/FastLaunchReader".to_string(),
+            member_external_id: Some("demo-external-id".to_string()),
+            organizational_units: Vec::new(),
+            exclude_accounts: Vec::new(),
+            tags: BTreeMap::from([("fast-launch".to_string(), "enabled".to_string())]),
+            labels_from_tags: vec![("team".to_string(), "team".to_string())],
+            interval: Duration::from_secs(60),
+        });
+    // With the organization, only the base account is listed; discovery finds the rest (the
+    // base account's explicit entry wins over its discovered one).
+    let mut accounts: Vec<AccountConfig> = accounts;
+    if options.organization {
+        accounts.truncate(1);
+        accounts[0].all_regions = true;
+    }
     Config {
         collection: CollectionSettings {
             interval: options.interval,
@@ -541,11 +599,11 @@ pub fn demo_config(options: &DemoOptions) -> Config {
         },
         accounts,
         warnings: Vec::new(),
-        discovery: None,
-        shard: crate::shard::Shard::default(),
+        discovery,
+        shard: options.shard,
         defaults: crate::config::AccountDefaults {
             regions,
-            all_regions: false,
+            all_regions: options.organization,
             query: Query::default(),
             cloudwatch: options.cloudwatch.then_some(DEMO_CLOUDWATCH),
         },

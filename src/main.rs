@@ -176,6 +176,10 @@ struct DemoFlags {
         default_value = "throttle,unauthorized,server-error,reset,hang,malformed,truncated"
     )]
     fault_kinds: Vec<String>,
+    /// Discover the accounts from a simulated AWS Organizations (OUs, tags, suspended accounts)
+    /// and collect every enabled region (`regions: all`) instead of listing them.
+    #[arg(long = "demo.organization")]
+    organization: bool,
     /// Whether the exporter reads the simulated CloudWatch fast launch metrics (true or false).
     #[arg(long = "demo.cloudwatch", default_value_t = true, action = clap::ArgAction::Set)]
     cloudwatch: bool,
@@ -200,6 +204,8 @@ impl From<DemoFlags> for DemoOptions {
             fault_rate: flags.fault_rate,
             fault_kinds: flags.fault_kinds,
             cloudwatch: flags.cloudwatch,
+            organization: flags.organization,
+            shard: Shard::default(),
         }
     }
 }
@@ -447,7 +453,12 @@ async fn main() -> ExitCode {
             };
             let shutdown = CancellationToken::new();
             tokio::spawn(shutdown_signal(shutdown.clone()));
-            return match demo::run(demo_flags.clone().into(), listener, web, shutdown).await {
+            let mut options: DemoOptions = demo_flags.clone().into();
+            options.shard = match shard(&flags) {
+                Ok(shard) => shard,
+                Err(code) => return code,
+            };
+            return match demo::run(options, listener, web, shutdown).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("fast-launch-exporter: {e}");

@@ -419,3 +419,43 @@ async fn check_config_lists_the_discovered_targets_and_check_permissions_checks_
         "{out}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_discovers_its_organization_in_every_enabled_region() {
+    let exporter = Exporter::demo(&[
+        "--demo.organization",
+        "--demo.accounts",
+        "5",
+        "--demo.regions",
+        "2",
+        "--demo.cloudwatch",
+        "false",
+    ])
+    .await;
+    exporter.wait_until_ready().await;
+    let text = exporter
+        .wait_for_metrics("every discovered target collected", |t| {
+            value(t, "fast_launch_exporter_targets", &[]) == Some(85.0)
+                && find(t, "fast_launch_exporter_collection_success", &[]).len() == 85
+        })
+        .await;
+    // Five tagged active accounts; the suspended, closing and untagged ones are left out.
+    assert_eq!(
+        value(
+            &text,
+            "fast_launch_exporter_discovered_accounts",
+            &[("source", "organizations")]
+        ),
+        Some(5.0)
+    );
+    assert_eq!(
+        find(&text, "fast_launch_exporter_account_info", &[]).len(),
+        5
+    );
+    assert!(!find(
+        &text,
+        "fast_launch_exporter_account_info",
+        &[("team", "data")]
+    )
+    .is_empty());
+}
