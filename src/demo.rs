@@ -57,7 +57,7 @@ const CHURN_TICK: Duration = Duration::from_secs(2);
 pub struct DemoOptions {
     /// Accounts (1–1000): the first uses the base credentials, the others are reached by AssumeRole.
     pub accounts: usize,
-    /// Regions per account (1–16).
+    /// Regions per account (1–17).
     pub regions: usize,
     /// Images per (account, region).
     pub images: usize,

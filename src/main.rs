@@ -130,7 +130,7 @@ struct DemoFlags {
     /// Simulated accounts (1-1000); the first uses the base credentials, the others AssumeRole.
     #[arg(long = "demo.accounts", default_value_t = 3)]
     accounts: usize,
-    /// Regions per account (1-16).
+    /// Regions per account (1-17).
     #[arg(long = "demo.regions", default_value_t = 3)]
     regions: usize,
     /// Images per (account, region).
