@@ -65,7 +65,7 @@ async fn discovery_collects_what_the_organization_says_and_keeps_the_last_set_wh
             .set_images(account, "us-east-1", vec![image(1, "enabled")]);
     }
     let yaml = format!(
-        "collection: {{interval: 2s}}\nregions: [us-east-1]\ndiscovery:\n  organizations:\n    member_role_arn: \"{MEMBER_ROLE}\"\n    organizational_units: [ou-a1b2-aaaaaaaa]\n    exclude_accounts: [\"777777777777\"]\n    tags: {{fast-launch: enabled}}\n    labels_from_tags: [team, cost-center]\n    interval: 2s\n"
+        "collection: {{interval: 2s}}\nregions: [us-east-1]\ndiscovery:\n  organizations:\n    member_role_arn: \"{MEMBER_ROLE}\"\n    organizational_units: [ou-a1b2-aaaaaaaa]\n    exclude_accounts: [\"777777777777\"]\n    tags: {{fast-launch: enabled}}\n    labels_from_tags: [team, cost-center]\n    interval: 2s\naccounts:\n  - name: prod-explicit\n    role_arn: arn:aws:iam::222222222222:role/Explicit\n    labels: {{owner: me}}\n"
     );
     let exporter = Exporter::start(&sim.url(), &yaml, &[]).await;
     exporter.wait_until_ready().await;
@@ -125,6 +125,20 @@ async fn discovery_collects_what_the_organization_says_and_keeps_the_last_set_wh
             "{expected:?} in {labels:?}"
         );
     }
+    let explicit = find(
+        &text,
+        "fast_launch_exporter_account_info",
+        &[("aws_account_id", "222222222222")],
+    );
+    assert_eq!(explicit.len(), 1, "{text}");
+    assert!(explicit[0]
+        .labels
+        .iter()
+        .any(|(k, v)| k == "account_name" && v == "prod-explicit"));
+    assert!(explicit[0]
+        .labels
+        .iter()
+        .any(|(k, v)| k == "owner" && v == "me"));
     // Paged to the end (two per page), counted under the organization's caller.
     assert!(
         value(
@@ -154,7 +168,8 @@ async fn discovery_collects_what_the_organization_says_and_keeps_the_last_set_wh
     assert_eq!(
         roles,
         BTreeSet::from([
-            "arn:aws:iam::222222222222:role/FastLaunchReader".to_string(),
+            // The explicit entry for the same account wins over the discovered one.
+            "arn:aws:iam::222222222222:role/Explicit".to_string(),
             "arn:aws:iam::333333333333:role/FastLaunchReader".to_string()
         ])
     );
