@@ -102,6 +102,8 @@ pub struct Plan {
     pub specs: Vec<TargetSpec>,
     /// Whether something could not be resolved and the plan should be made again soon.
     pub retry_soon: bool,
+    /// Why the plan is incomplete (no account list yet, an unknown account id), if it is.
+    pub incomplete: Option<String>,
 }
 
 /// An account discovery keeps: id, name, and the labels its tags give.
@@ -175,6 +177,7 @@ impl Planner {
     pub async fn plan(&self, config: &Config) -> Plan {
         let mut state = self.state.lock().await;
         let mut retry_soon = false;
+        let mut incomplete: Option<String> = None;
         let max_attempts = config.collection.max_attempts;
 
         // The base credentials' account id: needed to tell the base account from a discovered
@@ -184,11 +187,26 @@ impl Planner {
             if state.base_account_id.is_none()
                 && (self.shard.is_sharded() || config.discovery.is_some())
             {
-                match self.base_account_id(base, max_attempts).await {
+                let asked = tokio::time::timeout(
+                    config.collection.timeout,
+                    self.base_account_id(base, max_attempts),
+                )
+                .await
+                .unwrap_or_else(|_| {
+                    Err(ApiError::new(
+                        Api::GetCallerIdentity,
+                        crate::calls::ErrorCode::Timeout,
+                        "no answer within collection.timeout",
+                    ))
+                });
+                match asked {
                     Ok(id) => state.base_account_id = Some(id),
                     Err(error) => {
                         warn!(error = %error, "cannot learn the base credentials' account id; trying again soon");
                         retry_soon = true;
+                        incomplete = Some(format!(
+                            "the base credentials' account id is unknown: {error}"
+                        ));
                     }
                 }
             }
@@ -199,6 +217,7 @@ impl Planner {
             let found = self.discover(discovery, config, &mut state).await;
             if found.is_none() && state.discovered.is_none() {
                 retry_soon = true;
+                incomplete = Some("the organization has not been listed yet".to_string());
             }
             let explicit: BTreeSet<String> = config
                 .accounts
@@ -260,6 +279,7 @@ impl Planner {
             accounts: plan_accounts,
             specs,
             retry_soon,
+            incomplete,
         }
     }
 
@@ -305,7 +325,24 @@ impl Planner {
             .unwrap_or_default();
         lock(&self.stats.state).organization_caller =
             Some((caller_id, self.home_region.clone(), counters));
-        let result = list_accounts(organization, discovery, config.collection.concurrency).await;
+        // Bounded, so that a hung call never holds up reloads and shutdown: the discovery
+        // interval, and at least collection.timeout.
+        let limit = discovery.interval.max(config.collection.timeout);
+        let result = tokio::time::timeout(
+            limit,
+            list_accounts(organization, discovery, config.collection.concurrency),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(ApiError::new(
+                Api::ListAccounts,
+                crate::calls::ErrorCode::Timeout,
+                format!(
+                    "the organization was not listed within {}",
+                    humantime::format_duration(limit)
+                ),
+            ))
+        });
         let now = SystemTime::now();
         let mut stats = lock(&self.stats.state);
         match result {

@@ -112,12 +112,19 @@ pub async fn run(
     log_warnings(&config);
     let planner = discovery::Planner::new(connect.clone(), config.shard, connect.home_region());
     registry.set_discovery(config.shard, Some(planner.stats()));
-    let plan = planner.plan(&config).await;
-    let mut next_plan = discovery::Planner::next_plan_in(&config, &plan)
-        .map(|after| tokio::time::Instant::now() + after);
-    registry
-        .reconcile(plan.specs, config.collection.clone())
-        .await;
+    let plan = tokio::select! {
+        plan = planner.plan(&config) => Some(plan),
+        _ = shutdown.cancelled() => None,
+    };
+    let mut next_plan = None;
+    if let Some(plan) = plan {
+        next_plan = discovery::Planner::next_plan_in(&config, &plan)
+            .map(|after| tokio::time::Instant::now() + after);
+        registry.set_plan_complete(plan.incomplete.is_none());
+        registry
+            .reconcile(plan.specs, config.collection.clone())
+            .await;
+    }
     let startup_events = config.events.clone();
     let mut config = config;
     // After the first reconcile, so that events waiting at start-up find their targets.
@@ -146,9 +153,13 @@ pub async fn run(
         };
         tokio::select! {
             _ = replan => {
-                let plan = planner.plan(&config).await;
+                let plan = tokio::select! {
+                    plan = planner.plan(&config) => plan,
+                    _ = shutdown.cancelled() => break,
+                };
                 next_plan = discovery::Planner::next_plan_in(&config, &plan)
                     .map(|after| tokio::time::Instant::now() + after);
+                registry.set_plan_complete(plan.incomplete.is_none());
                 let report = registry.reconcile(plan.specs, config.collection.clone()).await;
                 if !report.added.is_empty() || !report.removed.is_empty() {
                     info!(
@@ -170,9 +181,13 @@ pub async fn run(
                             if new.events != startup_events {
                                 warn!("the events queue settings changed: they take effect at the next restart (events.debounce applies now)");
                             }
-                            let plan = planner.plan(&new).await;
+                            let plan = tokio::select! {
+                                plan = planner.plan(&new) => plan,
+                                _ = shutdown.cancelled() => break,
+                            };
                             next_plan = discovery::Planner::next_plan_in(&new, &plan)
                                 .map(|after| tokio::time::Instant::now() + after);
+                            registry.set_plan_complete(plan.incomplete.is_none());
                             let targets = plan.specs.len();
                             let report = registry
                                 .reconcile(plan.specs, new.collection.clone())
@@ -225,12 +240,16 @@ pub async fn collect_once(config: &Config, connect: impl Connect + 'static) -> (
     let planner = discovery::Planner::new(connect.clone(), config.shard, connect.home_region());
     registry.set_discovery(config.shard, Some(planner.stats()));
     let plan = planner.plan(config).await;
+    if let Some(why) = &plan.incomplete {
+        error!(reason = %why, "not every target is known; the output is incomplete");
+    }
+    let complete = plan.incomplete.is_none();
     registry
         .collect_once(plan.specs, config.collection.clone())
         .await;
     let text =
         metrics::MetricsRenderer::without_process().render(&registry, std::time::SystemTime::now());
-    (text, registry.all_succeeded())
+    (text, complete && registry.all_succeeded())
 }
 
 /// Turns `SIGHUP` into reload requests.

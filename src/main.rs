@@ -488,10 +488,14 @@ async fn main() -> ExitCode {
                 let home = base.region();
                 let connect: std::sync::Arc<dyn fast_launch_exporter::collector::Connect> =
                     std::sync::Arc::new(base);
-                fast_launch_exporter::discovery::Planner::new(connect, config.shard, home)
-                    .plan(&config)
-                    .await
-                    .specs
+                let plan =
+                    fast_launch_exporter::discovery::Planner::new(connect, config.shard, home)
+                        .plan(&config)
+                        .await;
+                if let Some(why) = &plan.incomplete {
+                    eprintln!("fast-launch-exporter: warning: the list is incomplete: {why}");
+                }
+                plan.specs
             } else {
                 config.target_specs()
             };

@@ -182,6 +182,8 @@ struct State {
     /// Targets of the first configuration not yet tried; readiness waits for them only.
     first_pending: Option<BTreeSet<TargetKey>>,
     ready: bool,
+    /// Whether the targets are all known (see [`Registry::set_plan_complete`]).
+    plan_complete: bool,
     reload: ReloadStatus,
 }
 
@@ -214,6 +216,7 @@ pub struct Registry {
     events: Mutex<Option<Arc<EventStats>>>,
     /// This process's shard and discovery's statistics.
     discovery: Mutex<(Shard, Option<Arc<DiscoveryStats>>)>,
+
     /// One gate per account key, so that the targets of one account ask GetCallerIdentity once.
     identity_gates: Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -241,6 +244,7 @@ impl Registry {
                 claims: BTreeMap::new(),
                 first_pending: None,
                 ready: false,
+                plan_complete: true,
                 reload: ReloadStatus {
                     successful: true,
                     last_success: SystemTime::now(),
@@ -249,6 +253,7 @@ impl Registry {
             reconciling: tokio::sync::Mutex::new(()),
             events: Mutex::new(None),
             discovery: Mutex::new((Shard::default(), None)),
+
             identity_gates: Mutex::new(BTreeMap::new()),
         })
     }
@@ -695,6 +700,21 @@ impl Registry {
         asked
     }
 
+    /// Records whether the last plan resolved everything; once it has, readiness no longer
+    /// waits for it.
+    /// Call before reconciling the plan's targets. Until a plan is complete, the exporter is
+    /// not ready; the first complete plan's targets are the ones readiness waits for.
+    pub fn set_plan_complete(&self, complete: bool) {
+        let mut state = lock(&self.state);
+        if state.ready {
+            return;
+        }
+        if complete && !state.plan_complete {
+            state.first_pending = None;
+        }
+        state.plan_complete = complete;
+    }
+
     /// Shares this process's shard and discovery's statistics with the scrapes.
     pub fn set_discovery(&self, shard: Shard, stats: Option<Arc<DiscoveryStats>>) {
         *lock(&self.discovery) = (shard, stats);
@@ -881,7 +901,8 @@ fn claim_in(state: &mut State, key: &TargetKey, account_id: &str) -> Result<(), 
 
 fn update_ready(state: &mut State) {
     if !state.ready {
-        state.ready = state.first_pending.as_ref().is_some_and(BTreeSet::is_empty);
+        state.ready =
+            state.plan_complete && state.first_pending.as_ref().is_some_and(BTreeSet::is_empty);
     }
 }
 

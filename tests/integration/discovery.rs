@@ -189,6 +189,20 @@ async fn discovery_collects_what_the_organization_says_and_keeps_the_last_set_wh
             ) == Some(0.0)
         })
         .await;
+    // A second failed round too: the set was kept, not merely not yet replaced.
+    let text = exporter
+        .wait_for_metrics("two failed rounds", |t| {
+            value(
+                t,
+                "fast_launch_exporter_aws_errors_total",
+                &[
+                    ("api", "ListAccountsForParent"),
+                    ("error_code", "AccessDeniedException"),
+                ],
+            )
+            .is_some_and(|n| n >= 2.0)
+        })
+        .await;
     assert_eq!(accounts(&text).len(), 2, "{text}");
     assert_eq!(
         value(
@@ -473,4 +487,46 @@ async fn the_demo_discovers_its_organization_in_every_enabled_region() {
         &[("team", "data")]
     )
     .is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_ready_until_the_organization_is_listed_once() {
+    let sim = simulator().await;
+    {
+        let mut world = sim.world();
+        world.organization = Some(organization());
+        world.set_images("222222222222", "us-east-1", vec![image(1, "enabled")]);
+        world.add_fault(Fault::error(
+            "ListAccounts",
+            "TooManyRequestsException",
+            400,
+        ));
+    }
+    let yaml = format!(
+        "collection: {{interval: 1h}}\nregions: [us-east-1]\ndiscovery:\n  organizations:\n    member_role_arn: \"{MEMBER_ROLE}\"\n    interval: 1s\n"
+    );
+    let exporter = Exporter::start(&sim.url(), &yaml, &[]).await;
+    exporter
+        .wait_for_metrics("discovery failing", |t| {
+            value(t, "fast_launch_exporter_discovery_success", &[]) == Some(0.0)
+        })
+        .await;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(
+        exporter.get("/-/ready").await.status,
+        503,
+        "nothing known yet"
+    );
+    sim.world().clear_faults();
+    exporter.wait_until_ready().await;
+    let text = exporter.metrics().await;
+    assert_eq!(
+        value(
+            &text,
+            "fast_launch_exporter_collection_success",
+            &[("aws_account_id", "222222222222")]
+        ),
+        Some(1.0),
+        "ready once the listed accounts were collected"
+    );
 }
