@@ -39,11 +39,13 @@ pub enum Api {
     ListTagsForResource,
     /// `organizations:DescribeOrganization` (`check-permissions`)
     DescribeOrganization,
+    /// `sqs:ChangeMessageVisibilityBatch` (events for another shard's targets)
+    ChangeMessageVisibilityBatch,
 }
 
 impl Api {
     /// Every API, in label order.
-    pub const ALL: [Api; 13] = [
+    pub const ALL: [Api; 14] = [
         Api::DescribeFastLaunchImages,
         Api::AssumeRole,
         Api::GetCallerIdentity,
@@ -57,6 +59,7 @@ impl Api {
         Api::ListOrganizationalUnitsForParent,
         Api::ListTagsForResource,
         Api::DescribeOrganization,
+        Api::ChangeMessageVisibilityBatch,
     ];
 
     /// The operation name, as AWS spells it.
@@ -75,6 +78,7 @@ impl Api {
             Api::ListOrganizationalUnitsForParent => "ListOrganizationalUnitsForParent",
             Api::ListTagsForResource => "ListTagsForResource",
             Api::DescribeOrganization => "DescribeOrganization",
+            Api::ChangeMessageVisibilityBatch => "ChangeMessageVisibilityBatch",
         }
     }
 

@@ -50,6 +50,9 @@ pub trait Queue: Send + Sync {
     ) -> BoxFuture<'_, Result<Vec<QueueMessage>, ApiError>>;
     /// Deletes handled messages (at most 10: one `DeleteMessageBatch`).
     fn delete<'a>(&'a self, messages: &'a [QueueMessage]) -> BoxFuture<'a, Result<(), ApiError>>;
+    /// Makes messages visible again at once, for another receiver (at most 10: one
+    /// `ChangeMessageVisibilityBatch` with `VisibilityTimeout` 0).
+    fn release<'a>(&'a self, messages: &'a [QueueMessage]) -> BoxFuture<'a, Result<(), ApiError>>;
 }
 
 /// What the receiver did, for the metrics.
@@ -244,8 +247,18 @@ pub async fn run_receiver(
                 continue;
             }
         };
+        let shard = registry.shard();
+        // Events for another shard's targets go back on the queue for that shard (which
+        // applies or ignores, then deletes them); the rest are handled here and deleted.
+        let mut handled: Vec<QueueMessage> = Vec::with_capacity(messages.len());
+        let mut others: Vec<QueueMessage> = Vec::new();
         for message in &messages {
             let result = match parse_event(&message.body) {
+                Ok(Some(change)) if !shard.owns(&change.account_id, &change.region) => {
+                    debug!(account_id = %change.account_id, region = %change.region, "event for another shard's target; left on the queue for it");
+                    others.push(message.clone());
+                    continue;
+                }
                 Ok(Some(change)) => {
                     if registry.collect_now(&change.account_id, &change.region, change.time) {
                         debug!(account_id = %change.account_id, region = %change.region, image_id = %change.image_id, state = %change.state, "event: collecting now");
@@ -273,13 +286,25 @@ pub async fn run_receiver(
                 }
             };
             stats.count(result);
+            handled.push(message.clone());
         }
-        if messages.is_empty() {
-            continue;
+        for batch in others.chunks(10) {
+            let release = tokio::time::timeout(CALL_GRACE, queue.release(batch));
+            let released = tokio::select! {
+                released = release => released.unwrap_or_else(|_| Err(ApiError::new(
+                    Api::ChangeMessageVisibilityBatch,
+                    ErrorCode::Timeout,
+                    format!("no answer within {}s", CALL_GRACE.as_secs()),
+                ))),
+                _ = shutdown.cancelled() => return,
+            };
+            if let Err(error) = released {
+                warn!(error = %error, "cannot hand events back for the other shards; they come back after the queue's visibility timeout");
+            }
         }
         // Handled, so deleted; a failed delete means they come back and are handled again,
         // which only costs one more collection.
-        for batch in messages.chunks(10) {
+        for batch in handled.chunks(10) {
             let delete = tokio::time::timeout(CALL_GRACE, queue.delete(batch));
             let deleted = tokio::select! {
                 deleted = delete => deleted.unwrap_or_else(|_| Err(ApiError::new(

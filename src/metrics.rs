@@ -533,7 +533,10 @@ fn render_targets(x: &mut Exposition, targets: &[&TargetView], snapshot: &Snapsh
         // Only the queue's own APIs: its AssumeRole (events.role_arn) would share labels with a
         // target's in the same account and region. Its failures show in
         // events_receive_success and the log.
-        let apis = vec![Api::ReceiveMessage, Api::DeleteMessageBatch];
+        let mut apis = vec![Api::ReceiveMessage, Api::DeleteMessageBatch];
+        if snapshot.shard.is_sharded() {
+            apis.push(Api::ChangeMessageVisibilityBatch);
+        }
         callers.push((
             events.account_id.clone(),
             events.region.clone(),

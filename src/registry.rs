@@ -715,6 +715,11 @@ impl Registry {
         state.plan_complete = complete;
     }
 
+    /// This process's shard.
+    pub fn shard(&self) -> Shard {
+        lock(&self.discovery).0
+    }
+
     /// Shares this process's shard and discovery's statistics with the scrapes.
     pub fn set_discovery(&self, shard: Shard, stats: Option<Arc<DiscoveryStats>>) {
         *lock(&self.discovery) = (shard, stats);
@@ -1098,6 +1103,13 @@ mod tests {
                 tokio::time::sleep(wait).await;
                 Ok(Vec::new())
             })
+        }
+
+        fn release<'a>(
+            &'a self,
+            _messages: &'a [crate::events::QueueMessage],
+        ) -> BoxFuture<'a, Result<(), ApiError>> {
+            Box::pin(async { Ok(()) })
         }
 
         fn delete<'a>(

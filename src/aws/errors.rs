@@ -136,6 +136,11 @@ fn operation_error_code(error: &ErasedError) -> Option<&str> {
     {
         return e.code();
     }
+    if let Some(e) = error.downcast_ref::<
+        aws_sdk_sqs::operation::change_message_visibility_batch::ChangeMessageVisibilityBatchError,
+    >() {
+        return e.code();
+    }
     if let Some(e) =
         error.downcast_ref::<aws_sdk_cloudwatch::operation::list_metrics::ListMetricsError>()
     {

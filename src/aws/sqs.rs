@@ -7,7 +7,9 @@ use std::time::Duration;
 use aws_config::SdkConfig;
 use aws_sdk_ec2::config::retry::{RetryConfig, RetryPartition};
 use aws_sdk_ec2::config::{IdentityCache, Region};
-use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
+};
 
 use super::accounting::AttemptCounter;
 use super::{errors, sts_client, AssumeRoleCredentials};
@@ -130,7 +132,56 @@ impl QueueClient {
     }
 }
 
+impl QueueClient {
+    async fn release(&self, messages: &[QueueMessage]) -> Result<(), ApiError> {
+        let entries: Vec<ChangeMessageVisibilityBatchRequestEntry> = messages
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| {
+                ChangeMessageVisibilityBatchRequestEntry::builder()
+                    .id(format!("m{i}"))
+                    .receipt_handle(&m.receipt_handle)
+                    .visibility_timeout(0)
+                    .build()
+                    .ok()
+            })
+            .collect();
+        self.counter.start_call();
+        let output = self
+            .sqs
+            .change_message_visibility_batch()
+            .queue_url(&self.url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| {
+                errors::from_sdk(
+                    Api::ChangeMessageVisibilityBatch,
+                    &e,
+                    self.counter.call_attempts(),
+                )
+            })?;
+        match output.failed().first() {
+            None => Ok(()),
+            Some(failed) => Err(ApiError::new(
+                Api::ChangeMessageVisibilityBatch,
+                ErrorCode::from_aws(Some(failed.code())),
+                format!(
+                    "{} of {} messages not handed back: {}",
+                    output.failed().len(),
+                    messages.len(),
+                    failed.message().unwrap_or_default()
+                ),
+            )),
+        }
+    }
+}
+
 impl Queue for QueueClient {
+    fn release<'a>(&'a self, messages: &'a [QueueMessage]) -> BoxFuture<'a, Result<(), ApiError>> {
+        Box::pin(QueueClient::release(self, messages))
+    }
+
     fn receive(
         &self,
         wait: Duration,

@@ -147,6 +147,45 @@ pub(super) fn answer(
             }
             SqsAnswer::ok(json!({ "Successful": successful, "Failed": failed }))
         }
+        "ChangeMessageVisibilityBatch" => {
+            // VisibilityTimeout 0: the message is visible again at once (any other timeout keeps
+            // it in flight, as the simulator has no visibility clock).
+            let queue = world.queues.get_mut(url).expect("checked above");
+            let mut successful = Vec::new();
+            let mut failed = Vec::new();
+            for entry in body
+                .get("Entries")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+            {
+                let id = entry.get("Id").and_then(Value::as_str).unwrap_or_default();
+                let receipt = entry
+                    .get("ReceiptHandle")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let timeout = entry
+                    .get("VisibilityTimeout")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(-1);
+                if !queue.in_flight.contains_key(receipt) {
+                    failed.push(json!({
+                        "Id": id,
+                        "SenderFault": true,
+                        "Code": "ReceiptHandleIsInvalid",
+                        "Message": "The receipt handle is not valid.",
+                    }));
+                    continue;
+                }
+                if timeout == 0 {
+                    if let Some(message) = queue.in_flight.remove(receipt) {
+                        queue.visible.push_back(message);
+                    }
+                }
+                successful.push(json!({ "Id": id }));
+            }
+            SqsAnswer::ok(json!({ "Successful": successful, "Failed": failed }))
+        }
         other => SqsAnswer::error(
             400,
             "InvalidAction",

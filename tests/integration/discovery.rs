@@ -180,7 +180,7 @@ async fn discovery_collects_what_the_organization_says_and_keeps_the_last_set_wh
         "AccessDeniedException",
         400,
     ));
-    let text = exporter
+    exporter
         .wait_for_metrics("discovery failing", |t| {
             value(
                 t,
@@ -529,4 +529,93 @@ async fn not_ready_until_the_organization_is_listed_once() {
         Some(1.0),
         "ready once the listed accounts were collected"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_shards_on_one_queue_each_apply_their_own_events_and_hand_back_the_others() {
+    const QUEUE: &str = "https://sqs.us-east-1.amazonaws.com/111111111111/fast-launch-events";
+    let sim = simulator().await;
+    sim.world().create_queue(QUEUE);
+    let accounts: Vec<String> = (0..4u64)
+        .map(|n| format!("{}", 300_000_000_000 + n))
+        .collect();
+    let mut yaml = format!(
+        "collection: {{interval: 1h}}\nregions: [us-east-1, eu-west-1]\nevents:\n  queue_url: {QUEUE}\n  wait_time: 1s\n  debounce: 100ms\naccounts:\n"
+    );
+    for account in &accounts {
+        yaml.push_str(&format!(
+            "  - role_arn: arn:aws:iam::{account}:role/FastLaunchReader\n"
+        ));
+    }
+    let shards = [
+        Exporter::start(
+            &sim.url(),
+            &yaml,
+            &["--shard.index", "0", "--shard.total", "2"],
+        )
+        .await,
+        Exporter::start(
+            &sim.url(),
+            &yaml,
+            &["--shard.index", "1", "--shard.total", "2"],
+        )
+        .await,
+    ];
+    for exporter in &shards {
+        exporter.wait_until_ready().await;
+    }
+    let describes = |account: &str, region: &str| {
+        sim.world()
+            .received()
+            .iter()
+            .filter(|r| {
+                r.action == "DescribeFastLaunchImages" && r.account == account && r.region == region
+            })
+            .count()
+    };
+    let time = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    for account in &accounts {
+        for region in ["us-east-1", "eu-west-1"] {
+            assert_eq!(
+                describes(account, region),
+                1,
+                "one shard collected {account}/{region}"
+            );
+            sim.world().send_message(
+                QUEUE,
+                &fast_launch_exporter::demo::state_change_event(
+                    account,
+                    region,
+                    "ami-0123456789abcdef0",
+                    "enabling-failed",
+                    &time,
+                ),
+            );
+        }
+    }
+    // Every target collected again by the event, by its own shard, whichever shard received it.
+    let deadline = std::time::Instant::now() + DEADLINE;
+    for account in &accounts {
+        for region in ["us-east-1", "eu-west-1"] {
+            while describes(account, region) < 2 {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{account}/{region} never collected by its event"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+    let mut applied = 0.0;
+    for exporter in &shards {
+        let text = exporter.metrics().await;
+        applied += value(
+            &text,
+            "fast_launch_exporter_events_received_total",
+            &[("result", "applied")],
+        )
+        .unwrap_or(0.0);
+    }
+    assert_eq!(applied, 8.0, "each event applied once, by its owner");
+    assert_eq!(sim.world().deleted_messages().len(), 8);
 }

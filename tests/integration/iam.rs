@@ -569,9 +569,10 @@ fn list(items: &[&str]) -> Value {
 
 /// The queue actions the exporter needs: one per API it calls on the queue (DeleteMessageBatch
 /// is authorized by sqs:DeleteMessage), and GetQueueAttributes.
-const QUEUE_ACTIONS: [&str; 3] = [
+const QUEUE_ACTIONS: [&str; 4] = [
     "sqs:ReceiveMessage",
     "sqs:DeleteMessage",
+    "sqs:ChangeMessageVisibility",
     "sqs:GetQueueAttributes",
 ];
 
@@ -949,6 +950,10 @@ fn exporter_may_receive_and_delete_on_the_events_queue_only() {
     for (api, action) in [
         (Api::ReceiveMessage, "sqs:ReceiveMessage"),
         (Api::DeleteMessageBatch, "sqs:DeleteMessage"),
+        (
+            Api::ChangeMessageVisibilityBatch,
+            "sqs:ChangeMessageVisibility",
+        ),
     ] {
         assert!(QUEUE_ACTIONS.contains(&action), "{}", api.as_str());
     }
