@@ -86,8 +86,9 @@ struct RawOrganizations {
     organizational_units: Vec<String>,
     #[serde(default)]
     exclude_accounts: Vec<String>,
+    /// Values may be written unquoted (`fast-launch: true`): any scalar, compared as text.
     #[serde(default)]
-    tags: BTreeMap<String, String>,
+    tags: BTreeMap<String, serde_yaml::Value>,
     #[serde(default)]
     labels_from_tags: Vec<String>,
     interval: Option<String>,
@@ -546,7 +547,11 @@ impl TryFrom<RawConfig> for Config {
             Some(list) if list.is_empty() => {
                 return Err(invalid(
                     "accounts",
-                    "is empty; leave it out to use the base credentials",
+                    if discovery.is_some() {
+                        "is empty; leave it out to collect only the discovered accounts"
+                    } else {
+                        "is empty; leave it out to use the base credentials"
+                    },
                 ))
             }
             Some(list) => list,
@@ -729,7 +734,7 @@ fn validate_organizations(raw: RawOrganizations) -> Result<OrganizationsDiscover
     let mut seen = BTreeSet::new();
     for (i, key) in raw.labels_from_tags.iter().enumerate() {
         let name = label_name_of_tag(key);
-        if RESERVED_LABELS.contains(&name.as_str()) {
+        if RESERVED_LABELS.contains(&name.as_str()) || name.starts_with("__") {
             return Err(invalid(
                 format!("{PLACE}.labels_from_tags[{i}]"),
                 format!("{key:?} becomes the label {name:?}, which the exporter uses itself"),
@@ -751,13 +756,28 @@ fn validate_organizations(raw: RawOrganizations) -> Result<OrganizationsDiscover
             parse_duration(&format!("{PLACE}.interval"), text)?
         }
     };
+    let mut tags = BTreeMap::new();
+    for (key, value) in raw.tags {
+        let text = match value {
+            serde_yaml::Value::String(text) => text,
+            serde_yaml::Value::Bool(b) => b.to_string(),
+            serde_yaml::Value::Number(n) => n.to_string(),
+            other => {
+                return Err(invalid(
+                    format!("{PLACE}.tags.{key}"),
+                    format!("{other:?} is not a tag value (a string)"),
+                ))
+            }
+        };
+        tags.insert(key, text);
+    }
     Ok(OrganizationsDiscovery {
         role,
         member_role_arn: template,
         member_external_id: raw.member_external_id,
         organizational_units: raw.organizational_units,
         exclude_accounts: raw.exclude_accounts,
-        tags: raw.tags,
+        tags,
         labels_from_tags,
         interval,
     })
@@ -1516,6 +1536,44 @@ accounts:
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(place) && err.contains(words), "{yaml}: {err}");
+        }
+    }
+
+    #[test]
+    fn discovery_and_regions_all_are_read_and_checked() {
+        let config = Config::from_yaml(
+            "regions: all\ndiscovery:\n  organizations:\n    member_role_arn: \"arn:aws:iam::{account_id}:role/R\"\n    tags: {fast-launch: true, tier: 1}\n    labels_from_tags: [cost-center, 9lives]\n",
+        )
+        .unwrap();
+        assert!(config.accounts.is_empty(), "discovered accounts only");
+        assert!(config.defaults.all_regions);
+        let discovery = config.discovery.as_ref().unwrap();
+        assert_eq!(discovery.tags["fast-launch"], "true");
+        assert_eq!(discovery.tags["tier"], "1");
+        assert_eq!(
+            discovery.labels_from_tags,
+            [
+                ("cost-center".to_string(), "cost_center".to_string()),
+                ("9lives".to_string(), "_9lives".to_string())
+            ]
+        );
+        assert_eq!(
+            discovery.member_role("123456789012").arn,
+            "arn:aws:iam::123456789012:role/R"
+        );
+        assert!(config.needs_default_region());
+        let filled = config.with_default_region(Some("eu-west-1")).unwrap();
+        assert_eq!(filled.defaults.regions, ["eu-west-1"]);
+        for (yaml, words) in [
+            ("discovery: {organizations: {}}", "member_role_arn: is required"),
+            ("discovery: {organizations: {member_role_arn: \"arn:aws:iam::123456789012:role/R\"}}", "must contain {account_id}"),
+            ("discovery: {}", "names no source"),
+            ("regions: some", "neither a list of regions nor `all`"),
+            ("discovery: {organizations: {member_role_arn: \"arn:aws:iam::{account_id}:role/R\", labels_from_tags: [account-name]}}", "which the exporter uses itself"),
+            ("discovery: {organizations: {member_role_arn: \"arn:aws:iam::{account_id}:role/R\"}}\naccounts: []", "only the discovered accounts"),
+        ] {
+            let err = Config::from_yaml(yaml).unwrap_err().to_string();
+            assert!(err.contains(words), "{yaml}: {err}");
         }
     }
 

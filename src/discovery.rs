@@ -471,6 +471,15 @@ async fn list_accounts(
     let listed = organization
         .accounts(&discovery.organizational_units)
         .await?;
+    // `State` replaced the deprecated `Status` in 2025; an answer that lists accounts but names
+    // no state for any of them is not one to drop every account on.
+    if !listed.is_empty() && listed.iter().all(|a| a.state.is_empty()) {
+        return Err(ApiError::new(
+            Api::ListAccounts,
+            crate::calls::ErrorCode::Malformed,
+            "accounts listed without their State",
+        ));
+    }
     let mut seen = BTreeSet::new();
     let active: Vec<OrgAccount> = listed
         .into_iter()

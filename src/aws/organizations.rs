@@ -102,7 +102,7 @@ impl OrganizationClient {
         if parents.is_empty() {
             return self.all_accounts().await;
         }
-        // Breadth first through the OU tree; an OU listed twice is walked once.
+        // Depth first through the OU tree; an OU listed twice is walked once.
         let mut queue: Vec<String> = parents.to_vec();
         let mut walked = std::collections::BTreeSet::new();
         let mut accounts = Vec::new();
