@@ -45,7 +45,10 @@ impl Base {
     /// `AWS_REGION`.
     pub async fn from_environment() -> Base {
         Base {
-            sdk: aws_config::load_defaults(BehaviorVersion::latest()).await,
+            sdk: aws_config::defaults(BehaviorVersion::latest())
+                .http_client(shared_https_client())
+                .load()
+                .await,
         }
     }
 
@@ -58,6 +61,7 @@ impl Base {
         secret_access_key: &str,
     ) -> Base {
         let sdk = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(shared_https_client())
             .region(Region::new(region.to_string()))
             .credentials_provider(Credentials::new(
                 access_key_id,
@@ -76,6 +80,26 @@ impl Base {
     pub fn region(&self) -> Option<String> {
         self.sdk.region().map(|r| r.as_ref().to_string())
     }
+}
+
+/// The HTTPS client every SDK client of the process shares: hyper 1 with rustls on aws-lc, the
+/// native roots and the environment's proxy settings, as the SDK's default client, but one
+/// connection pool and one root store for all targets instead of one per client (with thousands
+/// of targets, per-client pools exhaust file descriptors and memory).
+fn shared_https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    use aws_smithy_http_client::proxy::ProxyConfig;
+    use aws_smithy_http_client::{tls, Builder, ConnectorBuilder};
+    Builder::new().build_with_connector_fn(|settings, runtime_components| {
+        let mut connector = ConnectorBuilder::default().tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::AwsLc,
+        ));
+        connector.set_connector_settings(settings.cloned());
+        if let Some(components) = runtime_components {
+            connector.set_sleep_impl(components.sleep_impl());
+        }
+        connector.set_proxy_config(Some(ProxyConfig::from_env()));
+        connector.build()
+    })
 }
 
 impl Connect for Base {
