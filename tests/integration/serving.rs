@@ -9,7 +9,7 @@ use fast_launch_exporter::simulator::Fault;
 use crate::harness::*;
 
 /// Every metric family of the contract (process_* aside).
-const CONTRACT: [&str; 19] = [
+const CONTRACT: [&str; 22] = [
     "aws_ec2_fast_launch_image_info",
     "aws_ec2_fast_launch_image_max_parallel_launches",
     "aws_ec2_fast_launch_image_state",
@@ -29,6 +29,9 @@ const CONTRACT: [&str; 19] = [
     "fast_launch_exporter_images",
     "fast_launch_exporter_last_success_timestamp_seconds",
     "fast_launch_exporter_max_staleness_seconds",
+    "fast_launch_exporter_shard_index",
+    "fast_launch_exporter_shards",
+    "fast_launch_exporter_targets",
 ];
 
 /// A running exporter with two targets, one of which has been throttled once.
