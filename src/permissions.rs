@@ -140,6 +140,18 @@ pub async fn check_permissions(
     }
     let planner = Planner::new(connect.clone(), config.shard, connect.home_region());
     let plan = planner.plan(config).await;
+    if let Some(why) = &plan.incomplete {
+        // The full listing (OUs, tags) failed, or an account id is unknown: the targets below
+        // are not all of them.
+        checks.push(PermissionCheck {
+            account_name: "discovery".to_string(),
+            region: home_region.clone(),
+            result: "error",
+            error_code: "plan: incomplete".to_string(),
+            message: why.clone(),
+            ..PermissionCheck::allowed_blank()
+        });
+    }
     let semaphore = Arc::new(Semaphore::new(config.collection.concurrency));
     let mut tasks = JoinSet::new();
     for (index, (account, _)) in plan.accounts.iter().enumerate() {

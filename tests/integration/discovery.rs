@@ -619,3 +619,30 @@ async fn two_shards_on_one_queue_each_apply_their_own_events_and_hand_back_the_o
     assert_eq!(applied, 8.0, "each event applied once, by its owner");
     assert_eq!(sim.world().deleted_messages().len(), 8);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_permissions_reports_a_listing_that_fails_past_its_first_call() {
+    let sim = simulator().await;
+    sim.world().organization = Some(organization());
+    sim.world().add_fault(Fault::error(
+        "ListTagsForResource",
+        "AccessDeniedException",
+        400,
+    ));
+    let yaml = format!(
+        "regions: [us-east-1]\ndiscovery:\n  organizations:\n    member_role_arn: \"{MEMBER_ROLE}\"\n    tags: {{fast-launch: enabled}}\n"
+    );
+    let url = sim.url();
+    let (code, out) = tokio::task::spawn_blocking(move || run(&url, &["check-permissions"], &yaml))
+        .await
+        .unwrap();
+    assert_eq!(code, Some(1), "{out}");
+    let line = out
+        .lines()
+        .find(|l| l.contains("discovery"))
+        .unwrap_or_else(|| panic!("no discovery line: {out}"));
+    assert!(
+        line.contains("error") && line.contains("the organization has not been listed yet"),
+        "{out}"
+    );
+}
