@@ -20,11 +20,26 @@ use crate::calls::{Api, AttemptSink};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+tokio::task_local! {
+    /// The sink of the target whose call runs in this task: where the attempts of clients shared
+    /// by an account's targets (the STS client behind its role credentials) are counted.
+    static CURRENT_SINK: Arc<dyn AttemptSink>;
+}
+
+/// Runs `call` with `sink` as the target whose attempts shared clients count.
+pub(crate) async fn attributed<T>(
+    sink: &Arc<dyn AttemptSink>,
+    call: impl std::future::Future<Output = T>,
+) -> T {
+    CURRENT_SINK.scope(sink.clone(), call).await
+}
+
 /// The interceptor put on every client of a target. It also counts the attempts of the call in
 /// progress, for the error message (a target's calls are sequential).
 #[derive(Debug, Clone)]
 pub(crate) struct AttemptCounter {
-    sink: Arc<dyn AttemptSink>,
+    /// None: the sink of the target the task works for ([`attributed`]).
+    sink: Option<Arc<dyn AttemptSink>>,
     call_attempts: Arc<AtomicU32>,
 }
 
@@ -32,9 +47,24 @@ impl AttemptCounter {
     /// Reports into `sink`.
     pub(crate) fn new(sink: Arc<dyn AttemptSink>) -> Self {
         AttemptCounter {
-            sink,
+            sink: Some(sink),
             call_attempts: Arc::new(AtomicU32::new(0)),
         }
+    }
+
+    /// Reports into the sink of the target the task works for: for a client several targets
+    /// share.
+    pub(crate) fn attributed() -> Self {
+        AttemptCounter {
+            sink: None,
+            call_attempts: Arc::new(AtomicU32::new(0)),
+        }
+    }
+
+    fn sink(&self) -> Option<Arc<dyn AttemptSink>> {
+        self.sink
+            .clone()
+            .or_else(|| CURRENT_SINK.try_with(Arc::clone).ok())
     }
 
     /// Starts counting the attempts of a new call.
@@ -64,7 +94,9 @@ impl Intercept for AttemptCounter {
             .and_then(|m| Api::from_operation(m.name()))
         {
             self.call_attempts.fetch_add(1, Ordering::Relaxed);
-            self.sink.attempt_sent(api);
+            if let Some(sink) = self.sink() {
+                sink.attempt_sent(api);
+            }
         }
         Ok(())
     }
@@ -120,7 +152,9 @@ impl Intercept for AttemptCounter {
             Some(Err(error)) => Some(classify_attempt(error)),
             _ => None,
         };
-        self.sink.attempt_finished(failure.as_ref());
+        if let Some(sink) = self.sink() {
+            sink.attempt_finished(failure.as_ref());
+        }
         Ok(())
     }
 }

@@ -9,6 +9,7 @@ mod errors;
 mod organizations;
 mod sqs;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -37,7 +38,13 @@ use cloudwatch::CloudWatchClient;
 #[derive(Debug, Clone)]
 pub struct Base {
     sdk: SdkConfig,
+    /// Role credentials by role (ARN, external id, session name, duration): one provider and
+    /// identity cache per account, shared by its targets in every region.
+    roles: Arc<std::sync::Mutex<HashMap<String, RoleCredentials>>>,
 }
+
+/// A role's credentials provider and the identity cache its clients share.
+type RoleCredentials = (SharedCredentialsProvider, SharedIdentityCache);
 
 impl Base {
     /// The standard chain: environment, shared config and profile, SSO, web identity (IRSA),
@@ -49,6 +56,7 @@ impl Base {
                 .http_client(shared_https_client())
                 .load()
                 .await,
+            roles: Arc::default(),
         }
     }
 
@@ -73,7 +81,50 @@ impl Base {
             .endpoint_url(endpoint_url)
             .load()
             .await;
-        Base { sdk }
+        Base {
+            sdk,
+            roles: Arc::default(),
+        }
+    }
+
+    /// The credentials of `role`, shared by every target of its account: the role is assumed
+    /// once per account (by whichever target needs it first, and counted for that target), not
+    /// once per region. Built on first use, with an STS client in `region`.
+    fn role_credentials(
+        &self,
+        role: &RoleSpec,
+        region: &Region,
+        retry: &RetryConfig,
+    ) -> RoleCredentials {
+        let key = format!(
+            "{}|{:?}|{}|{:?}",
+            role.arn, role.external_id, role.session_name, role.duration
+        );
+        let mut roles = crate::sync::lock(&self.roles);
+        roles
+            .entry(key)
+            .or_insert_with(|| {
+                let counter = AttemptCounter::attributed();
+                let sts = sts_client(
+                    &self.sdk,
+                    region.clone(),
+                    retry.clone(),
+                    format!("fast-launch-sts-{}", role.arn),
+                    &counter,
+                );
+                (
+                    SharedCredentialsProvider::new(AssumeRoleCredentials {
+                        sts,
+                        counter,
+                        role: role.clone(),
+                    }),
+                    // The lazy cache renews credentials shortly before they expire (10 s plus
+                    // jitter by default); it is checked before every attempt, so each page is
+                    // signed with credentials that are still valid.
+                    IdentityCache::lazy().build(),
+                )
+            })
+            .clone()
     }
 
     /// The region the environment names (`AWS_REGION`, the profile), if any.
@@ -118,7 +169,13 @@ impl Connect for Base {
         max_attempts: u32,
         sink: Arc<dyn AttemptSink>,
     ) -> Arc<dyn Fetch> {
-        Arc::new(TargetClient::new(&self.sdk, spec, max_attempts, sink))
+        let retry = RetryConfig::standard().with_max_attempts(max_attempts);
+        let region = Region::new(spec.key.region.clone());
+        let role = spec
+            .role
+            .as_ref()
+            .map(|role| self.role_credentials(role, &region, &retry));
+        Arc::new(TargetClient::new(&self.sdk, spec, role, retry, sink))
     }
 
     fn home_region(&self) -> Option<String> {
@@ -295,50 +352,41 @@ fn sts_client(
 #[derive(Debug, Clone)]
 struct TargetClient {
     ec2: aws_sdk_ec2::Client,
-    sts: aws_sdk_sts::Client,
+    /// For GetCallerIdentity: base-credentials targets only (a role's account id is known).
+    sts: Option<aws_sdk_sts::Client>,
     /// Present when the target reads the CloudWatch fast launch metrics.
     cloudwatch: Option<CloudWatchClient>,
     ec2_counter: AttemptCounter,
     sts_counter: AttemptCounter,
+    /// Where the attempts of the account's shared role credentials are counted while this
+    /// target calls.
+    sink: Arc<dyn AttemptSink>,
 }
 
 impl TargetClient {
-    /// Builds the clients: the SDK's standard retry mode with `max_attempts`, a retry partition of
-    /// the target's own (so one target's throttling never drains another's retry budget), and
-    /// AssumeRole credentials when the spec has a role, shared by the EC2 and CloudWatch clients
-    /// through one identity cache (the role is assumed once for both).
+    /// Builds the clients: the SDK's standard retry mode, a retry partition of the target's own
+    /// (so one target's throttling never drains another's retry budget), and the account's
+    /// shared role credentials when the spec has a role (EC2 and CloudWatch use the same ones).
     fn new(
         base: &SdkConfig,
         spec: &TargetSpec,
-        max_attempts: u32,
+        role: Option<RoleCredentials>,
+        retry: RetryConfig,
         sink: Arc<dyn AttemptSink>,
     ) -> TargetClient {
         let region = Region::new(spec.key.region.clone());
         let partition = format!("fast-launch-{}", spec.key);
-        let retry = RetryConfig::standard().with_max_attempts(max_attempts);
         let sts_counter = AttemptCounter::new(sink.clone());
         let ec2_counter = AttemptCounter::new(sink.clone());
-        let sts = sts_client(
-            base,
-            region.clone(),
-            retry.clone(),
-            format!("{partition}-sts"),
-            &sts_counter,
-        );
-        // The lazy cache renews credentials shortly before they expire (10 s plus jitter by
-        // default); it is checked before every attempt, so each page is signed with
-        // credentials that are still valid.
-        let role: Option<(SharedCredentialsProvider, SharedIdentityCache)> =
-            spec.role.as_ref().map(|role| {
-                (
-                    SharedCredentialsProvider::new(AssumeRoleCredentials {
-                        sts: sts.clone(),
-                        counter: sts_counter.clone(),
-                        role: role.clone(),
-                    }),
-                    IdentityCache::lazy().build(),
-                )
-            });
+        let sts = role.is_none().then(|| {
+            sts_client(
+                base,
+                region.clone(),
+                retry.clone(),
+                format!("{partition}-sts"),
+                &sts_counter,
+            )
+        });
         let mut ec2_config = aws_sdk_ec2::config::Builder::from(base)
             .region(region.clone())
             .retry_config(retry.clone())
@@ -349,7 +397,7 @@ impl TargetClient {
             ec2_config = ec2_config.identity_cache(cache.clone());
         }
         let cloudwatch = spec.cloudwatch.map(|_| {
-            let counter = AttemptCounter::new(sink);
+            let counter = AttemptCounter::new(sink.clone());
             let mut config = aws_sdk_cloudwatch::config::Builder::from(base)
                 .region(region)
                 .retry_config(retry)
@@ -370,12 +418,20 @@ impl TargetClient {
             cloudwatch,
             ec2_counter,
             sts_counter,
+            sink,
         }
     }
 
     async fn caller_account_id(&self) -> Result<String, ApiError> {
+        let Some(sts) = &self.sts else {
+            return Err(ApiError::new(
+                Api::GetCallerIdentity,
+                ErrorCode::Unrecognized(None),
+                "a role's account id is taken from its ARN",
+            ));
+        };
         self.sts_counter.start_call();
-        let output = self.sts.get_caller_identity().send().await.map_err(|e| {
+        let output = sts.get_caller_identity().send().await.map_err(|e| {
             errors::from_sdk(Api::GetCallerIdentity, &e, self.sts_counter.call_attempts())
         })?;
         output.account().map(str::to_string).ok_or_else(|| {
@@ -470,20 +526,26 @@ impl Fetch for TargetClient {
         query: &'a Query,
         page_size: i32,
     ) -> BoxFuture<'a, Result<Vec<FastLaunchImage>, ApiError>> {
-        Box::pin(TargetClient::fast_launch_images(self, query, page_size))
+        Box::pin(accounting::attributed(
+            &self.sink,
+            TargetClient::fast_launch_images(self, query, page_size),
+        ))
     }
 
     fn check_describe_permission(&self) -> BoxFuture<'_, Result<(), ApiError>> {
-        Box::pin(TargetClient::check_describe_permission(self))
+        Box::pin(accounting::attributed(
+            &self.sink,
+            TargetClient::check_describe_permission(self),
+        ))
     }
 
     fn check_cloudwatch_permission(&self) -> BoxFuture<'_, Result<(), ApiError>> {
-        Box::pin(async move {
+        Box::pin(accounting::attributed(&self.sink, async move {
             match &self.cloudwatch {
                 Some(cloudwatch) => cloudwatch.check_permission().await,
                 None => Ok(()),
             }
-        })
+        }))
     }
 
     fn launch_metrics<'a>(
@@ -491,12 +553,12 @@ impl Fetch for TargetClient {
         image_ids: &'a [String],
         window: &'a MetricWindow,
     ) -> BoxFuture<'a, Result<Vec<MetricSeries>, ApiError>> {
-        Box::pin(async move {
+        Box::pin(accounting::attributed(&self.sink, async move {
             match &self.cloudwatch {
                 Some(cloudwatch) => cloudwatch.launch_metrics(image_ids, window).await,
                 None => Ok(Vec::new()),
             }
-        })
+        }))
     }
 }
 
