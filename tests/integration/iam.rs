@@ -26,17 +26,17 @@ fn files(extensions: &[&str]) -> Vec<PathBuf> {
     files
 }
 
-fn read(path: &Path) -> String {
+pub(crate) fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// A YAML file; CloudFormation's short forms (`!Sub`, `!Ref`, `!If`, ...) come back as
 /// `Value::Tagged`.
-fn yaml(path: &Path) -> Value {
+pub(crate) fn yaml(path: &Path) -> Value {
     serde_yaml::from_str(&read(path)).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-fn json(path: &Path) -> Json {
+pub(crate) fn json(path: &Path) -> Json {
     serde_json::from_str(&read(path)).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -71,7 +71,7 @@ fn if_branches(value: &Value) -> (&str, &Value, &Value) {
     (items[0].as_str().unwrap(), &items[1], &items[2])
 }
 
-fn is_ref(value: &Value, name: &str) -> bool {
+pub(crate) fn is_ref(value: &Value, name: &str) -> bool {
     matches!(value, Value::Tagged(t) if t.tag == "Ref" && t.value.as_str() == Some(name))
 }
 
@@ -86,7 +86,7 @@ fn str_of(value: &Value) -> &str {
 }
 
 /// The statement with this `Sid` of a YAML policy document.
-fn statement<'a>(document: &'a Value, sid: &str) -> &'a Value {
+pub(crate) fn statement<'a>(document: &'a Value, sid: &str) -> &'a Value {
     document["Statement"]
         .as_sequence()
         .unwrap()
@@ -95,7 +95,7 @@ fn statement<'a>(document: &'a Value, sid: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no statement {sid} in {document:?}"))
 }
 
-fn json_statement<'a>(document: &'a Json, sid: &str) -> &'a Json {
+pub(crate) fn json_statement<'a>(document: &'a Json, sid: &str) -> &'a Json {
     document["Statement"]
         .as_array()
         .unwrap()

@@ -20,7 +20,7 @@ use serde_yaml::Value;
 
 use crate::harness::*;
 
-fn base_dir() -> PathBuf {
+pub(crate) fn base_dir() -> PathBuf {
     root().join("deploy/kubernetes")
 }
 
@@ -37,12 +37,12 @@ const COMPONENTS: &[&str] = &[
 ];
 
 /// Whether kubectl runs here (a missing one fails the test under `CI=true`).
-fn kubectl_available(test: &str) -> bool {
+pub(crate) fn kubectl_available(test: &str) -> bool {
     tool_available("kubectl", &["version", "--client"], test)
 }
 
 /// `kubectl kustomize dir`, as documents.
-fn render(dir: &Path) -> Vec<Value> {
+pub(crate) fn render(dir: &Path) -> Vec<Value> {
     let output = Command::new("kubectl")
         .arg("kustomize")
         .arg(dir)
@@ -62,7 +62,7 @@ fn render(dir: &Path) -> Vec<Value> {
 }
 
 /// `to` relative to `from` (both absolute): kustomize takes no absolute resource paths.
-fn relative(from: &Path, to: &Path) -> String {
+pub(crate) fn relative(from: &Path, to: &Path) -> String {
     let from: Vec<_> = from.components().collect();
     let to: Vec<_> = to.components().collect();
     let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();

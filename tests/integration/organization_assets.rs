@@ -3,14 +3,13 @@
 //! exporter policies, the sharded kustomize component (deploy/kubernetes/sharded) and its alerts.
 //! cfn-lint runs over the new template with every other one (iam.rs).
 
-use std::path::{Component, Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
-use serde::Deserialize;
-use serde_json::Value as Json;
 use serde_yaml::Value;
 
 use crate::harness::*;
+use crate::iam::{is_ref, json, json_statement, read, statement, yaml};
+use crate::kubernetes::{base_dir, kubectl_available, relative, render};
 
 /// The read-only Organizations actions discovery calls, in the order the policies list them.
 const ORGANIZATIONS_ACTIONS: [&str; 6] = [
@@ -25,24 +24,8 @@ const ORGANIZATIONS_ACTIONS: [&str; 6] = [
 /// The Downward API path of a StatefulSet pod's index (Kubernetes ≥ 1.28).
 const POD_INDEX_FIELD: &str = "metadata.labels['apps.kubernetes.io/pod-index']";
 
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn yaml(path: &Path) -> Value {
-    serde_yaml::from_str(&read(path)).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn json(path: &Path) -> Json {
-    serde_json::from_str(&read(path)).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
 fn iam(name: &str) -> PathBuf {
     root().join("deploy/iam").join(name)
-}
-
-fn base_dir() -> PathBuf {
-    root().join("deploy/kubernetes")
 }
 
 fn sharded_dir() -> PathBuf {
@@ -63,29 +46,8 @@ fn list(items: &[&str]) -> Value {
     Value::Sequence(items.iter().map(|s| Value::from(*s)).collect())
 }
 
-fn is_ref(value: &Value, name: &str) -> bool {
-    matches!(value, Value::Tagged(t) if t.tag == "Ref" && t.value.as_str() == Some(name))
-}
-
 fn is_get_att(value: &Value, target: &str) -> bool {
     matches!(value, Value::Tagged(t) if t.tag == "GetAtt" && t.value.as_str() == Some(target))
-}
-
-/// The statement with this `Sid` of a YAML policy document.
-fn statement<'a>(document: &'a Value, sid: &str) -> &'a Value {
-    seq(&document["Statement"])
-        .iter()
-        .find(|s| s["Sid"].as_str() == Some(sid))
-        .unwrap_or_else(|| panic!("no statement {sid} in {document:?}"))
-}
-
-fn json_statement<'a>(document: &'a Json, sid: &str) -> &'a Json {
-    document["Statement"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["Sid"] == sid)
-        .unwrap_or_else(|| panic!("no statement {sid} in {document}"))
 }
 
 /// The only inline policy document of the role resource `role` of `template`.
@@ -325,43 +287,6 @@ fn reader_and_exporter_roles_may_list_regions() {
 }
 
 // --- Kubernetes: the sharded component -------------------------------------------------------
-
-fn kubectl_available(test: &str) -> bool {
-    tool_available("kubectl", &["version", "--client"], test)
-}
-
-/// `kubectl kustomize dir`, as documents.
-fn render(dir: &Path) -> Vec<Value> {
-    let output = Command::new("kubectl")
-        .arg("kustomize")
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "kubectl kustomize {}: {}",
-        dir.display(),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let rendered = String::from_utf8(output.stdout).unwrap();
-    serde_yaml::Deserializer::from_str(&rendered)
-        .map(|d| Value::deserialize(d).unwrap())
-        .filter(|d| !d.is_null())
-        .collect()
-}
-
-/// `to` relative to `from` (both absolute): kustomize takes no absolute resource paths.
-fn relative(from: &Path, to: &Path) -> String {
-    let from: Vec<_> = from.components().collect();
-    let to: Vec<_> = to.components().collect();
-    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
-    let mut parts: Vec<String> = vec!["..".to_string(); from.len() - common];
-    parts.extend(to[common..].iter().map(|c| match c {
-        Component::Normal(name) => name.to_string_lossy().into_owned(),
-        other => panic!("unexpected path component {other:?}"),
-    }));
-    parts.join("/")
-}
 
 /// Renders a user's overlay, written outside the repository as kustomize requires; `{base}`
 /// stands for the path of deploy/kubernetes.
