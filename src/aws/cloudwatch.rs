@@ -150,7 +150,7 @@ impl CloudWatchClient {
 
     /// Every `AWS/EC2` metric named like `metric`, across every page.
     async fn list(&self, metric: LaunchMetric) -> Result<Vec<Metric>, ApiError> {
-        let mut pages = self
+        let pages = self
             .client
             .list_metrics()
             .namespace(LaunchMetric::NAMESPACE)
@@ -158,21 +158,14 @@ impl CloudWatchClient {
             .into_paginator()
             .send();
         let mut metrics = Vec::new();
-        loop {
-            self.counter.start_call();
-            let Some(page) = pages.next().await else {
-                break;
-            };
-            let page = page.map_err(|e| {
-                errors::from_sdk(Api::ListMetrics, &e, self.counter.call_attempts())
-            })?;
+        for_each_page!(self.counter, Api::ListMetrics, pages, |page| {
             metrics.extend(
                 page.metrics()
                     .iter()
                     .filter(|m| m.metric_name() == Some(metric.metric_name()))
                     .cloned(),
-            );
-        }
+            )
+        });
         Ok(metrics)
     }
 
@@ -182,7 +175,7 @@ impl CloudWatchClient {
         queries: &[((String, LaunchMetric), MetricDataQuery)],
         window: &MetricWindow,
     ) -> Result<HashMap<String, Vec<(i64, f64)>>, ApiError> {
-        let mut pages = self
+        let pages = self
             .client
             .get_metric_data()
             .set_metric_data_queries(Some(queries.iter().map(|(_, q)| q.clone()).collect()))
@@ -192,14 +185,7 @@ impl CloudWatchClient {
             .into_paginator()
             .send();
         let mut points: HashMap<String, Vec<(i64, f64)>> = HashMap::new();
-        loop {
-            self.counter.start_call();
-            let Some(page) = pages.next().await else {
-                break;
-            };
-            let page = page.map_err(|e| {
-                errors::from_sdk(Api::GetMetricData, &e, self.counter.call_attempts())
-            })?;
+        for_each_page!(self.counter, Api::GetMetricData, pages, |page| {
             for result in page.metric_data_results() {
                 let Some(id) = result.id() else { continue };
                 if let Some(status @ (StatusCode::Forbidden | StatusCode::InternalError)) =
@@ -246,7 +232,7 @@ impl CloudWatchClient {
                         .zip(result.values().iter().copied()),
                 );
             }
-        }
+        });
         Ok(points)
     }
 }

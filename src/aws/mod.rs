@@ -3,6 +3,23 @@
 //! DescribeFastLaunchImages call, and error classification. Everything it hands out is in the
 //! exporter's own types, through the [`Connect`] and [`Fetch`] traits the collector defines.
 
+/// Runs `$body` for every page of `$pages` (a paginator's stream), counting each page's attempts
+/// on `$counter` and returning the exporter's error for `$api` when a page fails.
+macro_rules! for_each_page {
+    ($counter:expr, $api:expr, $pages:expr, |$page:ident| $body:block) => {{
+        let mut pages = $pages;
+        loop {
+            $counter.start_call();
+            let Some(page) = pages.next().await else {
+                break;
+            };
+            let $page =
+                page.map_err(|e| super::errors::from_sdk($api, &e, $counter.call_attempts()))?;
+            $body
+        }
+    }};
+}
+
 mod accounting;
 mod cloudwatch;
 mod errors;

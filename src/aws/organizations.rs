@@ -31,70 +31,52 @@ fn convert(account: &aws_sdk_organizations::types::Account) -> Option<OrgAccount
 
 impl OrganizationClient {
     async fn all_accounts(&self) -> Result<Vec<OrgAccount>, ApiError> {
-        let mut pages = self.client.list_accounts().into_paginator().send();
         let mut accounts = Vec::new();
-        loop {
-            self.counter.start_call();
-            let Some(page) = pages.next().await else {
-                break;
-            };
-            let page = page.map_err(|e| {
-                errors::from_sdk(Api::ListAccounts, &e, self.counter.call_attempts())
-            })?;
-            accounts.extend(page.accounts().iter().filter_map(convert));
-        }
+        for_each_page!(
+            self.counter,
+            Api::ListAccounts,
+            self.client.list_accounts().into_paginator().send(),
+            |page| { accounts.extend(page.accounts().iter().filter_map(convert)) }
+        );
         Ok(accounts)
     }
 
     /// The accounts directly under `parent`.
     async fn accounts_under(&self, parent: &str) -> Result<Vec<OrgAccount>, ApiError> {
-        let mut pages = self
+        let pages = self
             .client
             .list_accounts_for_parent()
             .parent_id(parent)
             .into_paginator()
             .send();
         let mut accounts = Vec::new();
-        loop {
-            self.counter.start_call();
-            let Some(page) = pages.next().await else {
-                break;
-            };
-            let page = page.map_err(|e| {
-                errors::from_sdk(Api::ListAccountsForParent, &e, self.counter.call_attempts())
-            })?;
-            accounts.extend(page.accounts().iter().filter_map(convert));
-        }
+        for_each_page!(self.counter, Api::ListAccountsForParent, pages, |page| {
+            accounts.extend(page.accounts().iter().filter_map(convert))
+        });
         Ok(accounts)
     }
 
     /// The OUs directly under `parent`.
     async fn units_under(&self, parent: &str) -> Result<Vec<String>, ApiError> {
-        let mut pages = self
+        let pages = self
             .client
             .list_organizational_units_for_parent()
             .parent_id(parent)
             .into_paginator()
             .send();
         let mut units = Vec::new();
-        loop {
-            self.counter.start_call();
-            let Some(page) = pages.next().await else {
-                break;
-            };
-            let page = page.map_err(|e| {
-                errors::from_sdk(
-                    Api::ListOrganizationalUnitsForParent,
-                    &e,
-                    self.counter.call_attempts(),
+        for_each_page!(
+            self.counter,
+            Api::ListOrganizationalUnitsForParent,
+            pages,
+            |page| {
+                units.extend(
+                    page.organizational_units()
+                        .iter()
+                        .filter_map(|u| u.id().map(str::to_string)),
                 )
-            })?;
-            units.extend(
-                page.organizational_units()
-                    .iter()
-                    .filter_map(|u| u.id().map(str::to_string)),
-            );
-        }
+            }
+        );
         Ok(units)
     }
 
@@ -117,27 +99,20 @@ impl OrganizationClient {
     }
 
     async fn tags(&self, account_id: &str) -> Result<BTreeMap<String, String>, ApiError> {
-        let mut pages = self
+        let pages = self
             .client
             .list_tags_for_resource()
             .resource_id(account_id)
             .into_paginator()
             .send();
         let mut tags = BTreeMap::new();
-        loop {
-            self.counter.start_call();
-            let Some(page) = pages.next().await else {
-                break;
-            };
-            let page = page.map_err(|e| {
-                errors::from_sdk(Api::ListTagsForResource, &e, self.counter.call_attempts())
-            })?;
+        for_each_page!(self.counter, Api::ListTagsForResource, pages, |page| {
             tags.extend(
                 page.tags()
                     .iter()
                     .map(|t| (t.key().to_string(), t.value().to_string())),
-            );
-        }
+            )
+        });
         Ok(tags)
     }
 
