@@ -1,5 +1,6 @@
-//! The event queue's client: `ReceiveMessage` and `DeleteMessageBatch` (the SDK speaks
-//! awsJson1_0 to SQS), with the same retry, attempt counting and AssumeRole as a target's clients.
+//! The event queue's client: `ReceiveMessage`, `DeleteMessageBatch` and
+//! `ChangeMessageVisibilityBatch` (the SDK speaks awsJson1_0 to SQS), with the same retry,
+//! attempt counting and AssumeRole as a target's clients.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,7 +9,7 @@ use aws_config::SdkConfig;
 use aws_sdk_ec2::config::retry::{RetryConfig, RetryPartition};
 use aws_sdk_ec2::config::{IdentityCache, Region};
 use aws_sdk_sqs::types::{
-    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
+    BatchResultErrorEntry, ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
 };
 
 use super::accounting::AttemptCounter;
@@ -116,23 +117,14 @@ impl QueueClient {
             .map_err(|e| {
                 errors::from_sdk(Api::DeleteMessageBatch, &e, self.counter.call_attempts())
             })?;
-        match output.failed().first() {
-            None => Ok(()),
-            Some(failed) => Err(ApiError::new(
-                Api::DeleteMessageBatch,
-                ErrorCode::from_aws(Some(failed.code())),
-                format!(
-                    "{} of {} messages not deleted: {}",
-                    output.failed().len(),
-                    messages.len(),
-                    failed.message().unwrap_or_default()
-                ),
-            )),
-        }
+        batch_result(
+            Api::DeleteMessageBatch,
+            output.failed(),
+            messages.len(),
+            "deleted",
+        )
     }
-}
 
-impl QueueClient {
     async fn release(&self, messages: &[QueueMessage]) -> Result<(), ApiError> {
         let entries: Vec<ChangeMessageVisibilityBatchRequestEntry> = messages
             .iter()
@@ -161,19 +153,12 @@ impl QueueClient {
                     self.counter.call_attempts(),
                 )
             })?;
-        match output.failed().first() {
-            None => Ok(()),
-            Some(failed) => Err(ApiError::new(
-                Api::ChangeMessageVisibilityBatch,
-                ErrorCode::from_aws(Some(failed.code())),
-                format!(
-                    "{} of {} messages not handed back: {}",
-                    output.failed().len(),
-                    messages.len(),
-                    failed.message().unwrap_or_default()
-                ),
-            )),
-        }
+        batch_result(
+            Api::ChangeMessageVisibilityBatch,
+            output.failed(),
+            messages.len(),
+            "handed back",
+        )
     }
 }
 
@@ -192,5 +177,26 @@ impl Queue for QueueClient {
 
     fn delete<'a>(&'a self, messages: &'a [QueueMessage]) -> BoxFuture<'a, Result<(), ApiError>> {
         Box::pin(QueueClient::delete(self, messages))
+    }
+}
+
+/// Ok when no entry of a batch call failed; else the first failure, and how many.
+fn batch_result(
+    api: Api,
+    failed: &[BatchResultErrorEntry],
+    total: usize,
+    what: &str,
+) -> Result<(), ApiError> {
+    match failed.first() {
+        None => Ok(()),
+        Some(first) => Err(ApiError::new(
+            api,
+            ErrorCode::from_aws(Some(first.code())),
+            format!(
+                "{} of {total} messages not {what}: {}",
+                failed.len(),
+                first.message().unwrap_or_default()
+            ),
+        )),
     }
 }

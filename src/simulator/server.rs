@@ -191,6 +191,27 @@ async fn handle(
     }
 }
 
+/// What a fault leaves of an answer (CloudWatch, Organizations): a hang answers only after an
+/// hour, a reset closes the connection, a malformed answer is `garbage`, a truncated one is cut
+/// in half.
+async fn with_fault(
+    fault: Option<FaultKind>,
+    status: u16,
+    body: Vec<u8>,
+    garbage: &[u8],
+) -> Result<(u16, Vec<u8>), ConnectionReset> {
+    match fault {
+        Some(FaultKind::Hang) => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Ok((status, body))
+        }
+        Some(FaultKind::Reset) => Err(ConnectionReset),
+        Some(FaultKind::Malformed) => Ok((200, garbage.to_vec())),
+        Some(FaultKind::Truncated) => Ok((200, body[..body.len() / 2].to_vec())),
+        _ => Ok((status, body)),
+    }
+}
+
 /// Answers one CloudWatch request (RPC v2 CBOR).
 async fn cloudwatch_request(
     world: &Mutex<World>,
@@ -237,16 +258,7 @@ async fn cloudwatch_request(
         (fault, world.delay(), answer)
     };
     tokio::time::sleep(delay).await;
-    let (status, body) = match fault {
-        Some(FaultKind::Hang) => {
-            tokio::time::sleep(Duration::from_secs(3600)).await;
-            (answer.status, answer.body)
-        }
-        Some(FaultKind::Reset) => return Err(ConnectionReset),
-        Some(FaultKind::Malformed) => (200, b"this is not CBOR".to_vec()),
-        Some(FaultKind::Truncated) => (200, answer.body[..answer.body.len() / 2].to_vec()),
-        _ => (answer.status, answer.body),
-    };
+    let (status, body) = with_fault(fault, answer.status, answer.body, b"this is not CBOR").await?;
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() =
         StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -311,22 +323,13 @@ async fn organizations_request(
         (fault, world.delay(), answer)
     };
     tokio::time::sleep(delay).await;
-    let (status, body) = match fault {
-        Some(FaultKind::Hang) => {
-            tokio::time::sleep(Duration::from_secs(3600)).await;
-            (answer.status, answer.body)
-        }
-        Some(FaultKind::Reset) => return Err(ConnectionReset),
-        Some(FaultKind::Malformed) => (200, "this is not JSON".to_string()),
-        Some(FaultKind::Truncated) => {
-            let mut cut = answer.body.len() / 2;
-            while !answer.body.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            (200, answer.body[..cut].to_string())
-        }
-        _ => (answer.status, answer.body),
-    };
+    let (status, body) = with_fault(
+        fault,
+        answer.status,
+        answer.body.into_bytes(),
+        b"this is not JSON",
+    )
+    .await?;
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() =
         StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

@@ -120,71 +120,26 @@ pub(super) fn answer(
         }
         "DeleteMessageBatch" => {
             let queue = world.queues.get_mut(url).expect("checked above");
-            let mut successful = Vec::new();
-            let mut failed = Vec::new();
-            for entry in body
-                .get("Entries")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default()
-            {
-                let id = entry.get("Id").and_then(Value::as_str).unwrap_or_default();
-                let receipt = entry
-                    .get("ReceiptHandle")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
-                if let Some((message_id, _)) = queue.in_flight.remove(receipt) {
-                    world.deleted.push(message_id);
-                    successful.push(json!({ "Id": id }));
-                } else {
-                    failed.push(json!({
-                        "Id": id,
-                        "SenderFault": true,
-                        "Code": "ReceiptHandleIsInvalid",
-                        "Message": "The receipt handle is not valid.",
-                    }));
-                }
-            }
-            SqsAnswer::ok(json!({ "Successful": successful, "Failed": failed }))
+            let deleted = &mut world.deleted;
+            batch(body, |receipt, _| {
+                let (message_id, _) = queue.in_flight.remove(receipt)?;
+                deleted.push(message_id);
+                Some(())
+            })
         }
         "ChangeMessageVisibilityBatch" => {
             // VisibilityTimeout 0: the message is visible again at once (any other timeout keeps
             // it in flight, as the simulator has no visibility clock).
             let queue = world.queues.get_mut(url).expect("checked above");
-            let mut successful = Vec::new();
-            let mut failed = Vec::new();
-            for entry in body
-                .get("Entries")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default()
-            {
-                let id = entry.get("Id").and_then(Value::as_str).unwrap_or_default();
-                let receipt = entry
-                    .get("ReceiptHandle")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
-                let timeout = entry
-                    .get("VisibilityTimeout")
-                    .and_then(Value::as_i64)
-                    .unwrap_or(-1);
-                if !queue.in_flight.contains_key(receipt) {
-                    failed.push(json!({
-                        "Id": id,
-                        "SenderFault": true,
-                        "Code": "ReceiptHandleIsInvalid",
-                        "Message": "The receipt handle is not valid.",
-                    }));
-                    continue;
+            batch(body, |receipt, entry| {
+                if entry.get("VisibilityTimeout").and_then(Value::as_i64) == Some(0) {
+                    let message = queue.in_flight.remove(receipt)?;
+                    queue.visible.push_back(message);
+                    Some(())
+                } else {
+                    queue.in_flight.contains_key(receipt).then_some(())
                 }
-                if timeout == 0 {
-                    if let Some(message) = queue.in_flight.remove(receipt) {
-                        queue.visible.push_back(message);
-                    }
-                }
-                successful.push(json!({ "Id": id }));
-            }
-            SqsAnswer::ok(json!({ "Successful": successful, "Failed": failed }))
+            })
         }
         other => SqsAnswer::error(
             400,
@@ -193,4 +148,33 @@ pub(super) fn answer(
             &format!("unsupported action {other} ({})", request_id()),
         ),
     }
+}
+
+/// A batch action's answer: `apply` each entry by its receipt handle; None means the handle is
+/// not one in flight.
+fn batch(body: &Value, mut apply: impl FnMut(&str, &Value) -> Option<()>) -> SqsAnswer {
+    let mut successful = Vec::new();
+    let mut failed = Vec::new();
+    for entry in body
+        .get("Entries")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        let id = entry.get("Id").and_then(Value::as_str).unwrap_or_default();
+        let receipt = entry
+            .get("ReceiptHandle")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        match apply(receipt, entry) {
+            Some(()) => successful.push(json!({ "Id": id })),
+            None => failed.push(json!({
+                "Id": id,
+                "SenderFault": true,
+                "Code": "ReceiptHandleIsInvalid",
+                "Message": "The receipt handle is not valid.",
+            })),
+        }
+    }
+    SqsAnswer::ok(json!({ "Successful": successful, "Failed": failed }))
 }
