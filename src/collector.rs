@@ -20,7 +20,7 @@ use tracing::{debug, info_span, warn, Instrument};
 
 use crate::calls::{Api, ApiCounters, ApiError, AttemptSink, ErrorCode};
 use crate::config::CollectionSettings;
-use crate::discovery::{OrgAccount, Organization, RegionList};
+use crate::discovery::{Organization, RegionList};
 use crate::events::Queue;
 use crate::model::{
     FastLaunchImage, FastLaunchState, MetricSeries, MetricWindow, Query, QueueSpec, RoleSpec,
@@ -121,7 +121,8 @@ impl Organization for Unsupported {
     fn accounts<'a>(
         &'a self,
         _parents: &'a [String],
-    ) -> BoxFuture<'a, Result<Vec<OrgAccount>, ApiError>> {
+        _pages: crate::discovery::AccountPages,
+    ) -> BoxFuture<'a, Result<(), ApiError>> {
         Box::pin(async { Unsupported::error(Api::ListAccounts) })
     }
     fn tags<'a>(

@@ -43,11 +43,13 @@ pub struct OrgAccount {
 /// The Organizations calls of discovery.
 pub trait Organization: Send + Sync {
     /// The accounts under `parents` (OU or root ids), recursively, or every account of the
-    /// organization when `parents` is empty; every page.
+    /// organization when `parents` is empty; every page, each sent to `pages` as it arrives (so
+    /// that the accounts' tags can be asked for while the listing goes on).
     fn accounts<'a>(
         &'a self,
         parents: &'a [String],
-    ) -> BoxFuture<'a, Result<Vec<OrgAccount>, ApiError>>;
+        pages: AccountPages,
+    ) -> BoxFuture<'a, Result<(), ApiError>>;
     /// The tags of an account; every page.
     fn tags<'a>(
         &'a self,
@@ -56,6 +58,9 @@ pub trait Organization: Send + Sync {
     /// Whether the listing calls are allowed (`DescribeOrganization`, one page of `ListAccounts`).
     fn check_permission(&self) -> BoxFuture<'_, Result<(), ApiError>>;
 }
+
+/// Where [`Organization::accounts`] sends each page of accounts.
+pub type AccountPages = tokio::sync::mpsc::UnboundedSender<Vec<OrgAccount>>;
 
 /// `ec2:DescribeRegions` in one account.
 pub trait RegionList: Send + Sync {
@@ -213,12 +218,8 @@ impl Planner {
         }
 
         let mut accounts: Vec<AccountConfig> = config.accounts.clone();
+        let mut region_calls = RegionCalls::new(config.collection.concurrency);
         if let Some(discovery) = &config.discovery {
-            let found = self.discover(discovery, config, &mut state).await;
-            if found.is_none() && state.discovered.is_none() {
-                retry_soon = true;
-                incomplete = Some("the organization has not been listed yet".to_string());
-            }
             let explicit: BTreeSet<String> = config
                 .accounts
                 .iter()
@@ -231,23 +232,23 @@ impl Planner {
                     })
                 })
                 .collect();
-            for Discovered { id, name, labels } in state.discovered.iter().flatten() {
-                if explicit.contains(id) {
-                    continue;
+            let found = self
+                .discover(discovery, config, &mut state, &explicit, &mut region_calls)
+                .await;
+            if found.is_none() && state.discovered.is_none() {
+                retry_soon = true;
+                incomplete = Some("the organization has not been listed yet".to_string());
+            }
+            for account in state.discovered.iter().flatten() {
+                if !explicit.contains(&account.id) {
+                    accounts.push(discovered_account(discovery, config, account));
                 }
-                accounts.push(AccountConfig {
-                    name: Some(name.clone()).filter(|n| !n.is_empty()),
-                    role: Some(discovery.member_role(id)),
-                    regions: config.defaults.regions.clone(),
-                    all_regions: config.defaults.all_regions,
-                    query: config.defaults.query.clone(),
-                    labels: labels.clone(),
-                    cloudwatch: config.defaults.cloudwatch,
-                });
             }
         }
 
-        let regions = self.regions(&accounts, config, &mut state).await;
+        let regions = self
+            .regions(&accounts, config, &mut state, region_calls)
+            .await;
         let mut plan_accounts = Vec::with_capacity(accounts.len());
         let mut specs = Vec::new();
         for (account, regions) in accounts.into_iter().zip(regions) {
@@ -304,11 +305,15 @@ impl Planner {
     }
 
     /// Lists the organization's accounts that count; keeps the last good set on failure.
+    /// Each account found that no explicit account names has its DescribeRegions started at
+    /// once (with `regions: all`), while the listing goes on.
     async fn discover(
         &self,
         discovery: &OrganizationsDiscovery,
         config: &Config,
         state: &mut PlanState,
+        explicit: &BTreeSet<String>,
+        region_calls: &mut RegionCalls,
     ) -> Option<usize> {
         let counters = state.organization_counters.clone();
         let organization = self.connect.connect_organization(
@@ -328,9 +333,23 @@ impl Planner {
         // Bounded, so that a hung call never holds up reloads and shutdown: the discovery
         // interval, and at least collection.timeout.
         let limit = discovery.interval.max(config.collection.timeout);
+        let base_account_id = state.base_account_id.clone();
+        let region_counters = &mut state.region_counters;
+        let semaphore = region_calls.semaphore.clone();
+        let mut found = |account: &Discovered| {
+            if !explicit.contains(&account.id) {
+                self.start_regions(
+                    &discovered_account(discovery, config, account),
+                    config,
+                    base_account_id.as_deref(),
+                    region_counters,
+                    region_calls,
+                );
+            }
+        };
         let result = tokio::time::timeout(
             limit,
-            list_accounts(organization, discovery, config.collection.concurrency),
+            list_accounts(organization, discovery, semaphore, &mut found),
         )
         .await
         .unwrap_or_else(|_| {
@@ -371,59 +390,85 @@ impl Planner {
         }
     }
 
+    /// Starts the DescribeRegions call of `account` if it has `regions: all` and its call was
+    /// not started yet: in the account's first configured region (or the home region), under
+    /// the discovery's concurrency bound, bounded by `collection.timeout`.
+    fn start_regions(
+        &self,
+        account: &AccountConfig,
+        config: &Config,
+        base_account_id: Option<&str>,
+        counters: &mut BTreeMap<(String, String), Arc<ApiCounters>>,
+        calls: &mut RegionCalls,
+    ) {
+        let key = account.key();
+        if !account.all_regions || calls.calls.contains_key(&key) {
+            return;
+        }
+        let region = account
+            .regions
+            .first()
+            .cloned()
+            .unwrap_or_else(|| self.home_region.clone());
+        let account_id = account
+            .configured_account_id()
+            .or(base_account_id)
+            .unwrap_or_default()
+            .to_string();
+        let counters = counters
+            .entry((account_id, region.clone()))
+            .or_default()
+            .clone();
+        let list = self.connect.connect_regions(
+            account.role.as_ref(),
+            &region,
+            config.collection.max_attempts,
+            counters,
+        );
+        let (semaphore, timeout) = (calls.semaphore.clone(), config.collection.timeout);
+        let call = tokio::spawn(async move {
+            let _permit = semaphore.acquire().await;
+            match tokio::time::timeout(timeout, list.enabled_regions()).await {
+                Ok(result) => result,
+                Err(_) => Err(ApiError::new(
+                    Api::DescribeRegions,
+                    crate::calls::ErrorCode::Timeout,
+                    "no answer within collection.timeout",
+                )),
+            }
+        });
+        calls.calls.insert(key, call);
+    }
+
     /// The regions of each account: its configured list, or for `regions: all` the enabled
-    /// regions (DescribeRegions in the account, concurrently), the last list on failure, or the
-    /// fallback list.
+    /// regions (DescribeRegions in the account, concurrently, the calls started during
+    /// discovery included), the last list on failure, or the fallback list.
     async fn regions(
         &self,
         accounts: &[AccountConfig],
         config: &Config,
         state: &mut PlanState,
+        mut calls: RegionCalls,
     ) -> Vec<Vec<String>> {
-        let semaphore = Arc::new(Semaphore::new(config.collection.concurrency));
-        let mut calls = JoinSet::new();
-        for (index, account) in accounts.iter().enumerate() {
-            if !account.all_regions {
-                continue;
-            }
-            let region = account
-                .regions
-                .first()
-                .cloned()
-                .unwrap_or_else(|| self.home_region.clone());
-            let account_id = account
-                .configured_account_id()
-                .map(str::to_string)
-                .or_else(|| state.base_account_id.clone())
-                .unwrap_or_default();
-            let counters = state
-                .region_counters
-                .entry((account_id, region.clone()))
-                .or_default()
-                .clone();
-            let list = self.connect.connect_regions(
-                account.role.as_ref(),
-                &region,
-                config.collection.max_attempts,
-                counters,
+        for account in accounts {
+            self.start_regions(
+                account,
+                config,
+                state.base_account_id.as_deref(),
+                &mut state.region_counters,
+                &mut calls,
             );
-            let (semaphore, timeout) = (semaphore.clone(), config.collection.timeout);
-            calls.spawn(async move {
-                let _permit = semaphore.acquire().await;
-                let result = match tokio::time::timeout(timeout, list.enabled_regions()).await {
-                    Ok(result) => result,
-                    Err(_) => Err(ApiError::new(
-                        Api::DescribeRegions,
-                        crate::calls::ErrorCode::Timeout,
-                        "no answer within collection.timeout",
-                    )),
-                };
-                (index, result)
-            });
         }
         let mut listed: HashMap<usize, Result<Vec<String>, ApiError>> = HashMap::new();
-        while let Some(done) = calls.join_next().await {
-            if let Ok((index, result)) = done {
+        for (index, account) in accounts.iter().enumerate() {
+            if let Some(call) = calls.calls.remove(&account.key()) {
+                let result = call.await.unwrap_or_else(|error| {
+                    Err(ApiError::new(
+                        Api::DescribeRegions,
+                        crate::calls::ErrorCode::Unrecognized(None),
+                        format!("the DescribeRegions task ended abnormally: {error}"),
+                    ))
+                });
                 listed.insert(index, result);
             }
         }
@@ -462,81 +507,142 @@ impl Planner {
     }
 }
 
-/// Every account that counts: `ACTIVE`, not excluded, carrying the tags; with its labels.
+/// DescribeRegions calls under way, by account key. Calls no longer needed (an account that
+/// left while its call ran) are stopped when the plan drops them.
+struct RegionCalls {
+    /// The concurrency bound of discovery's calls (tags and DescribeRegions).
+    semaphore: Arc<Semaphore>,
+    calls: HashMap<String, tokio::task::JoinHandle<Result<Vec<String>, ApiError>>>,
+}
+
+impl RegionCalls {
+    fn new(concurrency: usize) -> RegionCalls {
+        RegionCalls {
+            semaphore: Arc::new(Semaphore::new(concurrency.max(1))),
+            calls: HashMap::new(),
+        }
+    }
+}
+
+impl Drop for RegionCalls {
+    fn drop(&mut self) {
+        for call in self.calls.values() {
+            call.abort();
+        }
+    }
+}
+
+/// The account configuration of a discovered account: the member role, the top-level
+/// defaults, and the labels its tags give.
+fn discovered_account(
+    discovery: &OrganizationsDiscovery,
+    config: &Config,
+    account: &Discovered,
+) -> AccountConfig {
+    AccountConfig {
+        name: Some(account.name.clone()).filter(|n| !n.is_empty()),
+        role: Some(discovery.member_role(&account.id)),
+        regions: config.defaults.regions.clone(),
+        all_regions: config.defaults.all_regions,
+        query: config.defaults.query.clone(),
+        labels: account.labels.clone(),
+        cloudwatch: config.defaults.cloudwatch,
+    }
+}
+
+/// Lists the organization's accounts that count (active, not excluded, carrying the tags),
+/// each handed to `found` as soon as it is known: while the listing goes on, so that its
+/// regions can be asked for at once. The tags of each page's accounts are asked for while the
+/// next page is listed. One account's tags failing fails the listing (a partial set would drop
+/// accounts).
 async fn list_accounts(
     organization: Arc<dyn Organization>,
     discovery: &OrganizationsDiscovery,
-    concurrency: usize,
+    semaphore: Arc<Semaphore>,
+    found: &mut (dyn FnMut(&Discovered) + Send),
 ) -> Result<Vec<Discovered>, ApiError> {
-    let listed = organization
-        .accounts(&discovery.organizational_units)
-        .await?;
+    let (pages, mut arriving) = tokio::sync::mpsc::unbounded_channel();
+    let listing = organization.accounts(&discovery.organizational_units, pages);
+    tokio::pin!(listing);
+    let mut listed = None;
+    let (mut any, mut any_state) = (false, false);
+    let mut seen = BTreeSet::new();
+    // The accounts that count, in listing order (None: not yet known, or not carrying the tags).
+    let mut accounts: Vec<Option<Discovered>> = Vec::new();
+    let mut tag_calls = JoinSet::new();
+    let mut decide = |index: usize,
+                      account: OrgAccount,
+                      tags: &BTreeMap<String, String>,
+                      accounts: &mut Vec<Option<Discovered>>| {
+        if !discovery.wants_tags(tags) {
+            return;
+        }
+        let labels = discovery
+            .labels_from_tags
+            .iter()
+            .map(|(key, label)| (label.clone(), tags.get(key).cloned().unwrap_or_default()))
+            .collect();
+        let account = Discovered {
+            id: account.id,
+            name: account.name,
+            labels,
+        };
+        found(&account);
+        accounts[index] = Some(account);
+    };
+    loop {
+        tokio::select! {
+            result = &mut listing, if listed.is_none() => listed = Some(result),
+            Some(done) = tag_calls.join_next(), if !tag_calls.is_empty() => {
+                if let Ok((index, account, tags)) = done {
+                    decide(index, account, &tags?, &mut accounts);
+                }
+            }
+            page = arriving.recv() => {
+                // None: the listing ended and every page was read.
+                let Some(page) = page else { break };
+                for account in page {
+                    any = true;
+                    any_state |= !account.state.is_empty();
+                    if account.state != "ACTIVE"
+                        || discovery.exclude_accounts.contains(&account.id)
+                        || !seen.insert(account.id.clone())
+                    {
+                        continue;
+                    }
+                    let index = accounts.len();
+                    accounts.push(None);
+                    if discovery.needs_tags() {
+                        let (organization, semaphore) = (organization.clone(), semaphore.clone());
+                        tag_calls.spawn(async move {
+                            let _permit = semaphore.acquire().await;
+                            let tags = organization.tags(&account.id).await;
+                            (index, account, tags)
+                        });
+                    } else {
+                        decide(index, account, &BTreeMap::new(), &mut accounts);
+                    }
+                }
+            }
+        }
+    }
+    // A failed listing stops the tag calls (dropping the JoinSet aborts them).
+    if let Some(Err(error)) = listed {
+        return Err(error);
+    }
     // `State` replaced the deprecated `Status` in 2025; an answer that lists accounts but names
     // no state for any of them is not one to drop every account on.
-    if !listed.is_empty() && listed.iter().all(|a| a.state.is_empty()) {
+    if any && !any_state {
         return Err(ApiError::new(
             Api::ListAccounts,
             crate::calls::ErrorCode::Malformed,
             "accounts listed without their State",
         ));
     }
-    let mut seen = BTreeSet::new();
-    let active: Vec<OrgAccount> = listed
-        .into_iter()
-        .filter(|a| a.state == "ACTIVE")
-        .filter(|a| !discovery.exclude_accounts.contains(&a.id))
-        .filter(|a| seen.insert(a.id.clone()))
-        .collect();
-    if !discovery.needs_tags() {
-        return Ok(active
-            .into_iter()
-            .map(|a| Discovered {
-                id: a.id,
-                name: a.name,
-                labels: BTreeMap::new(),
-            })
-            .collect());
-    }
-    let semaphore = Arc::new(Semaphore::new(concurrency.max(1)));
-    let mut calls = JoinSet::new();
-    for (index, account) in active.iter().enumerate() {
-        let (organization, semaphore, id) =
-            (organization.clone(), semaphore.clone(), account.id.clone());
-        calls.spawn(async move {
-            let _permit = semaphore.acquire().await;
-            (index, organization.tags(&id).await)
-        });
-    }
-    let mut tags: HashMap<usize, BTreeMap<String, String>> = HashMap::new();
-    while let Some(done) = calls.join_next().await {
-        if let Ok((index, result)) = done {
-            // One account's tags failing fails the listing: a partial set would drop accounts.
-            tags.insert(index, result?);
+    while let Some(done) = tag_calls.join_next().await {
+        if let Ok((index, account, tags)) = done {
+            decide(index, account, &tags?, &mut accounts);
         }
     }
-    Ok(active
-        .into_iter()
-        .enumerate()
-        .filter_map(|(index, account)| {
-            let account_tags = tags.remove(&index).unwrap_or_default();
-            if !discovery.wants_tags(&account_tags) {
-                return None;
-            }
-            let labels = discovery
-                .labels_from_tags
-                .iter()
-                .map(|(key, label)| {
-                    (
-                        label.clone(),
-                        account_tags.get(key).cloned().unwrap_or_default(),
-                    )
-                })
-                .collect();
-            Some(Discovered {
-                id: account.id,
-                name: account.name,
-                labels,
-            })
-        })
-        .collect())
+    Ok(accounts.into_iter().flatten().collect())
 }

@@ -7,6 +7,7 @@
 //! docs/performance.md), while writing the lines costs a fraction of that. The `prometheus` crate
 //! still provides the `process_*` metrics.
 
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::time::SystemTime;
 
@@ -530,9 +531,6 @@ fn render_targets(x: &mut Exposition, targets: &[&TargetView], snapshot: &Snapsh
         })
         .collect();
     if let Some(events) = &snapshot.events {
-        // Only the queue's own APIs: its AssumeRole (events.role_arn) would share labels with a
-        // target's in the same account and region. Its failures show in
-        // events_receive_success and the log.
         let mut apis = vec![Api::ReceiveMessage, Api::DeleteMessageBatch];
         if snapshot.shard.is_sharded() {
             apis.push(Api::ChangeMessageVisibilityBatch);
@@ -547,7 +545,6 @@ fn render_targets(x: &mut Exposition, targets: &[&TargetView], snapshot: &Snapsh
 
     let discovery = &snapshot.discovery;
     if let Some((account, region, counters)) = &discovery.organization_caller {
-        // Only Organizations' own APIs: its AssumeRole would share labels with a target's.
         let apis = vec![
             Api::ListAccounts,
             Api::ListAccountsForParent,
@@ -565,6 +562,34 @@ fn render_targets(x: &mut Exposition, targets: &[&TargetView], snapshot: &Snapsh
         ));
     }
 
+    // Callers in one account and region (a target, discovery's DescribeRegions, the queue,
+    // Organizations) are one series set: their counts add up. A role assumed for the queue,
+    // Organizations or DescribeRegions shows as AssumeRole once it was.
+    let mut merged: Vec<(String, String, Vec<Api>, Vec<&ApiCounters>)> = Vec::new();
+    let mut index_of: HashMap<(String, String), usize> = HashMap::new();
+    let own = targets.len();
+    for (index, (account, region, mut apis, counters)) in callers.into_iter().enumerate() {
+        if index >= own && counters.requests(Api::AssumeRole) > 0 {
+            apis.push(Api::AssumeRole);
+        }
+        match index_of.get(&(account.clone(), region.clone())) {
+            Some(&i) => {
+                let (_, _, kept_apis, kept_counters) = &mut merged[i];
+                for api in apis {
+                    if !kept_apis.contains(&api) {
+                        kept_apis.push(api);
+                    }
+                }
+                kept_counters.push(counters);
+            }
+            None => {
+                index_of.insert((account.clone(), region.clone()), merged.len());
+                merged.push((account, region, apis, vec![counters]));
+            }
+        }
+    }
+    let callers = merged;
+
     const REQUESTS: &str = "fast_launch_exporter_aws_requests_total";
     x.family(
         REQUESTS,
@@ -580,7 +605,7 @@ fn render_targets(x: &mut Exposition, targets: &[&TargetView], snapshot: &Snapsh
                     ("aws_region", region),
                     ("api", api.as_str()),
                 ],
-                counters.requests(*api) as f64,
+                counters.iter().map(|c| c.requests(*api)).sum::<u64>() as f64,
             );
         }
     }
@@ -591,7 +616,11 @@ fn render_targets(x: &mut Exposition, targets: &[&TargetView], snapshot: &Snapsh
         "Failed AWS API attempts for the target, retried or not, by AWS error code (or timeout, connection, other).",
     );
     for (account, region, apis, counters) in &callers {
-        for ((api, code), count) in counters.errors() {
+        let mut errors: BTreeMap<(Api, &str), u64> = BTreeMap::new();
+        for ((api, code), count) in counters.iter().flat_map(|c| c.errors()) {
+            *errors.entry((api, code)).or_default() += count;
+        }
+        for ((api, code), count) in errors {
             // Only the APIs the caller exports requests for (see `callers`).
             if !apis.contains(&api) {
                 continue;

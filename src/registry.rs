@@ -179,6 +179,8 @@ struct State {
     resolved_ids: BTreeMap<String, String>,
     /// Which target serves each (account id, region): the first to claim it.
     claims: BTreeMap<(String, String), TargetKey>,
+    /// The (account id, region) each target claimed: the reverse of `claims`.
+    claimed: BTreeMap<TargetKey, (String, String)>,
     /// Targets of the first configuration not yet tried; readiness waits for them only.
     first_pending: Option<BTreeSet<TargetKey>>,
     ready: bool,
@@ -242,6 +244,7 @@ impl Registry {
                 semaphore: Arc::new(Semaphore::new(1)),
                 resolved_ids: BTreeMap::new(),
                 claims: BTreeMap::new(),
+                claimed: BTreeMap::new(),
                 first_pending: None,
                 ready: false,
                 plan_complete: true,
@@ -404,7 +407,7 @@ impl Registry {
             .collect();
         for key in &removed {
             state.targets.remove(key);
-            state.claims.retain(|_, owner| owner != key);
+            release_claim(&mut state, key);
         }
         report.removed = removed;
         let accounts: BTreeSet<&str> = wanted.keys().map(|k| k.account.as_str()).collect();
@@ -894,12 +897,22 @@ fn claim_in(state: &mut State, key: &TargetKey, account_id: &str) -> Result<(), 
         Some(_) => Ok(()),
         None => {
             // A target that claims a new (id, region) gives up any other it held.
-            state.claims.retain(|_, owner| owner != key);
-            state.claims.insert(claim, key.clone());
+            release_claim(state, key);
+            state.claims.insert(claim.clone(), key.clone());
+            state.claimed.insert(key.clone(), claim);
             if let Some(target) = state.targets.get_mut(key) {
                 target.duplicate_of = None;
             }
             Ok(())
+        }
+    }
+}
+
+/// Gives up the (account id, region) `key` holds, if any.
+fn release_claim(state: &mut State, key: &TargetKey) {
+    if let Some(claim) = state.claimed.remove(key) {
+        if state.claims.get(&claim) == Some(key) {
+            state.claims.remove(&claim);
         }
     }
 }

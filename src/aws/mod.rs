@@ -50,31 +50,83 @@ use crate::model::{
 use accounting::AttemptCounter;
 use cloudwatch::CloudWatchClient;
 
-/// The base AWS configuration every target's clients are built on: region, credentials chain,
+/// The base AWS configuration every target's calls are made with: region, credentials chain,
 /// endpoint. Opaque, so that no SDK type leaves this module.
+///
+/// One EC2 and one STS client serve the whole process: an SDK client holds tens of kilobytes of
+/// configuration and runtime plugins and takes a fraction of a millisecond to build, so with
+/// thousands of targets one client per target costs more memory and CPU than the calls. Each
+/// call carries its target's region, retry policy, retry partition, attempt counter and role
+/// credentials ([`PerCall`]).
 #[derive(Debug, Clone)]
 pub struct Base {
     sdk: SdkConfig,
+    ec2: aws_sdk_ec2::Client,
+    /// GetCallerIdentity and AssumeRole, always with the base credentials.
+    sts: aws_sdk_sts::Client,
     /// Role credentials by role (ARN, external id, session name, duration): one provider and
-    /// identity cache per account, shared by its targets in every region.
+    /// identity cache per account, shared by its targets in every region and by DescribeRegions.
     roles: Arc<std::sync::Mutex<HashMap<String, RoleCredentials>>>,
 }
 
-/// A role's credentials provider and the identity cache its clients share.
+/// A role's credentials provider and the identity cache its calls share.
 type RoleCredentials = (SharedCredentialsProvider, SharedIdentityCache);
 
+/// What a caller sets on each call of a shared client: its region, retry policy, its own retry
+/// partition (so one target's throttling never drains another's retry budget), its role's
+/// credentials (None: the base chain) and, per call, its attempt counter.
+#[derive(Debug, Clone)]
+struct PerCall {
+    region: Region,
+    retry: RetryConfig,
+    partition: RetryPartition,
+    role: Option<RoleCredentials>,
+}
+
+impl PerCall {
+    fn ec2(&self, counter: &AttemptCounter) -> aws_sdk_ec2::config::Builder {
+        let mut config = aws_sdk_ec2::config::Builder::default()
+            .region(self.region.clone())
+            .retry_config(self.retry.clone())
+            .retry_partition(self.partition.clone())
+            .interceptor(counter.clone());
+        if let Some((credentials, cache)) = &self.role {
+            config.set_credentials_provider(Some(credentials.clone()));
+            config = config.identity_cache(cache.clone());
+        }
+        config
+    }
+
+    /// STS is always called with the base credentials.
+    fn sts(&self, counter: &AttemptCounter) -> aws_sdk_sts::config::Builder {
+        aws_sdk_sts::config::Builder::default()
+            .region(self.region.clone())
+            .retry_config(self.retry.clone())
+            .retry_partition(self.partition.clone())
+            .interceptor(counter.clone())
+    }
+}
+
 impl Base {
+    fn new(sdk: SdkConfig) -> Base {
+        Base {
+            ec2: aws_sdk_ec2::Client::new(&sdk),
+            sts: aws_sdk_sts::Client::new(&sdk),
+            sdk,
+            roles: Arc::default(),
+        }
+    }
+
     /// The standard chain: environment, shared config and profile, SSO, web identity (IRSA),
     /// ECS and EKS Pod Identity, IMDS, `credential_process`; honours `AWS_ENDPOINT_URL*` and
     /// `AWS_REGION`.
     pub async fn from_environment() -> Base {
-        Base {
-            sdk: aws_config::defaults(BehaviorVersion::latest())
+        Base::new(
+            aws_config::defaults(BehaviorVersion::latest())
                 .http_client(shared_https_client())
                 .load()
                 .await,
-            roles: Arc::default(),
-        }
+        )
     }
 
     /// A fixed endpoint, region and static credentials: for the demo and tests against the
@@ -85,28 +137,27 @@ impl Base {
         access_key_id: &str,
         secret_access_key: &str,
     ) -> Base {
-        let sdk = aws_config::defaults(BehaviorVersion::latest())
-            .http_client(shared_https_client())
-            .region(Region::new(region.to_string()))
-            .credentials_provider(Credentials::new(
-                access_key_id,
-                secret_access_key,
-                None,
-                None,
-                "static",
-            ))
-            .endpoint_url(endpoint_url)
-            .load()
-            .await;
-        Base {
-            sdk,
-            roles: Arc::default(),
-        }
+        Base::new(
+            aws_config::defaults(BehaviorVersion::latest())
+                .http_client(shared_https_client())
+                .region(Region::new(region.to_string()))
+                .credentials_provider(Credentials::new(
+                    access_key_id,
+                    secret_access_key,
+                    None,
+                    None,
+                    "static",
+                ))
+                .endpoint_url(endpoint_url)
+                .load()
+                .await,
+        )
     }
 
     /// The credentials of `role`, shared by every target of its account: the role is assumed
-    /// once per account (by whichever target needs it first, and counted for that target), not
-    /// once per region. Built on first use, with an STS client in `region`.
+    /// once per account (by whichever target, or DescribeRegions, needs it first, and counted
+    /// for that caller: [`accounting::attributed`]), not once per region. Built on first use,
+    /// calling STS in `region`.
     fn role_credentials(
         &self,
         role: &RoleSpec,
@@ -121,27 +172,43 @@ impl Base {
         roles
             .entry(key)
             .or_insert_with(|| {
-                let counter = AttemptCounter::attributed();
-                let sts = sts_client(
-                    &self.sdk,
-                    region.clone(),
-                    retry.clone(),
+                self.assume_role(
+                    role,
+                    region,
+                    retry,
                     format!("fast-launch-sts-{}", role.arn),
-                    &counter,
-                );
-                (
-                    SharedCredentialsProvider::new(AssumeRoleCredentials {
-                        sts,
-                        counter,
-                        role: role.clone(),
-                    }),
-                    // The lazy cache renews credentials shortly before they expire (10 s plus
-                    // jitter by default); it is checked before every attempt, so each page is
-                    // signed with credentials that are still valid.
-                    IdentityCache::lazy().build(),
+                    AttemptCounter::attributed(),
                 )
             })
             .clone()
+    }
+
+    /// AssumeRole credentials for `role`, counted on `counter`, with their own identity cache.
+    /// The lazy cache renews credentials shortly before they expire (10 s plus jitter by
+    /// default); it is checked before every attempt, so each page is signed with credentials
+    /// that are still valid.
+    fn assume_role(
+        &self,
+        role: &RoleSpec,
+        region: &Region,
+        retry: &RetryConfig,
+        partition: String,
+        counter: AttemptCounter,
+    ) -> RoleCredentials {
+        (
+            SharedCredentialsProvider::new(AssumeRoleCredentials {
+                sts: self.sts.clone(),
+                per_call: PerCall {
+                    region: region.clone(),
+                    retry: retry.clone(),
+                    partition: RetryPartition::new(partition),
+                    role: None,
+                },
+                counter,
+                role: role.clone(),
+            }),
+            IdentityCache::lazy().build(),
+        )
     }
 
     /// The region the environment names (`AWS_REGION`, the profile), if any.
@@ -177,7 +244,7 @@ impl Connect for Base {
         max_attempts: u32,
         sink: Arc<dyn AttemptSink>,
     ) -> Arc<dyn Queue> {
-        Arc::new(sqs::QueueClient::new(&self.sdk, queue, max_attempts, sink))
+        Arc::new(sqs::QueueClient::new(self, queue, max_attempts, sink))
     }
 
     fn connect(
@@ -192,7 +259,13 @@ impl Connect for Base {
             .role
             .as_ref()
             .map(|role| self.role_credentials(role, &region, &retry));
-        Arc::new(TargetClient::new(&self.sdk, spec, role, retry, sink))
+        let per_call = PerCall {
+            region,
+            retry,
+            partition: RetryPartition::new(format!("fast-launch-{}", spec.key)),
+            role,
+        };
+        Arc::new(TargetClient::new(self, spec, per_call, sink))
     }
 
     fn home_region(&self) -> Option<String> {
@@ -214,14 +287,14 @@ impl Connect for Base {
             .retry_config(retry.clone())
             .retry_partition(RetryPartition::new("fast-launch-organizations"))
             .interceptor(counter.clone());
-        if let Some((credentials, cache)) = role_credentials(
-            &self.sdk,
-            role,
-            region,
-            retry,
-            "fast-launch-organizations-sts",
-            &counter,
-        ) {
+        if let Some(role) = role {
+            let (credentials, cache) = self.assume_role(
+                role,
+                &region,
+                &retry,
+                "fast-launch-organizations-sts".to_string(),
+                counter.clone(),
+            );
             config.set_credentials_provider(Some(credentials));
             config = config.identity_cache(cache);
         }
@@ -238,64 +311,33 @@ impl Connect for Base {
         max_attempts: u32,
         sink: Arc<dyn AttemptSink>,
     ) -> Arc<dyn RegionList> {
+        let region = Region::new(region.to_string());
+        let retry = RetryConfig::standard().with_max_attempts(max_attempts);
         let partition = format!(
             "fast-launch-regions-{}",
             role.map_or("base", |r| r.account_id.as_str())
         );
-        let region = Region::new(region.to_string());
-        let retry = RetryConfig::standard().with_max_attempts(max_attempts);
-        let counter = AttemptCounter::new(sink);
-        let mut config = aws_sdk_ec2::config::Builder::from(&self.sdk)
-            .region(region.clone())
-            .retry_config(retry.clone())
-            .retry_partition(RetryPartition::new(partition.clone()))
-            .interceptor(counter.clone());
-        if let Some((credentials, cache)) = role_credentials(
-            &self.sdk,
-            role,
-            region,
-            retry,
-            &format!("{partition}-sts"),
-            &counter,
-        ) {
-            config.set_credentials_provider(Some(credentials));
-            config = config.identity_cache(cache);
-        }
         Arc::new(organizations::RegionClient {
-            ec2: aws_sdk_ec2::Client::from_conf(config.build()),
-            counter,
+            ec2: self.ec2.clone(),
+            per_call: PerCall {
+                role: role.map(|role| self.role_credentials(role, &region, &retry)),
+                region,
+                retry,
+                partition: RetryPartition::new(partition),
+            },
+            counter: AttemptCounter::new(sink.clone()),
+            sink,
         })
     }
 }
 
-/// AssumeRole credentials for `role` (None: the base credentials, nothing to set), made with an
-/// STS client that reports into `counter`, with their own identity cache.
-fn role_credentials(
-    base: &SdkConfig,
-    role: Option<&RoleSpec>,
-    region: Region,
-    retry: RetryConfig,
-    partition: &str,
-    counter: &AttemptCounter,
-) -> Option<(SharedCredentialsProvider, SharedIdentityCache)> {
-    let role = role?;
-    let sts = sts_client(base, region, retry, partition.to_string(), counter);
-    Some((
-        SharedCredentialsProvider::new(AssumeRoleCredentials {
-            sts,
-            counter: counter.clone(),
-            role: role.clone(),
-        }),
-        IdentityCache::lazy().build(),
-    ))
-}
-
-/// Credentials from STS AssumeRole, made with the target's own STS client so that its attempts
-/// and errors are counted for the target. The EC2 client's identity cache keeps them until
-/// shortly before they expire, so a role is not assumed again on every collection.
+/// Credentials from STS AssumeRole, with attempts and errors counted on `counter`. The identity
+/// cache they come with keeps them until shortly before they expire, so a role is not assumed
+/// again on every collection.
 #[derive(Debug)]
 struct AssumeRoleCredentials {
     sts: aws_sdk_sts::Client,
+    per_call: PerCall,
     counter: AttemptCounter,
     role: RoleSpec,
 }
@@ -314,11 +356,16 @@ impl AssumeRoleCredentials {
             request = request.duration_seconds(duration.as_secs() as i32);
         }
         self.counter.start_call();
-        let output = request.send().await.map_err(|e| {
-            let mut error = errors::from_sdk(Api::AssumeRole, &e, self.counter.call_attempts());
-            error.message = format!("{}: {}", self.role.arn, error.message);
-            CredentialsError::provider_error(error)
-        })?;
+        let output = request
+            .customize()
+            .config_override(self.per_call.sts(&self.counter))
+            .send()
+            .await
+            .map_err(|e| {
+                let mut error = errors::from_sdk(Api::AssumeRole, &e, self.counter.call_attempts());
+                error.message = format!("{}: {}", self.role.arn, error.message);
+                CredentialsError::provider_error(error)
+            })?;
         let Some(credentials) = output.credentials() else {
             return Err(CredentialsError::provider_error(ApiError::new(
                 Api::AssumeRole,
@@ -346,31 +393,14 @@ impl ProvideCredentials for AssumeRoleCredentials {
     }
 }
 
-/// An STS client in `region` with the exporter's retry policy, its own retry partition and the
-/// attempt counter: for GetCallerIdentity and for AssumeRole credentials.
-fn sts_client(
-    base: &SdkConfig,
-    region: Region,
-    retry: RetryConfig,
-    partition: String,
-    counter: &AttemptCounter,
-) -> aws_sdk_sts::Client {
-    aws_sdk_sts::Client::from_conf(
-        aws_sdk_sts::config::Builder::from(base)
-            .region(region)
-            .retry_config(retry)
-            .retry_partition(RetryPartition::new(partition))
-            .interceptor(counter.clone())
-            .build(),
-    )
-}
-
-/// The AWS clients of one target (account, region).
+/// The AWS calls of one target (account, region): the process's shared clients, called with
+/// the target's region, retry partition, credentials and counters.
 #[derive(Debug, Clone)]
 struct TargetClient {
     ec2: aws_sdk_ec2::Client,
     /// For GetCallerIdentity: base-credentials targets only (a role's account id is known).
     sts: Option<aws_sdk_sts::Client>,
+    per_call: PerCall,
     /// Present when the target reads the CloudWatch fast launch metrics.
     cloudwatch: Option<CloudWatchClient>,
     ec2_counter: AttemptCounter,
@@ -381,46 +411,25 @@ struct TargetClient {
 }
 
 impl TargetClient {
-    /// Builds the clients: the SDK's standard retry mode, a retry partition of the target's own
-    /// (so one target's throttling never drains another's retry budget), and the account's
-    /// shared role credentials when the spec has a role (EC2 and CloudWatch use the same ones).
+    /// The target's calls, and a CloudWatch client of its own when the spec reads CloudWatch
+    /// (with the same role credentials as EC2).
     fn new(
-        base: &SdkConfig,
+        base: &Base,
         spec: &TargetSpec,
-        role: Option<RoleCredentials>,
-        retry: RetryConfig,
+        per_call: PerCall,
         sink: Arc<dyn AttemptSink>,
     ) -> TargetClient {
-        let region = Region::new(spec.key.region.clone());
-        let partition = format!("fast-launch-{}", spec.key);
-        let sts_counter = AttemptCounter::new(sink.clone());
-        let ec2_counter = AttemptCounter::new(sink.clone());
-        let sts = role.is_none().then(|| {
-            sts_client(
-                base,
-                region.clone(),
-                retry.clone(),
-                format!("{partition}-sts"),
-                &sts_counter,
-            )
-        });
-        let mut ec2_config = aws_sdk_ec2::config::Builder::from(base)
-            .region(region.clone())
-            .retry_config(retry.clone())
-            .retry_partition(RetryPartition::new(partition.clone()))
-            .interceptor(ec2_counter.clone());
-        if let Some((credentials, cache)) = &role {
-            ec2_config.set_credentials_provider(Some(credentials.clone()));
-            ec2_config = ec2_config.identity_cache(cache.clone());
-        }
         let cloudwatch = spec.cloudwatch.map(|_| {
             let counter = AttemptCounter::new(sink.clone());
-            let mut config = aws_sdk_cloudwatch::config::Builder::from(base)
-                .region(region)
-                .retry_config(retry)
-                .retry_partition(RetryPartition::new(format!("{partition}-cloudwatch")))
+            let mut config = aws_sdk_cloudwatch::config::Builder::from(&base.sdk)
+                .region(per_call.region.clone())
+                .retry_config(per_call.retry.clone())
+                .retry_partition(RetryPartition::new(format!(
+                    "fast-launch-{}-cloudwatch",
+                    spec.key
+                )))
                 .interceptor(counter.clone());
-            if let Some((credentials, cache)) = &role {
+            if let Some((credentials, cache)) = &per_call.role {
                 config.set_credentials_provider(Some(credentials.clone()));
                 config = config.identity_cache(cache.clone());
             }
@@ -430,11 +439,12 @@ impl TargetClient {
             }
         });
         TargetClient {
-            ec2: aws_sdk_ec2::Client::from_conf(ec2_config.build()),
-            sts,
+            ec2: base.ec2.clone(),
+            sts: per_call.role.is_none().then(|| base.sts.clone()),
+            per_call,
             cloudwatch,
-            ec2_counter,
-            sts_counter,
+            ec2_counter: AttemptCounter::new(sink.clone()),
+            sts_counter: AttemptCounter::new(sink.clone()),
             sink,
         }
     }
@@ -448,9 +458,15 @@ impl TargetClient {
             ));
         };
         self.sts_counter.start_call();
-        let output = sts.get_caller_identity().send().await.map_err(|e| {
-            errors::from_sdk(Api::GetCallerIdentity, &e, self.sts_counter.call_attempts())
-        })?;
+        let output = sts
+            .get_caller_identity()
+            .customize()
+            .config_override(self.per_call.sts(&self.sts_counter))
+            .send()
+            .await
+            .map_err(|e| {
+                errors::from_sdk(Api::GetCallerIdentity, &e, self.sts_counter.call_attempts())
+            })?;
         output.account().map(str::to_string).ok_or_else(|| {
             ApiError::new(
                 Api::GetCallerIdentity,
@@ -466,6 +482,8 @@ impl TargetClient {
             .ec2
             .describe_fast_launch_images()
             .dry_run(true)
+            .customize()
+            .config_override(self.per_call.ec2(&self.ec2_counter))
             .send()
             .await;
         match result {
@@ -503,33 +521,45 @@ impl TargetClient {
                     .build()
             })
             .collect();
-        let mut request = self
-            .ec2
-            .describe_fast_launch_images()
-            .max_results(page_size);
-        if !query.image_ids.is_empty() {
-            request = request.set_image_ids(Some(query.image_ids.clone()));
-        }
-        if !filters.is_empty() {
-            request = request.set_filters(Some(filters));
-        }
-        let mut items = request.into_paginator().items().send();
+        // Page by page with the target's settings on each call (the SDK's paginator would
+        // drop them); like the paginator, a token repeated stops the listing.
         let mut images = Vec::new();
+        let mut token: Option<String> = None;
         loop {
             self.ec2_counter.start_call();
-            let Some(item) = items.next().await else {
-                break;
-            };
-            let item = item.map_err(|e| {
-                errors::from_sdk(
-                    Api::DescribeFastLaunchImages,
-                    &e,
-                    self.ec2_counter.call_attempts(),
-                )
-            })?;
-            images.push(convert_image(item));
+            let page = self
+                .ec2
+                .describe_fast_launch_images()
+                .max_results(page_size)
+                .set_image_ids((!query.image_ids.is_empty()).then(|| query.image_ids.clone()))
+                .set_filters((!filters.is_empty()).then(|| filters.clone()))
+                .set_next_token(token.clone())
+                .customize()
+                .config_override(self.per_call.ec2(&self.ec2_counter))
+                .send()
+                .await
+                .map_err(|e| {
+                    errors::from_sdk(
+                        Api::DescribeFastLaunchImages,
+                        &e,
+                        self.ec2_counter.call_attempts(),
+                    )
+                })?;
+            let next = page
+                .next_token()
+                .filter(|t| !t.is_empty())
+                .map(str::to_string);
+            images.extend(
+                page.fast_launch_images
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(convert_image),
+            );
+            if next.is_none() || next == token {
+                return Ok(images);
+            }
+            token = next;
         }
-        Ok(images)
     }
 }
 

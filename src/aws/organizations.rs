@@ -3,18 +3,24 @@
 //! attempt counting.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use super::accounting::AttemptCounter;
 use super::errors;
-use crate::calls::{Api, ApiError};
+use crate::calls::{Api, ApiError, AttemptSink};
 use crate::collector::BoxFuture;
-use crate::discovery::{OrgAccount, Organization, RegionList};
+use crate::discovery::{AccountPages, OrgAccount, Organization, RegionList};
 
 /// The Organizations client of discovery.
 #[derive(Debug)]
 pub(crate) struct OrganizationClient {
     pub(crate) client: aws_sdk_organizations::Client,
     pub(crate) counter: AttemptCounter,
+}
+
+/// Sends a page's accounts on (the receiver gone: the listing was given up, nothing to do).
+fn send_page(out: &AccountPages, accounts: &[aws_sdk_organizations::types::Account]) {
+    let _ = out.send(accounts.iter().filter_map(convert).collect());
 }
 
 fn convert(account: &aws_sdk_organizations::types::Account) -> Option<OrgAccount> {
@@ -30,30 +36,28 @@ fn convert(account: &aws_sdk_organizations::types::Account) -> Option<OrgAccount
 }
 
 impl OrganizationClient {
-    async fn all_accounts(&self) -> Result<Vec<OrgAccount>, ApiError> {
-        let mut accounts = Vec::new();
+    async fn all_accounts(&self, out: &AccountPages) -> Result<(), ApiError> {
         for_each_page!(
             self.counter,
             Api::ListAccounts,
             self.client.list_accounts().into_paginator().send(),
-            |page| { accounts.extend(page.accounts().iter().filter_map(convert)) }
+            |page| { send_page(out, page.accounts()) }
         );
-        Ok(accounts)
+        Ok(())
     }
 
     /// The accounts directly under `parent`.
-    async fn accounts_under(&self, parent: &str) -> Result<Vec<OrgAccount>, ApiError> {
+    async fn accounts_under(&self, parent: &str, out: &AccountPages) -> Result<(), ApiError> {
         let pages = self
             .client
             .list_accounts_for_parent()
             .parent_id(parent)
             .into_paginator()
             .send();
-        let mut accounts = Vec::new();
         for_each_page!(self.counter, Api::ListAccountsForParent, pages, |page| {
-            accounts.extend(page.accounts().iter().filter_map(convert))
+            send_page(out, page.accounts())
         });
-        Ok(accounts)
+        Ok(())
     }
 
     /// The OUs directly under `parent`.
@@ -80,22 +84,21 @@ impl OrganizationClient {
         Ok(units)
     }
 
-    async fn accounts(&self, parents: &[String]) -> Result<Vec<OrgAccount>, ApiError> {
+    async fn accounts(&self, parents: &[String], out: AccountPages) -> Result<(), ApiError> {
         if parents.is_empty() {
-            return self.all_accounts().await;
+            return self.all_accounts(&out).await;
         }
         // Depth first through the OU tree; an OU listed twice is walked once.
         let mut queue: Vec<String> = parents.to_vec();
         let mut walked = std::collections::BTreeSet::new();
-        let mut accounts = Vec::new();
         while let Some(parent) = queue.pop() {
             if !walked.insert(parent.clone()) {
                 continue;
             }
-            accounts.extend(self.accounts_under(&parent).await?);
+            self.accounts_under(&parent, &out).await?;
             queue.extend(self.units_under(&parent).await?);
         }
-        Ok(accounts)
+        Ok(())
     }
 
     async fn tags(&self, account_id: &str) -> Result<BTreeMap<String, String>, ApiError> {
@@ -140,8 +143,9 @@ impl Organization for OrganizationClient {
     fn accounts<'a>(
         &'a self,
         parents: &'a [String],
-    ) -> BoxFuture<'a, Result<Vec<OrgAccount>, ApiError>> {
-        Box::pin(OrganizationClient::accounts(self, parents))
+        pages: AccountPages,
+    ) -> BoxFuture<'a, Result<(), ApiError>> {
+        Box::pin(OrganizationClient::accounts(self, parents, pages))
     }
 
     fn tags<'a>(
@@ -156,11 +160,15 @@ impl Organization for OrganizationClient {
     }
 }
 
-/// `ec2:DescribeRegions` in one account.
+/// `ec2:DescribeRegions` in one account, through the shared EC2 client of its credentials (the
+/// role assumed here is the one its targets then use).
 #[derive(Debug)]
 pub(crate) struct RegionClient {
     pub(crate) ec2: aws_sdk_ec2::Client,
+    pub(super) per_call: super::PerCall,
     pub(crate) counter: AttemptCounter,
+    /// Where the AssumeRole attempts of the account's shared credentials are counted.
+    pub(crate) sink: Arc<dyn AttemptSink>,
 }
 
 impl RegionClient {
@@ -170,6 +178,8 @@ impl RegionClient {
             .ec2
             .describe_regions()
             .all_regions(true)
+            .customize()
+            .config_override(self.per_call.ec2(&self.counter))
             .send()
             .await
             .map_err(|e| {
@@ -187,6 +197,9 @@ impl RegionClient {
 
 impl RegionList for RegionClient {
     fn enabled_regions(&self) -> BoxFuture<'_, Result<Vec<String>, ApiError>> {
-        Box::pin(RegionClient::enabled_regions(self))
+        Box::pin(super::accounting::attributed(
+            &self.sink,
+            RegionClient::enabled_regions(self),
+        ))
     }
 }

@@ -5,15 +5,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_config::SdkConfig;
 use aws_sdk_ec2::config::retry::{RetryConfig, RetryPartition};
-use aws_sdk_ec2::config::{IdentityCache, Region};
+use aws_sdk_ec2::config::Region;
 use aws_sdk_sqs::types::{
     BatchResultErrorEntry, ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
 };
 
 use super::accounting::AttemptCounter;
-use super::{errors, sts_client, AssumeRoleCredentials};
+use super::errors;
 use crate::calls::{Api, ApiError, AttemptSink, ErrorCode};
 use crate::collector::BoxFuture;
 use crate::events::{Queue, QueueMessage};
@@ -29,7 +28,7 @@ pub(crate) struct QueueClient {
 
 impl QueueClient {
     pub(crate) fn new(
-        base: &SdkConfig,
+        base: &super::Base,
         queue: &QueueSpec,
         max_attempts: u32,
         sink: Arc<dyn AttemptSink>,
@@ -37,26 +36,21 @@ impl QueueClient {
         let region = Region::new(queue.region.clone());
         let retry = RetryConfig::standard().with_max_attempts(max_attempts);
         let counter = AttemptCounter::new(sink);
-        let mut config = aws_sdk_sqs::config::Builder::from(base)
+        let mut config = aws_sdk_sqs::config::Builder::from(&base.sdk)
             .region(region.clone())
             .retry_config(retry.clone())
             .retry_partition(RetryPartition::new("fast-launch-events"))
             .interceptor(counter.clone());
         if let Some(role) = &queue.role {
-            let sts = sts_client(
-                base,
-                region,
-                retry,
+            let (credentials, cache) = base.assume_role(
+                role,
+                &region,
+                &retry,
                 "fast-launch-events-sts".to_string(),
-                &counter,
+                counter.clone(),
             );
-            config = config
-                .credentials_provider(AssumeRoleCredentials {
-                    sts,
-                    counter: counter.clone(),
-                    role: role.clone(),
-                })
-                .identity_cache(IdentityCache::lazy().build());
+            config.set_credentials_provider(Some(credentials));
+            config = config.identity_cache(cache);
         }
         QueueClient {
             sqs: aws_sdk_sqs::Client::from_conf(config.build()),
