@@ -307,6 +307,26 @@ async fn regions_all_lists_each_accounts_enabled_regions_and_falls_back_when_it_
         value(&text, "fast_launch_exporter_targets", &[]),
         Some(36.0)
     );
+    // DescribeRegions and the account's targets in every region share the role's credentials:
+    // each role is assumed once, and every AssumeRole sent is counted in the metrics.
+    let assumed: Vec<String> = sim
+        .world()
+        .received()
+        .iter()
+        .filter(|r| r.action == "AssumeRole")
+        .filter_map(|r| r.param("RoleArn").map(str::to_string))
+        .collect();
+    assert_eq!(assumed.len(), 2, "{assumed:?}");
+    assert_eq!(assumed.iter().collect::<BTreeSet<_>>().len(), 2, "{assumed:?}");
+    let counted: f64 = find(
+        &text,
+        "fast_launch_exporter_aws_requests_total",
+        &[("api", "AssumeRole")],
+    )
+    .iter()
+    .map(|s| s.value)
+    .sum();
+    assert_eq!(counted, 2.0, "{text}");
 }
 
 /// Starts one exporter per shard, each against its own copy of the same world.
