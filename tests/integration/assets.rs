@@ -72,11 +72,11 @@ fn every_json_and_yaml_file_under_deploy_parses() {
 #[test]
 fn prometheus_rule_carries_exactly_the_alerts_file() {
     let alerts = yaml(&root().join("deploy/prometheus/alerts.yaml"));
-    let rule = yaml(&root().join("deploy/kubernetes/prometheusrule.yaml"));
+    let rule = yaml(&root().join("deploy/kubernetes/base/prometheusrule.yaml"));
     assert_eq!(rule["kind"], Value::from("PrometheusRule"));
     assert_eq!(
         rule["spec"]["groups"], alerts["groups"],
-        "deploy/kubernetes/prometheusrule.yaml differs from alerts.yaml"
+        "deploy/kubernetes/base/prometheusrule.yaml differs from alerts.yaml"
     );
 }
 
@@ -616,7 +616,7 @@ fn the_runbook_base_is_set_in_one_place_for_every_alert() {
     }
     // A copy of the base with only the `runbook_base` line changed.
     let copy = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(root().join("deploy/kubernetes")).unwrap() {
+    for entry in std::fs::read_dir(root().join("deploy/kubernetes/base")).unwrap() {
         let path = entry.unwrap().path();
         if path.is_file() {
             std::fs::copy(&path, copy.path().join(path.file_name().unwrap())).unwrap();

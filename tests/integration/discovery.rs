@@ -317,7 +317,11 @@ async fn regions_all_lists_each_accounts_enabled_regions_and_falls_back_when_it_
         .filter_map(|r| r.param("RoleArn").map(str::to_string))
         .collect();
     assert_eq!(assumed.len(), 2, "{assumed:?}");
-    assert_eq!(assumed.iter().collect::<BTreeSet<_>>().len(), 2, "{assumed:?}");
+    assert_eq!(
+        assumed.iter().collect::<BTreeSet<_>>().len(),
+        2,
+        "{assumed:?}"
+    );
     let counted: f64 = find(
         &text,
         "fast_launch_exporter_aws_requests_total",

@@ -224,15 +224,15 @@ fn exporter_role_trusts_irsa_for_the_exporters_service_account() {
         parameters["ServiceAccount"]["Default"],
         "fast-launch-exporter"
     );
-    let account = yaml(&root().join("deploy/kubernetes/serviceaccount.yaml"));
+    let account = yaml(&root().join("deploy/kubernetes/base/serviceaccount.yaml"));
     assert_eq!(
         account["metadata"]["name"], parameters["ServiceAccount"]["Default"],
-        "deploy/kubernetes/serviceaccount.yaml"
+        "deploy/kubernetes/base/serviceaccount.yaml"
     );
-    let namespace = yaml(&root().join("deploy/kubernetes/namespace.yaml"));
+    let namespace = yaml(&root().join("deploy/kubernetes/base/namespace.yaml"));
     assert_eq!(
         namespace["metadata"]["name"], parameters["Namespace"]["Default"],
-        "deploy/kubernetes/namespace.yaml"
+        "deploy/kubernetes/base/namespace.yaml"
     );
     // The issuer without its scheme: that is how IAM names the provider and its condition keys.
     let provider_pattern = str_of(&parameters["OidcProvider"]["AllowedPattern"]);

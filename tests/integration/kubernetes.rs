@@ -32,6 +32,7 @@ const COMPONENTS: &[&str] = &[
     "kube-prometheus-rbac",
     "kube-prometheus-stack",
     "plain-prometheus",
+    "sharded",
     "web-auth-basic",
     "web-auth-mtls",
 ];
@@ -122,8 +123,14 @@ fn named<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {kind} {name}"))
 }
 
+/// The exporter's pod: the Deployment's, or the StatefulSet's (the sharded component).
 fn pod(docs: &[Value]) -> &Value {
-    &one(docs, "Deployment")["spec"]["template"]["spec"]
+    let workloads: Vec<&Value> = docs
+        .iter()
+        .filter(|d| d["kind"] == "Deployment" || d["kind"] == "StatefulSet")
+        .collect();
+    assert_eq!(workloads.len(), 1, "one Deployment or StatefulSet");
+    &workloads[0]["spec"]["template"]["spec"]
 }
 
 fn container(docs: &[Value]) -> &Value {

@@ -1,6 +1,7 @@
 //! The deploy assets of account discovery from AWS Organizations, `regions: all` and sharding:
 //! the org reader role and its policies (deploy/iam), ec2:DescribeRegions in the reader and
-//! exporter policies, the sharded kustomize component (deploy/kubernetes/sharded) and its alerts.
+//! exporter policies, the sharded kustomize overlay (deploy/kubernetes/sharded) and component
+//! (deploy/kubernetes/components/sharded), and their alerts.
 //! cfn-lint runs over the new template with every other one (iam.rs).
 
 use std::path::PathBuf;
@@ -302,7 +303,7 @@ fn render_user_overlay(kustomization: &str) -> Vec<Value> {
     render(&here)
 }
 
-/// The base, the components in order, then the sharded component.
+/// The base, the components in order, then the sharded component: a user's overlay.
 fn render_sharded(components: &[&str]) -> Vec<Value> {
     let mut text = "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n\
                     resources:\n  - {base}\ncomponents:\n"
@@ -310,7 +311,7 @@ fn render_sharded(components: &[&str]) -> Vec<Value> {
     for component in components {
         text.push_str(&format!("  - {{base}}/components/{component}\n"));
     }
-    text.push_str("  - {base}/sharded\n");
+    text.push_str("  - {base}/components/sharded\n");
     render_user_overlay(&text)
 }
 
@@ -375,16 +376,20 @@ fn without_sharding(pod: &Value) -> Value {
     pod
 }
 
+/// `kubectl kustomize deploy/kubernetes/sharded`, as shipped.
 #[test]
-fn sharded_component_renders_a_statefulset_with_one_shard_per_replica() {
-    if !kubectl_available("sharded_component_renders_a_statefulset_with_one_shard_per_replica") {
+fn sharded_overlay_renders_a_statefulset_with_one_shard_per_replica() {
+    if !kubectl_available("sharded_overlay_renders_a_statefulset_with_one_shard_per_replica") {
         return;
     }
-    // A component: kustomize refuses an overlay inside its base's folder.
     let kustomization = yaml(&sharded_dir().join("kustomization.yaml"));
-    assert_eq!(kustomization["kind"], "Component");
+    assert_eq!(kustomization["kind"], "Kustomization");
+    let component = yaml(&base_dir().join("components/sharded/kustomization.yaml"));
+    assert_eq!(component["kind"], "Component");
+    // The overlay is the base plus the component, as a user's overlay would put them.
+    let docs = render(&sharded_dir());
+    assert_eq!(docs, render_sharded(&[]));
 
-    let docs = render_sharded(&[]);
     assert!(
         all(&docs, "Deployment").is_empty(),
         "the Deployment is gone"
