@@ -249,6 +249,21 @@ impl Planner {
         let regions = self
             .regions(&accounts, config, &mut state, region_calls)
             .await;
+        // The DescribeRegions series of accounts no longer listed (or no longer `regions: all`)
+        // go, as their targets' series do.
+        let listing: BTreeSet<(String, String)> = accounts
+            .iter()
+            .filter(|a| a.all_regions)
+            .map(|a| {
+                let id = a
+                    .configured_account_id()
+                    .map(str::to_string)
+                    .or_else(|| state.base_account_id.clone())
+                    .unwrap_or_default();
+                (id, self.regions_region(a))
+            })
+            .collect();
+        state.region_counters.retain(|key, _| listing.contains(key));
         let mut plan_accounts = Vec::with_capacity(accounts.len());
         let mut specs = Vec::new();
         for (account, regions) in accounts.into_iter().zip(regions) {
@@ -390,6 +405,16 @@ impl Planner {
         }
     }
 
+    /// Where DescribeRegions is called for `account`: its first configured region (the
+    /// fallback list), else the home region.
+    fn regions_region(&self, account: &AccountConfig) -> String {
+        account
+            .regions
+            .first()
+            .cloned()
+            .unwrap_or_else(|| self.home_region.clone())
+    }
+
     /// Starts the DescribeRegions call of `account` if it has `regions: all` and its call was
     /// not started yet: in the account's first configured region (or the home region), under
     /// the discovery's concurrency bound, bounded by `collection.timeout`.
@@ -405,11 +430,7 @@ impl Planner {
         if !account.all_regions || calls.calls.contains_key(&key) {
             return;
         }
-        let region = account
-            .regions
-            .first()
-            .cloned()
-            .unwrap_or_else(|| self.home_region.clone());
+        let region = self.regions_region(account);
         let account_id = account
             .configured_account_id()
             .or(base_account_id)
