@@ -623,7 +623,7 @@ pub fn demo_config(options: &DemoOptions) -> Config {
 /// Runs the simulator on a loopback port and the normal exporter against it until `shutdown`.
 pub async fn run(
     options: DemoOptions,
-    listener: TcpListener,
+    listeners: Vec<TcpListener>,
     web: WebOptions,
     shutdown: CancellationToken,
 ) -> Result<(), String> {
@@ -635,8 +635,9 @@ pub async fn run(
         .map_err(|e| format!("cannot start the simulator: {e}"))?;
     // The ordinary endpoint override, as AWS_ENDPOINT_URL would set it, with static credentials.
     let base = Base::with_endpoint(&simulator.url(), DEMO_REGIONS[0], DEMO_KEY, DEMO_SECRET).await;
-    let address = listener
-        .local_addr()
+    let address = listeners
+        .first()
+        .and_then(|l| l.local_addr().ok())
         .map(|a| a.to_string())
         .unwrap_or_default();
     let (account, region, image) = pinned_failed_image();
@@ -676,7 +677,7 @@ pub async fn run(
         crate::run(
             demo_config(&options),
             base,
-            listener,
+            listeners,
             web,
             None,
             shutdown.clone()

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use flate2::write::GzEncoder;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::server::conn::http1;
@@ -43,28 +43,110 @@ pub struct AppState {
     pub reload: tokio::sync::mpsc::Sender<crate::ReloadRequest>,
     /// TLS, basic auth and extra headers.
     pub web_config: WebConfig,
+    /// `--web.max-requests`: the `/metrics` requests served at once (None: no limit); one more
+    /// is answered 503 at once, as the exporter-toolkit does.
+    pub scrapes: Option<Arc<Semaphore>>,
 }
 
-type Body = Full<Bytes>;
+type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 
-/// Serves HTTP on `listener` until `shutdown` is cancelled, then stops accepting and lets
+/// A whole body in memory.
+fn full(bytes: Bytes) -> Body {
+    Full::new(bytes).boxed()
+}
+
+/// The size of the frames a [`Permitted`] body hands out.
+const FRAME: usize = 64 * 1024;
+
+/// A body that holds a `--web.max-requests` permit until it is sent (or the client goes), so
+/// that the cap counts the requests whose bodies are still being written. It hands its bytes
+/// out in frames of [`FRAME`] (slices, not copies): hyper drops a body once it has taken the
+/// last frame, and takes frames only as fast as the client reads.
+struct Permitted {
+    rest: Bytes,
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl hyper::body::Body for Permitted {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        if self.rest.is_empty() {
+            return std::task::Poll::Ready(None);
+        }
+        let take = self.rest.len().min(FRAME);
+        let frame = self.rest.split_to(take);
+        std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(frame))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.rest.is_empty()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.rest.len() as u64)
+    }
+}
+
+/// Serves HTTP on every listener until `shutdown` is cancelled, then stops accepting and lets
 /// in-flight requests finish (up to a few seconds).
+///
+/// Connections are not what is capped: an idle or slow connection costs a task and a small
+/// buffer, and holds back no scrape (the header timeout closes it). The work is capped instead:
+/// `--web.max-requests` concurrent `/metrics` requests (see [`AppState::scrapes`]), and
+/// `max_connections` open connections only when set (0: no cap but the file descriptors).
 pub async fn serve(
-    listener: TcpListener,
+    listeners: Vec<TcpListener>,
     state: Arc<AppState>,
     max_connections: usize,
     shutdown: CancellationToken,
 ) {
-    let graceful = GracefulShutdown::new();
-    // At the cap, new connections wait in the kernel's backlog until one closes.
-    let connections = Arc::new(Semaphore::new(max_connections.max(1)));
+    let graceful = Arc::new(GracefulShutdown::new());
+    let connections = (max_connections > 0).then(|| Arc::new(Semaphore::new(max_connections)));
+    let mut accepting = tokio::task::JoinSet::new();
+    for listener in listeners {
+        accepting.spawn(accept(
+            listener,
+            state.clone(),
+            connections.clone(),
+            graceful.clone(),
+            shutdown.clone(),
+        ));
+    }
+    while accepting.join_next().await.is_some() {}
+    info!("HTTP server stopped accepting; draining requests");
+    let graceful = Arc::into_inner(graceful).expect("every accept loop has ended");
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        warn!("some HTTP connections did not finish in time");
+    }
+}
+
+/// Accepts connections on one listener until `shutdown`.
+async fn accept(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    connections: Option<Arc<Semaphore>>,
+    graceful: Arc<GracefulShutdown>,
+    shutdown: CancellationToken,
+) {
     loop {
-        let permit = tokio::select! {
-            permit = connections.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break,
+        // At the cap (when set), new connections wait in the kernel's backlog until one closes.
+        let permit = match &connections {
+            None => None,
+            Some(connections) => tokio::select! {
+                permit = connections.clone().acquire_owned() => match permit {
+                    Ok(permit) => Some(permit),
+                    Err(_) => break,
+                },
+                _ = shutdown.cancelled() => break,
             },
-            _ = shutdown.cancelled() => break,
         };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -97,13 +179,6 @@ pub async fn serve(
             drop(permit);
         });
     }
-    info!("HTTP server stopped accepting; draining requests");
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        warn!("some HTTP connections did not finish in time");
-    }
 }
 
 /// Serves HTTP/1.1 on one accepted (and, with TLS, handshaken) connection.
@@ -131,7 +206,15 @@ async fn serve_connection<S>(
 
 /// Authenticates, routes, and adds the configured headers.
 async fn respond(state: &Arc<AppState>, request: Request<Incoming>) -> Response<Body> {
-    let mut response = if state.web_config.requires_auth() {
+    // Before authentication, so that a flood costs no bcrypt check.
+    let limited = state
+        .web_config
+        .rate_limit
+        .as_ref()
+        .is_some_and(|limit| !limit.allow());
+    let mut response = if limited {
+        text(StatusCode::TOO_MANY_REQUESTS, "429 too many requests\n")
+    } else if state.web_config.requires_auth() {
         let authorization = request
             .headers()
             .get(header::AUTHORIZATION)
@@ -201,8 +284,17 @@ async fn handle(state: &AppState, request: Request<Incoming>) -> Response<Body> 
         return response;
     }
     if path == state.telemetry_path {
+        const BUSY: &str =
+            "503 too many concurrent scrapes (--web.max-requests); try again later\n";
+        let permit = match &state.scrapes {
+            None => None,
+            Some(scrapes) => match scrapes.clone().try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => return text(StatusCode::SERVICE_UNAVAILABLE, BUSY),
+            },
+        };
         let body = state.renderer.render(&state.registry, SystemTime::now());
-        return metrics_response(body, accepts_gzip(&request));
+        return metrics_response(body, accepts_gzip(&request), permit);
     }
     match path {
         "/-/healthy" => text(StatusCode::OK, "Healthy\n"),
@@ -232,7 +324,7 @@ async fn reload(state: &AppState) -> Response<Body> {
     match answer.await {
         Ok(Ok(())) => text(StatusCode::OK, "configuration reloaded\n"),
         Ok(Err(message)) => {
-            let mut response = Response::new(Full::new(Bytes::from(format!(
+            let mut response = Response::new(full(Bytes::from(format!(
                 "failed to reload config: {message}\n"
             ))));
             *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
@@ -243,7 +335,7 @@ async fn reload(state: &AppState) -> Response<Body> {
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Body> {
-    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    let mut response = Response::new(full(Bytes::from_static(body.as_bytes())));
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -253,7 +345,7 @@ fn text(status: StatusCode, body: &'static str) -> Response<Body> {
 }
 
 fn html(body: String) -> Response<Body> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+    let mut response = Response::new(full(Bytes::from(body)));
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
@@ -281,7 +373,11 @@ fn accepts_gzip<B>(request: &Request<B>) -> bool {
         })
 }
 
-fn metrics_response(body: String, gzip: bool) -> Response<Body> {
+fn metrics_response(
+    body: String,
+    gzip: bool,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+) -> Response<Body> {
     let (bytes, encoded) = if gzip {
         let mut encoder = GzEncoder::new(Vec::new(), flate2::Compression::fast());
         match encoder
@@ -297,7 +393,13 @@ fn metrics_response(body: String, gzip: bool) -> Response<Body> {
     } else {
         (Bytes::from(body), false)
     };
-    let mut response = Response::new(Full::new(bytes));
+    let mut response = Response::new(
+        Permitted {
+            rest: bytes,
+            _permit: permit,
+        }
+        .boxed(),
+    );
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
     headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));

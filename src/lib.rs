@@ -57,8 +57,10 @@ use registry::Registry;
 pub struct WebOptions {
     /// The path metrics are served on (`--web.telemetry-path`).
     pub telemetry_path: String,
-    /// The most connections served at once (`--web.max-connections`).
+    /// The most connections open at once, 0 for no limit (`--web.max-connections`).
     pub max_connections: usize,
+    /// The most `/metrics` requests served at once, 0 for no limit (`--web.max-requests`).
+    pub max_requests: usize,
     /// TLS, basic auth and headers (`--web.config.file`).
     pub web_config: web_config::WebConfig,
 }
@@ -67,7 +69,8 @@ impl Default for WebOptions {
     fn default() -> Self {
         WebOptions {
             telemetry_path: "/metrics".to_string(),
-            max_connections: 64,
+            max_connections: 0,
+            max_requests: 40,
             web_config: web_config::WebConfig::default(),
         }
     }
@@ -80,14 +83,14 @@ pub type ConfigLoader = Box<dyn Fn() -> Result<Config, ConfigError> + Send + Syn
 pub type ReloadRequest = tokio::sync::oneshot::Sender<Result<(), String>>;
 
 /// Runs the exporter until `shutdown` is cancelled: collects every target of `config` with
-/// clients made by `connect` (an [`aws::Base`]) and serves HTTP on `listener`. With a `loader`,
+/// clients made by `connect` (an [`aws::Base`]) and serves HTTP on `listeners`. With a `loader`,
 /// `SIGHUP` and `POST /-/reload` re-read the configuration: a valid one is reconciled (targets
 /// that stay keep their data), an invalid one is refused and the running one stays. Returns once
 /// every target task has been joined and in-flight HTTP requests have finished.
 pub async fn run(
     config: Config,
     connect: impl Connect + 'static,
-    listener: TcpListener,
+    listeners: Vec<TcpListener>,
     web: WebOptions,
     loader: Option<ConfigLoader>,
     shutdown: CancellationToken,
@@ -101,9 +104,11 @@ pub async fn run(
         telemetry_path: web.telemetry_path.clone(),
         reload: reload_tx.clone(),
         web_config: web.web_config.clone(),
+        scrapes: (web.max_requests > 0)
+            .then(|| Arc::new(tokio::sync::Semaphore::new(web.max_requests))),
     });
     let server = tokio::spawn(http::serve(
-        listener,
+        listeners,
         state,
         web.max_connections,
         shutdown.clone(),

@@ -41,23 +41,36 @@ struct Flags {
     #[arg(long = "web.config.file", value_name = "FILE", global = true)]
     web_config_file: Option<PathBuf>,
 
-    /// The most HTTP connections served at once; more wait in the listen backlog.
+    /// The most HTTP connections open at once; more wait in the listen backlog. 0 (the
+    /// default): no limit but the file descriptors. Idle and slow connections hold no scrape
+    /// back; --web.max-requests caps the work.
     #[arg(
         long = "web.max-connections",
         value_name = "N",
-        default_value_t = 64,
+        default_value_t = 0,
         global = true
     )]
     max_connections: usize,
 
-    /// Address to listen on for HTTP (`:9849` listens on every interface).
+    /// The most /metrics requests served at once; more are answered 503 at once. 0: no limit.
+    #[arg(
+        long = "web.max-requests",
+        value_name = "N",
+        default_value_t = 40,
+        global = true
+    )]
+    max_requests: usize,
+
+    /// Address to listen on for HTTP (`:9849` listens on every interface); repeat the flag to
+    /// listen on several.
     #[arg(
         long = "web.listen-address",
         value_name = "ADDRESS",
         default_value = ":9849",
+        action = clap::ArgAction::Append,
         global = true
     )]
-    listen_address: String,
+    listen_address: Vec<String>,
 
     /// Path under which to expose metrics.
     #[arg(long = "web.telemetry-path", value_name = "PATH", default_value = "/metrics", value_parser = telemetry_path, global = true)]
@@ -240,24 +253,56 @@ async fn bind(address: &str) -> std::io::Result<TcpListener> {
     }
 }
 
-/// Binds the listen address, logging where it listens; exit status 2 if it cannot.
-async fn listen(address: &str, telemetry_path: &str) -> Result<TcpListener, ExitCode> {
-    match bind(address).await {
-        Ok(listener) => {
-            info!(
-                address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
-                telemetry_path = %telemetry_path,
-                version = VERSION,
-                "listening"
-            );
-            Ok(listener)
-        }
-        Err(e) => {
-            error!(address = %address, error = %e, "cannot listen");
-            eprintln!("fast-launch-exporter: cannot listen on {address}: {e}");
-            Err(ExitCode::from(EXIT_CONFIG))
+/// Raises the soft limit of open files to the hard limit, as Go programs such as node_exporter
+/// do at start: every idle or slow HTTP connection holds a descriptor, and the common soft
+/// limit of 1,024 would cap them long before memory does.
+fn raise_open_files_limit() {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit and setrlimit read and write the struct passed, nothing else.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0
+                && limit.rlim_cur < limit.rlim_max
+            {
+                let wanted = libc::rlimit {
+                    rlim_cur: limit.rlim_max,
+                    rlim_max: limit.rlim_max,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) != 0 {
+                    tracing::debug!("cannot raise the open files limit");
+                }
+            }
         }
     }
+}
+
+/// Binds every listen address, logging where it listens; exit status 2 if one cannot be.
+async fn listen(addresses: &[String], telemetry_path: &str) -> Result<Vec<TcpListener>, ExitCode> {
+    raise_open_files_limit();
+    let mut listeners = Vec::with_capacity(addresses.len());
+    for address in addresses {
+        match bind(address).await {
+            Ok(listener) => {
+                info!(
+                    address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+                    telemetry_path = %telemetry_path,
+                    version = VERSION,
+                    "listening"
+                );
+                listeners.push(listener);
+            }
+            Err(e) => {
+                error!(address = %address, error = %e, "cannot listen");
+                eprintln!("fast-launch-exporter: cannot listen on {address}: {e}");
+                return Err(ExitCode::from(EXIT_CONFIG));
+            }
+        }
+    }
+    Ok(listeners)
 }
 
 fn config_error(e: ConfigError) -> ExitCode {
@@ -430,11 +475,13 @@ async fn main() -> ExitCode {
     let web = WebOptions {
         telemetry_path: flags.telemetry_path.clone(),
         max_connections: flags.max_connections,
+        max_requests: flags.max_requests,
         web_config,
     };
     match &flags.command {
         Some(Command::Healthcheck) => {
-            let address = fast_launch_exporter::healthcheck::probe_address(&flags.listen_address);
+            let address =
+                fast_launch_exporter::healthcheck::probe_address(&flags.listen_address[0]);
             return match fast_launch_exporter::healthcheck::probe(&address, &web.web_config).await {
                 Ok(message) => {
                     println!("{message}");
@@ -447,8 +494,8 @@ async fn main() -> ExitCode {
             };
         }
         Some(Command::Demo(demo_flags)) => {
-            let listener = match listen(&flags.listen_address, &web.telemetry_path).await {
-                Ok(listener) => listener,
+            let listeners = match listen(&flags.listen_address, &web.telemetry_path).await {
+                Ok(listeners) => listeners,
                 Err(code) => return code,
             };
             let shutdown = CancellationToken::new();
@@ -458,7 +505,7 @@ async fn main() -> ExitCode {
                 Ok(shard) => shard,
                 Err(code) => return code,
             };
-            return match demo::run(options, listener, web, shutdown).await {
+            return match demo::run(options, listeners, web, shutdown).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("fast-launch-exporter: {e}");
@@ -537,8 +584,8 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         };
     }
-    let listener = match listen(&flags.listen_address, &web.telemetry_path).await {
-        Ok(listener) => listener,
+    let listeners = match listen(&flags.listen_address, &web.telemetry_path).await {
+        Ok(listeners) => listeners,
         Err(code) => return code,
     };
     info!(
@@ -562,7 +609,7 @@ async fn main() -> ExitCode {
             })
         })
     };
-    run(config, base, listener, web, loader, shutdown).await;
+    run(config, base, listeners, web, loader, shutdown).await;
     info!("stopped");
     ExitCode::SUCCESS
 }

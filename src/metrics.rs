@@ -253,15 +253,46 @@ impl MetricsRenderer {
             unix_seconds(reload.last_success),
         );
         if let Some(process) = &self.process {
+            let mut families = process.gather();
+            // The prometheus crate counts whole seconds; client_golang serves the fraction.
+            if let Some(seconds) = process_cpu_seconds() {
+                for family in families
+                    .iter_mut()
+                    .filter(|f| f.name() == "process_cpu_seconds_total")
+                {
+                    for metric in family.mut_metric() {
+                        let mut counter = metric.get_counter().clone();
+                        counter.set_value(seconds);
+                        metric.set_counter(counter);
+                    }
+                }
+            }
             let mut bytes = Vec::new();
-            if TextEncoder::new()
-                .encode(&process.gather(), &mut bytes)
-                .is_ok()
-            {
+            if TextEncoder::new().encode(&families, &mut bytes).is_ok() {
                 x.out.push_str(&String::from_utf8_lossy(&bytes));
             }
         }
         x.out
+    }
+}
+
+/// User and system CPU time of this process in seconds, with the clock tick's precision
+/// (`/proc/self/stat` fields 14 and 15), as client_golang reads it.
+fn process_cpu_seconds() -> Option<f64> {
+    #[cfg(target_os = "linux")]
+    {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        // Fields after the command, which may hold spaces and parentheses: state is field 3.
+        let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+        let utime: f64 = fields.get(11)?.parse().ok()?;
+        let stime: f64 = fields.get(12)?.parse().ok()?;
+        // SAFETY: sysconf reads a constant of the system; no memory is passed.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        (ticks > 0).then(|| (utime + stime) / ticks as f64)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        None
     }
 }
 

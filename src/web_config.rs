@@ -5,9 +5,10 @@
 //! Relative file paths in the file are taken relative to the file's own folder, as the
 //! exporter-toolkit does.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use hyper::header::{HeaderName, HeaderValue};
@@ -33,6 +34,15 @@ struct RawWebConfig {
     http_server_config: Option<RawHttp>,
     #[serde(default)]
     basic_auth_users: BTreeMap<String, String>,
+    rate_limit: Option<RawRateLimit>,
+}
+
+/// `rate_limit`: at most `burst` requests at once, refilled one per `interval` (Go durations).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRateLimit {
+    interval: Option<String>,
+    burst: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -81,6 +91,53 @@ pub struct WebConfig {
     dummy_hash: String,
     /// Headers added to every response.
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// `rate_limit`, shared by every connection.
+    pub rate_limit: Option<Arc<RateLimiter>>,
+    /// Digests of (user, hash, password) that bcrypt accepted.
+    accepted: Arc<Mutex<HashSet<[u8; 32]>>>,
+}
+
+/// The most successful checks [`WebConfig::authenticate`] remembers.
+const AUTH_CACHE_SIZE: usize = 256;
+
+/// A token bucket over all requests, as the exporter-toolkit's `rate_limit` (Go's
+/// `rate.NewLimiter(rate.Every(interval), burst)`): `burst` tokens, one more every `interval`.
+#[derive(Debug)]
+pub struct RateLimiter {
+    interval: Duration,
+    burst: f64,
+    /// Tokens left, and when they were counted.
+    bucket: Mutex<(f64, Instant)>,
+}
+
+impl RateLimiter {
+    fn new(interval: Duration, burst: u32) -> RateLimiter {
+        RateLimiter {
+            interval,
+            burst: f64::from(burst),
+            bucket: Mutex::new((f64::from(burst), Instant::now())),
+        }
+    }
+
+    /// Takes a token if there is one.
+    pub fn allow(&self) -> bool {
+        self.allow_at(Instant::now())
+    }
+
+    fn allow_at(&self, now: Instant) -> bool {
+        let mut bucket = crate::sync::lock(&self.bucket);
+        let (tokens, since) = *bucket;
+        let refilled = now.saturating_duration_since(since).as_secs_f64()
+            / self.interval.as_secs_f64().max(f64::MIN_POSITIVE);
+        let tokens = (tokens + refilled).min(self.burst);
+        if tokens >= 1.0 {
+            *bucket = (tokens - 1.0, now);
+            true
+        } else {
+            *bucket = (tokens, now);
+            false
+        }
+    }
 }
 
 impl std::fmt::Debug for WebConfig {
@@ -158,6 +215,27 @@ impl WebConfig {
         if let Some(tls) = raw.tls_server_config {
             config.tls = Some(Arc::new(tls_config(&tls, base).map_err(error)?));
         }
+        if let Some(limit) = raw.rate_limit {
+            let interval = match limit.interval.as_deref() {
+                None => Duration::ZERO,
+                Some(text) => humantime::parse_duration(text).map_err(|e| {
+                    error(format!(
+                        "rate_limit.interval: {text:?} is not a duration: {e}"
+                    ))
+                })?,
+            };
+            // As Go's limiter: no interval means no limit; a burst of 0 refuses everything.
+            if !interval.is_zero() {
+                let burst = limit.burst.unwrap_or(0);
+                if burst == 0 {
+                    return Err(error(
+                        "rate_limit.burst: must be at least 1 (0 would refuse every request)"
+                            .to_string(),
+                    ));
+                }
+                config.rate_limit = Some(Arc::new(RateLimiter::new(interval, burst)));
+            }
+        }
         Ok(config)
     }
 
@@ -180,13 +258,37 @@ impl WebConfig {
             .iter()
             .find(|(name, _)| bool::from(name.as_bytes().ct_eq(user.as_bytes())));
         let hash = known.map_or(self.dummy_hash.as_str(), |(_, hash)| hash.as_str());
+        // A check bcrypt accepted before is not repeated (the exporter-toolkit caches them
+        // too); anything else, a wrong password or an unknown user, pays a full bcrypt check.
+        let digest = auth_digest(&user, hash, &password);
+        if known.is_some() && crate::sync::lock(&self.accepted).contains(&digest) {
+            return AuthOutcome::Allowed;
+        }
         let password_ok = bcrypt::verify(&password, hash).unwrap_or(false);
         if known.is_some() && password_ok {
+            let mut accepted = crate::sync::lock(&self.accepted);
+            if accepted.len() >= AUTH_CACHE_SIZE {
+                accepted.clear();
+            }
+            accepted.insert(digest);
             AuthOutcome::Allowed
         } else {
             AuthOutcome::Denied(user)
         }
     }
+}
+
+/// SHA-256 of the user, the hash and the password, length-prefixed: the cache never holds a
+/// password.
+fn auth_digest(user: &str, hash: &str, password: &str) -> [u8; 32] {
+    let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    for part in [user, hash, password] {
+        context.update(&(part.len() as u64).to_be_bytes());
+        context.update(part.as_bytes());
+    }
+    let mut digest = [0u8; 32];
+    digest.copy_from_slice(context.finish().as_ref());
+    digest
 }
 
 /// A bcrypt hash with the cost of the configured users' (cost is digits 4–5 of `$2b$10$…`).

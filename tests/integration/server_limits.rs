@@ -1,0 +1,273 @@
+//! The web server's limits through the real binary: idle and slow connections hold back no
+//! scrape, `--web.max-requests`, the web config's `rate_limit` (before authentication), cached
+//! basic auth checks, several `--web.listen-address`, and `process_cpu_seconds_total` with its
+//! fraction.
+
+use std::time::{Duration, Instant};
+
+use fast_launch_exporter::simulator::Simulator;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::harness::*;
+
+fn basic(user: &str, password: &str) -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
+}
+
+/// Lets this test process hold as many sockets as the hard limit allows (the exporter it
+/// starts raises its own limit the same way).
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
+async fn one_image_exporter(extra_args: &[&str]) -> (Simulator, Exporter) {
+    let sim = simulator().await;
+    sim.world()
+        .set_images(BASE_ACCOUNT, "us-east-1", vec![image(1, "enabled")]);
+    let exporter = Exporter::start(&sim.url(), "regions: [us-east-1]\n", extra_args).await;
+    exporter.wait_until_ready().await;
+    (sim, exporter)
+}
+
+/// Before, 64 connections that sent half a request kept every scrape out for up to 10 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_slow_connections_hold_back_no_scrape() {
+    raise_open_files_limit();
+    let (_sim, exporter) = one_image_exporter(&[]).await;
+    let mut slow = Vec::new();
+    for i in 0..1000 {
+        let mut stream = TcpStream::connect(&exporter.address).await.unwrap();
+        // Nothing, part of a request line, or headers that never end.
+        let part: &[u8] = match i % 3 {
+            0 => b"",
+            1 => b"GET /metr",
+            _ => b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ",
+        };
+        stream.write_all(part).await.unwrap();
+        slow.push(stream);
+    }
+    for path in ["/metrics", "/-/healthy", "/metrics"] {
+        let started = Instant::now();
+        let response = tokio::time::timeout(Duration::from_secs(10), exporter.get(path))
+            .await
+            .unwrap_or_else(|_| panic!("{path} not answered with 1,000 slow connections open"));
+        assert_eq!(response.status, 200, "{path}");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{path} took {:?} with 1,000 slow connections open",
+            started.elapsed()
+        );
+    }
+    drop(slow);
+    assert!(!exporter.logs().contains("panicked"), "{}", exporter.logs());
+}
+
+/// `--web.max-requests 1`: while one scrape's body is still being sent (its client reads
+/// nothing), another is answered 503; the permit comes back when that client goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_requests_answers_503_while_the_cap_is_taken() {
+    // About 30 MB of text: more than the loopback socket buffers hold, so the first scrape's
+    // body stays unsent while its client reads nothing.
+    let exporter = Exporter::demo(&[
+        "--demo.accounts",
+        "100",
+        "--demo.regions",
+        "10",
+        "--demo.images",
+        "20",
+        "--demo.latency",
+        "1ms",
+        "--demo.cloudwatch",
+        "false",
+        "--web.max-requests",
+        "1",
+    ])
+    .await;
+    exporter.wait_until_ready().await;
+    // A scrape that got the permit (its answer starts with 200) and whose client then reads
+    // nothing more.
+    let stuck = loop {
+        let mut stream = TcpStream::connect(&exporter.address).await.unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).await.unwrap();
+        if &head == b"HTTP/1.1 200" {
+            break stream;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let busy = wait_for_status(&exporter, "/metrics", 503).await;
+    assert!(
+        busy.text().contains("--web.max-requests"),
+        "{}",
+        busy.text()
+    );
+    assert_eq!(exporter.get("/-/healthy").await.status, 200);
+    drop(stuck);
+    wait_for_status(&exporter, "/metrics", 200).await;
+}
+
+/// Polls `path` until it answers `status` (at most 60 s).
+async fn wait_for_status(exporter: &Exporter, path: &str, status: u16) -> Response {
+    let started = Instant::now();
+    loop {
+        let response = exporter.get(path).await;
+        if response.status == status {
+            return response;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{path} never answered {status}; last {}",
+            response.status
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `rate_limit` answers 429 beyond its burst, before authentication (no bcrypt check spent).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_answers_429_before_authentication() {
+    let hash = bcrypt::hash("s3cret-pass", 4).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let web = dir.path().join("web.yml");
+    std::fs::write(
+        &web,
+        format!(
+            "rate_limit:\n  interval: 1m\n  burst: 2\nbasic_auth_users:\n  prometheus: '{hash}'\n"
+        ),
+    )
+    .unwrap();
+    // Not waiting for readiness: polling /-/ready would spend the tokens.
+    let sim = simulator().await;
+    let exporter = Exporter::start(
+        &sim.url(),
+        "regions: [us-east-1]\n",
+        &["--web.config.file", web.to_str().unwrap()],
+    )
+    .await;
+    let auth = basic("prometheus", "s3cret-pass");
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(
+            request(
+                &exporter.address,
+                "GET",
+                "/-/healthy",
+                &[("Authorization", &auth)],
+            )
+            .await
+            .status,
+        );
+    }
+    assert_eq!(statuses, [200, 200, 429, 429]);
+    // Refused before authentication: no credentials gives 429, not 401.
+    let anonymous = exporter.get("/-/healthy").await;
+    assert_eq!(anonymous.status, 429);
+}
+
+/// A successful bcrypt check is remembered: the same user and password skip it; a wrong
+/// password still pays it in full.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn successful_basic_auth_checks_are_cached_and_wrong_passwords_are_not() {
+    // Cost 10: each check takes tens to hundreds of milliseconds.
+    let hash = bcrypt::hash("s3cret-pass", 10).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let web = dir.path().join("web.yml");
+    std::fs::write(&web, format!("basic_auth_users:\n  prometheus: '{hash}'\n")).unwrap();
+    let sim = simulator().await;
+    let exporter = Exporter::start(
+        &sim.url(),
+        "regions: [us-east-1]\n",
+        &["--web.config.file", web.to_str().unwrap()],
+    )
+    .await;
+    let timed = |password: &'static str| {
+        let address = exporter.address.clone();
+        async move {
+            let auth = basic("prometheus", password);
+            let started = Instant::now();
+            let status = request(&address, "GET", "/-/healthy", &[("Authorization", &auth)])
+                .await
+                .status;
+            (status, started.elapsed())
+        }
+    };
+    let (status, first) = timed("s3cret-pass").await;
+    assert_eq!(status, 200);
+    let mut cached = Duration::ZERO;
+    for _ in 0..5 {
+        let (status, took) = timed("s3cret-pass").await;
+        assert_eq!(status, 200);
+        cached = cached.max(took);
+    }
+    let (status, wrong) = timed("wrong-pass").await;
+    assert_eq!(status, 401);
+    assert!(
+        cached * 4 < first,
+        "cached checks ({cached:?} at most) should be far below the first ({first:?})"
+    );
+    assert!(
+        wrong * 2 > first,
+        "a wrong password ({wrong:?}) must pay a full check like the first ({first:?})"
+    );
+}
+
+/// A repeated `--web.listen-address` serves on each address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_listen_address_serves() {
+    let (_sim, exporter) = one_image_exporter(&["--web.listen-address", "127.0.0.1:0"]).await;
+    let logs = exporter.logs();
+    let addresses: Vec<String> = logs
+        .lines()
+        .filter(|l| l.contains("message=listening"))
+        .filter_map(|l| l.split_once("address=").map(|(_, rest)| rest))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .map(|a| a.trim_matches('"').to_string())
+        .collect();
+    assert_eq!(addresses.len(), 2, "{logs}");
+    assert_ne!(addresses[0], addresses[1]);
+    for address in &addresses {
+        let response = request(address, "GET", "/metrics", &[]).await;
+        assert_eq!(response.status, 200, "{address}");
+        assert!(response.text().contains("aws_ec2_fast_launch_image_state"));
+    }
+}
+
+/// `process_cpu_seconds_total` has the clock tick's precision, not whole seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_cpu_seconds_has_a_fraction() {
+    let (_sim, exporter) = one_image_exporter(&[]).await;
+    let started = Instant::now();
+    loop {
+        let text = exporter.metrics().await;
+        let seconds = value(&text, "process_cpu_seconds_total", &[]).expect("the process metric");
+        // Whole seconds would read 0 for the first second of CPU time.
+        if seconds > 0.0 {
+            assert!(seconds < 1.0 || seconds.fract() != 0.0, "{seconds}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "process_cpu_seconds_total stayed 0"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
