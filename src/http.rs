@@ -22,7 +22,7 @@ use tracing::{debug, info, warn};
 
 use crate::metrics::{MetricsRenderer, CONTENT_TYPE};
 use crate::registry::Registry;
-use crate::web_config::{AuthOutcome, WebConfig};
+use crate::web_config::{AuthOutcome, LiveWebConfig};
 
 /// How long a client may take to send its request headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -42,7 +42,7 @@ pub struct AppState {
     /// Where `POST /-/reload` sends its request.
     pub reload: tokio::sync::mpsc::Sender<crate::ReloadRequest>,
     /// TLS, basic auth and extra headers.
-    pub web_config: WebConfig,
+    pub web_config: LiveWebConfig,
     /// `--web.max-requests`: the `/metrics` requests served at once (None: no limit); one more
     /// is answered 503 at once, as the exporter-toolkit does.
     pub scrapes: Option<Arc<Semaphore>>,
@@ -163,7 +163,7 @@ async fn accept(
         let watcher = graceful.watcher();
         let state = state.clone();
         tokio::spawn(async move {
-            match state.web_config.tls.clone() {
+            match state.web_config.current().tls.clone() {
                 None => serve_connection(stream, state, watcher, peer).await,
                 Some(tls) => {
                     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
@@ -206,27 +206,22 @@ async fn serve_connection<S>(
 
 /// Authenticates, routes, and adds the configured headers.
 async fn respond(state: &Arc<AppState>, request: Request<Incoming>) -> Response<Body> {
+    let web = state.web_config.current();
     // Before authentication, so that a flood costs no bcrypt check.
-    let limited = state
-        .web_config
-        .rate_limit
-        .as_ref()
-        .is_some_and(|limit| !limit.allow());
+    let limited = web.rate_limit.as_ref().is_some_and(|limit| !limit.allow());
     let mut response = if limited {
         text(StatusCode::TOO_MANY_REQUESTS, "429 too many requests\n")
-    } else if state.web_config.requires_auth() {
+    } else if web.requires_auth() {
         let authorization = request
             .headers()
             .get(header::AUTHORIZATION)
             .map(|v| v.as_bytes().to_vec());
-        // Share the state rather than copy the users and headers for every request.
-        let shared = Arc::clone(state);
+        let shared = Arc::clone(&web);
         // bcrypt takes tens of milliseconds on purpose: keep it off the async threads.
-        let outcome = tokio::task::spawn_blocking(move || {
-            shared.web_config.authenticate(authorization.as_deref())
-        })
-        .await
-        .unwrap_or(AuthOutcome::Missing);
+        let outcome =
+            tokio::task::spawn_blocking(move || shared.authenticate(authorization.as_deref()))
+                .await
+                .unwrap_or(AuthOutcome::Missing);
         match outcome {
             AuthOutcome::Allowed => handle(state, request).await,
             AuthOutcome::Missing => unauthorized(),
@@ -239,7 +234,7 @@ async fn respond(state: &Arc<AppState>, request: Request<Incoming>) -> Response<
     } else {
         handle(state, request).await
     };
-    for (name, value) in &state.web_config.headers {
+    for (name, value) in &web.headers {
         response.headers_mut().insert(name.clone(), value.clone());
     }
     response

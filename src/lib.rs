@@ -63,6 +63,8 @@ pub struct WebOptions {
     pub max_requests: usize,
     /// TLS, basic auth and headers (`--web.config.file`).
     pub web_config: web_config::WebConfig,
+    /// The file `web_config` was read from, watched for changes.
+    pub web_config_file: Option<std::path::PathBuf>,
 }
 
 impl Default for WebOptions {
@@ -72,6 +74,7 @@ impl Default for WebOptions {
             max_connections: 0,
             max_requests: 40,
             web_config: web_config::WebConfig::default(),
+            web_config_file: None,
         }
     }
 }
@@ -103,7 +106,10 @@ pub async fn run(
         renderer: metrics::MetricsRenderer::new(),
         telemetry_path: web.telemetry_path.clone(),
         reload: reload_tx.clone(),
-        web_config: web.web_config.clone(),
+        web_config: web_config::LiveWebConfig::new(
+            web.web_config_file.clone(),
+            web.web_config.clone(),
+        ),
         scrapes: (web.max_requests > 0)
             .then(|| Arc::new(tokio::sync::Semaphore::new(web.max_requests))),
     });

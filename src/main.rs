@@ -477,6 +477,7 @@ async fn main() -> ExitCode {
         max_connections: flags.max_connections,
         max_requests: flags.max_requests,
         web_config,
+        web_config_file: flags.web_config_file.clone(),
     };
     match &flags.command {
         Some(Command::Healthcheck) => {

@@ -95,6 +95,8 @@ pub struct WebConfig {
     pub rate_limit: Option<Arc<RateLimiter>>,
     /// Digests of (user, hash, password) that bcrypt accepted.
     accepted: Arc<Mutex<HashSet<[u8; 32]>>>,
+    /// The certificate, key and CA files the configuration read.
+    files: Vec<PathBuf>,
 }
 
 /// The most successful checks [`WebConfig::authenticate`] remembers.
@@ -213,6 +215,11 @@ impl WebConfig {
             }
         }
         if let Some(tls) = raw.tls_server_config {
+            config.files = [&tls.cert_file, &tls.key_file, &tls.client_ca_file]
+                .into_iter()
+                .flatten()
+                .map(|file| resolve(base, file))
+                .collect();
             config.tls = Some(Arc::new(tls_config(&tls, base).map_err(error)?));
         }
         if let Some(limit) = raw.rate_limit {
@@ -274,6 +281,94 @@ impl WebConfig {
             AuthOutcome::Allowed
         } else {
             AuthOutcome::Denied(user)
+        }
+    }
+}
+
+/// A digest of each file's content (None: unreadable), as a change detector: modification
+/// times can repeat within a clock tick, and the files are small.
+type Stamp = Vec<Option<u64>>;
+
+fn stamp(files: impl IntoIterator<Item = PathBuf>) -> Stamp {
+    use std::hash::{Hash, Hasher};
+    files
+        .into_iter()
+        .map(|file| {
+            let bytes = std::fs::read(file).ok()?;
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            bytes.hash(&mut hasher);
+            Some(hasher.finish())
+        })
+        .collect()
+}
+
+/// The web configuration as it is now. With a file, it is read again when the file, or a
+/// certificate, key or CA file it names, changes: checked on every new connection and request,
+/// as the exporter-toolkit reads its file again for each, so that certificate rotation and user
+/// changes need no restart. A file that no longer loads keeps the last good configuration, and
+/// the log says why (once per change).
+pub struct LiveWebConfig {
+    path: Option<PathBuf>,
+    state: Mutex<LiveState>,
+}
+
+struct LiveState {
+    /// The stamp the current configuration was read at.
+    stamp: Stamp,
+    config: Arc<WebConfig>,
+    /// The stamp of the last change that failed to load, not to be tried again.
+    failed: Option<Stamp>,
+}
+
+impl LiveWebConfig {
+    /// `config`, read from `path` (None: no file, nothing to watch).
+    pub fn new(path: Option<PathBuf>, config: WebConfig) -> LiveWebConfig {
+        let stamp = match &path {
+            Some(path) => stamp(std::iter::once(path.clone()).chain(config.files.clone())),
+            None => Vec::new(),
+        };
+        LiveWebConfig {
+            path,
+            state: Mutex::new(LiveState {
+                stamp,
+                config: Arc::new(config),
+                failed: None,
+            }),
+        }
+    }
+
+    /// The configuration to serve with, read again first if a file changed.
+    pub fn current(&self) -> Arc<WebConfig> {
+        let Some(path) = &self.path else {
+            return crate::sync::lock(&self.state).config.clone();
+        };
+        let (files, kept) = {
+            let state = crate::sync::lock(&self.state);
+            (state.config.files.clone(), state.config.clone())
+        };
+        let now = stamp(std::iter::once(path.clone()).chain(files));
+        {
+            let state = crate::sync::lock(&self.state);
+            if state.stamp == now || state.failed.as_ref() == Some(&now) {
+                return state.config.clone();
+            }
+        }
+        // Read outside the lock: parsing checks every bcrypt hash.
+        let loaded = WebConfig::load(path);
+        let mut state = crate::sync::lock(&self.state);
+        match loaded {
+            Ok(config) => {
+                tracing::info!(file = %path.display(), "web config changed; now serving with it");
+                state.stamp = stamp(std::iter::once(path.clone()).chain(config.files.clone()));
+                state.config = Arc::new(config);
+                state.failed = None;
+                state.config.clone()
+            }
+            Err(error) => {
+                warn!(error = %error, "web config changed but cannot be used; the last good one stays");
+                state.failed = Some(now);
+                kept
+            }
         }
     }
 }

@@ -352,3 +352,66 @@ async fn healthcheck_probes_plain_tls_basic_auth_and_mutual_tls_servers() {
         "{out}"
     );
 }
+
+/// The web config is read again while running: a new password and a rotated certificate apply
+/// to the next request and connection, and a broken file keeps the last good one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_config_changes_apply_without_restart_and_a_broken_file_keeps_the_last_good_one() {
+    let pki = pki();
+    let with_hash = |hash: &str| {
+        format!(
+            "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n\
+             basic_auth_users:\n  prometheus: '{hash}'\n"
+        )
+    };
+    let web = pki.web_config(&with_hash(&bcrypt::hash("old-pass", 4).unwrap()));
+    let sim = simulator().await;
+    let exporter = Exporter::start(
+        &sim.url(),
+        "regions: [us-east-1]\n",
+        &["--web.config.file", &web],
+    )
+    .await;
+    let address = exporter.address.clone();
+    let healthy = |ca: CertificateDer<'static>, password: &'static str| {
+        let address = address.clone();
+        async move {
+            let auth = basic("prometheus", password);
+            https_get(
+                &address,
+                &ca,
+                None,
+                "/-/healthy",
+                &[("Authorization", &auth)],
+            )
+            .await
+            .map(|r| r.status)
+        }
+    };
+    assert_eq!(healthy(pki.ca_der.clone(), "old-pass").await, Ok(200));
+
+    // A new password: the old one stops working at once.
+    std::fs::write(&web, with_hash(&bcrypt::hash("new-pass", 4).unwrap())).unwrap();
+    assert_eq!(healthy(pki.ca_der.clone(), "old-pass").await, Ok(401));
+    assert_eq!(healthy(pki.ca_der.clone(), "new-pass").await, Ok(200));
+
+    // Certificate rotation: a new CA's certificate and key in the same files.
+    let new_ca = ca();
+    let (server, key) = leaf(&new_ca, &["127.0.0.1"], ExtendedKeyUsagePurpose::ServerAuth);
+    std::fs::write(pki.dir.path().join("server.pem"), server.pem()).unwrap();
+    std::fs::write(pki.dir.path().join("server.key"), key.serialize_pem()).unwrap();
+    assert_eq!(healthy(new_ca.der().clone(), "new-pass").await, Ok(200));
+    assert!(healthy(pki.ca_der.clone(), "new-pass").await.is_err());
+
+    // A broken file: the last good configuration stays, and the log says why.
+    std::fs::write(&web, "basic_auth_users: [oops\n").unwrap();
+    assert_eq!(healthy(new_ca.der().clone(), "new-pass").await, Ok(200));
+    assert_eq!(healthy(new_ca.der().clone(), "old-pass").await, Ok(401));
+    assert!(
+        exporter
+            .logs()
+            .contains("web config changed but cannot be used; the last good one stays"),
+        "{}",
+        exporter.logs()
+    );
+}
