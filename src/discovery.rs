@@ -571,6 +571,15 @@ fn discovered_account(
     }
 }
 
+/// A tag call that ended abnormally fails the listing, as a failed call does.
+fn tag_task_failed(error: tokio::task::JoinError) -> ApiError {
+    ApiError::new(
+        Api::ListTagsForResource,
+        crate::calls::ErrorCode::Unrecognized(None),
+        format!("the ListTagsForResource task ended abnormally: {error}"),
+    )
+}
+
 /// Lists the organization's accounts that count (active, not excluded, carrying the tags),
 /// each handed to `found` as soon as it is known: while the listing goes on, so that its
 /// regions can be asked for at once. The tags of each page's accounts are asked for while the
@@ -615,9 +624,8 @@ async fn list_accounts(
         tokio::select! {
             result = &mut listing, if listed.is_none() => listed = Some(result),
             Some(done) = tag_calls.join_next(), if !tag_calls.is_empty() => {
-                if let Ok((index, account, tags)) = done {
-                    decide(index, account, &tags?, &mut accounts);
-                }
+                let (index, account, tags) = done.map_err(tag_task_failed)?;
+                decide(index, account, &tags?, &mut accounts);
             }
             page = arriving.recv() => {
                 // None: the listing ended and every page was read.
@@ -661,9 +669,8 @@ async fn list_accounts(
         ));
     }
     while let Some(done) = tag_calls.join_next().await {
-        if let Ok((index, account, tags)) = done {
-            decide(index, account, &tags?, &mut accounts);
-        }
+        let (index, account, tags) = done.map_err(tag_task_failed)?;
+        decide(index, account, &tags?, &mut accounts);
     }
     Ok(accounts.into_iter().flatten().collect())
 }

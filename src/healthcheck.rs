@@ -117,6 +117,9 @@ where
         401 if web.requires_auth() => Ok(format!(
             "{address}: alive (answers 401: basic auth is configured)"
         )),
+        429 if web.rate_limit.is_some() => Ok(format!(
+            "{address}: alive (answers 429: rate_limit is configured)"
+        )),
         other => Err(format!("{address}: /-/healthy answered {other}")),
     }
 }

@@ -37,6 +37,39 @@ pub const REVISION: &str = env!("FLE_GIT_REVISION");
 pub struct MetricsRenderer {
     /// The `process_*` metrics, when enabled.
     process: Option<prometheus::Registry>,
+    /// Keeps the AWS call counters from going down (see [`CounterFloor`]).
+    floor: std::sync::Mutex<CounterFloor>,
+}
+
+/// A counter series of the AWS calls: account id, region, api, error code ("" for requests).
+type CallSeries = (String, String, Api, &'static str);
+
+/// The callers that share an account id and region (a target, discovery's DescribeRegions, the
+/// event queue, Organizations) add up into one series. When one of them goes while the others
+/// stay, the sum would go down, which Prometheus reads as a counter reset; the floor keeps what
+/// the series had counted instead (until the series itself goes).
+#[derive(Debug, Default)]
+struct CounterFloor {
+    /// Per series: the value last exported, and what callers that went had counted.
+    series: HashMap<CallSeries, (u64, u64)>,
+}
+
+impl CounterFloor {
+    fn value(&mut self, series: CallSeries, sum: u64) -> u64 {
+        let (last, retired) = self.series.entry(series).or_default();
+        let mut value = sum + *retired;
+        if value < *last {
+            *retired += *last - value;
+            value = *last;
+        }
+        *last = value;
+        value
+    }
+
+    /// Forgets the series not exported this time.
+    fn keep_only(&mut self, exported: &std::collections::HashSet<CallSeries>) {
+        self.series.retain(|series, _| exported.contains(series));
+    }
 }
 
 impl Default for MetricsRenderer {
@@ -159,12 +192,16 @@ impl MetricsRenderer {
         }
         MetricsRenderer {
             process: Some(process),
+            floor: Default::default(),
         }
     }
 
     /// A renderer without `process_*` metrics (for `--once`).
     pub fn without_process() -> MetricsRenderer {
-        MetricsRenderer { process: None }
+        MetricsRenderer {
+            process: None,
+            floor: Default::default(),
+        }
     }
 
     /// The exposition text for the registry as of `now`.
@@ -220,7 +257,7 @@ impl MetricsRenderer {
             }));
             x.sample("fast_launch_exporter_account_info", &labels, 1.0);
         }
-        render_targets(&mut x, &targets, snapshot);
+        render_targets(&mut x, &targets, snapshot, &self.floor);
         x.family(
             "fast_launch_exporter_build_info",
             "gauge",
@@ -459,7 +496,12 @@ fn render_launches(x: &mut Exposition, groups: &[ImageGroup<'_>]) {
 }
 
 /// The per-target families.
-fn render_targets(x: &mut Exposition, targets: &[&TargetView], snapshot: &Snapshot) {
+fn render_targets(
+    x: &mut Exposition,
+    targets: &[&TargetView],
+    snapshot: &Snapshot,
+    floor: &std::sync::Mutex<CounterFloor>,
+) {
     let labels = |t: &TargetView| -> [(&'static str, String); 2] {
         [
             ("aws_account_id", t.account_id.clone().unwrap_or_default()),
@@ -627,8 +669,14 @@ fn render_targets(x: &mut Exposition, targets: &[&TargetView], snapshot: &Snapsh
         "counter",
         "AWS API attempts sent for the target, retries included.",
     );
+    let mut floor = crate::sync::lock(floor);
+    let mut exported = std::collections::HashSet::new();
     for (account, region, apis, counters) in &callers {
         for api in apis {
+            let series = (account.clone(), region.clone(), *api, "");
+            let sum = counters.iter().map(|c| c.requests(*api)).sum::<u64>();
+            let value = floor.value(series.clone(), sum);
+            exported.insert(series);
             x.sample(
                 REQUESTS,
                 &[
@@ -636,7 +684,7 @@ fn render_targets(x: &mut Exposition, targets: &[&TargetView], snapshot: &Snapsh
                     ("aws_region", region),
                     ("api", api.as_str()),
                 ],
-                counters.iter().map(|c| c.requests(*api)).sum::<u64>() as f64,
+                value as f64,
             );
         }
     }
@@ -647,7 +695,7 @@ fn render_targets(x: &mut Exposition, targets: &[&TargetView], snapshot: &Snapsh
         "Failed AWS API attempts for the target, retried or not, by AWS error code (or timeout, connection, other).",
     );
     for (account, region, apis, counters) in &callers {
-        let mut errors: BTreeMap<(Api, &str), u64> = BTreeMap::new();
+        let mut errors: BTreeMap<(Api, &'static str), u64> = BTreeMap::new();
         for ((api, code), count) in counters.iter().flat_map(|c| c.errors()) {
             *errors.entry((api, code)).or_default() += count;
         }
@@ -656,6 +704,8 @@ fn render_targets(x: &mut Exposition, targets: &[&TargetView], snapshot: &Snapsh
             if !apis.contains(&api) {
                 continue;
             }
+            let series = (account.clone(), region.clone(), api, code);
+            exported.insert(series.clone());
             x.sample(
                 ERRORS,
                 &[
@@ -664,10 +714,12 @@ fn render_targets(x: &mut Exposition, targets: &[&TargetView], snapshot: &Snapsh
                     ("api", api.as_str()),
                     ("error_code", code),
                 ],
-                count as f64,
+                floor.value(series, count) as f64,
             );
         }
     }
+    floor.keep_only(&exported);
+    drop(floor);
 
     if let Some(events) = &snapshot.events {
         render_events(x, events);
@@ -771,6 +823,21 @@ fn render_events(x: &mut Exposition, events: &EventStats) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A caller of a shared series leaving does not make the series go down; the series going
+    /// away forgets it.
+    #[test]
+    fn shared_call_counters_never_go_down() {
+        let mut floor = CounterFloor::default();
+        let series: CallSeries = ("1".into(), "us-east-1".into(), Api::AssumeRole, "");
+        // A target (4) and DescribeRegions (6) in one account and region.
+        assert_eq!(floor.value(series.clone(), 10), 10);
+        // DescribeRegions goes: the target alone has 4, and then 5.
+        assert_eq!(floor.value(series.clone(), 4), 10);
+        assert_eq!(floor.value(series.clone(), 5), 11);
+        floor.keep_only(&std::collections::HashSet::new());
+        assert_eq!(floor.value(series, 5), 5);
+    }
 
     #[test]
     fn values_and_label_values_are_written_in_the_text_format() {

@@ -346,7 +346,7 @@ impl LiveWebConfig {
             let state = crate::sync::lock(&self.state);
             (state.config.files.clone(), state.config.clone())
         };
-        let now = stamp(std::iter::once(path.clone()).chain(files));
+        let now = stamp(std::iter::once(path.clone()).chain(files.clone()));
         {
             let state = crate::sync::lock(&self.state);
             if state.stamp == now || state.failed.as_ref() == Some(&now) {
@@ -359,7 +359,13 @@ impl LiveWebConfig {
         match loaded {
             Ok(config) => {
                 tracing::info!(file = %path.display(), "web config changed; now serving with it");
-                state.stamp = stamp(std::iter::once(path.clone()).chain(config.files.clone()));
+                // The stamp read before loading, so that a write during the load is seen next
+                // time; read again only when the file names other files now.
+                state.stamp = if config.files == files {
+                    now
+                } else {
+                    stamp(std::iter::once(path.clone()).chain(config.files.clone()))
+                };
                 state.config = Arc::new(config);
                 state.failed = None;
                 state.config.clone()

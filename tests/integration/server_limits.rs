@@ -67,8 +67,10 @@ async fn a_thousand_slow_connections_hold_back_no_scrape() {
             .await
             .unwrap_or_else(|_| panic!("{path} not answered with 1,000 slow connections open"));
         assert_eq!(response.status, 200, "{path}");
+        // The old server kept every scrape out for 10 s; 3 s leaves room for a loaded CI
+        // machine (the release binary answers in milliseconds: docs/performance.md).
         assert!(
-            started.elapsed() < Duration::from_secs(1),
+            started.elapsed() < Duration::from_secs(3),
             "{path} took {:?} with 1,000 slow connections open",
             started.elapsed()
         );
@@ -78,7 +80,8 @@ async fn a_thousand_slow_connections_hold_back_no_scrape() {
 }
 
 /// `--web.max-requests 1`: while one scrape's body is still being sent (its client reads
-/// nothing), another is answered 503; the permit comes back when that client goes.
+/// nothing), another is answered 503; the permit comes back when the server gives up on that
+/// client (30 s without progress).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_requests_answers_503_while_the_cap_is_taken() {
     // About 30 MB of text: more than the loopback socket buffers hold, so the first scrape's
@@ -121,8 +124,16 @@ async fn max_requests_answers_503_while_the_cap_is_taken() {
         busy.text()
     );
     assert_eq!(exporter.get("/-/healthy").await.status, 200);
-    drop(stuck);
+    // The stuck client, still connected, reads nothing: after 30 s without progress its
+    // connection is closed and the permit comes back.
+    let started = Instant::now();
     wait_for_status(&exporter, "/metrics", 200).await;
+    assert!(
+        started.elapsed() > Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(stuck);
 }
 
 /// Polls `path` until it answers `status` (at most 60 s).
@@ -212,17 +223,19 @@ async fn successful_basic_auth_checks_are_cached_and_wrong_passwords_are_not() {
     };
     let (status, first) = timed("s3cret-pass").await;
     assert_eq!(status, 200);
-    let mut cached = Duration::ZERO;
+    let mut cached = Vec::new();
     for _ in 0..5 {
         let (status, took) = timed("s3cret-pass").await;
         assert_eq!(status, 200);
-        cached = cached.max(took);
+        cached.push(took);
     }
+    cached.sort();
+    let cached = cached[2];
     let (status, wrong) = timed("wrong-pass").await;
     assert_eq!(status, 401);
     assert!(
         cached * 4 < first,
-        "cached checks ({cached:?} at most) should be far below the first ({first:?})"
+        "cached checks ({cached:?}, the median) should be far below the first ({first:?})"
     );
     assert!(
         wrong * 2 > first,
