@@ -15,10 +15,12 @@ use crate::model::{LaunchMetric, MetricSeries, MetricWindow};
 /// GetMetricData's limit of queries per call.
 pub(crate) const MAX_QUERIES_PER_CALL: usize = 500;
 
-/// The CloudWatch client of one target.
+/// The CloudWatch calls of one target: the process's shared client, called with the target's
+/// region, retry partition, credentials and counter.
 #[derive(Debug, Clone)]
 pub(crate) struct CloudWatchClient {
     pub(crate) client: aws_sdk_cloudwatch::Client,
+    pub(super) per_call: super::PerCall,
     pub(crate) counter: AttemptCounter,
 }
 
@@ -117,6 +119,8 @@ impl CloudWatchClient {
             .list_metrics()
             .namespace(LaunchMetric::NAMESPACE)
             .metric_name(metric.metric_name())
+            .customize()
+            .config_override(self.per_call.cloudwatch(&self.counter))
             .send()
             .await
             .map_err(|e| errors::from_sdk(Api::ListMetrics, &e, self.counter.call_attempts()))?;
@@ -148,25 +152,38 @@ impl CloudWatchClient {
             .map(|_| ())
     }
 
-    /// Every `AWS/EC2` metric named like `metric`, across every page.
+    /// Every `AWS/EC2` metric named like `metric`, across every page (paged by hand: the SDK's
+    /// paginator would drop the per-call settings; like it, a repeated token ends the listing).
     async fn list(&self, metric: LaunchMetric) -> Result<Vec<Metric>, ApiError> {
-        let pages = self
-            .client
-            .list_metrics()
-            .namespace(LaunchMetric::NAMESPACE)
-            .metric_name(metric.metric_name())
-            .into_paginator()
-            .send();
         let mut metrics = Vec::new();
-        for_each_page!(self.counter, Api::ListMetrics, pages, |page| {
+        let mut token: Option<String> = None;
+        loop {
+            self.counter.start_call();
+            let page = self
+                .client
+                .list_metrics()
+                .namespace(LaunchMetric::NAMESPACE)
+                .metric_name(metric.metric_name())
+                .set_next_token(token.clone())
+                .customize()
+                .config_override(self.per_call.cloudwatch(&self.counter))
+                .send()
+                .await
+                .map_err(|e| {
+                    errors::from_sdk(Api::ListMetrics, &e, self.counter.call_attempts())
+                })?;
             metrics.extend(
                 page.metrics()
                     .iter()
                     .filter(|m| m.metric_name() == Some(metric.metric_name()))
                     .cloned(),
-            )
-        });
-        Ok(metrics)
+            );
+            let next = page.next_token().filter(|t| !t.is_empty());
+            if next.is_none() || next == token.as_deref() {
+                return Ok(metrics);
+            }
+            token = next.map(str::to_string);
+        }
     }
 
     /// The datapoints of up to 500 queries, by query id, across every page.
@@ -175,17 +192,25 @@ impl CloudWatchClient {
         queries: &[((String, LaunchMetric), MetricDataQuery)],
         window: &MetricWindow,
     ) -> Result<HashMap<String, Vec<(i64, f64)>>, ApiError> {
-        let pages = self
-            .client
-            .get_metric_data()
-            .set_metric_data_queries(Some(queries.iter().map(|(_, q)| q.clone()).collect()))
-            .start_time(DateTime::from_secs(window.start))
-            .end_time(DateTime::from_secs(window.end))
-            .scan_by(ScanBy::TimestampDescending)
-            .into_paginator()
-            .send();
         let mut points: HashMap<String, Vec<(i64, f64)>> = HashMap::new();
-        for_each_page!(self.counter, Api::GetMetricData, pages, |page| {
+        let mut token: Option<String> = None;
+        loop {
+            self.counter.start_call();
+            let page = self
+                .client
+                .get_metric_data()
+                .set_metric_data_queries(Some(queries.iter().map(|(_, q)| q.clone()).collect()))
+                .start_time(DateTime::from_secs(window.start))
+                .end_time(DateTime::from_secs(window.end))
+                .scan_by(ScanBy::TimestampDescending)
+                .set_next_token(token.clone())
+                .customize()
+                .config_override(self.per_call.cloudwatch(&self.counter))
+                .send()
+                .await
+                .map_err(|e| {
+                    errors::from_sdk(Api::GetMetricData, &e, self.counter.call_attempts())
+                })?;
             for result in page.metric_data_results() {
                 let Some(id) = result.id() else { continue };
                 if let Some(status @ (StatusCode::Forbidden | StatusCode::InternalError)) =
@@ -232,7 +257,11 @@ impl CloudWatchClient {
                         .zip(result.values().iter().copied()),
                 );
             }
-        });
-        Ok(points)
+            let next = page.next_token().filter(|t| !t.is_empty());
+            if next.is_none() || next == token.as_deref() {
+                return Ok(points);
+            }
+            token = next.map(str::to_string);
+        }
     }
 }

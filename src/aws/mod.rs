@@ -53,7 +53,7 @@ use cloudwatch::CloudWatchClient;
 /// The base AWS configuration every target's calls are made with: region, credentials chain,
 /// endpoint. Opaque, so that no SDK type leaves this module.
 ///
-/// One EC2 and one STS client serve the whole process: an SDK client holds tens of kilobytes of
+/// One EC2, one CloudWatch and one STS client serve the whole process: an SDK client holds tens of kilobytes of
 /// configuration and runtime plugins and takes a fraction of a millisecond to build, so with
 /// thousands of targets one client per target costs more memory and CPU than the calls. Each
 /// call carries its target's region, retry policy, retry partition, attempt counter and role
@@ -62,6 +62,7 @@ use cloudwatch::CloudWatchClient;
 pub struct Base {
     sdk: SdkConfig,
     ec2: aws_sdk_ec2::Client,
+    cloudwatch: aws_sdk_cloudwatch::Client,
     /// GetCallerIdentity and AssumeRole, always with the base credentials.
     sts: aws_sdk_sts::Client,
     /// Role credentials by role (ARN, external id, session name, duration): one provider and
@@ -97,6 +98,19 @@ impl PerCall {
         config
     }
 
+    fn cloudwatch(&self, counter: &AttemptCounter) -> aws_sdk_cloudwatch::config::Builder {
+        let mut config = aws_sdk_cloudwatch::config::Builder::default()
+            .region(self.region.clone())
+            .retry_config(self.retry.clone())
+            .retry_partition(self.partition.clone())
+            .interceptor(counter.clone());
+        if let Some((credentials, cache)) = &self.role {
+            config.set_credentials_provider(Some(credentials.clone()));
+            config = config.identity_cache(cache.clone());
+        }
+        config
+    }
+
     /// STS is always called with the base credentials.
     fn sts(&self, counter: &AttemptCounter) -> aws_sdk_sts::config::Builder {
         aws_sdk_sts::config::Builder::default()
@@ -111,6 +125,7 @@ impl Base {
     fn new(sdk: SdkConfig) -> Base {
         Base {
             ec2: aws_sdk_ec2::Client::new(&sdk),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(&sdk),
             sts: aws_sdk_sts::Client::new(&sdk),
             sdk,
             roles: Arc::default(),
@@ -411,32 +426,21 @@ struct TargetClient {
 }
 
 impl TargetClient {
-    /// The target's calls, and a CloudWatch client of its own when the spec reads CloudWatch
-    /// (with the same role credentials as EC2).
+    /// The target's calls, CloudWatch's too when the spec reads it (with the same role
+    /// credentials as EC2, its own retry partition).
     fn new(
         base: &Base,
         spec: &TargetSpec,
         per_call: PerCall,
         sink: Arc<dyn AttemptSink>,
     ) -> TargetClient {
-        let cloudwatch = spec.cloudwatch.map(|_| {
-            let counter = AttemptCounter::new(sink.clone());
-            let mut config = aws_sdk_cloudwatch::config::Builder::from(&base.sdk)
-                .region(per_call.region.clone())
-                .retry_config(per_call.retry.clone())
-                .retry_partition(RetryPartition::new(format!(
-                    "fast-launch-{}-cloudwatch",
-                    spec.key
-                )))
-                .interceptor(counter.clone());
-            if let Some((credentials, cache)) = &per_call.role {
-                config.set_credentials_provider(Some(credentials.clone()));
-                config = config.identity_cache(cache.clone());
-            }
-            CloudWatchClient {
-                client: aws_sdk_cloudwatch::Client::from_conf(config.build()),
-                counter,
-            }
+        let cloudwatch = spec.cloudwatch.map(|_| CloudWatchClient {
+            client: base.cloudwatch.clone(),
+            per_call: PerCall {
+                partition: RetryPartition::new(format!("fast-launch-{}-cloudwatch", spec.key)),
+                ..per_call.clone()
+            },
+            counter: AttemptCounter::new(sink.clone()),
         });
         TargetClient {
             ec2: base.ec2.clone(),
