@@ -278,8 +278,10 @@ pub trait AttemptSink: Send + Sync + fmt::Debug {
 }
 
 /// Requests and errors of one target, by API and error code label.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ApiCounters {
+    /// When the counters started at 0: OpenMetrics' `_created`.
+    created: std::time::SystemTime,
     requests: [AtomicU64; Api::ALL.len()],
     errors: Mutex<BTreeMap<(Api, &'static str), u64>>,
     /// The API whose attempt is on the wire now (index + 1; 0 = none). A target's calls are
@@ -287,7 +289,23 @@ pub struct ApiCounters {
     in_flight: AtomicU8,
 }
 
+impl Default for ApiCounters {
+    fn default() -> Self {
+        ApiCounters {
+            created: std::time::SystemTime::now(),
+            requests: Default::default(),
+            errors: Default::default(),
+            in_flight: Default::default(),
+        }
+    }
+}
+
 impl ApiCounters {
+    /// When the counters started at 0.
+    pub fn created(&self) -> std::time::SystemTime {
+        self.created
+    }
+
     /// Attempts sent for `api`.
     pub fn requests(&self, api: Api) -> u64 {
         self.requests[api.index()].load(Ordering::Relaxed)

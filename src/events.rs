@@ -103,6 +103,11 @@ impl EventResult {
 }
 
 impl EventStats {
+    /// When the `events_received_total` counters started at 0 (OpenMetrics' `_created`).
+    pub fn created(&self) -> std::time::SystemTime {
+        self.counters.created()
+    }
+
     /// Stats for the queue in `settings`.
     pub fn new(settings: &EventsSettings) -> EventStats {
         EventStats {

@@ -21,7 +21,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::metrics::{MetricsRenderer, CONTENT_TYPE};
+use crate::metrics::{Format, MetricsRenderer};
 use crate::registry::Registry;
 use crate::web_config::{AuthOutcome, LiveWebConfig};
 
@@ -385,8 +385,11 @@ async fn handle(state: &AppState, request: Request<Incoming>) -> Response<Body> 
                 Err(_) => return text(StatusCode::SERVICE_UNAVAILABLE, BUSY),
             },
         };
-        let body = state.renderer.render(&state.registry, SystemTime::now());
-        return metrics_response(body, accepts_gzip(&request), permit);
+        let format = negotiate(&request);
+        let body = state
+            .renderer
+            .render_as(&state.registry, SystemTime::now(), format);
+        return metrics_response(body, format, accepts_gzip(&request), permit);
     }
     match path {
         "/-/healthy" => text(StatusCode::OK, "Healthy\n"),
@@ -445,6 +448,36 @@ fn html(body: String) -> Response<Body> {
     response
 }
 
+/// OpenMetrics when the request's `Accept` prefers `application/openmetrics-text` (any version:
+/// 1.0.0 is served) to the text format, as Prometheus's default scrape does; else text 0.0.4.
+fn negotiate<B>(request: &Request<B>) -> Format {
+    let (mut open_metrics, mut text) = (0.0f32, 0.0f32);
+    for item in request
+        .headers()
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+    {
+        let mut parts = item.split(';').map(str::trim);
+        let media = parts.next().unwrap_or("").to_ascii_lowercase();
+        let q = parts
+            .filter_map(|p| p.strip_prefix("q="))
+            .find_map(|q| q.parse::<f32>().ok())
+            .unwrap_or(1.0);
+        match media.as_str() {
+            "application/openmetrics-text" => open_metrics = open_metrics.max(q),
+            "text/plain" | "text/*" | "*/*" => text = text.max(q),
+            _ => {}
+        }
+    }
+    if open_metrics > 0.0 && open_metrics >= text {
+        Format::OpenMetrics
+    } else {
+        Format::Text
+    }
+}
+
 /// Whether the request's `Accept-Encoding` allows gzip (a `q=0` refuses it).
 fn accepts_gzip<B>(request: &Request<B>) -> bool {
     request
@@ -467,6 +500,7 @@ fn accepts_gzip<B>(request: &Request<B>) -> bool {
 
 fn metrics_response(
     body: String,
+    format: Format,
     gzip: bool,
     permit: Option<tokio::sync::OwnedSemaphorePermit>,
 ) -> Response<Body> {
@@ -493,8 +527,14 @@ fn metrics_response(
         .boxed(),
     );
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
-    headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    headers.insert(
+        header::VARY,
+        HeaderValue::from_static("Accept, Accept-Encoding"),
+    );
     if encoded {
         headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
@@ -577,6 +617,30 @@ mod tests {
         assert!(!accepts_gzip(&request_with("gzip;q=0")));
         assert!(!accepts_gzip(&request_with("br")));
         assert!(!accepts_gzip(&Request::new(())));
+    }
+
+    #[test]
+    fn openmetrics_only_when_preferred() {
+        let with = |accept: &str| {
+            negotiate(
+                &Request::builder()
+                    .header(header::ACCEPT, accept)
+                    .body(())
+                    .unwrap(),
+            )
+        };
+        // Prometheus 2.x's default.
+        assert_eq!(
+            with("application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"),
+            Format::OpenMetrics
+        );
+        assert_eq!(
+            with("text/plain;version=0.0.4;q=1,application/openmetrics-text;q=0.5"),
+            Format::Text
+        );
+        assert_eq!(with("*/*"), Format::Text);
+        assert_eq!(with("application/openmetrics-text;q=0"), Format::Text);
+        assert_eq!(negotiate(&Request::new(())), Format::Text);
     }
 
     #[test]

@@ -28,6 +28,9 @@ pub struct ImageLaunches {
     pub cold_launches: f64,
     /// Periods starting before this Unix second are counted (or were before the image was seen).
     counted_until: i64,
+    /// When the counters started at 0 (the image first seen), Unix seconds: OpenMetrics'
+    /// `_created`.
+    pub created: i64,
 }
 
 /// The CloudWatch values of one target's images, by image id.
@@ -126,6 +129,7 @@ impl Launches {
                         fast_launches: 0.0,
                         cold_launches: 0.0,
                         counted_until: until,
+                        created: now,
                     },
                 },
             );

@@ -11,8 +11,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::time::SystemTime;
 
-use prometheus::{Encoder, TextEncoder};
-
 use crate::calls::{Api, ApiCounters};
 use crate::events::{EventResult, EventStats};
 use crate::launches::{ImageLaunches, Launches};
@@ -21,6 +19,29 @@ use crate::registry::{Registry, Snapshot, TargetView};
 
 /// The content type of the text exposition format 0.0.4.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// The content type of OpenMetrics 1.0.0.
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The exposition format a scrape gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Prometheus text format 0.0.4.
+    Text,
+    /// OpenMetrics 1.0.0: counter families named without `_total`, a `_created` sample after
+    /// each counter sample, `unknown` for untyped, `"` escaped in HELP, and `# EOF`.
+    OpenMetrics,
+}
+
+impl Format {
+    /// The content type of the format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Text => CONTENT_TYPE,
+            Format::OpenMetrics => OPENMETRICS_CONTENT_TYPE,
+        }
+    }
+}
 
 /// Longest `reason` label value, in characters.
 pub const MAX_REASON_CHARS: usize = 256;
@@ -81,19 +102,37 @@ impl Default for MetricsRenderer {
 /// The text exposition being written. Families are written whole, one after another.
 struct Exposition {
     out: String,
+    format: Format,
 }
 
 impl Exposition {
     fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let open_metrics = self.format == Format::OpenMetrics;
+        let (name, kind) = match (open_metrics, kind) {
+            (true, "counter") => (name.strip_suffix("_total").unwrap_or(name), kind),
+            (true, "untyped") => (name, "unknown"),
+            _ => (name, kind),
+        };
         let _ = write!(self.out, "# HELP {name} ");
         for c in help.chars() {
             match c {
                 '\\' => self.out.push_str("\\\\"),
                 '\n' => self.out.push_str("\\n"),
+                '"' if open_metrics => self.out.push_str("\\\""),
                 c => self.out.push(c),
             }
         }
         let _ = write!(self.out, "\n# TYPE {name} {kind}\n");
+    }
+
+    /// A counter sample (`name` ends with `_total`), and in OpenMetrics its `_created` sample:
+    /// when the counter started at 0, in Unix seconds.
+    fn counter(&mut self, name: &str, labels: &[(&str, &str)], value: f64, created: f64) {
+        self.sample(name, labels, value);
+        if self.format == Format::OpenMetrics {
+            let base = name.strip_suffix("_total").unwrap_or(name);
+            self.sample(&format!("{base}_created"), labels, created);
+        }
     }
 
     fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
@@ -209,9 +248,24 @@ impl MetricsRenderer {
         self.render_snapshot(&registry.snapshot(now), now)
     }
 
+    /// The exposition of the registry as of `now`, in `format`.
+    pub fn render_as(&self, registry: &Registry, now: SystemTime, format: Format) -> String {
+        self.render_snapshot_as(&registry.snapshot(now), now, format)
+    }
+
     /// The exposition text of `snapshot`, taken at `now`. Targets that another target already
     /// serves (same account id and region) export nothing.
     pub fn render_snapshot(&self, snapshot: &Snapshot, now: SystemTime) -> String {
+        self.render_snapshot_as(snapshot, now, Format::Text)
+    }
+
+    /// [`MetricsRenderer::render_snapshot`] in `format`.
+    pub fn render_snapshot_as(
+        &self,
+        snapshot: &Snapshot,
+        now: SystemTime,
+        format: Format,
+    ) -> String {
         let targets: Vec<&TargetView> = snapshot.targets.iter().filter(|t| t.is_served()).collect();
         let accounts = &snapshot.accounts;
         let image_count: usize = targets
@@ -221,6 +275,7 @@ impl MetricsRenderer {
         let mut x = Exposition {
             // About 1.4 KB of text per image with every field set.
             out: String::with_capacity(4096 + image_count * 1500),
+            format,
         };
         let groups: Vec<ImageGroup<'_>> = targets
             .iter()
@@ -304,12 +359,52 @@ impl MetricsRenderer {
                     }
                 }
             }
-            let mut bytes = Vec::new();
-            if TextEncoder::new().encode(&families, &mut bytes).is_ok() {
-                x.out.push_str(&String::from_utf8_lossy(&bytes));
-            }
+            render_process(&mut x, &families);
+        }
+        if format == Format::OpenMetrics {
+            x.out.push_str("# EOF\n");
         }
         x.out
+    }
+}
+
+/// When the first of `counters` started: the `_created` of their shared series.
+fn created_of(counters: &[&ApiCounters]) -> f64 {
+    counters
+        .iter()
+        .map(|c| unix_seconds(c.created()))
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// The `process_*` families (gauges and the CPU counter, whose `_created` is the process start).
+fn render_process(x: &mut Exposition, families: &[prometheus::proto::MetricFamily]) {
+    use prometheus::proto::MetricType;
+    let started = families
+        .iter()
+        .find(|f| f.name() == "process_start_time_seconds")
+        .and_then(|f| f.get_metric().first())
+        .map_or(0.0, |m| m.get_gauge().get_value());
+    for family in families {
+        let kind = match family.get_field_type() {
+            MetricType::COUNTER => "counter",
+            MetricType::GAUGE => "gauge",
+            // The process collector makes only counters and gauges.
+            _ => continue,
+        };
+        x.family(family.name(), kind, family.help());
+        for metric in family.get_metric() {
+            let labels: Vec<(&str, &str)> = metric
+                .get_label()
+                .iter()
+                .map(|l| (l.name(), l.value()))
+                .collect();
+            if kind == "counter" {
+                let value = metric.get_counter().get_value();
+                x.counter(family.name(), &labels, value, started);
+            } else {
+                x.sample(family.name(), &labels, metric.get_gauge().get_value());
+            }
+        }
     }
 }
 
@@ -478,18 +573,22 @@ fn render_launches(x: &mut Exposition, groups: &[ImageGroup<'_>]) {
                 continue;
             };
             for image in group.images {
-                let Some(v) = launches.image(&image.image_id).and_then(value) else {
+                let Some(counted) = launches.image(&image.image_id) else {
                     continue;
                 };
-                x.sample(
-                    name,
-                    &[
-                        ("aws_account_id", group.account_id),
-                        ("aws_region", group.region),
-                        ("image_id", image.image_id.as_str()),
-                    ],
-                    v,
-                );
+                let Some(v) = value(counted) else {
+                    continue;
+                };
+                let labels = [
+                    ("aws_account_id", group.account_id),
+                    ("aws_region", group.region),
+                    ("image_id", image.image_id.as_str()),
+                ];
+                if kind == "counter" {
+                    x.counter(name, &labels, v, counted.created as f64);
+                } else {
+                    x.sample(name, &labels, v);
+                }
             }
         }
     }
@@ -677,7 +776,7 @@ fn render_targets(
             let sum = counters.iter().map(|c| c.requests(*api)).sum::<u64>();
             let value = floor.value(series.clone(), sum);
             exported.insert(series);
-            x.sample(
+            x.counter(
                 REQUESTS,
                 &[
                     ("aws_account_id", account),
@@ -685,6 +784,7 @@ fn render_targets(
                     ("api", api.as_str()),
                 ],
                 value as f64,
+                created_of(counters),
             );
         }
     }
@@ -706,7 +806,7 @@ fn render_targets(
             }
             let series = (account.clone(), region.clone(), api, code);
             exported.insert(series.clone());
-            x.sample(
+            x.counter(
                 ERRORS,
                 &[
                     ("aws_account_id", account),
@@ -715,6 +815,7 @@ fn render_targets(
                     ("error_code", code),
                 ],
                 floor.value(series, count) as f64,
+                created_of(counters),
             );
         }
     }
@@ -794,10 +895,11 @@ fn render_events(x: &mut Exposition, events: &EventStats) {
         "Fast launch events received from the queue, by how they were handled: applied (a target collected now), ignored (another detail-type or a target not collected here) or malformed.",
     );
     for result in EventResult::ALL {
-        x.sample(
+        x.counter(
             RECEIVED,
             &[("result", result.as_str())],
             events.received(result) as f64,
+            unix_seconds(events.created()),
         );
     }
     const SUCCESS: &str = "fast_launch_exporter_events_receive_success";

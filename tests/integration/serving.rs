@@ -393,3 +393,86 @@ fn help_and_version_describe_the_flags() {
         .unwrap();
     assert_eq!(bad.status.code(), Some(2));
 }
+
+/// Prometheus's default `Accept` gets OpenMetrics 1.0.0, valid for the `prometheus_client`
+/// OpenMetrics parser (strict: families, `_total`/`_created`, escaping, `# EOF`); a plain scrape
+/// gets text 0.0.4 as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openmetrics_when_the_scraper_prefers_it() {
+    const ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+    let exporter = Exporter::demo(&["--demo.accounts", "2", "--demo.regions", "2"]).await;
+    exporter.wait_until_ready().await;
+    // Every counter family present: AWS calls with errors (the demo throttles), events,
+    // CloudWatch launches.
+    exporter
+        .wait_for_metrics("launch counters", |t| {
+            t.contains("aws_ec2_fast_launch_image_cold_launches_total{")
+                && t.contains("fast_launch_exporter_aws_errors_total{")
+        })
+        .await;
+    let response = request(&exporter.address, "GET", "/metrics", &[("Accept", ACCEPT)]).await;
+    assert_eq!(response.status, 200);
+    assert_eq!(
+        response.header("content-type"),
+        Some("application/openmetrics-text; version=1.0.0; charset=utf-8")
+    );
+    let text = response.text();
+    assert!(
+        text.ends_with("# EOF\n"),
+        "{}",
+        &text[text.len().saturating_sub(200)..]
+    );
+    for line in [
+        "# TYPE fast_launch_exporter_aws_requests counter",
+        "# TYPE aws_ec2_fast_launch_image_cold_launches counter",
+        "# TYPE fast_launch_exporter_events_received counter",
+        "# TYPE process_cpu_seconds counter",
+    ] {
+        assert!(text.contains(line), "{line}");
+    }
+    for created in [
+        "fast_launch_exporter_aws_requests_created{",
+        "aws_ec2_fast_launch_image_cold_launches_created{",
+        "fast_launch_exporter_events_received_created{",
+        "process_cpu_seconds_created ",
+    ] {
+        assert!(text.contains(created), "{created}");
+    }
+    if tool_available(
+        "python3",
+        &["-c", "import prometheus_client.openmetrics.parser"],
+        "openmetrics_when_the_scraper_prefers_it",
+    ) {
+        let mut child = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import sys\nfrom prometheus_client.openmetrics.parser import text_string_to_metric_families as parse\nprint(len(list(parse(sys.stdin.read()))))",
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(child.stdin.as_mut().unwrap(), text.as_bytes()).unwrap();
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "the OpenMetrics parser refused the exposition: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let families: usize = String::from_utf8_lossy(&output.stdout)
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(families > 20, "{families} families");
+    }
+    // A plain scrape: text 0.0.4, counters as they were.
+    let plain = exporter.get("/metrics").await;
+    assert_eq!(
+        plain.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    let plain = plain.text();
+    assert!(!plain.contains("# EOF") && !plain.contains("_created"));
+    assert!(plain.contains("# TYPE fast_launch_exporter_aws_requests_total counter"));
+}
