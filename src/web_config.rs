@@ -450,6 +450,91 @@ fn tls_version(place: &str, value: &str) -> Result<u8, String> {
     }
 }
 
+/// `client_allowed_sans`: a client certificate the CA verified must also name one of these in
+/// its subject alternative names, as DNS name, IP address or URI (compared as written, as the
+/// exporter-toolkit does; e-mail SANs are not read).
+#[derive(Debug)]
+struct AllowedSans {
+    inner: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    allowed: Vec<String>,
+}
+
+impl AllowedSans {
+    fn names_an_allowed_san(&self, end_entity: &CertificateDer<'_>) -> bool {
+        let Ok(cert) = webpki::EndEntityCert::try_from(end_entity) else {
+            return false;
+        };
+        let names: Vec<&str> = cert
+            .valid_dns_names()
+            .chain(cert.valid_uri_names())
+            .collect();
+        self.allowed.iter().any(|allowed| {
+            names.contains(&allowed.as_str())
+                || allowed.parse::<std::net::IpAddr>().is_ok_and(|ip| {
+                    cert.verify_is_valid_for_subject_name(&rustls_pki_types::ServerName::IpAddress(
+                        ip.into(),
+                    ))
+                    .is_ok()
+                })
+        })
+    }
+}
+
+impl rustls::server::danger::ClientCertVerifier for AllowedSans {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        let verified = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        if self.names_an_allowed_san(end_entity) {
+            Ok(verified)
+        } else {
+            warn!(allowed = ?self.allowed, "client certificate refused: none of its SANs is in client_allowed_sans");
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::ApplicationVerificationFailure,
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
 fn tls_config(raw: &RawTls, base: &Path) -> Result<rustls::ServerConfig, String> {
     let (Some(cert_file), Some(key_file)) = (&raw.cert_file, &raw.key_file) else {
         return Err("tls_server_config: cert_file and key_file are both required".to_string());
@@ -497,12 +582,12 @@ fn tls_config(raw: &RawTls, base: &Path) -> Result<rustls::ServerConfig, String>
     {
         warn!("web config: cipher_suites, curve_preferences and prefer_server_cipher_suites are ignored; rustls uses its own safe defaults");
     }
-    if raw
-        .client_allowed_sans
-        .as_ref()
-        .is_some_and(|s| !s.is_empty())
-    {
-        return Err("tls_server_config.client_allowed_sans: not supported".to_string());
+    let allowed_sans: Vec<String> = raw.client_allowed_sans.clone().unwrap_or_default();
+    let auth_type_given = raw.client_auth_type.as_deref().unwrap_or("NoClientCert");
+    if !allowed_sans.is_empty() && auth_type_given != "RequireAndVerifyClientCert" {
+        return Err(format!(
+            "tls_server_config.client_allowed_sans: needs client_auth_type RequireAndVerifyClientCert (not {auth_type_given})"
+        ));
     }
 
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -551,7 +636,14 @@ fn tls_config(raw: &RawTls, base: &Path) -> Result<rustls::ServerConfig, String>
             let verifier = verifier
                 .build()
                 .map_err(|e| format!("tls_server_config.client_ca_file: {e}"))?;
-            builder.with_client_cert_verifier(verifier)
+            if allowed_sans.is_empty() {
+                builder.with_client_cert_verifier(verifier)
+            } else {
+                builder.with_client_cert_verifier(Arc::new(AllowedSans {
+                    inner: verifier,
+                    allowed: allowed_sans.clone(),
+                }))
+            }
         }
         "RequestClientCert" | "RequireAnyClientCert" => {
             return Err(format!(

@@ -16,6 +16,8 @@ struct Pki {
     dir: tempfile::TempDir,
     ca_der: CertificateDer<'static>,
     client: (Vec<CertificateDer<'static>>, Vec<u8>),
+    /// From the same CA as `client`, for the SAN `grafana.example.com` only.
+    other: (Vec<CertificateDer<'static>>, Vec<u8>),
     stranger: (Vec<CertificateDer<'static>>, Vec<u8>),
 }
 
@@ -46,6 +48,11 @@ fn pki() -> Pki {
         ExtendedKeyUsagePurpose::ServerAuth,
     );
     let (client, client_key) = leaf(&ca, &["prometheus"], ExtendedKeyUsagePurpose::ClientAuth);
+    let (other, other_key) = leaf(
+        &ca,
+        &["grafana.example.com"],
+        ExtendedKeyUsagePurpose::ClientAuth,
+    );
     let other_ca = self::ca();
     let (stranger, stranger_key) = leaf(&other_ca, &["eve"], ExtendedKeyUsagePurpose::ClientAuth);
     std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
@@ -54,6 +61,7 @@ fn pki() -> Pki {
     Pki {
         ca_der: ca.der().clone(),
         client: (vec![client.der().clone()], client_key.serialize_der()),
+        other: (vec![other.der().clone()], other_key.serialize_der()),
         stranger: (vec![stranger.der().clone()], stranger_key.serialize_der()),
         dir,
     }
@@ -220,6 +228,7 @@ fn invalid_web_config_files_exit_2_naming_the_key() {
         ("basic_auth_users:\n  prometheus: plain-text-password\n", "basic_auth_users.prometheus: not a bcrypt hash"),
         ("http_server_config:\n  headers:\n    Server: nginx\n", "\"Server\" cannot be set"),
         ("tls_config: {}\n", "unknown field `tls_config`"),
+        ("tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n  client_allowed_sans: [prometheus]\n", "client_allowed_sans: needs client_auth_type RequireAndVerifyClientCert"),
     ];
     for (yaml, expected) in cases {
         let path = pki.web_config(yaml);
@@ -414,4 +423,34 @@ async fn web_config_changes_apply_without_restart_and_a_broken_file_keeps_the_la
         "{}",
         exporter.logs()
     );
+}
+
+/// `client_allowed_sans`: a certificate from the CA is refused unless it names an allowed SAN.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_allowed_sans_refuses_other_certificates_from_the_ca() {
+    let pki = pki();
+    let web = pki.web_config(
+        "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.pem\n  client_allowed_sans: [prometheus, 10.0.0.1]\n",
+    );
+    let sim = simulator().await;
+    let exporter = Exporter::start(
+        &sim.url(),
+        "regions: [us-east-1]\n",
+        &["--web.config.file", &web],
+    )
+    .await;
+    let address = exporter.address.clone();
+    let allowed = https_get(&address, &pki.ca_der, Some(&pki.client), "/-/healthy", &[])
+        .await
+        .unwrap();
+    assert_eq!(allowed.status, 200);
+    let other = https_get(&address, &pki.ca_der, Some(&pki.other), "/-/healthy", &[]).await;
+    assert!(
+        other.is_err(),
+        "a certificate from the CA without an allowed SAN: {:?}",
+        other.map(|r| r.status)
+    );
+    assert!(exporter
+        .logs()
+        .contains("none of its SANs is in client_allowed_sans"));
 }
