@@ -346,7 +346,7 @@ fn unauthorized() -> Response<Body> {
     response
 }
 
-async fn handle(state: &AppState, request: Request<Incoming>) -> Response<Body> {
+async fn handle(state: &Arc<AppState>, request: Request<Incoming>) -> Response<Body> {
     let path = request.uri().path();
     if path == "/-/reload" {
         if request.method() != Method::POST && request.method() != Method::PUT {
@@ -386,10 +386,27 @@ async fn handle(state: &AppState, request: Request<Incoming>) -> Response<Body> 
             },
         };
         let format = negotiate(&request);
-        let body = state
-            .renderer
-            .render_as(&state.registry, SystemTime::now(), format);
-        return metrics_response(body, format, accepts_gzip(&request), permit);
+        let gzip = accepts_gzip(&request);
+        // Rendering and compressing a large exposition takes milliseconds to seconds: on the
+        // blocking pool, so that no runtime worker (probes, other connections) waits for it.
+        let shared = Arc::clone(state);
+        let encoded = tokio::task::spawn_blocking(move || {
+            let body = shared
+                .renderer
+                .render_as(&shared.registry, SystemTime::now(), format);
+            encode(body, gzip)
+        })
+        .await;
+        return match encoded {
+            Ok((bytes, gzipped)) => metrics_response(bytes, format, gzipped, permit),
+            Err(error) => {
+                warn!(error = %error, "rendering the metrics failed");
+                text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "500 rendering the metrics failed\n",
+                )
+            }
+        };
     }
     match path {
         "/-/healthy" => text(StatusCode::OK, "Healthy\n"),
@@ -498,27 +515,30 @@ fn accepts_gzip<B>(request: &Request<B>) -> bool {
         })
 }
 
+/// The body, gzipped when asked (falls back to plain if compression fails): (bytes, gzipped).
+fn encode(body: String, gzip: bool) -> (Bytes, bool) {
+    if !gzip {
+        return (Bytes::from(body), false);
+    }
+    let mut encoder = GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    match encoder
+        .write_all(body.as_bytes())
+        .and_then(|_| encoder.finish())
+    {
+        Ok(compressed) => (Bytes::from(compressed), true),
+        Err(error) => {
+            warn!(error = %error, "gzip failed; sending uncompressed");
+            (Bytes::from(body), false)
+        }
+    }
+}
+
 fn metrics_response(
-    body: String,
+    bytes: Bytes,
     format: Format,
-    gzip: bool,
+    encoded: bool,
     permit: Option<tokio::sync::OwnedSemaphorePermit>,
 ) -> Response<Body> {
-    let (bytes, encoded) = if gzip {
-        let mut encoder = GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        match encoder
-            .write_all(body.as_bytes())
-            .and_then(|_| encoder.finish())
-        {
-            Ok(compressed) => (Bytes::from(compressed), true),
-            Err(error) => {
-                warn!(error = %error, "gzip failed; sending uncompressed");
-                (Bytes::from(body), false)
-            }
-        }
-    } else {
-        (Bytes::from(body), false)
-    };
     let mut response = Response::new(
         Permitted {
             rest: bytes,
