@@ -79,6 +79,33 @@ impl Default for WebOptions {
     }
 }
 
+/// Raises the soft limit of open files to the hard limit, as Go programs such as node_exporter
+/// do at start: every idle or slow HTTP connection holds a descriptor, and the common soft
+/// limit of 1,024 would cap them long before memory does.
+pub fn raise_open_files_limit() {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit and setrlimit read and write the struct passed, nothing else.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0
+                && limit.rlim_cur < limit.rlim_max
+            {
+                let wanted = libc::rlimit {
+                    rlim_cur: limit.rlim_max,
+                    rlim_max: limit.rlim_max,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) != 0 {
+                    tracing::debug!("cannot raise the open files limit");
+                }
+            }
+        }
+    }
+}
+
 /// Re-reads the configuration for a reload (`SIGHUP`, `POST /-/reload`).
 pub type ConfigLoader = Box<dyn Fn() -> Result<Config, ConfigError> + Send + Sync>;
 

@@ -178,11 +178,10 @@ impl CloudWatchClient {
                     .filter(|m| m.metric_name() == Some(metric.metric_name()))
                     .cloned(),
             );
-            let next = page.next_token().filter(|t| !t.is_empty());
-            if next.is_none() || next == token.as_deref() {
-                return Ok(metrics);
+            match super::next_page(&token, page.next_token()) {
+                Some(next) => token = Some(next),
+                None => return Ok(metrics),
             }
-            token = next.map(str::to_string);
         }
     }
 
@@ -257,11 +256,10 @@ impl CloudWatchClient {
                         .zip(result.values().iter().copied()),
                 );
             }
-            let next = page.next_token().filter(|t| !t.is_empty());
-            if next.is_none() || next == token.as_deref() {
-                return Ok(points);
+            match super::next_page(&token, page.next_token()) {
+                Some(next) => token = Some(next),
+                None => return Ok(points),
             }
-            token = next.map(str::to_string);
         }
     }
 }

@@ -408,6 +408,15 @@ impl ProvideCredentials for AssumeRoleCredentials {
     }
 }
 
+/// The token of the next page when paging by hand (the SDK's paginators drop per-call settings):
+/// None when there is none, or when the answer repeats the token just sent (as the paginators
+/// stop).
+fn next_page(sent: &Option<String>, answered: Option<&str>) -> Option<String> {
+    answered
+        .filter(|t| !t.is_empty() && Some(*t) != sent.as_deref())
+        .map(str::to_string)
+}
+
 /// The AWS calls of one target (account, region): the process's shared clients, called with
 /// the target's region, retry partition, credentials and counters.
 #[derive(Debug, Clone)]
@@ -549,20 +558,17 @@ impl TargetClient {
                         self.ec2_counter.call_attempts(),
                     )
                 })?;
-            let next = page
-                .next_token()
-                .filter(|t| !t.is_empty())
-                .map(str::to_string);
+            let next = next_page(&token, page.next_token());
             images.extend(
                 page.fast_launch_images
                     .unwrap_or_default()
                     .into_iter()
                     .map(convert_image),
             );
-            if next.is_none() || next == token {
-                return Ok(images);
+            match next {
+                Some(next) => token = Some(next),
+                None => return Ok(images),
             }
-            token = next;
         }
     }
 }

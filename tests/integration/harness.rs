@@ -66,6 +66,28 @@ pub fn describes(text: &str, region: &str) -> f64 {
     .unwrap_or(0.0)
 }
 
+/// A simulator (no images) and an exporter collecting its base account in us-east-1, serving
+/// with the web config file `web` (not waited for: readiness probes would spend rate limits).
+pub async fn with_web_config(web: &str) -> (Simulator, Exporter) {
+    let sim = simulator().await;
+    let exporter = Exporter::start(
+        &sim.url(),
+        "regions: [us-east-1]\n",
+        &["--web.config.file", web],
+    )
+    .await;
+    (sim, exporter)
+}
+
+/// An `Authorization` header value for HTTP basic auth.
+pub fn basic(user: &str, password: &str) -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
+}
+
 /// GET over TLS trusting `ca`, optionally presenting a client certificate. Err when the
 /// connection or handshake fails.
 pub async fn https_get(

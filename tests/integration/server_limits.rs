@@ -11,30 +11,6 @@ use tokio::net::TcpStream;
 
 use crate::harness::*;
 
-fn basic(user: &str, password: &str) -> String {
-    use base64::Engine;
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
-    )
-}
-
-/// Lets this test process hold as many sockets as the hard limit allows (the exporter it
-/// starts raises its own limit the same way).
-fn raise_open_files_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit only read and write the struct passed.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
-    }
-}
-
 async fn one_image_exporter(extra_args: &[&str]) -> (Simulator, Exporter) {
     let sim = simulator().await;
     sim.world()
@@ -47,7 +23,8 @@ async fn one_image_exporter(extra_args: &[&str]) -> (Simulator, Exporter) {
 /// Before, 64 connections that sent half a request kept every scrape out for up to 10 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_slow_connections_hold_back_no_scrape() {
-    raise_open_files_limit();
+    // As the exporter does for itself, so that this process can hold the sockets.
+    fast_launch_exporter::raise_open_files_limit();
     let (_sim, exporter) = one_image_exporter(&[]).await;
     let mut slow = Vec::new();
     for i in 0..1000 {
@@ -168,13 +145,7 @@ async fn rate_limit_answers_429_before_authentication() {
     )
     .unwrap();
     // Not waiting for readiness: polling /-/ready would spend the tokens.
-    let sim = simulator().await;
-    let exporter = Exporter::start(
-        &sim.url(),
-        "regions: [us-east-1]\n",
-        &["--web.config.file", web.to_str().unwrap()],
-    )
-    .await;
+    let (_sim, exporter) = with_web_config(web.to_str().unwrap()).await;
     let auth = basic("prometheus", "s3cret-pass");
     let mut statuses = Vec::new();
     for _ in 0..4 {
@@ -204,13 +175,7 @@ async fn successful_basic_auth_checks_are_cached_and_wrong_passwords_are_not() {
     let dir = tempfile::tempdir().unwrap();
     let web = dir.path().join("web.yml");
     std::fs::write(&web, format!("basic_auth_users:\n  prometheus: '{hash}'\n")).unwrap();
-    let sim = simulator().await;
-    let exporter = Exporter::start(
-        &sim.url(),
-        "regions: [us-east-1]\n",
-        &["--web.config.file", web.to_str().unwrap()],
-    )
-    .await;
+    let (_sim, exporter) = with_web_config(web.to_str().unwrap()).await;
     let timed = |password: &'static str| {
         let address = exporter.address.clone();
         async move {

@@ -75,14 +75,6 @@ impl Pki {
     }
 }
 
-fn basic(user: &str, password: &str) -> String {
-    use base64::Engine;
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_with_basic_auth_accepts_the_right_password_only() {
     let pki = pki();
@@ -163,13 +155,7 @@ async fn mutual_tls_requires_a_client_certificate_from_the_ca() {
     let web = pki.web_config(
         "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.pem\n",
     );
-    let sim = simulator().await;
-    let exporter = Exporter::start(
-        &sim.url(),
-        "regions: [us-east-1]\n",
-        &["--web.config.file", &web],
-    )
-    .await;
+    let (_sim, exporter) = with_web_config(&web).await;
     let address = exporter.address.clone();
 
     let ok = https_get(&address, &pki.ca_der, Some(&pki.client), "/-/healthy", &[])
@@ -374,13 +360,7 @@ async fn web_config_changes_apply_without_restart_and_a_broken_file_keeps_the_la
         )
     };
     let web = pki.web_config(&with_hash(&bcrypt::hash("old-pass", 4).unwrap()));
-    let sim = simulator().await;
-    let exporter = Exporter::start(
-        &sim.url(),
-        "regions: [us-east-1]\n",
-        &["--web.config.file", &web],
-    )
-    .await;
+    let (_sim, exporter) = with_web_config(&web).await;
     let address = exporter.address.clone();
     let healthy = |ca: CertificateDer<'static>, password: &'static str| {
         let address = address.clone();
@@ -432,13 +412,7 @@ async fn client_allowed_sans_refuses_other_certificates_from_the_ca() {
     let web = pki.web_config(
         "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.pem\n  client_allowed_sans: [prometheus, 10.0.0.1]\n",
     );
-    let sim = simulator().await;
-    let exporter = Exporter::start(
-        &sim.url(),
-        "regions: [us-east-1]\n",
-        &["--web.config.file", &web],
-    )
-    .await;
+    let (_sim, exporter) = with_web_config(&web).await;
     let address = exporter.address.clone();
     let allowed = https_get(&address, &pki.ca_der, Some(&pki.client), "/-/healthy", &[])
         .await
