@@ -2,12 +2,10 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use flate2::write::GzEncoder;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
@@ -21,6 +19,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::exposition::Stitched;
 use crate::metrics::{Format, MetricsRenderer};
 use crate::registry::Registry;
 use crate::web_config::{AuthOutcome, LiveWebConfig};
@@ -58,43 +57,6 @@ type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 /// A whole body in memory.
 fn full(bytes: Bytes) -> Body {
     Full::new(bytes).boxed()
-}
-
-/// The size of the frames a [`Permitted`] body hands out.
-const FRAME: usize = 64 * 1024;
-
-/// A body that holds a `--web.max-requests` permit until it is sent (or the client goes), so
-/// that the cap counts the requests whose bodies are still being written. It hands its bytes
-/// out in frames of [`FRAME`] (slices, not copies): hyper drops a body once it has taken the
-/// last frame, and takes frames only as fast as the client reads.
-struct Permitted {
-    rest: Bytes,
-    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
-}
-
-impl hyper::body::Body for Permitted {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        _cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
-        if self.rest.is_empty() {
-            return std::task::Poll::Ready(None);
-        }
-        let take = self.rest.len().min(FRAME);
-        let frame = self.rest.split_to(take);
-        std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(frame))))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.rest.is_empty()
-    }
-
-    fn size_hint(&self) -> hyper::body::SizeHint {
-        hyper::body::SizeHint::with_exact(self.rest.len() as u64)
-    }
 }
 
 /// Serves HTTP on every listener until `shutdown` is cancelled, then stops accepting and lets
@@ -387,18 +349,20 @@ async fn handle(state: &Arc<AppState>, request: Request<Incoming>) -> Response<B
         };
         let format = negotiate(&request);
         let gzip = accepts_gzip(&request);
-        // Rendering and compressing a large exposition takes milliseconds to seconds: on the
-        // blocking pool, so that no runtime worker (probes, other connections) waits for it.
+        // The parts are mostly cached chunks, but a target whose data changed is rendered
+        // again, and gzip compresses chunks not compressed yet: milliseconds to seconds for a
+        // large target, on the blocking pool so that no runtime worker (probes, other
+        // connections) waits for it. Sending compresses only the fresh lines, a piece at a time.
         let shared = Arc::clone(state);
-        let encoded = tokio::task::spawn_blocking(move || {
-            let body = shared
+        let body = tokio::task::spawn_blocking(move || {
+            let parts = shared
                 .renderer
-                .render_as(&shared.registry, SystemTime::now(), format);
-            encode(body, gzip)
+                .exposition(&shared.registry, SystemTime::now(), format);
+            Stitched::new(parts, gzip, permit)
         })
         .await;
-        return match encoded {
-            Ok((bytes, gzipped)) => metrics_response(bytes, format, gzipped, permit),
+        return match body {
+            Ok(body) => metrics_response(body, format, gzip),
             Err(error) => {
                 warn!(error = %error, "rendering the metrics failed");
                 text(
@@ -515,37 +479,12 @@ fn accepts_gzip<B>(request: &Request<B>) -> bool {
         })
 }
 
-/// The body, gzipped when asked (falls back to plain if compression fails): (bytes, gzipped).
-fn encode(body: String, gzip: bool) -> (Bytes, bool) {
-    if !gzip {
-        return (Bytes::from(body), false);
-    }
-    let mut encoder = GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    match encoder
-        .write_all(body.as_bytes())
-        .and_then(|_| encoder.finish())
-    {
-        Ok(compressed) => (Bytes::from(compressed), true),
-        Err(error) => {
-            warn!(error = %error, "gzip failed; sending uncompressed");
-            (Bytes::from(body), false)
-        }
-    }
-}
-
 fn metrics_response(
-    bytes: Bytes,
+    body: Stitched<Option<tokio::sync::OwnedSemaphorePermit>>,
     format: Format,
     encoded: bool,
-    permit: Option<tokio::sync::OwnedSemaphorePermit>,
 ) -> Response<Body> {
-    let mut response = Response::new(
-        Permitted {
-            rest: bytes,
-            _permit: permit,
-        }
-        .boxed(),
-    );
+    let mut response = Response::new(body.boxed());
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,

@@ -28,6 +28,7 @@ pub mod config;
 pub mod demo;
 pub mod discovery;
 pub mod events;
+pub mod exposition;
 pub mod healthcheck;
 pub mod http;
 pub mod launches;

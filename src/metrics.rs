@@ -9,12 +9,16 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::SystemTime;
+
+use bytes::Bytes;
 
 use crate::calls::{Api, ApiCounters};
 use crate::events::{EventResult, EventStats};
-use crate::launches::{ImageLaunches, Launches};
-use crate::model::{FastLaunchImage, FastLaunchState};
+use crate::launches::Launches;
+use crate::exposition::{write_value, AgeLines, Chunk, Part};
+use crate::model::{FastLaunchImage, FastLaunchState, TargetKey};
 use crate::registry::{Registry, Snapshot, TargetView};
 
 /// The content type of the text exposition format 0.0.4.
@@ -59,7 +63,9 @@ pub struct MetricsRenderer {
     /// The `process_*` metrics, when enabled.
     process: Option<prometheus::Registry>,
     /// Keeps the AWS call counters from going down (see [`CounterFloor`]).
-    floor: std::sync::Mutex<CounterFloor>,
+    floor: Mutex<CounterFloor>,
+    /// Every served target's per-image lines, rendered once per change of its data.
+    cache: Mutex<HashMap<TargetKey, Arc<TargetChunks>>>,
 }
 
 /// A counter series of the AWS calls: account id, region, api, error code ("" for requests).
@@ -99,13 +105,53 @@ impl Default for MetricsRenderer {
     }
 }
 
-/// The text exposition being written. Families are written whole, one after another.
+/// The exposition being written. Families are written whole, one after another: fresh lines
+/// into `out`, cached ones as parts after the fresh lines before them.
 struct Exposition {
     out: String,
     format: Format,
+    parts: Vec<Part>,
 }
 
 impl Exposition {
+    fn new(format: Format) -> Exposition {
+        Exposition {
+            out: String::new(),
+            format,
+            parts: Vec::new(),
+        }
+    }
+
+    /// Ends the fresh lines written so far as a part.
+    fn end_fresh(&mut self) {
+        if !self.out.is_empty() {
+            let fresh = std::mem::take(&mut self.out);
+            self.parts.push(Part::Fresh(Bytes::from(fresh)));
+        }
+    }
+
+    /// Cached lines, next.
+    fn cached(&mut self, chunk: &Arc<Chunk>) {
+        if !chunk.plain().is_empty() {
+            self.end_fresh();
+            self.parts.push(Part::Cached(chunk.clone()));
+        }
+    }
+
+    /// `state_age_seconds` lines valued at `now`, next.
+    fn ages(&mut self, lines: &Arc<AgeLines>, now: f64) {
+        if !lines.is_empty() {
+            self.end_fresh();
+            self.parts.push(Part::Ages(lines.clone(), now));
+        }
+    }
+
+    /// Every part, in order.
+    fn into_parts(mut self) -> Vec<Part> {
+        self.end_fresh();
+        self.parts
+    }
+
     fn family(&mut self, name: &str, kind: &str, help: &str) {
         let open_metrics = self.format == Format::OpenMetrics;
         let (name, kind) = match (open_metrics, kind) {
@@ -136,6 +182,13 @@ impl Exposition {
     }
 
     fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        self.sample_prefix(name, labels);
+        write_value(&mut self.out, value);
+        self.out.push('\n');
+    }
+
+    /// A sample's name and labels, and the space before its value.
+    fn sample_prefix(&mut self, name: &str, labels: &[(&str, &str)]) {
         self.out.push_str(name);
         if !labels.is_empty() {
             self.out.push('{');
@@ -151,8 +204,6 @@ impl Exposition {
             self.out.push('}');
         }
         self.out.push(' ');
-        write_value(&mut self.out, value);
-        self.out.push('\n');
     }
 }
 
@@ -171,51 +222,22 @@ fn escape_label_value(out: &mut String, text: &str) {
     }
 }
 
-fn write_value(out: &mut String, value: f64) {
-    if value.is_nan() {
-        out.push_str("NaN");
-    } else if value.is_infinite() {
-        out.push_str(if value > 0.0 { "+Inf" } else { "-Inf" });
-    } else if value.fract() == 0.0 && value.abs() < 1e15 {
-        let _ = write!(out, "{}", value as i64);
-    } else {
-        let _ = write!(out, "{value}");
-    }
-}
-
 fn unix_seconds(at: SystemTime) -> f64 {
     at.duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs_f64()
 }
 
-/// The three labels every per-image series starts with.
-type ImageIds<'a> = [(&'static str, &'a str); 3];
-/// Writes one image's samples of a family.
-type ImageWriter<'w> = dyn FnMut(&mut Exposition, ImageIds<'_>, &FastLaunchImage) + 'w;
-/// A per-image gauge: name, help, and its value for an image at a scrape time.
-type ImageGauge = (
-    &'static str,
-    String,
-    fn(&FastLaunchImage, f64) -> Option<f64>,
-);
-/// A per-image CloudWatch family: name, type, help, and its value for an image.
-type LaunchFamily = (
-    &'static str,
-    &'static str,
-    &'static str,
-    fn(&ImageLaunches) -> Option<f64>,
-);
 /// A per-target gauge: name, help, and its value for a target.
 type TargetGauge = (&'static str, &'static str, fn(&TargetView) -> Option<f64>);
 
 /// One target's images with the labels they share.
 struct ImageGroup<'a> {
+    key: &'a TargetKey,
     account_id: &'a str,
-    region: &'a str,
-    images: &'a [FastLaunchImage],
+    images: &'a Arc<Vec<FastLaunchImage>>,
     /// The CloudWatch values, when the target reads CloudWatch.
-    launches: Option<&'a Launches>,
+    launches: Option<&'a Arc<Launches>>,
 }
 
 impl MetricsRenderer {
@@ -232,6 +254,7 @@ impl MetricsRenderer {
         MetricsRenderer {
             process: Some(process),
             floor: Default::default(),
+            cache: Default::default(),
         }
     }
 
@@ -240,6 +263,7 @@ impl MetricsRenderer {
         MetricsRenderer {
             process: None,
             floor: Default::default(),
+            cache: Default::default(),
         }
     }
 
@@ -259,36 +283,81 @@ impl MetricsRenderer {
         self.render_snapshot_as(snapshot, now, Format::Text)
     }
 
-    /// [`MetricsRenderer::render_snapshot`] in `format`.
+    /// [`MetricsRenderer::render_snapshot`] in `format`: every line written for this call, the
+    /// straightforward render (`--once`, and the reference the cached path is tested against).
     pub fn render_snapshot_as(
         &self,
         snapshot: &Snapshot,
         now: SystemTime,
         format: Format,
     ) -> String {
+        let body = crate::exposition::collect(self.write(snapshot, now, format, false), false);
+        // Written from `&str`s only.
+        String::from_utf8_lossy(&body).into_owned()
+    }
+
+    /// The exposition of the registry as of `now`, in `format`, as parts for
+    /// [`crate::exposition::Stitched`]: the per-image lines come from the cache (rendered now
+    /// for a target whose data changed since the last scrape), the rest is rendered fresh.
+    pub fn exposition(&self, registry: &Registry, now: SystemTime, format: Format) -> Vec<Part> {
+        self.exposition_of(&registry.snapshot(now), now, format)
+    }
+
+    /// [`MetricsRenderer::exposition`] of `snapshot`.
+    pub fn exposition_of(&self, snapshot: &Snapshot, now: SystemTime, format: Format) -> Vec<Part> {
+        self.write(snapshot, now, format, true)
+    }
+
+    /// The cache entries of `groups`, in order: kept when their data is the same, new
+    /// otherwise; entries of targets no longer served are dropped.
+    fn cached(&self, groups: &[ImageGroup<'_>]) -> Vec<Arc<TargetChunks>> {
+        let mut cache = crate::sync::lock(&self.cache);
+        let entries: Vec<Arc<TargetChunks>> = groups
+            .iter()
+            .map(|group| {
+                match cache.get(group.key) {
+                    Some(entry) if entry.renders(group) => entry.clone(),
+                    _ => {
+                        let entry = Arc::new(TargetChunks::new(group));
+                        cache.insert(group.key.clone(), entry.clone());
+                        entry
+                    }
+                }
+            })
+            .collect();
+        if cache.len() > entries.len() {
+            let served: std::collections::HashSet<&TargetKey> =
+                groups.iter().map(|g| g.key).collect();
+            cache.retain(|key, _| served.contains(key));
+        }
+        entries
+    }
+
+    fn write(&self, snapshot: &Snapshot, now: SystemTime, format: Format, cached: bool) -> Vec<Part> {
         let targets: Vec<&TargetView> = snapshot.targets.iter().filter(|t| t.is_served()).collect();
         let accounts = &snapshot.accounts;
-        let image_count: usize = targets
-            .iter()
-            .map(|t| t.images.as_ref().map_or(0, |i| i.len()))
-            .sum();
-        let mut x = Exposition {
+        let mut x = Exposition::new(format);
+        if !cached {
             // About 1.4 KB of text per image with every field set.
-            out: String::with_capacity(4096 + image_count * 1500),
-            format,
-        };
+            let images: usize = targets
+                .iter()
+                .map(|t| t.images.as_ref().map_or(0, |i| i.len()))
+                .sum();
+            x.out.reserve(4096 + images * 1500);
+        }
         let groups: Vec<ImageGroup<'_>> = targets
             .iter()
             .filter_map(|t| {
                 Some(ImageGroup {
+                    key: &t.key,
                     account_id: t.account_id.as_deref().unwrap_or(""),
-                    region: &t.key.region,
-                    images: t.images.as_deref()?,
-                    launches: t.cloudwatch.as_ref().map(|c| c.launches.as_ref()),
+                    images: t.images.as_ref()?,
+                    launches: t.cloudwatch.as_ref().map(|c| &c.launches),
                 })
             })
             .collect();
-        render_images(&mut x, &groups, unix_seconds(now));
+        let entries = cached.then(|| self.cached(&groups));
+        render_images(&mut x, &groups, entries.as_deref(), unix_seconds(now));
 
         let static_label_names = &snapshot.static_label_names;
         x.family(
@@ -364,7 +433,7 @@ impl MetricsRenderer {
         if format == Format::OpenMetrics {
             x.out.push_str("# EOF\n");
         }
-        x.out
+        x.into_parts()
     }
 }
 
@@ -428,169 +497,333 @@ fn process_cpu_seconds() -> Option<f64> {
     }
 }
 
-/// The per-image families, each written whole over every target's images.
-fn render_images(x: &mut Exposition, groups: &[ImageGroup<'_>], now: f64) {
-    let each = |x: &mut Exposition, f: &mut ImageWriter<'_>| {
-        for group in groups {
-            for image in group.images {
-                let ids = [
-                    ("aws_account_id", group.account_id),
-                    ("aws_region", group.region),
-                    ("image_id", image.image_id.as_str()),
-                ];
-                f(x, ids, image);
-            }
-        }
-    };
-
-    const INFO: &str = "aws_ec2_fast_launch_image_info";
-    x.family(
-        INFO,
-        "gauge",
-        &format!("Fast launch configuration of an image; value is always 1. {CACHED}"),
-    );
-    each(x, &mut |x, [a, r, i], image| {
-        x.sample(
-            INFO,
-            &[
-                a,
-                r,
-                i,
-                ("owner_id", &image.owner_id),
-                ("resource_type", &image.resource_type),
-                ("launch_template_id", &image.launch_template_id),
-                ("launch_template_name", &image.launch_template_name),
-                ("launch_template_version", &image.launch_template_version),
-            ],
-            1.0,
-        )
-    });
-
-    const STATE: &str = "aws_ec2_fast_launch_image_state";
-    x.family(
-        STATE,
-        "gauge",
-        &format!(
-            "Fast launch state of an image: 1 for the current state, 0 for the others. {CACHED}"
-        ),
-    );
-    each(x, &mut |x, [a, r, i], image| {
-        for state in &FastLaunchState::ALL {
-            let current = image.state.as_ref() == Some(state);
-            x.sample(
-                STATE,
-                &[a, r, i, ("state", state.as_str())],
-                if current { 1.0 } else { 0.0 },
-            );
-        }
-        if let Some(FastLaunchState::Unknown(raw)) = &image.state {
-            x.sample(STATE, &[a, r, i, ("state", raw)], 1.0);
-        }
-    });
-
-    let gauges: [ImageGauge; 4] = [
-        (
-            "aws_ec2_fast_launch_image_target_resources",
-            format!("Pre-provisioned snapshots fast launch keeps for the image (SnapshotConfiguration.TargetResourceCount). {CACHED}"),
-            |image, _| image.target_resource_count.map(f64::from),
-        ),
-        (
-            "aws_ec2_fast_launch_image_max_parallel_launches",
-            format!("Maximum parallel instances launched to pre-provision snapshots (MaxParallelLaunches). {CACHED}"),
-            |image, _| image.max_parallel_launches.map(f64::from),
-        ),
-        (
-            "aws_ec2_fast_launch_image_state_transition_timestamp_seconds",
-            format!("Unix time of the image's last fast launch state transition (StateTransitionTime). {CACHED}"),
-            |image, _| image.state_transition_time,
-        ),
-        (
-            "aws_ec2_fast_launch_image_state_age_seconds",
-            format!("Seconds since the image's last fast launch state transition, computed at scrape time from the cached StateTransitionTime. {CACHED}"),
-            |image, now| image.state_transition_time.map(|at| (now - at).max(0.0)),
-        ),
-    ];
-    for (name, help, value) in &gauges {
-        x.family(name, "gauge", help);
-        each(x, &mut |x, ids, image| {
-            if let Some(v) = value(image, now) {
-                x.sample(name, &ids, v);
-            }
-        });
-    }
-
-    render_launches(x, groups);
-
-    const REASON: &str = "aws_ec2_fast_launch_image_state_reason_info";
-    x.family(REASON, "gauge", &format!("Reason for the image's last state transition (StateTransitionReason, at most 256 characters); value is always 1. {CACHED}"));
-    each(x, &mut |x, [a, r, i], image| {
-        let state = image.state.as_ref().map_or("", FastLaunchState::as_str);
-        let reason = &image.state_transition_reason;
-        let reason = match reason.char_indices().nth(MAX_REASON_CHARS) {
-            Some((cut, _)) => &reason[..cut],
-            None => reason.as_str(),
-        };
-        x.sample(
-            REASON,
-            &[a, r, i, ("state", state), ("reason", reason)],
-            1.0,
-        );
-    });
+/// The families with one series (or a few) per image, in the order they are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ImageFamily {
+    Info,
+    State,
+    TargetResources,
+    MaxParallelLaunches,
+    TransitionTime,
+    /// Computed at scrape time: its lines are cached without their values ([`AgeLines`]).
+    StateAge,
+    AvailableSnapshots,
+    FastLaunches,
+    ColdLaunches,
+    Reason,
 }
 
-/// The per-image CloudWatch families, for the images CloudWatch has data for.
-fn render_launches(x: &mut Exposition, groups: &[ImageGroup<'_>]) {
-    if groups
-        .iter()
-        .all(|g| g.launches.is_none_or(Launches::is_empty))
-    {
-        return;
-    }
-    let families: [LaunchFamily; 3] = [
-        (
-            "aws_ec2_fast_launch_image_available_snapshots",
-            "gauge",
-            "Pre-provisioned snapshots available for the image: the latest CloudWatch NumberOfAvailableFastLaunchSnapshots (Minimum) within cloudwatch.lookback.",
-            |l| l.available_snapshots,
-        ),
-        (
-            "aws_ec2_fast_launch_image_fast_launches_total",
-            "counter",
-            "Instances launched from a pre-provisioned snapshot: CloudWatch NumberOfInstancesFastLaunched (Sum), each period added once after it ended at least one period ago; 0 when the image was first seen.",
-            |l| Some(l.fast_launches),
-        ),
-        (
-            "aws_ec2_fast_launch_image_cold_launches_total",
-            "counter",
-            "Instances launched without a pre-provisioned snapshot (cold boots): CloudWatch NumberOfInstancesNotFastLaunched (Sum), each period added once after it ended at least one period ago; 0 when the image was first seen.",
-            |l| Some(l.cold_launches),
-        ),
+impl ImageFamily {
+    const ALL: [ImageFamily; 10] = [
+        ImageFamily::Info,
+        ImageFamily::State,
+        ImageFamily::TargetResources,
+        ImageFamily::MaxParallelLaunches,
+        ImageFamily::TransitionTime,
+        ImageFamily::StateAge,
+        ImageFamily::AvailableSnapshots,
+        ImageFamily::FastLaunches,
+        ImageFamily::ColdLaunches,
+        ImageFamily::Reason,
     ];
-    for (name, kind, help, value) in families {
-        x.family(name, kind, help);
-        for group in groups {
-            let Some(launches) = group.launches else {
-                continue;
-            };
-            for image in group.images {
-                let Some(counted) = launches.image(&image.image_id) else {
-                    continue;
-                };
-                let Some(v) = value(counted) else {
-                    continue;
-                };
-                let labels = [
-                    ("aws_account_id", group.account_id),
-                    ("aws_region", group.region),
-                    ("image_id", image.image_id.as_str()),
-                ];
-                if kind == "counter" {
-                    x.counter(name, &labels, v, counted.created as f64);
-                } else {
-                    x.sample(name, &labels, v);
+
+    /// Name, type and help.
+    fn header(self) -> (&'static str, &'static str, String) {
+        let (name, kind, help): (&str, &str, &str) = match self {
+            ImageFamily::Info => (
+                "aws_ec2_fast_launch_image_info",
+                "gauge",
+                "Fast launch configuration of an image; value is always 1.",
+            ),
+            ImageFamily::State => (
+                "aws_ec2_fast_launch_image_state",
+                "gauge",
+                "Fast launch state of an image: 1 for the current state, 0 for the others.",
+            ),
+            ImageFamily::TargetResources => (
+                "aws_ec2_fast_launch_image_target_resources",
+                "gauge",
+                "Pre-provisioned snapshots fast launch keeps for the image (SnapshotConfiguration.TargetResourceCount).",
+            ),
+            ImageFamily::MaxParallelLaunches => (
+                "aws_ec2_fast_launch_image_max_parallel_launches",
+                "gauge",
+                "Maximum parallel instances launched to pre-provision snapshots (MaxParallelLaunches).",
+            ),
+            ImageFamily::TransitionTime => (
+                "aws_ec2_fast_launch_image_state_transition_timestamp_seconds",
+                "gauge",
+                "Unix time of the image's last fast launch state transition (StateTransitionTime).",
+            ),
+            ImageFamily::StateAge => (
+                "aws_ec2_fast_launch_image_state_age_seconds",
+                "gauge",
+                "Seconds since the image's last fast launch state transition, computed at scrape time from the cached StateTransitionTime.",
+            ),
+            ImageFamily::AvailableSnapshots => (
+                "aws_ec2_fast_launch_image_available_snapshots",
+                "gauge",
+                "Pre-provisioned snapshots available for the image: the latest CloudWatch NumberOfAvailableFastLaunchSnapshots (Minimum) within cloudwatch.lookback.",
+            ),
+            ImageFamily::FastLaunches => (
+                "aws_ec2_fast_launch_image_fast_launches_total",
+                "counter",
+                "Instances launched from a pre-provisioned snapshot: CloudWatch NumberOfInstancesFastLaunched (Sum), each period added once after it ended at least one period ago; 0 when the image was first seen.",
+            ),
+            ImageFamily::ColdLaunches => (
+                "aws_ec2_fast_launch_image_cold_launches_total",
+                "counter",
+                "Instances launched without a pre-provisioned snapshot (cold boots): CloudWatch NumberOfInstancesNotFastLaunched (Sum), each period added once after it ended at least one period ago; 0 when the image was first seen.",
+            ),
+            ImageFamily::Reason => (
+                "aws_ec2_fast_launch_image_state_reason_info",
+                "gauge",
+                "Reason for the image's last state transition (StateTransitionReason, at most 256 characters); value is always 1.",
+            ),
+        };
+        let help = if self.from_cloudwatch() {
+            help.to_string()
+        } else {
+            format!("{help} {CACHED}")
+        };
+        (name, kind, help)
+    }
+
+    /// Whether the family comes from CloudWatch (written only when some image has its data).
+    fn from_cloudwatch(self) -> bool {
+        matches!(
+            self,
+            ImageFamily::AvailableSnapshots | ImageFamily::FastLaunches | ImageFamily::ColdLaunches
+        )
+    }
+
+    /// Whether its samples differ between the formats (counters get `_created` in OpenMetrics).
+    fn is_counter(self) -> bool {
+        matches!(self, ImageFamily::FastLaunches | ImageFamily::ColdLaunches)
+    }
+}
+
+/// Writes one target's lines of an image family.
+fn image_lines(x: &mut Exposition, family: ImageFamily, group: &ImageGroup<'_>, now: f64) {
+    let (name, kind, _) = family.header();
+    for image in group.images.iter() {
+        let [a, r, i] = [
+            ("aws_account_id", group.account_id),
+            ("aws_region", &group.key.region),
+            ("image_id", image.image_id.as_str()),
+        ];
+        let gauge = |x: &mut Exposition, value: Option<f64>| {
+            if let Some(v) = value {
+                x.sample(name, &[a, r, i], v);
+            }
+        };
+        match family {
+            ImageFamily::Info => x.sample(
+                name,
+                &[
+                    a,
+                    r,
+                    i,
+                    ("owner_id", &image.owner_id),
+                    ("resource_type", &image.resource_type),
+                    ("launch_template_id", &image.launch_template_id),
+                    ("launch_template_name", &image.launch_template_name),
+                    ("launch_template_version", &image.launch_template_version),
+                ],
+                1.0,
+            ),
+            ImageFamily::State => {
+                for state in &FastLaunchState::ALL {
+                    let current = image.state.as_ref() == Some(state);
+                    x.sample(
+                        name,
+                        &[a, r, i, ("state", state.as_str())],
+                        if current { 1.0 } else { 0.0 },
+                    );
+                }
+                if let Some(FastLaunchState::Unknown(raw)) = &image.state {
+                    x.sample(name, &[a, r, i, ("state", raw)], 1.0);
                 }
             }
+            ImageFamily::TargetResources => {
+                gauge(x, image.target_resource_count.map(f64::from));
+            }
+            ImageFamily::MaxParallelLaunches => {
+                gauge(x, image.max_parallel_launches.map(f64::from));
+            }
+            ImageFamily::TransitionTime => gauge(x, image.state_transition_time),
+            ImageFamily::StateAge => {
+                gauge(x, image.state_transition_time.map(|at| (now - at).max(0.0)));
+            }
+            ImageFamily::AvailableSnapshots
+            | ImageFamily::FastLaunches
+            | ImageFamily::ColdLaunches => {
+                let Some(counted) = group.launches.and_then(|l| l.image(&image.image_id)) else {
+                    continue;
+                };
+                match family {
+                    ImageFamily::AvailableSnapshots => gauge(x, counted.available_snapshots),
+                    ImageFamily::FastLaunches => {
+                        x.counter(name, &[a, r, i], counted.fast_launches, counted.created as f64);
+                    }
+                    _ => x.counter(name, &[a, r, i], counted.cold_launches, counted.created as f64),
+                }
+            }
+            ImageFamily::Reason => {
+                let state = image.state.as_ref().map_or("", FastLaunchState::as_str);
+                let reason = &image.state_transition_reason;
+                let reason = match reason.char_indices().nth(MAX_REASON_CHARS) {
+                    Some((cut, _)) => &reason[..cut],
+                    None => reason.as_str(),
+                };
+                x.sample(name, &[a, r, i, ("state", state), ("reason", reason)], 1.0);
+            }
         }
+        debug_assert!(kind == "counter" || !family.is_counter());
+    }
+}
+
+/// The per-image families, each written whole over every target's images: from the cached
+/// chunks when `cached` holds one entry per group, else line by line.
+fn render_images(
+    x: &mut Exposition,
+    groups: &[ImageGroup<'_>],
+    cached: Option<&[Arc<TargetChunks>]>,
+    now: f64,
+) {
+    let cloudwatch = groups
+        .iter()
+        .any(|g| g.launches.is_some_and(|l| !l.is_empty()));
+    for family in ImageFamily::ALL {
+        if family.from_cloudwatch() && !cloudwatch {
+            continue;
+        }
+        let (name, kind, help) = family.header();
+        x.family(name, kind, &help);
+        for (index, group) in groups.iter().enumerate() {
+            match cached.map(|entries| &entries[index]) {
+                Some(entry) if family == ImageFamily::StateAge => {
+                    x.ages(&entry.rendered().ages, now);
+                }
+                Some(entry) => {
+                    let format = x.format;
+                    x.cached(entry.chunk(family, format));
+                }
+                None => image_lines(x, family, group, now),
+            }
+        }
+    }
+}
+
+/// What is cached of one target's images: every per-image family's lines, rendered once for
+/// the data they were rendered from (kept here, compared by identity) and shared by every
+/// scrape until that data changes.
+pub struct TargetChunks {
+    key: TargetKey,
+    account_id: String,
+    images: Arc<Vec<FastLaunchImage>>,
+    launches: Option<Arc<Launches>>,
+    rendered: OnceLock<RenderedImages>,
+}
+
+/// The rendered lines of [`TargetChunks`].
+struct RenderedImages {
+    /// One chunk per [`ImageFamily::ALL`], in text format (the `StateAge` one is empty).
+    families: Vec<Arc<Chunk>>,
+    /// The counter families in OpenMetrics, rendered when an OpenMetrics scrape first asks.
+    open_metrics_counters: OnceLock<[Arc<Chunk>; 2]>,
+    ages: Arc<AgeLines>,
+}
+
+impl TargetChunks {
+    fn new(group: &ImageGroup<'_>) -> TargetChunks {
+        TargetChunks {
+            key: group.key.clone(),
+            account_id: group.account_id.to_string(),
+            images: group.images.clone(),
+            launches: group.launches.cloned(),
+            rendered: OnceLock::new(),
+        }
+    }
+
+    /// Whether these chunks were rendered from `group`'s data.
+    fn renders(&self, group: &ImageGroup<'_>) -> bool {
+        Arc::ptr_eq(&self.images, group.images)
+            && match (&self.launches, group.launches) {
+                (Some(kept), Some(now)) => Arc::ptr_eq(kept, now),
+                (None, None) => true,
+                _ => false,
+            }
+            && self.account_id == group.account_id
+            && self.key == *group.key
+    }
+
+    fn group(&self) -> ImageGroup<'_> {
+        ImageGroup {
+            key: &self.key,
+            account_id: &self.account_id,
+            images: &self.images,
+            launches: self.launches.as_ref(),
+        }
+    }
+
+    /// The chunk of `family` in `format`.
+    fn chunk(&self, family: ImageFamily, format: Format) -> &Arc<Chunk> {
+        let rendered = self.rendered();
+        if format == Format::Text || !family.is_counter() {
+            let index = ImageFamily::ALL
+                .iter()
+                .position(|f| *f == family)
+                .expect("every family is in ALL");
+            return &rendered.families[index];
+        }
+        let counters = rendered.open_metrics_counters.get_or_init(|| {
+            [ImageFamily::FastLaunches, ImageFamily::ColdLaunches].map(|family| {
+                let mut x = Exposition::new(Format::OpenMetrics);
+                image_lines(&mut x, family, &self.group(), 0.0);
+                Arc::new(Chunk::new(x.out))
+            })
+        });
+        &counters[usize::from(family == ImageFamily::ColdLaunches)]
+    }
+
+    /// The lines, rendered by the first scrape that needs them (others wait for it).
+    fn rendered(&self) -> &RenderedImages {
+        self.rendered.get_or_init(|| {
+            let group = self.group();
+            let families = ImageFamily::ALL
+                .iter()
+                .map(|&family| {
+                    let mut x = Exposition::new(Format::Text);
+                    if family != ImageFamily::StateAge {
+                        image_lines(&mut x, family, &group, 0.0);
+                    }
+                    Arc::new(Chunk::new(x.out))
+                })
+                .collect();
+            let mut ages = AgeLines::default();
+            let mut prefix = Exposition::new(Format::Text);
+            let (name, _, _) = ImageFamily::StateAge.header();
+            for image in group.images.iter() {
+                if let Some(at) = image.state_transition_time {
+                    prefix.out.clear();
+                    prefix.sample_prefix(
+                        name,
+                        &[
+                            ("aws_account_id", group.account_id),
+                            ("aws_region", &group.key.region),
+                            ("image_id", image.image_id.as_str()),
+                        ],
+                    );
+                    ages.push(&prefix.out, at);
+                }
+            }
+            RenderedImages {
+                families,
+                open_metrics_counters: OnceLock::new(),
+                ages: Arc::new(ages),
+            }
+        })
     }
 }
 
@@ -599,7 +832,7 @@ fn render_targets(
     x: &mut Exposition,
     targets: &[&TargetView],
     snapshot: &Snapshot,
-    floor: &std::sync::Mutex<CounterFloor>,
+    floor: &Mutex<CounterFloor>,
 ) {
     let labels = |t: &TargetView| -> [(&'static str, String); 2] {
         [
@@ -953,4 +1186,191 @@ mod tests {
         escape_label_value(&mut out, "a\"b\\c\nd");
         assert_eq!(out, "a\\\"b\\\\c\\nd");
     }
+
+    /// A snapshot of three served targets (one reads CloudWatch, one has an unknown state and
+    /// label values to escape, one has no images yet) and a duplicate, at `now`.
+    fn snapshot(now: SystemTime) -> Snapshot {
+        use crate::model::{CloudWatchSpec, LaunchMetric, MetricSeries};
+        use crate::registry::{AccountView, CloudWatchView, Health, ReloadStatus};
+        let image = |n: usize, state: FastLaunchState| FastLaunchImage {
+            image_id: format!("ami-{n:017x}"),
+            owner_id: "111111111111".into(),
+            resource_type: "snapshot".into(),
+            launch_template_id: format!("lt-{n:017x}"),
+            launch_template_name: format!("fast \"launch\" \\ {n}\nnext"),
+            launch_template_version: "3".into(),
+            state: Some(state),
+            state_transition_reason: "Client.UserInitiated".into(),
+            state_transition_time: (n % 3 != 0).then_some(1_795_000_000.5 + n as f64),
+            target_resource_count: Some(10),
+            max_parallel_launches: (n % 2 == 0).then_some(6),
+        };
+        let images = |from: usize, count: usize| -> Vec<FastLaunchImage> {
+            (from..from + count)
+                .map(|n| image(n, FastLaunchState::ALL[n % 6].clone()))
+                .collect()
+        };
+        let mut odd = images(100, 5);
+        odd[1].state = Some(FastLaunchState::Unknown("paused".into()));
+        let spec = CloudWatchSpec {
+            period: std::time::Duration::from_secs(300),
+            lookback: std::time::Duration::from_secs(3600),
+        };
+        let t0 = 1_795_000_200;
+        let ids: Vec<String> = images(0, 4).into_iter().map(|i| i.image_id).collect();
+        let series: Vec<MetricSeries> = ids[..3]
+            .iter()
+            .flat_map(|id| {
+                LaunchMetric::ALL.map(|metric| MetricSeries {
+                    image_id: id.clone(),
+                    metric,
+                    points: vec![(t0 - 600, 2.0), (t0 + 300, 3.0)],
+                })
+            })
+            .collect();
+        let launches = Launches::default()
+            .advanced(&spec, t0, &ids, &series)
+            .advanced(&spec, t0 + 1200, &ids, &series);
+        let target = |account: &str, id: &str, region: &str, list: Option<Vec<_>>| TargetView {
+            key: TargetKey {
+                account: account.into(),
+                region: region.into(),
+            },
+            account_name: Some("prod".into()),
+            account_id: Some(id.into()),
+            assumes_role: account != "base",
+            health: Health {
+                tried: true,
+                last_ok: list.is_some(),
+                last_duration: Some(std::time::Duration::from_millis(120)),
+                last_success: Some(now),
+                last_error: None,
+            },
+            images: list.map(Arc::new),
+            counters: Arc::new(ApiCounters::default()),
+            duplicate_of: None,
+            cloudwatch: None,
+        };
+        let mut watched = target("base", "111111111111", "us-east-1", Some(images(0, 4)));
+        watched.cloudwatch = Some(CloudWatchView {
+            last_ok: Some(true),
+            launches: Arc::new(launches),
+        });
+        let mut duplicate = target("dup", "111111111111", "us-east-1", Some(images(0, 4)));
+        duplicate.duplicate_of = Some(watched.key.clone());
+        Snapshot {
+            accounts: vec![AccountView {
+                key: "base".into(),
+                account_id: Some("111111111111".into()),
+                name: Some("prod".into()),
+                labels: BTreeMap::new(),
+            }],
+            targets: vec![
+                watched,
+                target("base", "111111111111", "eu-west-1", Some(odd)),
+                duplicate,
+                target("base", "111111111111", "ap-south-1", None),
+                target("base", "111111111111", "us-west-2", Some(images(200, 3))),
+            ],
+            static_label_names: Vec::new(),
+            reload: ReloadStatus {
+                successful: true,
+                last_success: now,
+            },
+            interval: std::time::Duration::from_secs(300),
+            max_staleness: std::time::Duration::from_secs(900),
+            events: None,
+            shard: Default::default(),
+            discovery: Default::default(),
+        }
+    }
+
+    fn gunzip(bytes: &[u8]) -> String {
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(bytes), &mut out)
+            .expect("a valid gzip member");
+        out
+    }
+
+    fn chunk_pointers(parts: &[Part]) -> Vec<*const Chunk> {
+        parts
+            .iter()
+            .filter_map(|p| match p {
+                Part::Cached(chunk) => Some(Arc::as_ptr(chunk)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The cached, stitched exposition is byte for byte the straightforward render, plain and
+    /// gzipped, in both formats, before and after a target's data changes; only the changed
+    /// target's lines are rendered again.
+    #[test]
+    fn stitched_exposition_is_the_full_render_byte_for_byte() {
+        let renderer = MetricsRenderer::without_process();
+        let now = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_795_100_000);
+        let mut snapshot = snapshot(now);
+        for format in [Format::Text, Format::OpenMetrics] {
+            let reference = renderer.render_snapshot_as(&snapshot, now, format);
+            assert!(reference.contains("aws_ec2_fast_launch_image_state_age_seconds{"));
+            assert!(reference.contains("aws_ec2_fast_launch_image_cold_launches"));
+            assert!(reference.contains("state=\"paused\"} 1\n"));
+            let parts = renderer.exposition_of(&snapshot, now, format);
+            assert!(chunk_pointers(&parts).len() > 10, "served from chunks");
+            let plain = crate::exposition::collect(parts.clone(), false);
+            assert_eq!(String::from_utf8(plain).unwrap(), reference, "{format:?}");
+            let gzipped = crate::exposition::collect(parts, true);
+            assert_eq!(gunzip(&gzipped), reference, "{format:?} gzip");
+        }
+
+        // A second scrape, later: the same chunks, fresh ages.
+        let first = chunk_pointers(&renderer.exposition_of(&snapshot, now, Format::Text));
+        let later = now + std::time::Duration::from_secs(61);
+        let parts = renderer.exposition_of(&snapshot, later, Format::Text);
+        assert_eq!(chunk_pointers(&parts), first);
+        let text = String::from_utf8(crate::exposition::collect(parts, false)).unwrap();
+        assert_eq!(text, renderer.render_snapshot_as(&snapshot, later, Format::Text));
+        assert_ne!(text, renderer.render_snapshot_as(&snapshot, now, Format::Text));
+
+        // eu-west-1's images change and us-west-2 goes: its chunks go, eu-west-1's are new,
+        // us-east-1's stay.
+        let mut changed = snapshot.targets[1].images.as_deref().unwrap().clone();
+        changed[0].state = Some(FastLaunchState::EnabledFailed);
+        snapshot.targets[1].images = Some(Arc::new(changed));
+        snapshot.targets.pop();
+        let parts = renderer.exposition_of(&snapshot, later, Format::Text);
+        let now_pointers = chunk_pointers(&parts);
+        assert_eq!(now_pointers[0], first[0], "us-east-1's info chunk is kept");
+        assert_ne!(now_pointers[1], first[1], "eu-west-1's info chunk is new");
+        assert_eq!(crate::sync::lock(&renderer.cache).len(), 2);
+        for gzip in [false, true] {
+            let body = crate::exposition::collect(parts.clone(), gzip);
+            let text = if gzip {
+                gunzip(&body)
+            } else {
+                String::from_utf8(body).unwrap()
+            };
+            assert_eq!(text, renderer.render_snapshot_as(&snapshot, later, Format::Text));
+        }
+    }
+
+    /// With the process metrics on, the two paths differ only in the process series' values.
+    #[test]
+    fn stitched_exposition_has_the_process_families() {
+        let renderer = MetricsRenderer::new();
+        let now = SystemTime::now();
+        let snapshot = snapshot(now);
+        let without_process = |text: &str| -> String {
+            text.lines()
+                .filter(|l| !l.starts_with("process_"))
+                .map(|l| format!("{l}\n"))
+                .collect()
+        };
+        let parts = renderer.exposition_of(&snapshot, now, Format::Text);
+        let text = String::from_utf8(crate::exposition::collect(parts, false)).unwrap();
+        assert!(text.contains("# TYPE process_cpu_seconds_total counter\n"));
+        let reference = renderer.render_snapshot_as(&snapshot, now, Format::Text);
+        assert_eq!(without_process(&text), without_process(&reference));
+    }
 }
+

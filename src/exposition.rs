@@ -1,0 +1,434 @@
+//! The exposition as a list of parts, and the response body that sends them.
+//!
+//! Almost all of `/metrics` changes only when a collection lands, so `metrics` renders those
+//! lines once into immutable [`Chunk`]s that every scrape shares, and renders fresh only what
+//! depends on the scrape (a few lines per target, the `process_*` series, and
+//! `state_age_seconds`, whose label prefixes are cached as [`AgeLines`]). A scrape is a list of
+//! [`Part`]s; [`Stitched`] hands them to hyper as `Bytes` frames, slices of the shared chunks,
+//! never a copy of the whole exposition.
+//!
+//! Gzip costs nearly nothing either: each chunk keeps a raw deflate copy that ends on a sync
+//! flush (so it ends on a byte boundary and back-references stay inside it), with its CRC-32
+//! and length. One scrape is one gzip member (RFC 1952): the header, every part's deflate
+//! stream in order, an empty final block, and the CRC-32 of the whole (combined from the parts'
+//! CRCs) with its length. Only the fresh parts are compressed per scrape.
+
+use std::collections::VecDeque;
+use std::fmt::Write;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use flate2::{Compress, Compression, Crc, FlushCompress};
+use tracing::warn;
+
+/// The largest frame handed to hyper: a slice of a part, not a copy. hyper takes frames only
+/// as fast as the client reads, so a small last frame means the body is nearly sent when the
+/// body (and the `--web.max-requests` permit it holds) is dropped.
+pub const FRAME: usize = 64 * 1024;
+
+/// The most `state_age_seconds` lines rendered in one go while the body is sent (about 130 KB),
+/// so that no runtime worker is held for more than a fraction of a millisecond.
+const AGE_LINES_PER_PIECE: usize = 1000;
+
+/// The fixed gzip header: magic, deflate, no flags, no mtime, no extra flags, OS unknown.
+const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
+/// A final, empty deflate block with fixed Huffman codes (BFINAL=1, BTYPE=01, end of block):
+/// what zlib writes on `Z_FINISH` after a sync flush.
+const FINAL_BLOCK: [u8; 2] = [0x03, 0x00];
+
+/// Immutable exposition lines shared by every scrape, with a raw deflate copy made on first
+/// use by a gzip scrape.
+#[derive(Debug)]
+pub struct Chunk {
+    plain: Bytes,
+    deflated: OnceLock<Deflated>,
+}
+
+/// A chunk compressed on its own: raw deflate ending on a sync flush, with the CRC-32 and
+/// length of the plain bytes.
+#[derive(Debug)]
+struct Deflated {
+    bytes: Bytes,
+    crc: Crc,
+}
+
+impl Chunk {
+    /// A chunk of the given lines.
+    pub fn new(plain: impl Into<Bytes>) -> Chunk {
+        Chunk {
+            plain: plain.into(),
+            deflated: OnceLock::new(),
+        }
+    }
+
+    /// The plain lines.
+    pub fn plain(&self) -> &Bytes {
+        &self.plain
+    }
+
+    /// The deflate copy, made once.
+    fn deflated(&self) -> &Deflated {
+        self.deflated.get_or_init(|| {
+            let mut compress = Compress::new(Compression::fast(), false);
+            deflate(&mut compress, &self.plain)
+        })
+    }
+}
+
+/// Compresses `input` on its own (a fresh window, no back-references before it) into raw
+/// deflate blocks ending on a sync flush.
+fn deflate(compress: &mut Compress, input: &[u8]) -> Deflated {
+    let mut crc = Crc::new();
+    crc.update(input);
+    compress.reset();
+    // Text exposition compresses about 10:1 at level 1; grow when it does not.
+    let mut out: Vec<u8> = Vec::with_capacity(input.len() / 6 + 64);
+    loop {
+        let consumed = compress.total_in() as usize;
+        if out.capacity() - out.len() < 64 {
+            out.reserve(out.capacity().max(4096));
+        }
+        // With every input byte given and room left after a sync flush, the flush is complete
+        // (zlib's contract: `avail_out != 0` after `Z_SYNC_FLUSH`).
+        if let Err(error) = compress.compress_vec(&input[consumed..], &mut out, FlushCompress::Sync)
+        {
+            // Not expected with a reset stream and sync flushes; stored blocks are valid
+            // deflate too, so the response stays whole.
+            warn!(error = %error, "deflate failed; sending these lines as stored blocks");
+            return Deflated {
+                bytes: stored(input),
+                crc,
+            };
+        }
+        if compress.total_in() as usize == input.len() && out.capacity() - out.len() >= 64 {
+            break;
+        }
+    }
+    Deflated {
+        bytes: Bytes::from(out),
+        crc,
+    }
+}
+
+/// `input` as uncompressed deflate blocks (BFINAL=0, BTYPE=00, LEN, NLEN; RFC 1951 3.2.4).
+fn stored(input: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(input.len() + input.len() / 65535 * 5 + 5);
+    for block in input.chunks(u16::MAX as usize) {
+        let len = block.len() as u16;
+        out.push(0);
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(block);
+    }
+    Bytes::from(out)
+}
+
+/// `state_age_seconds` lines of one target: the label prefix of each line is cached, the value
+/// (seconds since the image's last state transition) is computed when the lines are sent.
+#[derive(Debug, Default)]
+pub struct AgeLines {
+    /// Every line's `name{labels} `, one after another.
+    prefixes: String,
+    /// Where each line's prefix ends in `prefixes`, and the transition time (Unix seconds).
+    lines: Vec<(usize, f64)>,
+}
+
+impl AgeLines {
+    /// Adds a line: `prefix` is `name{labels} `.
+    pub fn push(&mut self, prefix: &str, transition: f64) {
+        self.prefixes.push_str(prefix);
+        self.lines.push((self.prefixes.len(), transition));
+    }
+
+    /// How many lines there are.
+    pub fn len(&self) -> usize {
+        self.lines.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+
+    /// Writes lines `range` as of `now` (Unix seconds).
+    pub fn write(&self, range: std::ops::Range<usize>, now: f64, out: &mut String) {
+        let mut start = match range.start {
+            0 => 0,
+            i => self.lines[i - 1].0,
+        };
+        for &(end, transition) in &self.lines[range] {
+            out.push_str(&self.prefixes[start..end]);
+            write_value(out, (now - transition).max(0.0));
+            out.push('\n');
+            start = end;
+        }
+    }
+}
+
+/// One piece of a scrape's exposition, in order.
+#[derive(Debug, Clone)]
+pub enum Part {
+    /// Lines rendered for this scrape.
+    Fresh(Bytes),
+    /// Lines rendered when their data changed, shared by every scrape.
+    Cached(Arc<Chunk>),
+    /// `state_age_seconds` lines, valued at `now` (Unix seconds) when sent.
+    Ages(Arc<AgeLines>, f64),
+}
+
+/// Writes a sample value as the text formats want it: integers without a fraction, `NaN`,
+/// `+Inf`, `-Inf`.
+pub fn write_value(out: &mut String, value: f64) {
+    if value.is_nan() {
+        out.push_str("NaN");
+    } else if value.is_infinite() {
+        out.push_str(if value > 0.0 { "+Inf" } else { "-Inf" });
+    } else if value.fract() == 0.0 && value.abs() < 1e15 {
+        let _ = write!(out, "{}", value as i64);
+    } else {
+        let _ = write!(out, "{value}");
+    }
+}
+
+/// A piece ready to send: plain bytes, or, in a gzip body, a deflate stream with its CRC.
+enum Piece {
+    Plain(Bytes),
+    Shared(Arc<Chunk>),
+    Deflated(Deflated),
+}
+
+/// Where a gzip body stands.
+struct GzipMember {
+    /// CRC-32 and length of the plain bytes sent so far.
+    crc: Crc,
+    /// Reused for the fresh parts.
+    compress: Compress,
+    /// Whether the header went out.
+    started: bool,
+}
+
+/// The `/metrics` body: the parts, in frames of at most [`FRAME`] bytes, plain or as one gzip
+/// member. It holds whatever it is given to hold (a `--web.max-requests` permit) until hyper
+/// drops it, when the last frame was taken or the client went.
+pub struct Stitched<Guard> {
+    parts: VecDeque<Part>,
+    /// The `Ages` part being sent, and the next line of it.
+    ages: Option<(Arc<AgeLines>, f64, usize)>,
+    /// What is left of the piece being sent.
+    rest: Bytes,
+    gzip: Option<GzipMember>,
+    done: bool,
+    _guard: Guard,
+}
+
+impl<Guard> Stitched<Guard> {
+    /// A body of `parts`, gzipped when `gzip`. With gzip, the cached chunks' deflate copies
+    /// are made now if they are missing (call this off the runtime workers: a chunk of a large
+    /// target takes milliseconds to compress), so that sending compresses only fresh lines.
+    pub fn new(parts: Vec<Part>, gzip: bool, guard: Guard) -> Stitched<Guard> {
+        let gzip = gzip.then(|| {
+            for part in &parts {
+                if let Part::Cached(chunk) = part {
+                    chunk.deflated();
+                }
+            }
+            GzipMember {
+                crc: Crc::new(),
+                compress: Compress::new(Compression::fast(), false),
+                started: false,
+            }
+        });
+        Stitched {
+            parts: parts.into(),
+            ages: None,
+            rest: Bytes::new(),
+            gzip,
+            done: false,
+            _guard: guard,
+        }
+    }
+
+    /// The next piece of plain exposition, or None at the end.
+    fn next_piece(&mut self) -> Option<Piece> {
+        loop {
+            if let Some((lines, now, next)) = &mut self.ages {
+                let end = (*next + AGE_LINES_PER_PIECE).min(lines.len());
+                let mut out = String::with_capacity((end - *next) * 140);
+                lines.write(*next..end, *now, &mut out);
+                *next = end;
+                if end == lines.len() {
+                    self.ages = None;
+                }
+                return Some(Piece::Plain(Bytes::from(out)));
+            }
+            match self.parts.pop_front()? {
+                Part::Fresh(bytes) if bytes.is_empty() => {}
+                Part::Fresh(bytes) => return Some(Piece::Plain(bytes)),
+                Part::Cached(chunk) if chunk.plain.is_empty() => {}
+                Part::Cached(chunk) => return Some(Piece::Shared(chunk)),
+                Part::Ages(lines, _) if lines.is_empty() => {}
+                Part::Ages(lines, now) => self.ages = Some((lines, now, 0)),
+            }
+        }
+    }
+
+    /// The next bytes to send, or None when everything was.
+    fn next_bytes(&mut self) -> Option<Bytes> {
+        let Some(gzip) = &mut self.gzip else {
+            return match self.next_piece()? {
+                Piece::Plain(bytes) => Some(bytes),
+                Piece::Shared(chunk) => Some(chunk.plain.clone()),
+                Piece::Deflated(_) => unreachable!("a plain body deflates nothing"),
+            };
+        };
+        if !gzip.started {
+            gzip.started = true;
+            return Some(Bytes::from_static(&GZIP_HEADER));
+        }
+        let piece = match self.next_piece() {
+            Some(Piece::Plain(bytes)) => {
+                let gzip = self.gzip.as_mut().expect("a gzip body");
+                Piece::Deflated(deflate(&mut gzip.compress, &bytes))
+            }
+            Some(piece) => piece,
+            None => {
+                let gzip = self.gzip.as_mut().expect("a gzip body");
+                let mut trailer = Vec::with_capacity(10);
+                trailer.extend_from_slice(&FINAL_BLOCK);
+                trailer.extend_from_slice(&gzip.crc.sum().to_le_bytes());
+                trailer.extend_from_slice(&gzip.crc.amount().to_le_bytes());
+                self.done = true;
+                return Some(Bytes::from(trailer));
+            }
+        };
+        let gzip = self.gzip.as_mut().expect("a gzip body");
+        Some(match piece {
+            Piece::Deflated(deflated) => {
+                gzip.crc.combine(&deflated.crc);
+                deflated.bytes
+            }
+            Piece::Shared(chunk) => {
+                let deflated = chunk.deflated();
+                gzip.crc.combine(&deflated.crc);
+                deflated.bytes.clone()
+            }
+            Piece::Plain(_) => unreachable!("deflated above"),
+        })
+    }
+}
+
+impl<Guard: Unpin> hyper::body::Body for Stitched<Guard> {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        while this.rest.is_empty() {
+            if this.done {
+                return Poll::Ready(None);
+            }
+            match this.next_bytes() {
+                Some(bytes) => this.rest = bytes,
+                None => {
+                    this.done = true;
+                    return Poll::Ready(None);
+                }
+            }
+        }
+        let take = this.rest.len().min(FRAME);
+        Poll::Ready(Some(Ok(hyper::body::Frame::data(this.rest.split_to(take)))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done && self.rest.is_empty()
+    }
+}
+
+/// The whole body of `parts` in one buffer (for `--once`, tests and benchmarks).
+pub fn collect(parts: Vec<Part>, gzip: bool) -> Vec<u8> {
+    let mut body = Stitched::new(parts, gzip, ());
+    let mut out = Vec::new();
+    loop {
+        while !body.rest.is_empty() {
+            let take = body.rest.len().min(FRAME);
+            out.extend_from_slice(&body.rest.split_to(take));
+        }
+        if body.done {
+            return out;
+        }
+        match body.next_bytes() {
+            Some(bytes) => body.rest = bytes,
+            None => return out,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gunzip(bytes: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(bytes), &mut out)
+            .expect("a valid gzip member");
+        out
+    }
+
+    /// Bytes that do not compress (so that deflate output outgrows its first buffer).
+    fn noise(len: usize) -> Vec<u8> {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect()
+    }
+
+    /// Fresh and cached parts, empty parts and age lines over several pieces stitch into one
+    /// gzip member whose content and CRC are those of the plain body.
+    #[test]
+    fn parts_stitch_into_one_gzip_member() {
+        let mut ages = AgeLines::default();
+        for n in 0..2 * AGE_LINES_PER_PIECE + 7 {
+            ages.push(&format!("age{{image_id=\"ami-{n}\"}} "), 1000.0 + n as f64);
+        }
+        let text: String = (0..20_000).map(|n| format!("line{{n=\"{n}\"}} 1\n")).collect();
+        let parts = vec![
+            Part::Fresh(Bytes::from(noise(300_000))),
+            Part::Cached(Arc::new(Chunk::new(text.clone()))),
+            Part::Fresh(Bytes::new()),
+            Part::Ages(Arc::new(ages), 5000.0),
+            Part::Cached(Arc::new(Chunk::new(Bytes::new()))),
+            Part::Fresh(Bytes::from_static(b"# EOF\n")),
+        ];
+        let plain = collect(parts.clone(), false);
+        assert!(plain.len() > 300_000 + text.len());
+        let tail = String::from_utf8_lossy(&plain[plain.len() - 200..]).into_owned();
+        assert!(tail.ends_with("age{image_id=\"ami-2006\"} 1994\n# EOF\n"), "{tail}");
+        let gzipped = collect(parts, true);
+        assert!(gzipped.len() < plain.len());
+        assert_eq!(gunzip(&gzipped), plain);
+    }
+
+    /// The fallback when deflate fails is valid deflate too.
+    #[test]
+    fn stored_blocks_are_valid_deflate() {
+        let input = noise(150_000);
+        let mut crc = Crc::new();
+        crc.update(&input);
+        let mut member = GZIP_HEADER.to_vec();
+        member.extend_from_slice(&stored(&input));
+        member.extend_from_slice(&FINAL_BLOCK);
+        member.extend_from_slice(&crc.sum().to_le_bytes());
+        member.extend_from_slice(&crc.amount().to_le_bytes());
+        assert_eq!(gunzip(&member), input);
+    }
+}
