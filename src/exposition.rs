@@ -400,7 +400,9 @@ mod tests {
         for n in 0..2 * AGE_LINES_PER_PIECE + 7 {
             ages.push(&format!("age{{image_id=\"ami-{n}\"}} "), 1000.0 + n as f64);
         }
-        let text: String = (0..20_000).map(|n| format!("line{{n=\"{n}\"}} 1\n")).collect();
+        let text: String = (0..20_000)
+            .map(|n| format!("line{{n=\"{n}\"}} 1\n"))
+            .collect();
         let parts = vec![
             Part::Fresh(Bytes::from(noise(300_000))),
             Part::Cached(Arc::new(Chunk::new(text.clone()))),
@@ -412,7 +414,10 @@ mod tests {
         let plain = collect(parts.clone(), false);
         assert!(plain.len() > 300_000 + text.len());
         let tail = String::from_utf8_lossy(&plain[plain.len() - 200..]).into_owned();
-        assert!(tail.ends_with("age{image_id=\"ami-2006\"} 1994\n# EOF\n"), "{tail}");
+        assert!(
+            tail.ends_with("age{image_id=\"ami-2006\"} 1994\n# EOF\n"),
+            "{tail}"
+        );
         let gzipped = collect(parts, true);
         assert!(gzipped.len() < plain.len());
         assert_eq!(gunzip(&gzipped), plain);

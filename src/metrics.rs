@@ -16,8 +16,8 @@ use bytes::Bytes;
 
 use crate::calls::{Api, ApiCounters};
 use crate::events::{EventResult, EventStats};
-use crate::launches::Launches;
 use crate::exposition::{write_value, AgeLines, Chunk, Part};
+use crate::launches::Launches;
 use crate::model::{FastLaunchImage, FastLaunchState, TargetKey};
 use crate::registry::{Registry, Snapshot, TargetView};
 
@@ -314,14 +314,12 @@ impl MetricsRenderer {
         let mut cache = crate::sync::lock(&self.cache);
         let entries: Vec<Arc<TargetChunks>> = groups
             .iter()
-            .map(|group| {
-                match cache.get(group.key) {
-                    Some(entry) if entry.renders(group) => entry.clone(),
-                    _ => {
-                        let entry = Arc::new(TargetChunks::new(group));
-                        cache.insert(group.key.clone(), entry.clone());
-                        entry
-                    }
+            .map(|group| match cache.get(group.key) {
+                Some(entry) if entry.renders(group) => entry.clone(),
+                _ => {
+                    let entry = Arc::new(TargetChunks::new(group));
+                    cache.insert(group.key.clone(), entry.clone());
+                    entry
                 }
             })
             .collect();
@@ -333,7 +331,13 @@ impl MetricsRenderer {
         entries
     }
 
-    fn write(&self, snapshot: &Snapshot, now: SystemTime, format: Format, cached: bool) -> Vec<Part> {
+    fn write(
+        &self,
+        snapshot: &Snapshot,
+        now: SystemTime,
+        format: Format,
+        cached: bool,
+    ) -> Vec<Part> {
         let targets: Vec<&TargetView> = snapshot.targets.iter().filter(|t| t.is_served()).collect();
         let accounts = &snapshot.accounts;
         let mut x = Exposition::new(format);
@@ -664,9 +668,19 @@ fn image_lines(x: &mut Exposition, family: ImageFamily, group: &ImageGroup<'_>, 
                 match family {
                     ImageFamily::AvailableSnapshots => gauge(x, counted.available_snapshots),
                     ImageFamily::FastLaunches => {
-                        x.counter(name, &[a, r, i], counted.fast_launches, counted.created as f64);
+                        x.counter(
+                            name,
+                            &[a, r, i],
+                            counted.fast_launches,
+                            counted.created as f64,
+                        );
                     }
-                    _ => x.counter(name, &[a, r, i], counted.cold_launches, counted.created as f64),
+                    _ => x.counter(
+                        name,
+                        &[a, r, i],
+                        counted.cold_launches,
+                        counted.created as f64,
+                    ),
                 }
             }
             ImageFamily::Reason => {
@@ -1329,8 +1343,14 @@ mod tests {
         let parts = renderer.exposition_of(&snapshot, later, Format::Text);
         assert_eq!(chunk_pointers(&parts), first);
         let text = String::from_utf8(crate::exposition::collect(parts, false)).unwrap();
-        assert_eq!(text, renderer.render_snapshot_as(&snapshot, later, Format::Text));
-        assert_ne!(text, renderer.render_snapshot_as(&snapshot, now, Format::Text));
+        assert_eq!(
+            text,
+            renderer.render_snapshot_as(&snapshot, later, Format::Text)
+        );
+        assert_ne!(
+            text,
+            renderer.render_snapshot_as(&snapshot, now, Format::Text)
+        );
 
         // eu-west-1's images change and us-west-2 goes: its chunks go, eu-west-1's are new,
         // us-east-1's stay.
@@ -1350,7 +1370,10 @@ mod tests {
             } else {
                 String::from_utf8(body).unwrap()
             };
-            assert_eq!(text, renderer.render_snapshot_as(&snapshot, later, Format::Text));
+            assert_eq!(
+                text,
+                renderer.render_snapshot_as(&snapshot, later, Format::Text)
+            );
         }
     }
 
@@ -1373,4 +1396,3 @@ mod tests {
         assert_eq!(without_process(&text), without_process(&reference));
     }
 }
-

@@ -476,3 +476,108 @@ async fn openmetrics_when_the_scraper_prefers_it() {
     assert!(!plain.contains("# EOF") && !plain.contains("_created"));
     assert!(plain.contains("# TYPE fast_launch_exporter_aws_requests_total counter"));
 }
+
+/// The exposition without the series valued at scrape time (ages, process).
+fn without_scrape_time_series(text: &str) -> String {
+    text.lines()
+        .filter(|l| {
+            !l.starts_with("aws_ec2_fast_launch_image_state_age_seconds{")
+                && !l.starts_with("process_")
+        })
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+/// Pipes `input` through `program args` and returns what it wrote.
+fn pipe(program: &str, args: &[&str], input: &[u8]) -> Vec<u8> {
+    let mut child = std::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, &input));
+    let output = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    assert!(
+        output.status.success(),
+        "{program} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
+}
+
+/// A gzip scrape is one valid gzip member stitched from cached chunks: Python's gzip (zlib)
+/// and curl --compressed decode it to the plain exposition, in both formats.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gzip_scrapes_decode_with_python_gzip_and_curl() {
+    const TEST: &str = "gzip_scrapes_decode_with_python_gzip_and_curl";
+    let exporter = Exporter::demo(&[
+        "--demo.accounts",
+        "2",
+        "--demo.regions",
+        "3",
+        "--demo.images",
+        "400",
+        "--demo.churn",
+        "0",
+        "--demo.throttle-rate",
+        "0",
+        "--demo.interval",
+        "1h",
+        "--demo.cloudwatch",
+        "false",
+    ])
+    .await;
+    exporter.wait_until_ready().await;
+    let python = tool_available("python3", &["--version"], TEST);
+    let curl = tool_available("curl", &["--version"], TEST);
+    let url = format!("http://{}/metrics", exporter.address);
+    for accept in ["text/plain", "application/openmetrics-text;version=1.0.0"] {
+        let plain = request(&exporter.address, "GET", "/metrics", &[("Accept", accept)]).await;
+        assert_eq!(plain.header("content-encoding"), None);
+        let plain = plain.text();
+        assert!(plain.len() > 2_000_000, "{} bytes", plain.len());
+        assert_eq!(
+            plain.matches("aws_ec2_fast_launch_image_info{").count(),
+            2400
+        );
+        let expected = without_scrape_time_series(&plain);
+
+        let gzipped = request(
+            &exporter.address,
+            "GET",
+            "/metrics",
+            &[("Accept", accept), ("Accept-Encoding", "gzip")],
+        )
+        .await;
+        assert_eq!(gzipped.header("content-encoding"), Some("gzip"));
+        assert!(gzipped.body.len() * 5 < plain.len(), "compressed");
+        assert_eq!(without_scrape_time_series(&gzipped.decoded()), expected);
+        if python {
+            let script = "import gzip, sys; sys.stdout.buffer.write(gzip.decompress(sys.stdin.buffer.read()))";
+            let decoded = pipe("python3", &["-c", script], &gzipped.body);
+            let decoded = String::from_utf8(decoded).unwrap();
+            assert_eq!(without_scrape_time_series(&decoded), expected, "{accept}");
+        }
+        if curl {
+            let decoded = pipe(
+                "curl",
+                &[
+                    "-sS",
+                    "--fail",
+                    "--compressed",
+                    "-H",
+                    &format!("Accept: {accept}"),
+                    &url,
+                ],
+                b"",
+            );
+            let decoded = String::from_utf8(decoded).unwrap();
+            assert_eq!(without_scrape_time_series(&decoded), expected, "{accept}");
+        }
+    }
+}
