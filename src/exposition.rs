@@ -26,7 +26,12 @@ use tracing::warn;
 /// The largest frame handed to hyper: a slice of a part, not a copy. hyper takes frames only
 /// as fast as the client reads, so a small last frame means the body is nearly sent when the
 /// body (and the `--web.max-requests` permit it holds) is dropped.
-pub const FRAME: usize = 64 * 1024;
+pub const FRAME: usize = 256 * 1024;
+
+/// After this many bytes, the body lets its connection's task yield (and other tasks, such as a
+/// health probe, run) before it hands out more: within one poll hyper would otherwise write
+/// until the socket is full, which on loopback is tens of megabytes.
+const BYTES_PER_POLL: usize = 1024 * 1024;
 
 /// The most `state_age_seconds` lines rendered in one go while the body is sent (about 130 KB),
 /// so that no runtime worker is held for more than a fraction of a millisecond.
@@ -66,6 +71,11 @@ impl Chunk {
     /// The plain lines.
     pub fn plain(&self) -> &Bytes {
         &self.plain
+    }
+
+    /// Makes the deflate copy now, if it is missing.
+    pub fn compress(&self) {
+        self.deflated();
     }
 
     /// The deflate copy, made once.
@@ -220,6 +230,8 @@ pub struct Stitched<Guard> {
     rest: Bytes,
     gzip: Option<GzipMember>,
     done: bool,
+    /// Bytes handed out since the task last yielded.
+    since_yield: usize,
     _guard: Guard,
 }
 
@@ -246,6 +258,7 @@ impl<Guard> Stitched<Guard> {
             rest: Bytes::new(),
             gzip,
             done: false,
+            since_yield: 0,
             _guard: guard,
         }
     }
@@ -325,9 +338,14 @@ impl<Guard: Unpin> hyper::body::Body for Stitched<Guard> {
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
+        cx: &mut Context<'_>,
     ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
+        if this.since_yield >= BYTES_PER_POLL {
+            this.since_yield = 0;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
         while this.rest.is_empty() {
             if this.done {
                 return Poll::Ready(None);
@@ -341,6 +359,7 @@ impl<Guard: Unpin> hyper::body::Body for Stitched<Guard> {
             }
         }
         let take = this.rest.len().min(FRAME);
+        this.since_yield += take;
         Poll::Ready(Some(Ok(hyper::body::Frame::data(this.rest.split_to(take)))))
     }
 

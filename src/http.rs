@@ -127,6 +127,11 @@ async fn accept(
             },
             _ = shutdown.cancelled() => break,
         };
+        // As Go's net/http does: a response's last small write (the end of a chunked body)
+        // must not wait for the client's delayed ACK of the write before it.
+        if let Err(error) = stream.set_nodelay(true) {
+            debug!(peer = %peer, error = %error, "TCP_NODELAY could not be set");
+        }
         let stream = WriteDeadline {
             inner: stream,
             stalled: None,
@@ -357,7 +362,7 @@ async fn handle(state: &Arc<AppState>, request: Request<Incoming>) -> Response<B
         let body = tokio::task::spawn_blocking(move || {
             let parts = shared
                 .renderer
-                .exposition(&shared.registry, SystemTime::now(), format);
+                .exposition(&shared.registry, SystemTime::now(), format, gzip);
             Stitched::new(parts, gzip, permit)
         })
         .await;

@@ -53,6 +53,31 @@ use collector::Connect;
 pub use config::{Config, ConfigError};
 use registry::Registry;
 
+/// How long rendering ahead waits after a change, so that a burst of collections landing
+/// together (every target's first collection, an interval's cycle) is rendered once.
+const RENDER_AHEAD_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Renders the exposition's cached lines when collections land, so that scrapes find them
+/// ready (the scrape renders what is still missing itself), until `shutdown`.
+async fn render_ahead(state: Arc<http::AppState>, shutdown: CancellationToken) {
+    let mut changes = state.registry.changes();
+    loop {
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { return },
+            _ = shutdown.cancelled() => return,
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(RENDER_AHEAD_DELAY) => {}
+            _ = shutdown.cancelled() => return,
+        }
+        changes.borrow_and_update();
+        let shared = state.clone();
+        // Milliseconds per thousand images: on the blocking pool.
+        let _ = tokio::task::spawn_blocking(move || shared.renderer.render_ahead(&shared.registry))
+            .await;
+    }
+}
+
 /// Where and how the HTTP server serves.
 #[derive(Debug, Clone)]
 pub struct WebOptions {
@@ -141,6 +166,7 @@ pub async fn run(
         scrapes: (web.max_requests > 0)
             .then(|| Arc::new(tokio::sync::Semaphore::new(web.max_requests))),
     });
+    let rendering = tokio::spawn(render_ahead(state.clone(), shutdown.clone()));
     let server = tokio::spawn(http::serve(
         listeners,
         state,
@@ -259,6 +285,7 @@ pub async fn run(
         let _ = receiver.await;
     }
     let _ = sighup.await;
+    let _ = rendering.await;
     let _ = server.await;
 }
 

@@ -66,6 +66,15 @@ pub struct MetricsRenderer {
     floor: Mutex<CounterFloor>,
     /// Every served target's per-image lines, rendered once per change of its data.
     cache: Mutex<HashMap<TargetKey, Arc<TargetChunks>>>,
+    /// Whether a scrape asked for OpenMetrics, and for gzip: what rendering ahead prepares.
+    asked: Mutex<Asked>,
+}
+
+/// What scrapes have asked for so far.
+#[derive(Debug, Default, Clone, Copy)]
+struct Asked {
+    open_metrics: bool,
+    gzip: bool,
 }
 
 /// A counter series of the AWS calls: account id, region, api, error code ("" for requests).
@@ -255,6 +264,7 @@ impl MetricsRenderer {
             process: Some(process),
             floor: Default::default(),
             cache: Default::default(),
+            asked: Default::default(),
         }
     }
 
@@ -264,6 +274,7 @@ impl MetricsRenderer {
             process: None,
             floor: Default::default(),
             cache: Default::default(),
+            asked: Default::default(),
         }
     }
 
@@ -298,9 +309,46 @@ impl MetricsRenderer {
 
     /// The exposition of the registry as of `now`, in `format`, as parts for
     /// [`crate::exposition::Stitched`]: the per-image lines come from the cache (rendered now
-    /// for a target whose data changed since the last scrape), the rest is rendered fresh.
-    pub fn exposition(&self, registry: &Registry, now: SystemTime, format: Format) -> Vec<Part> {
+    /// for a target whose data changed since [`MetricsRenderer::render_ahead`] last ran), the
+    /// rest is rendered fresh. `gzip` says whether it will be compressed (so that rendering
+    /// ahead compresses too from then on).
+    pub fn exposition(
+        &self,
+        registry: &Registry,
+        now: SystemTime,
+        format: Format,
+        gzip: bool,
+    ) -> Vec<Part> {
+        {
+            let mut asked = crate::sync::lock(&self.asked);
+            asked.open_metrics |= format == Format::OpenMetrics;
+            asked.gzip |= gzip;
+        }
         self.exposition_of(&registry.snapshot(now), now, format)
+    }
+
+    /// Renders (and, once a scrape asked for gzip, compresses) the cached lines of every
+    /// target whose data changed, so that the next scrape finds them ready: called when a
+    /// collection lands, off the runtime workers.
+    pub fn render_ahead(&self, registry: &Registry) {
+        let snapshot = registry.snapshot(SystemTime::now());
+        let targets: Vec<&TargetView> = snapshot.targets.iter().filter(|t| t.is_served()).collect();
+        let groups = image_groups(&targets);
+        let asked = *crate::sync::lock(&self.asked);
+        for entry in self.cached(&groups) {
+            let mut formats = vec![Format::Text];
+            if asked.open_metrics {
+                formats.push(Format::OpenMetrics);
+            }
+            for format in formats {
+                for family in ImageFamily::ALL {
+                    let chunk = entry.chunk(family, format);
+                    if asked.gzip {
+                        chunk.compress();
+                    }
+                }
+            }
+        }
     }
 
     /// [`MetricsRenderer::exposition`] of `snapshot`.
@@ -349,17 +397,7 @@ impl MetricsRenderer {
                 .sum();
             x.out.reserve(4096 + images * 1500);
         }
-        let groups: Vec<ImageGroup<'_>> = targets
-            .iter()
-            .filter_map(|t| {
-                Some(ImageGroup {
-                    key: &t.key,
-                    account_id: t.account_id.as_deref().unwrap_or(""),
-                    images: t.images.as_ref()?,
-                    launches: t.cloudwatch.as_ref().map(|c| &c.launches),
-                })
-            })
-            .collect();
+        let groups = image_groups(&targets);
         let entries = cached.then(|| self.cached(&groups));
         render_images(&mut x, &groups, entries.as_deref(), unix_seconds(now));
 
@@ -439,6 +477,21 @@ impl MetricsRenderer {
         }
         x.into_parts()
     }
+}
+
+/// The served targets that have images.
+fn image_groups<'a>(targets: &[&'a TargetView]) -> Vec<ImageGroup<'a>> {
+    targets
+        .iter()
+        .filter_map(|t| {
+            Some(ImageGroup {
+                key: &t.key,
+                account_id: t.account_id.as_deref().unwrap_or(""),
+                images: t.images.as_ref()?,
+                launches: t.cloudwatch.as_ref().map(|c| &c.launches),
+            })
+        })
+        .collect()
 }
 
 /// When the first of `counters` started: the `_created` of their shared series.
@@ -1338,7 +1391,9 @@ mod tests {
         }
 
         // A second scrape, later: the same chunks, fresh ages.
-        let first = chunk_pointers(&renderer.exposition_of(&snapshot, now, Format::Text));
+        // Kept alive, so that a new chunk cannot take an old one's address.
+        let first_parts = renderer.exposition_of(&snapshot, now, Format::Text);
+        let first = chunk_pointers(&first_parts);
         let later = now + std::time::Duration::from_secs(61);
         let parts = renderer.exposition_of(&snapshot, later, Format::Text);
         assert_eq!(chunk_pointers(&parts), first);

@@ -221,6 +221,9 @@ pub struct Registry {
 
     /// One gate per account key, so that the targets of one account ask GetCallerIdentity once.
     identity_gates: Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Told when what a scrape renders may have changed (a collection or CloudWatch query
+    /// landed, targets changed), so that the renderer can render ahead of the next scrape.
+    changes: tokio::sync::watch::Sender<()>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -258,7 +261,13 @@ impl Registry {
             discovery: Mutex::new((Shard::default(), None)),
 
             identity_gates: Mutex::new(BTreeMap::new()),
+            changes: tokio::sync::watch::Sender::new(()),
         })
+    }
+
+    /// Tells when what a scrape renders may have changed.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<()> {
+        self.changes.subscribe()
     }
 
     /// Makes the running targets match `specs` (keys must be unique; the first of a repeated
@@ -518,6 +527,7 @@ impl Registry {
             ));
         }
         lock(&self.state).tasks.extend(tasks);
+        self.changes.send_replace(());
         report
     }
 
@@ -606,7 +616,10 @@ impl Registry {
                     last_success: Some(finished),
                     last_error: None,
                 };
-                target.images = Some(Arc::new(images));
+                // The same list keeps its Arc: what was rendered from it stays valid.
+                if target.images.as_deref() != Some(&images) {
+                    target.images = Some(Arc::new(images));
+                }
             }
             Outcome::Failed(error) => {
                 target.health.tried = true;
@@ -643,6 +656,8 @@ impl Registry {
             pending.remove(key);
         }
         update_ready(&mut state);
+        drop(state);
+        self.changes.send_replace(());
     }
 
     /// The CloudWatch range a query of target `key` at `now` (Unix seconds) asks for.
@@ -673,16 +688,17 @@ impl Registry {
         let Some(target) = state.targets.get_mut(key) else {
             return;
         };
-        match result {
-            Ok(series) => {
-                target.launches = Arc::new(target.launches.advanced(spec, now, image_ids, &series));
-                target.cloudwatch_ok = Some(true);
-            }
-            Err(_) => {
-                target.launches = Arc::new(target.launches.without_available());
-                target.cloudwatch_ok = Some(false);
-            }
+        let (launches, ok) = match result {
+            Ok(series) => (target.launches.advanced(spec, now, image_ids, &series), true),
+            Err(_) => (target.launches.without_available(), false),
+        };
+        // Unchanged values keep their Arc: what was rendered from them stays valid.
+        if *target.launches != launches {
+            target.launches = Arc::new(launches);
         }
+        target.cloudwatch_ok = Some(ok);
+        drop(state);
+        self.changes.send_replace(());
     }
 
     /// Asks every served target of (account id, region) to collect now; `time` is when the
