@@ -28,10 +28,10 @@ use tracing::warn;
 /// body (and the `--web.max-requests` permit it holds) is dropped.
 pub const FRAME: usize = 256 * 1024;
 
-/// After this many bytes, the body lets its connection's task yield (and other tasks, such as a
+/// After this many bytes (one frame), the body lets its connection's task yield (and other tasks, such as a
 /// health probe, run) before it hands out more: within one poll hyper would otherwise write
 /// until the socket is full, which on loopback is tens of megabytes.
-const BYTES_PER_POLL: usize = 1024 * 1024;
+const BYTES_PER_POLL: usize = FRAME;
 
 /// The most `state_age_seconds` lines rendered in one go while the body is sent (about 130 KB),
 /// so that no runtime worker is held for more than a fraction of a millisecond.

@@ -360,9 +360,10 @@ async fn handle(state: &Arc<AppState>, request: Request<Incoming>) -> Response<B
         // connections) waits for it. Sending compresses only the fresh lines, a piece at a time.
         let shared = Arc::clone(state);
         let body = tokio::task::spawn_blocking(move || {
-            let parts = shared
-                .renderer
-                .exposition(&shared.registry, SystemTime::now(), format, gzip);
+            let parts =
+                shared
+                    .renderer
+                    .exposition(&shared.registry, SystemTime::now(), format, gzip);
             Stitched::new(parts, gzip, permit)
         })
         .await;

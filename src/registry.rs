@@ -689,7 +689,10 @@ impl Registry {
             return;
         };
         let (launches, ok) = match result {
-            Ok(series) => (target.launches.advanced(spec, now, image_ids, &series), true),
+            Ok(series) => (
+                target.launches.advanced(spec, now, image_ids, &series),
+                true,
+            ),
             Err(_) => (target.launches.without_available(), false),
         };
         // Unchanged values keep their Arc: what was rendered from them stays valid.
