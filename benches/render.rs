@@ -1,16 +1,25 @@
 //! Render cost of the `/metrics` exposition: `cargo bench --bench render`.
 //! 1,000 and 100,000 images spread over 10 targets, every field set (the worst case per image).
+//! Side by side, per size: the full render (every line written for the scrape, the reference)
+//! against the scrape path (cached chunks stitched, ages valued now), plain and gzip; both
+//! collected into one buffer, so the stitched path pays a copy the server does not.
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use std::io::Write;
+
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use fast_launch_exporter::calls::ApiCounters;
+use fast_launch_exporter::exposition;
+use fast_launch_exporter::metrics::Format;
 use fast_launch_exporter::metrics::MetricsRenderer;
 use fast_launch_exporter::model::{FastLaunchImage, FastLaunchState, TargetKey};
 use fast_launch_exporter::registry::{AccountView, Health, ReloadStatus, Snapshot, TargetView};
+use flate2::write::GzEncoder;
+use flate2::Compression;
 
 /// A snapshot of `images` images over 10 targets (2 accounts × 5 regions).
 pub fn populated_snapshot(images: usize) -> Snapshot {
@@ -105,10 +114,45 @@ fn render(c: &mut Criterion) {
         eprintln!("{images} images: {bytes} bytes of exposition");
         group.throughput(Throughput::Elements(images as u64));
         group.bench_with_input(
-            BenchmarkId::from_parameter(images),
+            BenchmarkId::new("full", images),
             &snapshot,
             |b, snapshot| {
                 b.iter(|| black_box(renderer.render_snapshot(snapshot, SystemTime::now())))
+            },
+        );
+        group.bench_with_input(
+            BenchmarkId::new("full+gzip", images),
+            &snapshot,
+            |b, snapshot| {
+                b.iter(|| {
+                    let text = renderer.render_snapshot(snapshot, SystemTime::now());
+                    let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
+                    gz.write_all(text.as_bytes()).unwrap();
+                    black_box(gz.finish().unwrap())
+                })
+            },
+        );
+        // Warm the cache (and its deflate copies) as rendering ahead does.
+        let parts = renderer.exposition_of(&snapshot, SystemTime::now(), Format::Text);
+        black_box(exposition::collect(parts, true));
+        group.bench_with_input(
+            BenchmarkId::new("stitched", images),
+            &snapshot,
+            |b, snapshot| {
+                b.iter(|| {
+                    let parts = renderer.exposition_of(snapshot, SystemTime::now(), Format::Text);
+                    black_box(exposition::collect(parts, false))
+                })
+            },
+        );
+        group.bench_with_input(
+            BenchmarkId::new("stitched+gzip", images),
+            &snapshot,
+            |b, snapshot| {
+                b.iter(|| {
+                    let parts = renderer.exposition_of(snapshot, SystemTime::now(), Format::Text);
+                    black_box(exposition::collect(parts, true))
+                })
             },
         );
     }

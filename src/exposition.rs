@@ -16,7 +16,7 @@
 use std::collections::VecDeque;
 use std::fmt::Write;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -136,14 +136,21 @@ fn stored(input: &[u8]) -> Bytes {
 }
 
 /// `state_age_seconds` lines of one target: the label prefix of each line is cached, the value
-/// (seconds since the image's last state transition) is computed when the lines are sent.
+/// (seconds since the image's last state transition) is computed when the lines are sent. Sent
+/// in pieces of [`AGE_LINES_PER_PIECE`] lines; the deflated pieces of the latest `now` are kept,
+/// so the gzip scrapes of one second compress them once between them.
 #[derive(Debug, Default)]
 pub struct AgeLines {
     /// Every line's `name{labels} `, one after another.
     prefixes: String,
     /// Where each line's prefix ends in `prefixes`, and the transition time (Unix seconds).
     lines: Vec<(usize, f64)>,
+    /// The deflated pieces at one `now` (its bits), each made by the first scrape that sends it.
+    deflated: Mutex<Option<(u64, DeflatedPieces)>>,
 }
+
+/// One deflated copy per piece of an [`AgeLines`] at one `now`.
+type DeflatedPieces = Arc<[OnceLock<Deflated>]>;
 
 impl AgeLines {
     /// Adds a line: `prefix` is `name{labels} `.
@@ -162,17 +169,37 @@ impl AgeLines {
         self.lines.is_empty()
     }
 
-    /// Writes lines `range` as of `now` (Unix seconds).
-    pub fn write(&self, range: std::ops::Range<usize>, now: f64, out: &mut String) {
-        let mut start = match range.start {
+    fn pieces(&self) -> usize {
+        self.lines.len().div_ceil(AGE_LINES_PER_PIECE)
+    }
+
+    /// Writes piece `index` as of `now` (Unix seconds).
+    fn write_piece(&self, index: usize, now: f64, out: &mut String) {
+        let first = index * AGE_LINES_PER_PIECE;
+        let last = (first + AGE_LINES_PER_PIECE).min(self.lines.len());
+        let mut start = match first {
             0 => 0,
             i => self.lines[i - 1].0,
         };
-        for &(end, transition) in &self.lines[range] {
+        out.reserve((last - first) * 140);
+        for &(end, transition) in &self.lines[first..last] {
             out.push_str(&self.prefixes[start..end]);
             write_value(out, (now - transition).max(0.0));
             out.push('\n');
             start = end;
+        }
+    }
+
+    /// The deflated pieces at `now`, shared with the other scrapes at the same `now`.
+    fn deflated_at(&self, now: f64) -> DeflatedPieces {
+        let mut memo = self.deflated.lock().unwrap_or_else(|e| e.into_inner());
+        match &*memo {
+            Some((bits, pieces)) if *bits == now.to_bits() => pieces.clone(),
+            _ => {
+                let pieces: DeflatedPieces = (0..self.pieces()).map(|_| OnceLock::new()).collect();
+                *memo = Some((now.to_bits(), pieces.clone()));
+                pieces
+            }
         }
     }
 }
@@ -202,13 +229,6 @@ pub fn write_value(out: &mut String, value: f64) {
     }
 }
 
-/// A piece ready to send: plain bytes, or, in a gzip body, a deflate stream with its CRC.
-enum Piece {
-    Plain(Bytes),
-    Shared(Arc<Chunk>),
-    Deflated(Deflated),
-}
-
 /// Where a gzip body stands.
 struct GzipMember {
     /// CRC-32 and length of the plain bytes sent so far.
@@ -219,18 +239,27 @@ struct GzipMember {
     started: bool,
 }
 
+/// The `state_age_seconds` part being sent.
+struct AgeCursor {
+    lines: Arc<AgeLines>,
+    now: f64,
+    /// The next piece.
+    next: usize,
+    /// In a gzip body, the shared deflated pieces.
+    deflated: Option<DeflatedPieces>,
+}
+
 /// The `/metrics` body: the parts, in frames of at most [`FRAME`] bytes, plain or as one gzip
 /// member. It holds whatever it is given to hold (a `--web.max-requests` permit) until hyper
 /// drops it, when the last frame was taken or the client went.
 pub struct Stitched<Guard> {
     parts: VecDeque<Part>,
-    /// The `Ages` part being sent, and the next line of it.
-    ages: Option<(Arc<AgeLines>, f64, usize)>,
-    /// What is left of the piece being sent.
+    ages: Option<AgeCursor>,
+    /// What is left of the bytes being sent.
     rest: Bytes,
     gzip: Option<GzipMember>,
     done: bool,
-    /// Bytes handed out since the task last yielded.
+    /// Bytes sent or compressed since the task last yielded.
     since_yield: usize,
     _guard: Guard,
 }
@@ -263,72 +292,72 @@ impl<Guard> Stitched<Guard> {
         }
     }
 
-    /// The next piece of plain exposition, or None at the end.
-    fn next_piece(&mut self) -> Option<Piece> {
-        loop {
-            if let Some((lines, now, next)) = &mut self.ages {
-                let end = (*next + AGE_LINES_PER_PIECE).min(lines.len());
-                let mut out = String::with_capacity((end - *next) * 140);
-                lines.write(*next..end, *now, &mut out);
-                *next = end;
-                if end == lines.len() {
-                    self.ages = None;
-                }
-                return Some(Piece::Plain(Bytes::from(out)));
-            }
-            match self.parts.pop_front()? {
-                Part::Fresh(bytes) if bytes.is_empty() => {}
-                Part::Fresh(bytes) => return Some(Piece::Plain(bytes)),
-                Part::Cached(chunk) if chunk.plain.is_empty() => {}
-                Part::Cached(chunk) => return Some(Piece::Shared(chunk)),
-                Part::Ages(lines, _) if lines.is_empty() => {}
-                Part::Ages(lines, now) => self.ages = Some((lines, now, 0)),
-            }
-        }
-    }
-
     /// The next bytes to send, or None when everything was.
     fn next_bytes(&mut self) -> Option<Bytes> {
-        let Some(gzip) = &mut self.gzip else {
-            return match self.next_piece()? {
-                Piece::Plain(bytes) => Some(bytes),
-                Piece::Shared(chunk) => Some(chunk.plain.clone()),
-                Piece::Deflated(_) => unreachable!("a plain body deflates nothing"),
-            };
-        };
-        if !gzip.started {
-            gzip.started = true;
-            return Some(Bytes::from_static(&GZIP_HEADER));
-        }
-        let piece = match self.next_piece() {
-            Some(Piece::Plain(bytes)) => {
-                let gzip = self.gzip.as_mut().expect("a gzip body");
-                Piece::Deflated(deflate(&mut gzip.compress, &bytes))
+        if let Some(gzip) = &mut self.gzip {
+            if !gzip.started {
+                gzip.started = true;
+                return Some(Bytes::from_static(&GZIP_HEADER));
             }
-            Some(piece) => piece,
-            None => {
-                let gzip = self.gzip.as_mut().expect("a gzip body");
+        }
+        loop {
+            if let Some(cursor) = &mut self.ages {
+                if cursor.next < cursor.lines.pieces() {
+                    let index = cursor.next;
+                    cursor.next += 1;
+                    let Some(gzip) = &mut self.gzip else {
+                        let mut out = String::new();
+                        cursor.lines.write_piece(index, cursor.now, &mut out);
+                        return Some(Bytes::from(out));
+                    };
+                    let (lines, now) = (&cursor.lines, cursor.now);
+                    let pieces = cursor
+                        .deflated
+                        .get_or_insert_with(|| lines.deflated_at(now));
+                    let deflated = pieces[index].get_or_init(|| {
+                        let mut out = String::new();
+                        lines.write_piece(index, now, &mut out);
+                        self.since_yield += out.len();
+                        deflate(&mut gzip.compress, out.as_bytes())
+                    });
+                    gzip.crc.combine(&deflated.crc);
+                    return Some(deflated.bytes.clone());
+                }
+                self.ages = None;
+            }
+            let Some(part) = self.parts.pop_front() else {
+                let gzip = self.gzip.as_mut()?;
                 let mut trailer = Vec::with_capacity(10);
                 trailer.extend_from_slice(&FINAL_BLOCK);
                 trailer.extend_from_slice(&gzip.crc.sum().to_le_bytes());
                 trailer.extend_from_slice(&gzip.crc.amount().to_le_bytes());
                 self.done = true;
                 return Some(Bytes::from(trailer));
+            };
+            match (part, &mut self.gzip) {
+                (Part::Fresh(bytes), None) => return Some(bytes),
+                (Part::Fresh(bytes), Some(gzip)) => {
+                    self.since_yield += bytes.len();
+                    let deflated = deflate(&mut gzip.compress, &bytes);
+                    gzip.crc.combine(&deflated.crc);
+                    return Some(deflated.bytes);
+                }
+                (Part::Cached(chunk), None) => return Some(chunk.plain.clone()),
+                (Part::Cached(chunk), Some(gzip)) => {
+                    let deflated = chunk.deflated();
+                    gzip.crc.combine(&deflated.crc);
+                    return Some(deflated.bytes.clone());
+                }
+                (Part::Ages(lines, now), _) => {
+                    self.ages = Some(AgeCursor {
+                        lines,
+                        now,
+                        next: 0,
+                        deflated: None,
+                    });
+                }
             }
-        };
-        let gzip = self.gzip.as_mut().expect("a gzip body");
-        Some(match piece {
-            Piece::Deflated(deflated) => {
-                gzip.crc.combine(&deflated.crc);
-                deflated.bytes
-            }
-            Piece::Shared(chunk) => {
-                let deflated = chunk.deflated();
-                gzip.crc.combine(&deflated.crc);
-                deflated.bytes.clone()
-            }
-            Piece::Plain(_) => unreachable!("deflated above"),
-        })
+        }
     }
 }
 
@@ -419,6 +448,7 @@ mod tests {
         for n in 0..2 * AGE_LINES_PER_PIECE + 7 {
             ages.push(&format!("age{{image_id=\"ami-{n}\"}} "), 1000.0 + n as f64);
         }
+        let ages = Arc::new(ages);
         let text: String = (0..20_000)
             .map(|n| format!("line{{n=\"{n}\"}} 1\n"))
             .collect();
@@ -426,7 +456,7 @@ mod tests {
             Part::Fresh(Bytes::from(noise(300_000))),
             Part::Cached(Arc::new(Chunk::new(text.clone()))),
             Part::Fresh(Bytes::new()),
-            Part::Ages(Arc::new(ages), 5000.0),
+            Part::Ages(ages.clone(), 5000.0),
             Part::Cached(Arc::new(Chunk::new(Bytes::new()))),
             Part::Fresh(Bytes::from_static(b"# EOF\n")),
         ];
@@ -437,9 +467,26 @@ mod tests {
             tail.ends_with("age{image_id=\"ami-2006\"} 1994\n# EOF\n"),
             "{tail}"
         );
-        let gzipped = collect(parts, true);
+        let gzipped = collect(parts.clone(), true);
         assert!(gzipped.len() < plain.len());
         assert_eq!(gunzip(&gzipped), plain);
+
+        // A second gzip scrape at the same `now` reuses the compressed ages; another `now`
+        // compresses them again, with its values.
+        let shared = ages.deflated_at(5000.0);
+        assert!(shared.iter().all(|piece| piece.get().is_some()));
+        assert_eq!(collect(parts.clone(), true), gzipped);
+        assert!(Arc::ptr_eq(&shared, &ages.deflated_at(5000.0)));
+        let later: Vec<Part> = parts
+            .into_iter()
+            .map(|part| match part {
+                Part::Ages(lines, _) => Part::Ages(lines, 5001.0),
+                other => other,
+            })
+            .collect();
+        let later_text = gunzip(&collect(later.clone(), true));
+        assert_eq!(later_text, collect(later, false));
+        assert_ne!(later_text, plain);
     }
 
     /// The fallback when deflate fails is valid deflate too.

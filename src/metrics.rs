@@ -399,7 +399,9 @@ impl MetricsRenderer {
         }
         let groups = image_groups(&targets);
         let entries = cached.then(|| self.cached(&groups));
-        render_images(&mut x, &groups, entries.as_deref(), unix_seconds(now));
+        // Ages in whole seconds: the gzip scrapes of one second share their compressed lines.
+        let age_now = unix_seconds(now).floor();
+        render_images(&mut x, &groups, entries.as_deref(), age_now);
 
         let static_label_names = &snapshot.static_label_names;
         x.family(

@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
@@ -361,6 +362,16 @@ impl Drop for Prometheus {
 
 impl Prometheus {
     async fn start(exporter_address: &str) -> Prometheus {
+        let config = format!(
+            "global: {{scrape_interval: 15s, evaluation_interval: 15s}}\n\
+             rule_files: [{}]\n\
+             scrape_configs:\n  - job_name: fast-launch-exporter\n    static_configs: [{{targets: ['{exporter_address}']}}]\n",
+            root().join("deploy/prometheus/alerts.yaml").display()
+        );
+        Prometheus::with_config(&config).await
+    }
+
+    async fn with_config(config: &str) -> Prometheus {
         let dir = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -368,12 +379,6 @@ impl Prometheus {
             .unwrap()
             .port();
         let address = format!("127.0.0.1:{port}");
-        let config = format!(
-            "global: {{scrape_interval: 15s, evaluation_interval: 15s}}\n\
-             rule_files: [{}]\n\
-             scrape_configs:\n  - job_name: fast-launch-exporter\n    static_configs: [{{targets: ['{exporter_address}']}}]\n",
-            root().join("deploy/prometheus/alerts.yaml").display()
-        );
         std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
         let child = Command::new("prometheus")
             .arg(format!(
@@ -569,6 +574,141 @@ async fn real_prometheus_scrapes_the_demo_loads_the_alerts_and_answers_every_das
         })
         .await;
     }
+}
+
+/// A proxy in front of `upstream` that rewrites each request's `Accept` header to `accept` (a
+/// Prometheus too old for `scrape_protocols` asks for OpenMetrics first) and records each
+/// response's content type and encoding.
+async fn accept_rewriting_proxy(
+    upstream: String,
+    accept: &'static str,
+) -> (String, Arc<Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let upstream = upstream.clone();
+            let record = record.clone();
+            tokio::spawn(async move {
+                // One request per connection: ask the exporter to close after answering.
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if client.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head).into_owned();
+                let mut rewritten = String::new();
+                for line in head.split("\r\n").filter(|l| !l.is_empty()) {
+                    let name = line.split(':').next().unwrap_or("").to_ascii_lowercase();
+                    if name != "accept" && name != "connection" {
+                        rewritten.push_str(line);
+                        rewritten.push_str("\r\n");
+                    }
+                }
+                rewritten.push_str(&format!("Accept: {accept}\r\nConnection: close\r\n\r\n"));
+                let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await else {
+                    return;
+                };
+                server.write_all(rewritten.as_bytes()).await.unwrap();
+                let mut response = Vec::new();
+                server.read_to_end(&mut response).await.unwrap();
+                let end = response
+                    .windows(4)
+                    .position(|w| w == b"\r\n\r\n")
+                    .unwrap_or(0);
+                let headers = String::from_utf8_lossy(&response[..end]).to_ascii_lowercase();
+                let value = |name: &str| {
+                    headers
+                        .lines()
+                        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+                        .unwrap_or("")
+                        .to_string()
+                };
+                record.lock().unwrap().push(format!(
+                    "{} {}",
+                    value("content-type"),
+                    value("content-encoding")
+                ));
+                let _ = client.write_all(&response).await;
+            });
+        }
+    });
+    (address, seen)
+}
+
+/// A real Prometheus scrapes the exporter in OpenMetrics (its default) and, through a proxy
+/// that asks for text 0.0.4, in the text format: both gzipped, both ingested to the same
+/// series.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_prometheus_scrapes_openmetrics_and_text_alike() {
+    if !tool_available(
+        "prometheus",
+        &["--version"],
+        "real_prometheus_scrapes_openmetrics_and_text_alike",
+    ) {
+        return;
+    }
+    let exporter = Exporter::demo(&[
+        "--demo.interval",
+        "1h",
+        "--demo.churn",
+        "0",
+        "--demo.throttle-rate",
+        "0",
+    ])
+    .await;
+    exporter.wait_until_ready().await;
+    let (proxy, seen) =
+        accept_rewriting_proxy(exporter.address.clone(), "text/plain;version=0.0.4").await;
+    let config = format!(
+        "global: {{scrape_interval: 2s}}\n\
+         scrape_configs:\n\
+         \x20 - job_name: openmetrics\n    static_configs: [{{targets: ['{}']}}]\n\
+         \x20 - job_name: text\n    static_configs: [{{targets: ['{proxy}']}}]\n",
+        exporter.address
+    );
+    let prometheus = Prometheus::with_config(&config).await;
+    let value = |result: &serde_json::Value, job: &str| -> Option<String> {
+        result["data"]["result"]
+            .as_array()?
+            .iter()
+            .find(|r| r["metric"]["job"] == job)
+            .and_then(|r| r["value"][1].as_str())
+            .map(str::to_string)
+    };
+    for promql in [
+        "up",
+        "count by (job) (aws_ec2_fast_launch_image_state)",
+        "count by (job) (fast_launch_exporter_aws_requests_total)",
+        "sum by (job) (fast_launch_exporter_aws_requests_total)",
+        "count by (job) (process_cpu_seconds_total)",
+        "count by (job) ({__name__=~\"aws_ec2_fast_launch_image_(info|state|state_age_seconds|state_reason_info)\"})",
+    ] {
+        eventually(promql, Duration::from_secs(60), || async {
+            let result = prometheus.query(promql).await;
+            let (om, text) = (value(&result, "openmetrics"), value(&result, "text"));
+            match (&om, &text) {
+                (Some(a), Some(b)) if a == b && a != "0" => None,
+                _ => Some(format!("openmetrics {om:?}, text {text:?}: {result}")),
+            }
+        })
+        .await;
+    }
+    let up = prometheus.query("up").await;
+    assert_eq!(value(&up, "text").as_deref(), Some("1"));
+    let seen = seen.lock().unwrap().clone();
+    assert!(!seen.is_empty());
+    assert!(
+        seen.iter()
+            .all(|s| s == "text/plain; version=0.0.4; charset=utf-8 gzip"),
+        "{seen:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
