@@ -75,14 +75,20 @@ impl Chunk {
 
     /// Makes the deflate copy now, if it is missing.
     pub fn compress(&self) {
-        self.deflated();
+        if !self.plain.is_empty() {
+            self.deflated();
+        }
     }
 
-    /// The deflate copy, made once.
+    /// The deflate copy, made once (with this thread's compressor: its state is a few hundred
+    /// KB to set up).
     fn deflated(&self) -> &Deflated {
         self.deflated.get_or_init(|| {
-            let mut compress = Compress::new(Compression::fast(), false);
-            deflate(&mut compress, &self.plain)
+            thread_local! {
+                static COMPRESS: std::cell::RefCell<Compress> =
+                    std::cell::RefCell::new(Compress::new(Compression::fast(), false));
+            }
+            COMPRESS.with(|compress| deflate(&mut compress.borrow_mut(), &self.plain))
         })
     }
 }
@@ -92,6 +98,12 @@ impl Chunk {
 fn deflate(compress: &mut Compress, input: &[u8]) -> Deflated {
     let mut crc = Crc::new();
     crc.update(input);
+    if input.is_empty() {
+        return Deflated {
+            bytes: Bytes::new(),
+            crc,
+        };
+    }
     compress.reset();
     // Text exposition compresses about 10:1 at level 1; grow when it does not.
     let mut out: Vec<u8> = Vec::with_capacity(input.len() / 6 + 64);
@@ -100,8 +112,9 @@ fn deflate(compress: &mut Compress, input: &[u8]) -> Deflated {
         if out.capacity() - out.len() < 64 {
             out.reserve(out.capacity().max(4096));
         }
-        // With every input byte given and room left after a sync flush, the flush is complete
-        // (zlib's contract: `avail_out != 0` after `Z_SYNC_FLUSH`).
+        // Every input byte taken and room left after a sync flush: the flush is complete
+        // (flate2's default backend, miniz_oxide, stops only when the output is full; zlib's
+        // contract is the same, `avail_out != 0` after `Z_SYNC_FLUSH`).
         if let Err(error) = compress.compress_vec(&input[consumed..], &mut out, FlushCompress::Sync)
         {
             // Not expected with a reset stream and sync flushes; stored blocks are valid
@@ -112,7 +125,7 @@ fn deflate(compress: &mut Compress, input: &[u8]) -> Deflated {
                 crc,
             };
         }
-        if compress.total_in() as usize == input.len() && out.capacity() - out.len() >= 64 {
+        if compress.total_in() as usize == input.len() && out.capacity() > out.len() {
             break;
         }
     }
@@ -269,10 +282,19 @@ impl<Guard> Stitched<Guard> {
     /// are made now if they are missing (call this off the runtime workers: a chunk of a large
     /// target takes milliseconds to compress), so that sending compresses only fresh lines.
     pub fn new(parts: Vec<Part>, gzip: bool, guard: Guard) -> Stitched<Guard> {
+        let mut parts: VecDeque<Part> = parts.into();
         let gzip = gzip.then(|| {
-            for part in &parts {
-                if let Part::Cached(chunk) = part {
-                    chunk.deflated();
+            for part in &mut parts {
+                match part {
+                    Part::Cached(chunk) => chunk.compress(),
+                    // Fresh lines grow with the targets (a few MB at thousands): compressed here
+                    // too, not while sending.
+                    Part::Fresh(bytes) => {
+                        let chunk = Arc::new(Chunk::new(std::mem::take(bytes)));
+                        chunk.compress();
+                        *part = Part::Cached(chunk);
+                    }
+                    Part::Ages(..) => {}
                 }
             }
             GzipMember {
@@ -282,7 +304,7 @@ impl<Guard> Stitched<Guard> {
             }
         });
         Stitched {
-            parts: parts.into(),
+            parts,
             ages: None,
             rest: Bytes::new(),
             gzip,

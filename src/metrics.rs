@@ -73,6 +73,7 @@ pub struct MetricsRenderer {
 /// What scrapes have asked for so far.
 #[derive(Debug, Default, Clone, Copy)]
 struct Asked {
+    scraped: bool,
     open_metrics: bool,
     gzip: bool,
 }
@@ -321,6 +322,7 @@ impl MetricsRenderer {
     ) -> Vec<Part> {
         {
             let mut asked = crate::sync::lock(&self.asked);
+            asked.scraped = true;
             asked.open_metrics |= format == Format::OpenMetrics;
             asked.gzip |= gzip;
         }
@@ -331,10 +333,14 @@ impl MetricsRenderer {
     /// target whose data changed, so that the next scrape finds them ready: called when a
     /// collection lands, off the runtime workers.
     pub fn render_ahead(&self, registry: &Registry) {
+        let asked = *crate::sync::lock(&self.asked);
+        if !asked.scraped {
+            // Nothing to get ready for yet: the cache fills with the first scrape.
+            return;
+        }
         let snapshot = registry.snapshot(SystemTime::now());
         let targets: Vec<&TargetView> = snapshot.targets.iter().filter(|t| t.is_served()).collect();
         let groups = image_groups(&targets);
-        let asked = *crate::sync::lock(&self.asked);
         for entry in self.cached(&groups) {
             let mut formats = vec![Format::Text];
             if asked.open_metrics {
@@ -362,13 +368,18 @@ impl MetricsRenderer {
         let mut cache = crate::sync::lock(&self.cache);
         let entries: Vec<Arc<TargetChunks>> = groups
             .iter()
-            .map(|group| match cache.get(group.key) {
-                Some(entry) if entry.renders(group) => entry.clone(),
-                _ => {
-                    let entry = Arc::new(TargetChunks::new(group));
-                    cache.insert(group.key.clone(), entry.clone());
-                    entry
-                }
+            .map(|group| {
+                let kept = cache
+                    .get(group.key)
+                    .map(|entry| (entry.kept_for(group), entry));
+                let rendered = match kept {
+                    Some((Kept::Same, entry)) => return entry.clone(),
+                    Some((Kept::ImagesOnly, entry)) => entry.rendered.clone(),
+                    Some((Kept::Stale, _)) | None => Arc::default(),
+                };
+                let entry = Arc::new(TargetChunks::new(group, rendered));
+                cache.insert(group.key.clone(), entry.clone());
+                entry
             })
             .collect();
         if cache.len() > entries.len() {
@@ -640,7 +651,7 @@ impl ImageFamily {
                 "Reason for the image's last state transition (StateTransitionReason, at most 256 characters); value is always 1.",
             ),
         };
-        let help = if self.from_cloudwatch() {
+        let help = if self.is_cloudwatch() {
             help.to_string()
         } else {
             format!("{help} {CACHED}")
@@ -649,7 +660,7 @@ impl ImageFamily {
     }
 
     /// Whether the family comes from CloudWatch (written only when some image has its data).
-    fn from_cloudwatch(self) -> bool {
+    fn is_cloudwatch(self) -> bool {
         matches!(
             self,
             ImageFamily::AvailableSnapshots | ImageFamily::FastLaunches | ImageFamily::ColdLaunches
@@ -764,7 +775,7 @@ fn render_images(
         .iter()
         .any(|g| g.launches.is_some_and(|l| !l.is_empty()));
     for family in ImageFamily::ALL {
-        if family.from_cloudwatch() && !cloudwatch {
+        if family.is_cloudwatch() && !cloudwatch {
             continue;
         }
         let (name, kind, help) = family.header();
@@ -786,45 +797,71 @@ fn render_images(
 
 /// What is cached of one target's images: every per-image family's lines, rendered once for
 /// the data they were rendered from (kept here, compared by identity) and shared by every
-/// scrape until that data changes.
+/// scrape until that data changes. The CloudWatch families are kept apart: they change at every
+/// CloudWatch query, the others only when DescribeFastLaunchImages says something new.
 pub struct TargetChunks {
     key: TargetKey,
     account_id: String,
     images: Arc<Vec<FastLaunchImage>>,
     launches: Option<Arc<Launches>>,
-    rendered: OnceLock<RenderedImages>,
+    /// The families read from DescribeFastLaunchImages; shared with the entry that replaces
+    /// this one when only the CloudWatch values changed.
+    rendered: Arc<OnceLock<RenderedImages>>,
+    /// The CloudWatch families.
+    from_cloudwatch: OnceLock<CloudWatchChunks>,
 }
 
-/// The rendered lines of [`TargetChunks`].
+/// The rendered lines of [`TargetChunks`] read from DescribeFastLaunchImages.
 struct RenderedImages {
-    /// One chunk per [`ImageFamily::ALL`], in text format (the `StateAge` one is empty).
+    /// One chunk per [`ImageFamily::ALL`] in text format (empty for `StateAge` and the
+    /// CloudWatch families).
     families: Vec<Arc<Chunk>>,
-    /// The counter families in OpenMetrics, rendered when an OpenMetrics scrape first asks.
-    open_metrics_counters: OnceLock<[Arc<Chunk>; 2]>,
     ages: Arc<AgeLines>,
 }
 
+/// The rendered CloudWatch families of [`TargetChunks`].
+struct CloudWatchChunks {
+    /// Available snapshots, fast launches, cold launches, in text format.
+    text: [Arc<Chunk>; 3],
+    /// The two counter families in OpenMetrics, rendered when an OpenMetrics scrape first asks.
+    open_metrics_counters: OnceLock<[Arc<Chunk>; 2]>,
+}
+
+/// How a cache entry stands against a target's data now.
+enum Kept {
+    /// Rendered from this data.
+    Same,
+    /// Rendered from these images, but other CloudWatch values.
+    ImagesOnly,
+    /// Rendered from other images or for another account id.
+    Stale,
+}
+
 impl TargetChunks {
-    fn new(group: &ImageGroup<'_>) -> TargetChunks {
+    fn new(group: &ImageGroup<'_>, rendered: Arc<OnceLock<RenderedImages>>) -> TargetChunks {
         TargetChunks {
             key: group.key.clone(),
             account_id: group.account_id.to_string(),
             images: group.images.clone(),
             launches: group.launches.cloned(),
-            rendered: OnceLock::new(),
+            rendered,
+            from_cloudwatch: OnceLock::new(),
         }
     }
 
     /// Whether these chunks were rendered from `group`'s data.
-    fn renders(&self, group: &ImageGroup<'_>) -> bool {
-        Arc::ptr_eq(&self.images, group.images)
-            && match (&self.launches, group.launches) {
-                (Some(kept), Some(now)) => Arc::ptr_eq(kept, now),
-                (None, None) => true,
-                _ => false,
-            }
-            && self.account_id == group.account_id
-            && self.key == *group.key
+    fn kept_for(&self, group: &ImageGroup<'_>) -> Kept {
+        if !Arc::ptr_eq(&self.images, group.images)
+            || self.account_id != group.account_id
+            || self.key != *group.key
+        {
+            return Kept::Stale;
+        }
+        match (&self.launches, group.launches) {
+            (Some(kept), Some(now)) if Arc::ptr_eq(kept, now) => Kept::Same,
+            (None, None) => Kept::Same,
+            _ => Kept::ImagesOnly,
+        }
     }
 
     fn group(&self) -> ImageGroup<'_> {
@@ -838,49 +875,66 @@ impl TargetChunks {
 
     /// The chunk of `family` in `format`.
     fn chunk(&self, family: ImageFamily, format: Format) -> &Arc<Chunk> {
-        let rendered = self.rendered();
-        if format == Format::Text || !family.is_counter() {
-            let index = ImageFamily::ALL
-                .iter()
-                .position(|f| *f == family)
-                .expect("every family is in ALL");
-            return &rendered.families[index];
+        let index = ImageFamily::ALL
+            .iter()
+            .position(|f| *f == family)
+            .expect("every family is in ALL");
+        if !family.is_cloudwatch() {
+            return &self.rendered().families[index];
         }
-        let counters = rendered.open_metrics_counters.get_or_init(|| {
-            [ImageFamily::FastLaunches, ImageFamily::ColdLaunches].map(|family| {
-                let mut x = Exposition::new(Format::OpenMetrics);
-                image_lines(&mut x, family, &self.group(), 0.0);
-                Arc::new(Chunk::new(x.out))
-            })
+        let from_cloudwatch = self.from_cloudwatch.get_or_init(|| CloudWatchChunks {
+            text: [
+                ImageFamily::AvailableSnapshots,
+                ImageFamily::FastLaunches,
+                ImageFamily::ColdLaunches,
+            ]
+            .map(|family| self.render(family, Format::Text)),
+            open_metrics_counters: OnceLock::new(),
         });
-        &counters[usize::from(family == ImageFamily::ColdLaunches)]
+        let counter = usize::from(family == ImageFamily::ColdLaunches);
+        match (format, family) {
+            (Format::OpenMetrics, ImageFamily::FastLaunches | ImageFamily::ColdLaunches) => {
+                let counters = from_cloudwatch.open_metrics_counters.get_or_init(|| {
+                    [ImageFamily::FastLaunches, ImageFamily::ColdLaunches]
+                        .map(|family| self.render(family, Format::OpenMetrics))
+                });
+                &counters[counter]
+            }
+            (_, ImageFamily::AvailableSnapshots) => &from_cloudwatch.text[0],
+            _ => &from_cloudwatch.text[1 + counter],
+        }
     }
 
-    /// The lines, rendered by the first scrape that needs them (others wait for it).
+    /// One family's lines of this target.
+    fn render(&self, family: ImageFamily, format: Format) -> Arc<Chunk> {
+        let mut x = Exposition::new(format);
+        image_lines(&mut x, family, &self.group(), 0.0);
+        Arc::new(Chunk::new(x.out))
+    }
+
+    /// The lines read from DescribeFastLaunchImages, rendered by the first caller that needs
+    /// them (others wait for it).
     fn rendered(&self) -> &RenderedImages {
         self.rendered.get_or_init(|| {
-            let group = self.group();
             let families = ImageFamily::ALL
                 .iter()
-                .map(|&family| {
-                    let mut x = Exposition::new(Format::Text);
-                    if family != ImageFamily::StateAge {
-                        image_lines(&mut x, family, &group, 0.0);
-                    }
-                    Arc::new(Chunk::new(x.out))
+                .map(|&family| match family {
+                    ImageFamily::StateAge => Arc::new(Chunk::new(Bytes::new())),
+                    family if family.is_cloudwatch() => Arc::new(Chunk::new(Bytes::new())),
+                    family => self.render(family, Format::Text),
                 })
                 .collect();
             let mut ages = AgeLines::default();
             let mut prefix = Exposition::new(Format::Text);
             let (name, _, _) = ImageFamily::StateAge.header();
-            for image in group.images.iter() {
+            for image in self.images.iter() {
                 if let Some(at) = image.state_transition_time {
                     prefix.out.clear();
                     prefix.sample_prefix(
                         name,
                         &[
-                            ("aws_account_id", group.account_id),
-                            ("aws_region", &group.key.region),
+                            ("aws_account_id", &self.account_id),
+                            ("aws_region", &self.key.region),
                             ("image_id", image.image_id.as_str()),
                         ],
                     );
@@ -889,7 +943,6 @@ impl TargetChunks {
             }
             RenderedImages {
                 families,
-                open_metrics_counters: OnceLock::new(),
                 ages: Arc::new(ages),
             }
         })
@@ -1270,9 +1323,9 @@ mod tests {
             launch_template_version: "3".into(),
             state: Some(state),
             state_transition_reason: "Client.UserInitiated".into(),
-            state_transition_time: (n % 3 != 0).then_some(1_795_000_000.5 + n as f64),
+            state_transition_time: (!n.is_multiple_of(3)).then_some(1_795_000_000.5 + n as f64),
             target_resource_count: Some(10),
-            max_parallel_launches: (n % 2 == 0).then_some(6),
+            max_parallel_launches: n.is_multiple_of(2).then_some(6),
         };
         let images = |from: usize, count: usize| -> Vec<FastLaunchImage> {
             (from..from + count)
@@ -1432,6 +1485,56 @@ mod tests {
                 renderer.render_snapshot_as(&snapshot, later, Format::Text)
             );
         }
+
+        // New CloudWatch values for us-east-1: its CloudWatch chunks are new, its image chunks
+        // stay; then a new account id: everything of it is new.
+        let chunks_of = |parts: &[Part], needle: &str| -> Vec<*const Chunk> {
+            parts
+                .iter()
+                .filter_map(|p| match p {
+                    Part::Cached(c) if std::str::from_utf8(c.plain()).unwrap().contains(needle) => {
+                        Some(Arc::as_ptr(c))
+                    }
+                    _ => None,
+                })
+                .collect()
+        };
+        let before = renderer.exposition_of(&snapshot, later, Format::OpenMetrics);
+        let spec = crate::model::CloudWatchSpec {
+            period: std::time::Duration::from_secs(300),
+            lookback: std::time::Duration::from_secs(3600),
+        };
+        let ids: Vec<String> = snapshot.targets[0]
+            .images
+            .iter()
+            .flat_map(|images| images.iter().map(|i| i.image_id.clone()))
+            .collect();
+        let cloudwatch = snapshot.targets[0].cloudwatch.as_mut().unwrap();
+        let launches = cloudwatch.launches.without_available();
+        let launches = launches.advanced(&spec, 1_795_003_000, &ids, &[]);
+        cloudwatch.launches = Arc::new(launches);
+        let after = renderer.exposition_of(&snapshot, later, Format::OpenMetrics);
+        let info = "aws_ec2_fast_launch_image_info{aws_account_id=\"111111111111\",aws_region=\"us-east-1\"";
+        let counters = "aws_ec2_fast_launch_image_cold_launches_created{";
+        assert_eq!(chunks_of(&after, info).len(), 1);
+        assert_eq!(chunks_of(&after, info), chunks_of(&before, info));
+        assert_eq!(chunks_of(&before, counters).len(), 1);
+        assert_eq!(chunks_of(&after, counters).len(), 1);
+        assert_ne!(chunks_of(&after, counters), chunks_of(&before, counters));
+        let text = String::from_utf8(crate::exposition::collect(after, false)).unwrap();
+        assert_eq!(
+            text,
+            renderer.render_snapshot_as(&snapshot, later, Format::OpenMetrics)
+        );
+
+        snapshot.targets[0].account_id = Some("999999999999".into());
+        let moved = renderer.exposition_of(&snapshot, later, Format::Text);
+        assert!(chunks_of(&moved, info).is_empty());
+        assert_eq!(
+            gunzip(&crate::exposition::collect(moved, true)),
+            renderer.render_snapshot_as(&snapshot, later, Format::Text)
+        );
+        drop(before);
     }
 
     /// With the process metrics on, the two paths differ only in the process series' values.

@@ -576,12 +576,12 @@ async fn real_prometheus_scrapes_the_demo_loads_the_alerts_and_answers_every_das
     }
 }
 
-/// A proxy in front of `upstream` that rewrites each request's `Accept` header to `accept` (a
-/// Prometheus too old for `scrape_protocols` asks for OpenMetrics first) and records each
-/// response's content type and encoding.
-async fn accept_rewriting_proxy(
+/// A proxy in front of `upstream` that records each response's content type and encoding, and
+/// rewrites each request's `Accept` header to `accept` when given (a Prometheus too old for
+/// `scrape_protocols` asks for OpenMetrics first).
+async fn recording_proxy(
     upstream: String,
-    accept: &'static str,
+    accept: Option<&'static str>,
 ) -> (String, Arc<Mutex<Vec<String>>>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -606,12 +606,15 @@ async fn accept_rewriting_proxy(
                 let mut rewritten = String::new();
                 for line in head.split("\r\n").filter(|l| !l.is_empty()) {
                     let name = line.split(':').next().unwrap_or("").to_ascii_lowercase();
-                    if name != "accept" && name != "connection" {
+                    if (accept.is_none() || name != "accept") && name != "connection" {
                         rewritten.push_str(line);
                         rewritten.push_str("\r\n");
                     }
                 }
-                rewritten.push_str(&format!("Accept: {accept}\r\nConnection: close\r\n\r\n"));
+                if let Some(accept) = accept {
+                    rewritten.push_str(&format!("Accept: {accept}\r\n"));
+                }
+                rewritten.push_str("Connection: close\r\n\r\n");
                 let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await else {
                     return;
                 };
@@ -664,14 +667,15 @@ async fn real_prometheus_scrapes_openmetrics_and_text_alike() {
     ])
     .await;
     exporter.wait_until_ready().await;
+    // Prometheus's own Accept header through one, text 0.0.4 forced through the other.
+    let (direct, seen_direct) = recording_proxy(exporter.address.clone(), None).await;
     let (proxy, seen) =
-        accept_rewriting_proxy(exporter.address.clone(), "text/plain;version=0.0.4").await;
+        recording_proxy(exporter.address.clone(), Some("text/plain;version=0.0.4")).await;
     let config = format!(
         "global: {{scrape_interval: 2s}}\n\
          scrape_configs:\n\
-         \x20 - job_name: openmetrics\n    static_configs: [{{targets: ['{}']}}]\n\
-         \x20 - job_name: text\n    static_configs: [{{targets: ['{proxy}']}}]\n",
-        exporter.address
+         \x20 - job_name: openmetrics\n    static_configs: [{{targets: ['{direct}']}}]\n\
+         \x20 - job_name: text\n    static_configs: [{{targets: ['{proxy}']}}]\n"
     );
     let prometheus = Prometheus::with_config(&config).await;
     let value = |result: &serde_json::Value, job: &str| -> Option<String> {
@@ -702,13 +706,17 @@ async fn real_prometheus_scrapes_openmetrics_and_text_alike() {
     }
     let up = prometheus.query("up").await;
     assert_eq!(value(&up, "text").as_deref(), Some("1"));
-    let seen = seen.lock().unwrap().clone();
-    assert!(!seen.is_empty());
-    assert!(
-        seen.iter()
-            .all(|s| s == "text/plain; version=0.0.4; charset=utf-8 gzip"),
-        "{seen:?}"
-    );
+    for (seen, expected) in [
+        (seen, "text/plain; version=0.0.4; charset=utf-8 gzip"),
+        (
+            seen_direct,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8 gzip",
+        ),
+    ] {
+        let seen = seen.lock().unwrap().clone();
+        assert!(!seen.is_empty());
+        assert!(seen.iter().all(|s| s == expected), "{seen:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
