@@ -150,20 +150,28 @@ fn stored(input: &[u8]) -> Bytes {
 
 /// `state_age_seconds` lines of one target: the label prefix of each line is cached, the value
 /// (seconds since the image's last state transition) is computed when the lines are sent. Sent
-/// in pieces of [`AGE_LINES_PER_PIECE`] lines; the deflated pieces of the latest `now` are kept,
-/// so the gzip scrapes of one second compress them once between them.
+/// in pieces of [`AGE_LINES_PER_PIECE`] lines; the pieces of the latest `now` (a whole second)
+/// are kept, plain and deflated, so the scrapes of one second write and compress them once
+/// between them.
 #[derive(Debug, Default)]
 pub struct AgeLines {
     /// Every line's `name{labels} `, one after another.
     prefixes: String,
     /// Where each line's prefix ends in `prefixes`, and the transition time (Unix seconds).
     lines: Vec<(usize, f64)>,
-    /// The deflated pieces at one `now` (its bits), each made by the first scrape that sends it.
-    deflated: Mutex<Option<(u64, DeflatedPieces)>>,
+    /// The pieces at one `now` (its bits), each made by the first scrape that sends it.
+    memo: Mutex<Option<(u64, AgePieces)>>,
 }
 
-/// One deflated copy per piece of an [`AgeLines`] at one `now`.
-type DeflatedPieces = Arc<[OnceLock<Deflated>]>;
+/// The pieces of an [`AgeLines`] at one `now`.
+type AgePieces = Arc<[AgePiece]>;
+
+/// One piece of an [`AgeLines`] at one `now`, plain and deflated.
+#[derive(Debug, Default)]
+struct AgePiece {
+    plain: OnceLock<Bytes>,
+    deflated: OnceLock<Deflated>,
+}
 
 impl AgeLines {
     /// Adds a line: `prefix` is `name{labels} `.
@@ -203,17 +211,26 @@ impl AgeLines {
         }
     }
 
-    /// The deflated pieces at `now`, shared with the other scrapes at the same `now`.
-    fn deflated_at(&self, now: f64) -> DeflatedPieces {
-        let mut memo = self.deflated.lock().unwrap_or_else(|e| e.into_inner());
+    /// The pieces at `now`, shared with the other scrapes at the same `now`.
+    fn pieces_at(&self, now: f64) -> AgePieces {
+        let mut memo = self.memo.lock().unwrap_or_else(|e| e.into_inner());
         match &*memo {
             Some((bits, pieces)) if *bits == now.to_bits() => pieces.clone(),
             _ => {
-                let pieces: DeflatedPieces = (0..self.pieces()).map(|_| OnceLock::new()).collect();
+                let pieces: AgePieces = (0..self.pieces()).map(|_| AgePiece::default()).collect();
                 *memo = Some((now.to_bits(), pieces.clone()));
                 pieces
             }
         }
+    }
+
+    /// Piece `index` of `pieces` (made at `now`), plain.
+    fn plain_piece<'p>(&self, pieces: &'p AgePieces, index: usize, now: f64) -> &'p Bytes {
+        pieces[index].plain.get_or_init(|| {
+            let mut out = String::new();
+            self.write_piece(index, now, &mut out);
+            Bytes::from(out)
+        })
     }
 }
 
@@ -258,8 +275,8 @@ struct AgeCursor {
     now: f64,
     /// The next piece.
     next: usize,
-    /// In a gzip body, the shared deflated pieces.
-    deflated: Option<DeflatedPieces>,
+    /// The pieces shared with the other scrapes at `now`.
+    pieces: AgePieces,
 }
 
 /// The `/metrics` body: the parts, in frames of at most [`FRAME`] bytes, plain or as one gzip
@@ -327,20 +344,14 @@ impl<Guard> Stitched<Guard> {
                 if cursor.next < cursor.lines.pieces() {
                     let index = cursor.next;
                     cursor.next += 1;
+                    let (lines, now, pieces) = (&cursor.lines, cursor.now, &cursor.pieces);
+                    let plain = lines.plain_piece(pieces, index, now);
                     let Some(gzip) = &mut self.gzip else {
-                        let mut out = String::new();
-                        cursor.lines.write_piece(index, cursor.now, &mut out);
-                        return Some(Bytes::from(out));
+                        return Some(plain.clone());
                     };
-                    let (lines, now) = (&cursor.lines, cursor.now);
-                    let pieces = cursor
-                        .deflated
-                        .get_or_insert_with(|| lines.deflated_at(now));
-                    let deflated = pieces[index].get_or_init(|| {
-                        let mut out = String::new();
-                        lines.write_piece(index, now, &mut out);
-                        self.since_yield += out.len();
-                        deflate(&mut gzip.compress, out.as_bytes())
+                    let deflated = pieces[index].deflated.get_or_init(|| {
+                        self.since_yield += plain.len();
+                        deflate(&mut gzip.compress, plain)
                     });
                     gzip.crc.combine(&deflated.crc);
                     return Some(deflated.bytes.clone());
@@ -372,10 +383,10 @@ impl<Guard> Stitched<Guard> {
                 }
                 (Part::Ages(lines, now), _) => {
                     self.ages = Some(AgeCursor {
+                        pieces: lines.pieces_at(now),
                         lines,
                         now,
                         next: 0,
-                        deflated: None,
                     });
                 }
             }
@@ -495,10 +506,10 @@ mod tests {
 
         // A second gzip scrape at the same `now` reuses the compressed ages; another `now`
         // compresses them again, with its values.
-        let shared = ages.deflated_at(5000.0);
-        assert!(shared.iter().all(|piece| piece.get().is_some()));
+        let shared = ages.pieces_at(5000.0);
+        assert!(shared.iter().all(|piece| piece.deflated.get().is_some()));
         assert_eq!(collect(parts.clone(), true), gzipped);
-        assert!(Arc::ptr_eq(&shared, &ages.deflated_at(5000.0)));
+        assert!(Arc::ptr_eq(&shared, &ages.pieces_at(5000.0)));
         let later: Vec<Part> = parts
             .into_iter()
             .map(|part| match part {
