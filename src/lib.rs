@@ -13,7 +13,8 @@
 //! aws        the only module that uses the SDK: Base, client per TargetSpec, AssumeRole, paging
 //! registry   where a target lives: spec, data, health, counters, account id, task; reconcile()
 //! collector  one target's schedule and collection: interval, jitter, concurrency, timeout
-//! metrics    renders the exposition from a registry snapshot on each scrape
+//! metrics    renders the exposition from registry snapshots, per-image lines cached per change
+//! exposition the exposition as shared chunks and fresh parts; the body that sends them (gzip)
 //! http       hyper server: /metrics, /, /-/healthy, /-/ready, /-/reload
 //! simulator  EC2 + STS endpoints speaking the AWS wire format, for tests and demos
 //! demo       the exporter against the simulator, with a world that changes over minutes

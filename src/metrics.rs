@@ -1,11 +1,19 @@
-//! Renders the exposition from the store on each scrape. A scrape only reads memory; metrics are
-//! made fresh every time (Prometheus "Writing exporters": create new metrics each time), so images
-//! and targets that are gone simply are not rendered.
+//! Renders the exposition from registry snapshots. Metrics are made from the data every time
+//! (Prometheus "Writing exporters": create new metrics each time), so images and targets that are
+//! gone simply are not rendered.
 //!
-//! The text format is written directly into one buffer: at 100,000 images (1.4 million samples)
-//! building `prometheus` crate metric vectors per scrape cost seconds and hundreds of MiB (see
-//! docs/performance.md), while writing the lines costs a fraction of that. The `prometheus` crate
-//! still provides the `process_*` metrics.
+//! Almost all of the exposition is the per-image families, which change only when a collection
+//! (or a CloudWatch query) lands. Their lines are rendered once per change of a target's data,
+//! when it lands ([`MetricsRenderer::render_ahead`]) or at the first scrape that needs them,
+//! into immutable chunks ([`TargetChunks`]) that every scrape shares; a scrape renders fresh only
+//! the family headers, the per-target and self-metrics lines and the `process_*` series, and
+//! values the cached `state_age_seconds` prefixes at its own second. [`crate::exposition`]
+//! sends the result. [`MetricsRenderer::render_snapshot_as`] is the straightforward render of
+//! every line (for `--once`, and the reference the cached path is tested against).
+//!
+//! The text format is written directly: at 100,000 images (1.4 million samples) building
+//! `prometheus` crate metric vectors cost seconds and hundreds of MiB (docs/performance.md).
+//! The `prometheus` crate still provides the `process_*` metrics.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
@@ -73,7 +81,6 @@ pub struct MetricsRenderer {
 /// What scrapes have asked for so far.
 #[derive(Debug, Default, Clone, Copy)]
 struct Asked {
-    scraped: bool,
     open_metrics: bool,
     gzip: bool,
 }
@@ -322,7 +329,6 @@ impl MetricsRenderer {
     ) -> Vec<Part> {
         {
             let mut asked = crate::sync::lock(&self.asked);
-            asked.scraped = true;
             asked.open_metrics |= format == Format::OpenMetrics;
             asked.gzip |= gzip;
         }
@@ -334,10 +340,6 @@ impl MetricsRenderer {
     /// collection lands, off the runtime workers.
     pub fn render_ahead(&self, registry: &Registry) {
         let asked = *crate::sync::lock(&self.asked);
-        if !asked.scraped {
-            // Nothing to get ready for yet: the cache fills with the first scrape.
-            return;
-        }
         let snapshot = registry.snapshot(SystemTime::now());
         let targets: Vec<&TargetView> = snapshot.targets.iter().filter(|t| t.is_served()).collect();
         let groups = image_groups(&targets);
