@@ -354,6 +354,10 @@ async fn handle(state: &Arc<AppState>, request: Request<Incoming>) -> Response<B
         };
         let format = negotiate(&request);
         let gzip = accepts_gzip(&request);
+        if request.method() == Method::HEAD {
+            // hyper sends no body for HEAD: the headers a GET gets, nothing rendered.
+            return metrics_response(Stitched::new(Vec::new(), gzip, permit), format, gzip);
+        }
         // The parts are mostly cached chunks, but a target whose data changed is rendered
         // again, and gzip compresses chunks not compressed yet: milliseconds to seconds for a
         // large target, on the blocking pool so that no runtime worker (probes, other

@@ -185,6 +185,16 @@ async fn http_endpoints_answer_as_documented() {
         .decoded()
         .contains("aws_ec2_fast_launch_image_state{"));
 
+    // HEAD: a GET's headers, no body.
+    let head = request(&address, "HEAD", "/metrics", &[("Accept-Encoding", "gzip")]).await;
+    assert_eq!(head.status, 200);
+    assert_eq!(
+        head.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    assert_eq!(head.header("content-encoding"), Some("gzip"));
+    assert!(head.body.is_empty());
+
     let healthy = exporter.get("/-/healthy").await;
     assert_eq!(healthy.status, 200);
     let ready = exporter.get("/-/ready").await;
