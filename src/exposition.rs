@@ -129,6 +129,7 @@ fn deflate(compress: &mut Compress, input: &[u8]) -> Deflated {
             break;
         }
     }
+    out.shrink_to_fit();
     Deflated {
         bytes: Bytes::from(out),
         crc,
@@ -178,6 +179,13 @@ impl AgeLines {
     pub fn push(&mut self, prefix: &str, transition: f64) {
         self.prefixes.push_str(prefix);
         self.lines.push((self.prefixes.len(), transition));
+    }
+
+    /// The same lines without spare capacity (they are kept until the data changes).
+    pub fn shrunk(mut self) -> AgeLines {
+        self.prefixes.shrink_to_fit();
+        self.lines.shrink_to_fit();
+        self
     }
 
     /// How many lines there are.

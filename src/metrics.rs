@@ -128,7 +128,12 @@ struct Exposition {
     out: String,
     format: Format,
     parts: Vec<Part>,
+    /// Whether fresh lines are cut into parts of about [`FRESH_PART`] bytes.
+    split_fresh: bool,
 }
+
+/// The size fresh lines are cut into parts at (see [`Exposition::sample`]).
+const FRESH_PART: usize = 256 * 1024;
 
 impl Exposition {
     fn new(format: Format) -> Exposition {
@@ -136,6 +141,7 @@ impl Exposition {
             out: String::new(),
             format,
             parts: Vec::new(),
+            split_fresh: false,
         }
     }
 
@@ -202,6 +208,11 @@ impl Exposition {
         self.sample_prefix(name, labels);
         write_value(&mut self.out, value);
         self.out.push('\n');
+        // Fresh lines of thousands of targets are megabytes: parts of bounded size, not one
+        // growing (and re-allocating) buffer. The straightforward render keeps one buffer.
+        if self.split_fresh && self.out.len() >= FRESH_PART {
+            self.end_fresh();
+        }
     }
 
     /// A sample's name and labels, and the space before its value.
@@ -402,6 +413,7 @@ impl MetricsRenderer {
         let targets: Vec<&TargetView> = snapshot.targets.iter().filter(|t| t.is_served()).collect();
         let accounts = &snapshot.accounts;
         let mut x = Exposition::new(format);
+        x.split_fresh = cached;
         if !cached {
             // About 1.4 KB of text per image with every field set.
             let images: usize = targets
@@ -813,6 +825,14 @@ pub struct TargetChunks {
     from_cloudwatch: OnceLock<CloudWatchChunks>,
 }
 
+/// The empty chunk, shared (a slot of [`RenderedImages::families`] no lines go in).
+fn empty_chunk() -> Arc<Chunk> {
+    static EMPTY: OnceLock<Arc<Chunk>> = OnceLock::new();
+    EMPTY
+        .get_or_init(|| Arc::new(Chunk::new(Bytes::new())))
+        .clone()
+}
+
 /// The rendered lines of [`TargetChunks`] read from DescribeFastLaunchImages.
 struct RenderedImages {
     /// One chunk per [`ImageFamily::ALL`] in text format (empty for `StateAge` and the
@@ -911,6 +931,9 @@ impl TargetChunks {
     fn render(&self, family: ImageFamily, format: Format) -> Arc<Chunk> {
         let mut x = Exposition::new(format);
         image_lines(&mut x, family, &self.group(), 0.0);
+        // Kept until the data changes: without the slack of a buffer grown by doubling (up to
+        // half of it, for every chunk).
+        x.out.shrink_to_fit();
         Arc::new(Chunk::new(x.out))
     }
 
@@ -921,8 +944,8 @@ impl TargetChunks {
             let families = ImageFamily::ALL
                 .iter()
                 .map(|&family| match family {
-                    ImageFamily::StateAge => Arc::new(Chunk::new(Bytes::new())),
-                    family if family.is_cloudwatch() => Arc::new(Chunk::new(Bytes::new())),
+                    ImageFamily::StateAge => empty_chunk(),
+                    family if family.is_cloudwatch() => empty_chunk(),
                     family => self.render(family, Format::Text),
                 })
                 .collect();
@@ -945,7 +968,7 @@ impl TargetChunks {
             }
             RenderedImages {
                 families,
-                ages: Arc::new(ages),
+                ages: Arc::new(ages.shrunk()),
             }
         })
     }
