@@ -84,6 +84,12 @@ impl Chunk {
     /// KB to set up).
     fn deflated(&self) -> &Deflated {
         self.deflated.get_or_init(|| {
+            if self.plain.is_empty() {
+                return Deflated {
+                    bytes: Bytes::new(),
+                    crc: Crc::new(),
+                };
+            }
             thread_local! {
                 static COMPRESS: std::cell::RefCell<Compress> =
                     std::cell::RefCell::new(Compress::new(Compression::fast(), false));
@@ -353,11 +359,19 @@ impl<Guard> Stitched<Guard> {
                     let index = cursor.next;
                     cursor.next += 1;
                     let (lines, now, pieces) = (&cursor.lines, cursor.now, &cursor.pieces);
-                    let plain = lines.plain_piece(pieces, index, now);
                     let Some(gzip) = &mut self.gzip else {
-                        return Some(plain.clone());
+                        return Some(lines.plain_piece(pieces, index, now).clone());
                     };
+                    // Gzip scrapes (Prometheus') keep only the deflated piece.
                     let deflated = pieces[index].deflated.get_or_init(|| {
+                        let mut fresh = String::new();
+                        let plain = match pieces[index].plain.get() {
+                            Some(plain) => plain.as_ref(),
+                            None => {
+                                lines.write_piece(index, now, &mut fresh);
+                                fresh.as_bytes()
+                            }
+                        };
                         self.since_yield += plain.len();
                         deflate(&mut gzip.compress, plain)
                     });

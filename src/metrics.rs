@@ -132,8 +132,9 @@ struct Exposition {
     split_fresh: bool,
 }
 
-/// The size fresh lines are cut into parts at (see [`Exposition::sample`]).
-const FRESH_PART: usize = 256 * 1024;
+/// The size fresh lines are cut into parts at (see [`Exposition::sample`]); small in unit tests,
+/// so that the byte-identity test cuts its fresh lines too.
+const FRESH_PART: usize = if cfg!(test) { 512 } else { 256 * 1024 };
 
 impl Exposition {
     fn new(format: Format) -> Exposition {
@@ -1464,6 +1465,12 @@ mod tests {
             assert!(reference.contains("state=\"paused\"} 1\n"));
             let parts = renderer.exposition_of(&snapshot, now, format);
             assert!(chunk_pointers(&parts).len() > 10, "served from chunks");
+            // Fresh lines cut into parts (FRESH_PART is 512 bytes in tests).
+            let cut = parts
+                .windows(2)
+                .filter(|w| matches!(w, [Part::Fresh(_), Part::Fresh(_)]))
+                .count();
+            assert!(cut > 3, "{cut} cuts of fresh lines");
             let plain = crate::exposition::collect(parts.clone(), false);
             assert_eq!(String::from_utf8(plain).unwrap(), reference, "{format:?}");
             let gzipped = crate::exposition::collect(parts, true);
