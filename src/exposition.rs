@@ -194,11 +194,6 @@ impl AgeLines {
         self
     }
 
-    /// How many lines there are.
-    pub fn len(&self) -> usize {
-        self.lines.len()
-    }
-
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.lines.is_empty()

@@ -166,6 +166,19 @@ struct WriteDeadline<S> {
 }
 
 impl<S> WriteDeadline<S> {
+    /// What a write returned, with the deadline applied: progress clears it, Pending starts it.
+    fn progress<T>(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        poll: std::task::Poll<std::io::Result<T>>,
+    ) -> std::task::Poll<std::io::Result<T>> {
+        if poll.is_pending() {
+            return self.stall(cx);
+        }
+        self.stalled = None;
+        poll
+    }
+
     /// After a write returned Pending: Pending until the deadline, then an error.
     fn stall<T>(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<T>> {
         let sleep = self
@@ -197,13 +210,8 @@ impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for WriteDeadline<S
         cx: &mut std::task::Context<'_>,
         buf: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
-        match std::pin::Pin::new(&mut self.inner).poll_write(cx, buf) {
-            std::task::Poll::Pending => self.stall(cx),
-            ready => {
-                self.stalled = None;
-                ready
-            }
-        }
+        let poll = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.progress(cx, poll)
     }
 
     fn poll_write_vectored(
@@ -211,13 +219,8 @@ impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for WriteDeadline<S
         cx: &mut std::task::Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> std::task::Poll<std::io::Result<usize>> {
-        match std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs) {
-            std::task::Poll::Pending => self.stall(cx),
-            ready => {
-                self.stalled = None;
-                ready
-            }
-        }
+        let poll = std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.progress(cx, poll)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -228,13 +231,8 @@ impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for WriteDeadline<S
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        match std::pin::Pin::new(&mut self.inner).poll_flush(cx) {
-            std::task::Poll::Pending => self.stall(cx),
-            ready => {
-                self.stalled = None;
-                ready
-            }
-        }
+        let poll = std::pin::Pin::new(&mut self.inner).poll_flush(cx);
+        self.progress(cx, poll)
     }
 
     fn poll_shutdown(
@@ -356,7 +354,7 @@ async fn handle(state: &Arc<AppState>, request: Request<Incoming>) -> Response<B
         let gzip = accepts_gzip(&request);
         if request.method() == Method::HEAD {
             // hyper sends no body for HEAD: the headers a GET gets, nothing rendered.
-            return metrics_response(Stitched::new(Vec::new(), gzip, permit), format, gzip);
+            return metrics_response(Stitched::new(Vec::new(), false, permit), format, gzip);
         }
         // The parts are mostly cached chunks, but a target whose data changed is rendered
         // again, and gzip compresses chunks not compressed yet: milliseconds to seconds for a

@@ -303,11 +303,6 @@ impl MetricsRenderer {
         self.render_snapshot(&registry.snapshot(now), now)
     }
 
-    /// The exposition of the registry as of `now`, in `format`.
-    pub fn render_as(&self, registry: &Registry, now: SystemTime, format: Format) -> String {
-        self.render_snapshot_as(&registry.snapshot(now), now, format)
-    }
-
     /// The exposition text of `snapshot`, taken at `now`. Targets that another target already
     /// serves (same account id and region) export nothing.
     pub fn render_snapshot(&self, snapshot: &Snapshot, now: SystemTime) -> String {
@@ -612,9 +607,25 @@ impl ImageFamily {
         ImageFamily::Reason,
     ];
 
+    /// The family's name.
+    fn name(self) -> &'static str {
+        self.header_parts().0
+    }
+
     /// Name, type and help.
     fn header(self) -> (&'static str, &'static str, String) {
-        let (name, kind, help): (&str, &str, &str) = match self {
+        let (name, kind, help) = self.header_parts();
+        let help = if self.is_cloudwatch() {
+            help.to_string()
+        } else {
+            format!("{help} {CACHED}")
+        };
+        (name, kind, help)
+    }
+
+    /// Name, type and help without the note on caching.
+    fn header_parts(self) -> (&'static str, &'static str, &'static str) {
+        match self {
             ImageFamily::Info => (
                 "aws_ec2_fast_launch_image_info",
                 "gauge",
@@ -665,13 +676,7 @@ impl ImageFamily {
                 "gauge",
                 "Reason for the image's last state transition (StateTransitionReason, at most 256 characters); value is always 1.",
             ),
-        };
-        let help = if self.is_cloudwatch() {
-            help.to_string()
-        } else {
-            format!("{help} {CACHED}")
-        };
-        (name, kind, help)
+        }
     }
 
     /// Whether the family comes from CloudWatch (written only when some image has its data).
@@ -681,16 +686,11 @@ impl ImageFamily {
             ImageFamily::AvailableSnapshots | ImageFamily::FastLaunches | ImageFamily::ColdLaunches
         )
     }
-
-    /// Whether its samples differ between the formats (counters get `_created` in OpenMetrics).
-    fn is_counter(self) -> bool {
-        matches!(self, ImageFamily::FastLaunches | ImageFamily::ColdLaunches)
-    }
 }
 
 /// Writes one target's lines of an image family.
 fn image_lines(x: &mut Exposition, family: ImageFamily, group: &ImageGroup<'_>, now: f64) {
-    let (name, kind, _) = family.header();
+    let name = family.name();
     for image in group.images.iter() {
         let [a, r, i] = [
             ("aws_account_id", group.account_id),
@@ -774,7 +774,6 @@ fn image_lines(x: &mut Exposition, family: ImageFamily, group: &ImageGroup<'_>, 
                 x.sample(name, &[a, r, i, ("state", state), ("reason", reason)], 1.0);
             }
         }
-        debug_assert!(kind == "counter" || !family.is_counter());
     }
 }
 
@@ -952,7 +951,7 @@ impl TargetChunks {
                 .collect();
             let mut ages = AgeLines::default();
             let mut prefix = Exposition::new(Format::Text);
-            let (name, _, _) = ImageFamily::StateAge.header();
+            let name = ImageFamily::StateAge.name();
             for image in self.images.iter() {
                 if let Some(at) = image.state_transition_time {
                     prefix.out.clear();

@@ -453,27 +453,16 @@ async fn openmetrics_when_the_scraper_prefers_it() {
         &["-c", "import prometheus_client.openmetrics.parser"],
         "openmetrics_when_the_scraper_prefers_it",
     ) {
-        let mut child = std::process::Command::new("python3")
-            .args([
+        let stdout = pipe(
+            "python3",
+            &[
                 "-c",
                 "import sys\nfrom prometheus_client.openmetrics.parser import text_string_to_metric_families as parse\nprint(len(list(parse(sys.stdin.read()))))",
-            ])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        std::io::Write::write_all(child.stdin.as_mut().unwrap(), text.as_bytes()).unwrap();
-        let output = child.wait_with_output().unwrap();
-        assert!(
-            output.status.success(),
-            "the OpenMetrics parser refused the exposition: {}",
-            String::from_utf8_lossy(&output.stderr)
+            ],
+            text.as_bytes(),
+            "the OpenMetrics parser refused the exposition",
         );
-        let families: usize = String::from_utf8_lossy(&output.stdout)
-            .trim()
-            .parse()
-            .unwrap();
+        let families: usize = String::from_utf8_lossy(&stdout).trim().parse().unwrap();
         assert!(families > 20, "{families} families");
     }
     // A plain scrape: text 0.0.4, counters as they were.
@@ -498,8 +487,9 @@ fn without_scrape_time_series(text: &str) -> String {
         .collect()
 }
 
-/// Pipes `input` through `program args` and returns what it wrote.
-fn pipe(program: &str, args: &[&str], input: &[u8]) -> Vec<u8> {
+/// Pipes `input` through `program args` and returns what it wrote; a failure is reported as
+/// `refusal` with the program's stderr.
+fn pipe(program: &str, args: &[&str], input: &[u8], refusal: &str) -> Vec<u8> {
     let mut child = std::process::Command::new(program)
         .args(args)
         .stdin(std::process::Stdio::piped())
@@ -514,7 +504,7 @@ fn pipe(program: &str, args: &[&str], input: &[u8]) -> Vec<u8> {
     writer.join().unwrap().unwrap();
     assert!(
         output.status.success(),
-        "{program} failed: {}",
+        "{refusal}: {}",
         String::from_utf8_lossy(&output.stderr)
     );
     output.stdout
@@ -576,7 +566,12 @@ async fn gzip_scrapes_decode_with_python_gzip_and_curl() {
         assert_eq!(without_scrape_time_series(&gzipped.decoded()), expected);
         if python {
             let script = "import gzip, sys; sys.stdout.buffer.write(gzip.decompress(sys.stdin.buffer.read()))";
-            let decoded = pipe("python3", &["-c", script], &gzipped.body);
+            let decoded = pipe(
+                "python3",
+                &["-c", script],
+                &gzipped.body,
+                "Python's gzip refused the body",
+            );
             let decoded = String::from_utf8(decoded).unwrap();
             assert_eq!(without_scrape_time_series(&decoded), expected, "{accept}");
         }
@@ -592,6 +587,7 @@ async fn gzip_scrapes_decode_with_python_gzip_and_curl() {
                     &url,
                 ],
                 b"",
+                "curl --compressed failed",
             );
             let decoded = String::from_utf8(decoded).unwrap();
             assert_eq!(without_scrape_time_series(&decoded), expected, "{accept}");
