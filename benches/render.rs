@@ -14,12 +14,12 @@ use std::time::{Duration, SystemTime};
 use std::io::Write;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use fast_launch_exporter::calls::ApiCounters;
-use fast_launch_exporter::exposition;
-use fast_launch_exporter::metrics::Format;
-use fast_launch_exporter::metrics::MetricsRenderer;
-use fast_launch_exporter::model::{FastLaunchImage, FastLaunchState, TargetKey};
-use fast_launch_exporter::registry::{AccountView, Health, ReloadStatus, Snapshot, TargetView};
+use fast_launch_exporter::domain::calls::ApiCounters;
+use fast_launch_exporter::domain::model::{FastLaunchImage, FastLaunchState, TargetKey};
+use fast_launch_exporter::expose::body;
+use fast_launch_exporter::expose::Format;
+use fast_launch_exporter::expose::MetricsRenderer;
+use fast_launch_exporter::targets::{AccountView, Health, ReloadStatus, Snapshot, TargetView};
 use flate2::write::GzEncoder;
 use flate2::Compression;
 

@@ -7,12 +7,16 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use fast_launch_exporter::demo::{self, DemoOptions};
-use fast_launch_exporter::logging::{self, LogFormat, LogLevel};
-use fast_launch_exporter::model::TargetSpec;
-use fast_launch_exporter::shard::Shard;
-use fast_launch_exporter::web_config::WebConfig;
-use fast_launch_exporter::{permissions, run, Base, Config, ConfigError, ConfigLoader, WebOptions};
+use fast_launch_exporter::app::{self, ConfigLoader};
+use fast_launch_exporter::aws::Base;
+use fast_launch_exporter::cli::logging::{self, LogFormat, LogLevel};
+use fast_launch_exporter::cli::{self, healthcheck, permissions};
+use fast_launch_exporter::config::web::WebConfig;
+use fast_launch_exporter::config::{Config, ConfigError};
+use fast_launch_exporter::domain::shard::Shard;
+use fast_launch_exporter::serve::{raise_open_files_limit, WebOptions};
+#[cfg(feature = "demo")]
+use fast_launch_exporter::sim::demo::{self, DemoOptions};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
@@ -112,6 +116,7 @@ struct Flags {
 enum Command {
     /// Run the exporter against a built-in EC2 fast-launch simulator (no AWS, no credentials):
     /// accounts x regions of images that change state over minutes, one region throttled now and then.
+    #[cfg(feature = "demo")]
     Demo(DemoFlags),
     /// Validate the configuration file, print the resolved targets and exit (0 valid, 2 invalid).
     CheckConfig,
@@ -138,6 +143,7 @@ enum OutputFormat {
 }
 
 /// The simulated world's knobs.
+#[cfg(feature = "demo")]
 #[derive(Debug, Clone, Args)]
 struct DemoFlags {
     /// Simulated accounts (1-1000); the first uses the base credentials, the others AssumeRole.
@@ -198,6 +204,7 @@ struct DemoFlags {
     cloudwatch: bool,
 }
 
+#[cfg(feature = "demo")]
 impl From<DemoFlags> for DemoOptions {
     fn from(flags: DemoFlags) -> DemoOptions {
         DemoOptions {
@@ -255,7 +262,7 @@ async fn bind(address: &str) -> std::io::Result<TcpListener> {
 
 /// Binds every listen address, logging where it listens; exit status 2 if one cannot be.
 async fn listen(addresses: &[String], telemetry_path: &str) -> Result<Vec<TcpListener>, ExitCode> {
-    fast_launch_exporter::raise_open_files_limit();
+    raise_open_files_limit();
     let mut listeners = Vec::with_capacity(addresses.len());
     for address in addresses {
         match bind(address).await {
@@ -284,16 +291,13 @@ fn config_error(e: ConfigError) -> ExitCode {
     ExitCode::from(EXIT_CONFIG)
 }
 
-/// The configuration file (or the no-file default), read and validated, with the shard of the
-/// flags; exit status 2 if invalid.
+/// The configuration file (or the no-file default), read and validated; exit status 2 if
+/// invalid.
 fn read_config(flags: &Flags) -> Result<Config, ExitCode> {
-    let shard = shard(flags)?;
-    let mut config = match flags.config_file.as_deref() {
-        Some(path) => Config::load(path).map_err(config_error)?,
-        None => Config::without_file(),
-    };
-    config.shard = shard;
-    Ok(config)
+    match flags.config_file.as_deref() {
+        Some(path) => Config::load(path).map_err(config_error),
+        None => Ok(Config::without_file()),
+    }
 }
 
 /// The shard of `--shard.index` and `--shard.total`; exit status 2 if out of range.
@@ -348,88 +352,6 @@ async fn shutdown_signal(token: CancellationToken) {
     token.cancel();
 }
 
-fn print_targets(config: &Config, specs: &[TargetSpec]) {
-    let rows: Vec<[String; 6]> = specs
-        .iter()
-        .map(|spec| {
-            let role = spec.role.as_ref();
-            let query = &spec.query;
-            let filters = query
-                .filters
-                .iter()
-                .map(|f| format!("{}={}", f.name, f.values.join(",")))
-                .chain(
-                    (!query.image_ids.is_empty())
-                        .then(|| format!("image-ids={}", query.image_ids.join(","))),
-                )
-                .collect::<Vec<_>>()
-                .join(" ");
-            [
-                match (role, &spec.account_name) {
-                    (Some(r), Some(name)) => format!("{} ({name})", r.account_id),
-                    (Some(r), None) => r.account_id.clone(),
-                    (None, Some(name)) => format!("base credentials ({name})"),
-                    (None, None) => "base credentials".to_string(),
-                },
-                spec.key.region.clone(),
-                role.map(|r| r.arn.clone())
-                    .unwrap_or_else(|| "-".to_string()),
-                if filters.is_empty() {
-                    "-".to_string()
-                } else {
-                    filters
-                },
-                spec.cloudwatch.map_or_else(
-                    || "off".to_string(),
-                    |c| {
-                        format!(
-                            "period={},lookback={}",
-                            humantime::format_duration(c.period),
-                            humantime::format_duration(c.lookback)
-                        )
-                    },
-                ),
-                spec.labels
-                    .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect::<Vec<_>>()
-                    .join(","),
-            ]
-        })
-        .collect();
-    print!(
-        "{}",
-        permissions::render_table(
-            &[
-                "ACCOUNT",
-                "REGION",
-                "ROLE",
-                "FILTERS",
-                "CLOUDWATCH",
-                "LABELS"
-            ],
-            &rows
-        )
-    );
-    let c = &config.collection;
-    if config.shard.is_sharded() {
-        println!(
-            "shard {}: only this shard's targets are listed",
-            config.shard
-        );
-    }
-    println!(
-        "{} targets; interval {}, timeout {}, concurrency {}, page size {}, max staleness {}, max attempts {}",
-        specs.len(),
-        humantime::format_duration(c.interval),
-        humantime::format_duration(c.timeout),
-        c.concurrency,
-        c.page_size,
-        humantime::format_duration(c.max_staleness),
-        c.max_attempts
-    );
-}
-
 /// How many tasks a runtime worker runs between checks for I/O events (tokio's default is 61).
 /// Scrapes of a large exposition keep every worker busy; a new connection (a health probe) is
 /// noticed only at such a check, so it is made more often. An `epoll_wait` that returns at once
@@ -453,156 +375,135 @@ fn main() -> ExitCode {
 async fn exporter_main() -> ExitCode {
     let flags = Flags::parse();
     logging::init(flags.log_level, flags.log_format);
+    let outcome = match &flags.command {
+        Some(Command::Healthcheck) => run_healthcheck(&flags).await,
+        #[cfg(feature = "demo")]
+        Some(Command::Demo(demo_flags)) => run_demo(&flags, demo_flags).await,
+        Some(Command::CheckConfig) => check_config(&flags).await,
+        Some(Command::CheckPermissions { output }) => check_permissions(&flags, *output).await,
+        None => run_exporter(&flags).await,
+    };
+    outcome.unwrap_or_else(|code| code)
+}
+
+/// The HTTP server's options from the flags; exit status 2 if the web config is invalid.
+fn web_options(flags: &Flags) -> Result<WebOptions, ExitCode> {
     let web_config = match &flags.web_config_file {
         None => WebConfig::default(),
-        Some(path) => match WebConfig::load(path) {
-            Ok(web_config) => web_config,
-            Err(e) => {
-                error!(error = %e, "invalid web configuration");
-                eprintln!("fast-launch-exporter: {e}");
-                return ExitCode::from(EXIT_CONFIG);
-            }
-        },
+        Some(path) => WebConfig::load(path).map_err(|e| {
+            error!(error = %e, "invalid web configuration");
+            eprintln!("fast-launch-exporter: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        })?,
     };
-    let web = WebOptions {
+    Ok(WebOptions {
         telemetry_path: flags.telemetry_path.clone(),
         max_connections: flags.max_connections,
         max_requests: flags.max_requests,
         web_config,
         web_config_file: flags.web_config_file.clone(),
-    };
-    match &flags.command {
-        Some(Command::Healthcheck) => {
-            let address =
-                fast_launch_exporter::healthcheck::probe_address(&flags.listen_address[0]);
-            return match fast_launch_exporter::healthcheck::probe(&address, &web.web_config).await {
-                Ok(message) => {
-                    println!("{message}");
-                    ExitCode::SUCCESS
-                }
-                Err(message) => {
-                    eprintln!("fast-launch-exporter: unhealthy: {message}");
-                    ExitCode::FAILURE
-                }
-            };
-        }
-        Some(Command::Demo(demo_flags)) => {
-            let listeners = match listen(&flags.listen_address, &web.telemetry_path).await {
-                Ok(listeners) => listeners,
-                Err(code) => return code,
-            };
-            let shutdown = CancellationToken::new();
-            tokio::spawn(shutdown_signal(shutdown.clone()));
-            let mut options: DemoOptions = demo_flags.clone().into();
-            options.shard = match shard(&flags) {
-                Ok(shard) => shard,
-                Err(code) => return code,
-            };
-            return match demo::run(options, listeners, web, shutdown).await {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("fast-launch-exporter: {e}");
-                    ExitCode::from(EXIT_CONFIG)
-                }
-            };
-        }
-        Some(Command::CheckConfig) => {
-            let config = match read_config(&flags) {
-                Ok(config) => config,
-                Err(code) => return code,
-            };
-            let config = match with_environment_region(config, None).await {
-                Ok(config) => config,
-                Err(code) => return code,
-            };
-            for warning in &config.warnings {
-                eprintln!("fast-launch-exporter: warning: {warning}");
-            }
-            // Discovery, `regions: all` and a shard of a base account need AWS to tell the
-            // targets; a plain list does not.
-            let asks_aws = config.discovery.is_some()
-                || config.accounts.iter().any(|a| a.all_regions)
-                || config.shard.is_sharded();
-            let specs = if asks_aws {
-                let base = Base::from_environment().await;
-                let home = base.region();
-                let connect: std::sync::Arc<dyn fast_launch_exporter::collector::Connect> =
-                    std::sync::Arc::new(base);
-                let plan =
-                    fast_launch_exporter::discovery::Planner::new(connect, config.shard, home)
-                        .plan(&config)
-                        .await;
-                if let Some(why) = &plan.incomplete {
-                    eprintln!("fast-launch-exporter: warning: the list is incomplete: {why}");
-                }
-                plan.specs
-            } else {
-                config.target_specs()
-            };
-            print_targets(&config, &specs);
-            return ExitCode::SUCCESS;
-        }
-        Some(Command::CheckPermissions { output }) => {
-            let (config, base) = match config_and_base(&flags).await {
-                Ok(loaded) => loaded,
-                Err(code) => return code,
-            };
-            let checks = permissions::check_permissions(&config, base).await;
-            match output {
-                OutputFormat::Table => print!("{}", permissions::table(&checks)),
-                OutputFormat::Json => println!(
-                    "{}",
-                    serde_json::to_string_pretty(&checks).unwrap_or_default()
-                ),
-            }
-            return if checks.iter().all(|c| c.allowed()) {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            };
-        }
-        None => {}
-    }
+    })
+}
 
-    let (config, base) = match config_and_base(&flags).await {
-        Ok(loaded) => loaded,
-        Err(code) => return code,
-    };
+/// `healthcheck`: probes `/-/healthy` of the exporter on the first listen address.
+async fn run_healthcheck(flags: &Flags) -> Result<ExitCode, ExitCode> {
+    let web = web_options(flags)?;
+    let address = healthcheck::probe_address(&flags.listen_address[0]);
+    Ok(match healthcheck::probe(&address, &web.web_config).await {
+        Ok(message) => {
+            println!("{message}");
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("fast-launch-exporter: unhealthy: {message}");
+            ExitCode::FAILURE
+        }
+    })
+}
+
+/// `demo`: the exporter against the built-in simulator.
+#[cfg(feature = "demo")]
+async fn run_demo(flags: &Flags, demo_flags: &DemoFlags) -> Result<ExitCode, ExitCode> {
+    let web = web_options(flags)?;
+    let listeners = listen(&flags.listen_address, &web.telemetry_path).await?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(shutdown_signal(shutdown.clone()));
+    let mut options: DemoOptions = demo_flags.clone().into();
+    options.shard = shard(flags)?;
+    Ok(match demo::run(options, listeners, web, shutdown).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fast-launch-exporter: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+    })
+}
+
+/// `check-config`: validates the file and prints the resolved targets.
+async fn check_config(flags: &Flags) -> Result<ExitCode, ExitCode> {
+    // Every command reads the web config first, so that a bad one fails the same everywhere.
+    web_options(flags)?;
+    let shard = shard(flags)?;
+    let config = read_config(flags)?;
+    let config = with_environment_region(config, None).await?;
+    for warning in &config.warnings {
+        eprintln!("fast-launch-exporter: warning: {warning}");
+    }
+    let specs = cli::resolved_targets(&config, shard).await;
+    cli::print_targets(&config, shard, &specs);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `check-permissions`: proves the IAM set-up of every target.
+async fn check_permissions(flags: &Flags, output: OutputFormat) -> Result<ExitCode, ExitCode> {
+    web_options(flags)?;
+    let shard = shard(flags)?;
+    let (config, base) = config_and_base(flags).await?;
+    let checks = permissions::check_permissions(&config, shard, base).await;
+    match output {
+        OutputFormat::Table => print!("{}", permissions::table(&checks)),
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&checks).unwrap_or_default()
+        ),
+    }
+    Ok(if checks.iter().all(|c| c.allowed()) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// The exporter: `--once`, or collect and serve until SIGTERM or SIGINT.
+async fn run_exporter(flags: &Flags) -> Result<ExitCode, ExitCode> {
+    let web = web_options(flags)?;
+    let shard = shard(flags)?;
+    let (config, base) = config_and_base(flags).await?;
     if flags.once {
-        let (text, all_ok) = fast_launch_exporter::collect_once(&config, base).await;
+        let (text, all_ok) = app::collect_once(&config, shard, base).await;
         print!("{text}");
-        return if all_ok {
+        return Ok(if all_ok {
             ExitCode::SUCCESS
         } else {
             ExitCode::FAILURE
-        };
+        });
     }
-    let listeners = match listen(&flags.listen_address, &web.telemetry_path).await {
-        Ok(listeners) => listeners,
-        Err(code) => return code,
-    };
+    let listeners = listen(&flags.listen_address, &web.telemetry_path).await?;
     info!(
         configured_targets = config.targets().count(),
         discovery = config.discovery.is_some(),
-        shard = %config.shard,
+        shard = %shard,
         "starting collection"
     );
     let shutdown = CancellationToken::new();
     tokio::spawn(shutdown_signal(shutdown.clone()));
     let loader: Option<ConfigLoader> = {
-        let path = flags.config_file.clone();
         let region = base.region();
-        let shard = config.shard;
-        path.map(|path| -> ConfigLoader {
-            Box::new(move || {
-                Config::load_resolved(Some(&path), region.as_deref()).map(|mut config| {
-                    config.shard = shard;
-                    config
-                })
-            })
+        flags.config_file.clone().map(|path| -> ConfigLoader {
+            Box::new(move || Config::load_resolved(Some(&path), region.as_deref()))
         })
     };
-    run(config, base, listeners, web, loader, shutdown).await;
+    app::run(config, shard, base, listeners, web, loader, shutdown).await;
     info!("stopped");
-    ExitCode::SUCCESS
+    Ok(ExitCode::SUCCESS)
 }

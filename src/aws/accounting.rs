@@ -16,7 +16,7 @@ use aws_sdk_ec2::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 
 use super::errors::{classify_attempt, IncompleteResponse};
-use crate::calls::{Api, AttemptSink};
+use crate::domain::calls::{Api, AttemptSink};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

@@ -9,8 +9,8 @@ use aws_sdk_cloudwatch::types::{Metric, MetricDataQuery, MetricStat, ScanBy, Sta
 
 use super::accounting::AttemptCounter;
 use super::errors;
-use crate::calls::{Api, ApiError, ErrorCode};
-use crate::model::{LaunchMetric, MetricSeries, MetricWindow};
+use crate::domain::calls::{Api, ApiError, ErrorCode};
+use crate::domain::model::{LaunchMetric, MetricSeries, MetricWindow};
 
 /// GetMetricData's limit of queries per call.
 pub(crate) const MAX_QUERIES_PER_CALL: usize = 500;

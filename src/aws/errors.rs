@@ -10,7 +10,7 @@ use aws_sdk_ec2::operation::RequestId;
 use aws_smithy_runtime_api::client::interceptors::context::Error as ErasedError;
 use aws_smithy_runtime_api::client::orchestrator::OrchestratorError;
 
-use crate::calls::{Api, ApiError, ErrorCode};
+use crate::domain::calls::{Api, ApiError, ErrorCode};
 
 /// The longest message kept from a failure without an AWS message (a chain of transport errors).
 const MAX_MESSAGE_CHARS: usize = 300;

@@ -1,7 +1,7 @@
 //! The only module that talks to the AWS SDK: the base configuration ([`Base`]), a client per
 //! target built from a [`TargetSpec`] (credentials by the base chain or AssumeRole), the paginated
 //! DescribeFastLaunchImages call, and error classification. Everything it hands out is in the
-//! exporter's own types, through the [`Connect`] and [`Fetch`] traits the collector defines.
+//! exporter's own types, through the ports `domain` defines ([`Connect`], [`Fetch`], [`Probe`], ...).
 
 /// Runs `$body` for every page of `$pages` (a paginator's stream), counting each page's attempts
 /// on `$counter` and returning the exporter's error for `$api` when a page fails.
@@ -39,14 +39,12 @@ use aws_sdk_ec2::config::{Credentials, IdentityCache, Region, SharedIdentityCach
 use aws_sdk_ec2::types::DescribeFastLaunchImagesSuccessItem;
 use aws_sdk_ec2::types::{FastLaunchStateCode, Filter as Ec2Filter};
 
-use crate::calls::{Api, ApiError, AttemptSink, ErrorCode};
-use crate::collector::{BoxFuture, Connect, Fetch};
-use crate::discovery::{Organization, RegionList};
-use crate::events::Queue;
-use crate::model::{
+use crate::domain::calls::{Api, ApiError, AttemptSink, ErrorCode};
+use crate::domain::model::{
     FastLaunchImage, FastLaunchState, MetricSeries, MetricWindow, Query, QueueSpec, RoleSpec,
     TargetSpec,
 };
+use crate::domain::ports::{BoxFuture, Connect, Fetch, Organization, Probe, Queue, RegionList};
 use accounting::AttemptCounter;
 use cloudwatch::CloudWatchClient;
 
@@ -183,7 +181,7 @@ impl Base {
             "{}|{:?}|{}|{:?}",
             role.arn, role.external_id, role.session_name, role.duration
         );
-        let mut roles = crate::sync::lock(&self.roles);
+        let mut roles = crate::domain::sync::lock(&self.roles);
         roles
             .entry(key)
             .or_insert_with(|| {
@@ -252,6 +250,31 @@ fn shared_https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClie
     })
 }
 
+impl Base {
+    /// The client of one target: its region, its retry partition (its own retry budget), and
+    /// its role's credentials when it assumes one.
+    fn target_client(
+        &self,
+        spec: &TargetSpec,
+        max_attempts: u32,
+        sink: Arc<dyn AttemptSink>,
+    ) -> TargetClient {
+        let retry = RetryConfig::standard().with_max_attempts(max_attempts);
+        let region = Region::new(spec.key.region.clone());
+        let role = spec
+            .role
+            .as_ref()
+            .map(|role| self.role_credentials(role, &region, &retry));
+        let per_call = PerCall {
+            region,
+            retry,
+            partition: RetryPartition::new(format!("fast-launch-{}", spec.key)),
+            role,
+        };
+        TargetClient::new(self, spec, per_call, sink)
+    }
+}
+
 impl Connect for Base {
     fn connect_queue(
         &self,
@@ -268,19 +291,16 @@ impl Connect for Base {
         max_attempts: u32,
         sink: Arc<dyn AttemptSink>,
     ) -> Arc<dyn Fetch> {
-        let retry = RetryConfig::standard().with_max_attempts(max_attempts);
-        let region = Region::new(spec.key.region.clone());
-        let role = spec
-            .role
-            .as_ref()
-            .map(|role| self.role_credentials(role, &region, &retry));
-        let per_call = PerCall {
-            region,
-            retry,
-            partition: RetryPartition::new(format!("fast-launch-{}", spec.key)),
-            role,
-        };
-        Arc::new(TargetClient::new(self, spec, per_call, sink))
+        Arc::new(self.target_client(spec, max_attempts, sink))
+    }
+
+    fn probe(
+        &self,
+        spec: &TargetSpec,
+        max_attempts: u32,
+        sink: Arc<dyn AttemptSink>,
+    ) -> Arc<dyn Probe> {
+        Arc::new(self.target_client(spec, max_attempts, sink))
     }
 
     fn home_region(&self) -> Option<String> {
@@ -589,6 +609,21 @@ impl Fetch for TargetClient {
         ))
     }
 
+    fn launch_metrics<'a>(
+        &'a self,
+        image_ids: &'a [String],
+        window: &'a MetricWindow,
+    ) -> BoxFuture<'a, Result<Vec<MetricSeries>, ApiError>> {
+        Box::pin(accounting::attributed(&self.sink, async move {
+            match &self.cloudwatch {
+                Some(cloudwatch) => cloudwatch.launch_metrics(image_ids, window).await,
+                None => Ok(Vec::new()),
+            }
+        }))
+    }
+}
+
+impl Probe for TargetClient {
     fn check_describe_permission(&self) -> BoxFuture<'_, Result<(), ApiError>> {
         Box::pin(accounting::attributed(
             &self.sink,
@@ -601,19 +636,6 @@ impl Fetch for TargetClient {
             match &self.cloudwatch {
                 Some(cloudwatch) => cloudwatch.check_permission().await,
                 None => Ok(()),
-            }
-        }))
-    }
-
-    fn launch_metrics<'a>(
-        &'a self,
-        image_ids: &'a [String],
-        window: &'a MetricWindow,
-    ) -> BoxFuture<'a, Result<Vec<MetricSeries>, ApiError>> {
-        Box::pin(accounting::attributed(&self.sink, async move {
-            match &self.cloudwatch {
-                Some(cloudwatch) => cloudwatch.launch_metrics(image_ids, window).await,
-                None => Ok(Vec::new()),
             }
         }))
     }

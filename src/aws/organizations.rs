@@ -7,9 +7,8 @@ use std::sync::Arc;
 
 use super::accounting::AttemptCounter;
 use super::errors;
-use crate::calls::{Api, ApiError, AttemptSink};
-use crate::collector::BoxFuture;
-use crate::discovery::{AccountPages, OrgAccount, Organization, RegionList};
+use crate::domain::calls::{Api, ApiError, AttemptSink};
+use crate::domain::ports::{AccountPages, BoxFuture, OrgAccount, Organization, RegionList};
 
 /// The Organizations client of discovery.
 #[derive(Debug)]

@@ -13,10 +13,9 @@ use aws_sdk_sqs::types::{
 
 use super::accounting::AttemptCounter;
 use super::errors;
-use crate::calls::{Api, ApiError, AttemptSink, ErrorCode};
-use crate::collector::BoxFuture;
-use crate::events::{Queue, QueueMessage};
-use crate::model::QueueSpec;
+use crate::domain::calls::{Api, ApiError, AttemptSink, ErrorCode};
+use crate::domain::model::QueueSpec;
+use crate::domain::ports::{BoxFuture, Queue, QueueMessage};
 
 /// The SQS client of the event queue.
 #[derive(Debug)]

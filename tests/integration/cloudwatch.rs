@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use fast_launch_exporter::simulator::{Fault, Simulator};
+use fast_launch_exporter::sim::{Fault, Simulator};
 
 use crate::harness::*;
 

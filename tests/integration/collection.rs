@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use fast_launch_exporter::model::FastLaunchImage;
-use fast_launch_exporter::simulator::Fault;
+use fast_launch_exporter::domain::model::FastLaunchImage;
+use fast_launch_exporter::sim::Fault;
 
 use crate::harness::*;
 
@@ -404,9 +404,9 @@ async fn persistent_unauthorized_fails_its_target_and_leaves_others_untouched() 
 async fn base_credentials_and_a_role_in_the_same_account_give_one_series_set() {
     // The base credentials belong to the account the role is in.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let sim = fast_launch_exporter::simulator::Simulator::start(
+    let sim = fast_launch_exporter::sim::Simulator::start(
         listener,
-        fast_launch_exporter::simulator::World::new(BASE_KEY, ROLE_ACCOUNT),
+        fast_launch_exporter::sim::World::new(BASE_KEY, ROLE_ACCOUNT),
     )
     .unwrap();
     sim.world()

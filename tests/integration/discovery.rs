@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use fast_launch_exporter::simulator::{Fault, SimOrganization, Simulator, DEFAULT_REGIONS};
+use fast_launch_exporter::sim::{Fault, SimOrganization, Simulator, DEFAULT_REGIONS};
 
 use crate::harness::*;
 
@@ -379,7 +379,7 @@ async fn three_shards_split_the_organization_exactly_and_assume_only_their_own_r
         );
         for (account, region) in &own {
             assert_eq!(
-                fast_launch_exporter::shard::Shard::of(account, region, 3),
+                fast_launch_exporter::domain::shard::Shard::of(account, region, 3),
                 index,
                 "{account}/{region}"
             );
@@ -607,7 +607,7 @@ async fn two_shards_on_one_queue_each_apply_their_own_events_and_hand_back_the_o
             );
             sim.world().send_message(
                 QUEUE,
-                &fast_launch_exporter::demo::state_change_event(
+                &fast_launch_exporter::sim::demo::state_change_event(
                     account,
                     region,
                     "ami-0123456789abcdef0",

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use fast_launch_exporter::simulator::{Fault, Simulator};
+use fast_launch_exporter::sim::{Fault, Simulator};
 
 use crate::harness::*;
 

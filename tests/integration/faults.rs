@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use fast_launch_exporter::simulator::{Fault, FaultKind};
+use fast_launch_exporter::sim::{Fault, FaultKind};
 
 use crate::harness::*;
 

@@ -6,8 +6,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fast_launch_exporter::model::{FastLaunchImage, FastLaunchState};
-use fast_launch_exporter::simulator::{Simulator, World};
+use fast_launch_exporter::domain::model::{FastLaunchImage, FastLaunchState};
+use fast_launch_exporter::sim::{Simulator, World};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 

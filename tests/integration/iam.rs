@@ -946,7 +946,7 @@ fn exporter_may_receive_and_delete_on_the_events_queue_only() {
     assert!(receive.get("Condition").is_none());
 
     // Every queue API the exporter calls is covered by one of them.
-    use fast_launch_exporter::calls::Api;
+    use fast_launch_exporter::domain::calls::Api;
     for (api, action) in [
         (Api::ReceiveMessage, "sqs:ReceiveMessage"),
         (Api::DeleteMessageBatch, "sqs:DeleteMessage"),

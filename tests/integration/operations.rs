@@ -3,7 +3,7 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use fast_launch_exporter::simulator::Fault;
+use fast_launch_exporter::sim::Fault;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::harness::*;

@@ -85,7 +85,7 @@ fn org_reader_role_may_only_read_the_organization() {
     assert!(grant.get("Condition").is_none());
 
     // Every Organizations API the exporter calls is among them.
-    use fast_launch_exporter::calls::Api;
+    use fast_launch_exporter::domain::calls::Api;
     for api in [
         Api::ListAccounts,
         Api::ListAccountsForParent,
@@ -281,7 +281,7 @@ fn reader_and_exporter_roles_may_list_regions() {
     assert_eq!(
         format!(
             "ec2:{}",
-            fast_launch_exporter::calls::Api::DescribeRegions.as_str()
+            fast_launch_exporter::domain::calls::Api::DescribeRegions.as_str()
         ),
         "ec2:DescribeRegions"
     );

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use fast_launch_exporter::simulator::Simulator;
+use fast_launch_exporter::sim::Simulator;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use fast_launch_exporter::simulator::Fault;
+use fast_launch_exporter::sim::Fault;
 
 use crate::harness::*;
 
@@ -35,7 +35,7 @@ const CONTRACT: [&str; 22] = [
 ];
 
 /// A running exporter with two targets, one of which has been throttled once.
-async fn busy_exporter() -> (fast_launch_exporter::simulator::Simulator, Exporter) {
+async fn busy_exporter() -> (fast_launch_exporter::sim::Simulator, Exporter) {
     let sim = simulator().await;
     {
         let mut world = sim.world();

@@ -5,8 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use fast_launch_exporter::demo::{self, DemoOptions, DEMO_REGIONS};
-use fast_launch_exporter::simulator::Simulator;
+use fast_launch_exporter::sim::demo::{self, DemoOptions, DEMO_REGIONS};
+use fast_launch_exporter::sim::Simulator;
 use tokio::net::TcpListener;
 
 use crate::harness::*;

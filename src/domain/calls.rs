@@ -8,7 +8,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Mutex;
 
-use crate::sync::lock;
+use crate::domain::sync::lock;
 
 /// The AWS APIs the exporter calls; the `api` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -268,6 +268,31 @@ impl fmt::Display for ApiError {
 
 impl std::error::Error for ApiError {}
 
+/// A call cut by its time limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimedOut {
+    /// The API whose attempt was on the wire when the call was cut, if one was.
+    pub api: Option<Api>,
+    /// The time limit.
+    pub after: std::time::Duration,
+}
+
+/// `call` bounded by `limit`. A call cut by it never sees its attempt end (the AWS layer's
+/// after-attempt hook does not run), so the attempt on the wire is counted here as failed with
+/// `timeout`, in `counters`, and named in the error.
+pub async fn with_timeout<T>(
+    limit: std::time::Duration,
+    counters: &ApiCounters,
+    call: impl std::future::Future<Output = T>,
+) -> Result<T, TimedOut> {
+    tokio::time::timeout(limit, call)
+        .await
+        .map_err(|_| TimedOut {
+            api: counters.abandon_in_flight(&ErrorCode::Timeout),
+            after: limit,
+        })
+}
+
 /// Where the AWS layer reports every attempt it sends and how each one ended. Defined here, on the
 /// inside, so that the code serving scrapes never depends on the SDK.
 pub trait AttemptSink: Send + Sync + fmt::Debug {
@@ -275,6 +300,23 @@ pub trait AttemptSink: Send + Sync + fmt::Debug {
     fn attempt_sent(&self, api: Api);
     /// The attempt on the wire ended; `failure` is its error code when it failed.
     fn attempt_finished(&self, failure: Option<&ErrorCode>);
+}
+
+/// One part of the exporter that calls AWS under one account id and region (a target, the
+/// event queue, Organizations discovery, DescribeRegions), with the APIs it calls: its requests
+/// and errors are exported under that account id and region, for those APIs.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// What calls, for the reader (`target`, `event queue`, `organizations`, `regions`).
+    pub name: &'static str,
+    /// The account id the calls are made in.
+    pub account_id: String,
+    /// The region the calls are made in.
+    pub region: String,
+    /// The APIs it calls.
+    pub apis: Vec<Api>,
+    /// Its attempt counters.
+    pub counters: std::sync::Arc<ApiCounters>,
 }
 
 /// Requests and errors of one target, by API and error code label.

@@ -2,14 +2,12 @@
 //! after it starts (spread by a small jitter), then every `collection.interval`; at most
 //! `collection.concurrency` collections run at once (one semaphore shared by every target); a
 //! target never overlaps itself (its loop is sequential) and each collection is bounded by
-//! `collection.timeout`. The [`Registry`](crate::registry::Registry) starts and stops these loops.
+//! `collection.timeout`. The registry (`targets`) starts and stops these loops.
 //!
-//! What the collector needs from AWS is the [`Connect`] and [`Fetch`] traits below, implemented
-//! over the SDK by [`crate::aws::Base`] and by fakes in unit tests.
+//! A collection asks AWS through the [`Fetch`] port and reports through the [`ResultSink`]
+//! defined here, which the registry implements: the loop never names the registry.
 
 use std::collections::HashSet;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -18,129 +16,16 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info_span, warn, Instrument};
 
-use crate::calls::{Api, ApiCounters, ApiError, AttemptSink, ErrorCode};
 use crate::config::CollectionSettings;
-use crate::discovery::{Organization, RegionList};
-use crate::events::Queue;
-use crate::model::{
-    FastLaunchImage, FastLaunchState, MetricSeries, MetricWindow, Query, QueueSpec, RoleSpec,
-    TargetKey, TargetSpec,
+use crate::domain::calls::{with_timeout, Api, ApiCounters, ApiError, ErrorCode, TimedOut};
+use crate::domain::model::{
+    CloudWatchSpec, FastLaunchImage, FastLaunchState, MetricSeries, MetricWindow, TargetKey,
+    TargetSpec,
 };
-use crate::registry::Registry;
+use crate::domain::ports::{BoxFuture, CollectNow, Fetch};
 
 /// The longest start-up jitter; the concurrency limit spreads larger fleets anyway.
 pub const MAX_JITTER: Duration = Duration::from_secs(1);
-
-/// A boxed future, for the object-safe [`Fetch`] trait.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// The AWS calls of one target.
-pub trait Fetch: Send + Sync {
-    /// The account id of the target's credentials (`sts:GetCallerIdentity`).
-    fn caller_account_id(&self) -> BoxFuture<'_, Result<String, ApiError>>;
-    /// Every image across every page, or an error if any page failed (never half a list).
-    fn fast_launch_images<'a>(
-        &'a self,
-        query: &'a Query,
-        page_size: i32,
-    ) -> BoxFuture<'a, Result<Vec<FastLaunchImage>, ApiError>>;
-    /// Whether the target may call DescribeFastLaunchImages (a `DryRun` call).
-    fn check_describe_permission(&self) -> BoxFuture<'_, Result<(), ApiError>>;
-    /// Whether the target may call ListMetrics and GetMetricData (one small call of each).
-    fn check_cloudwatch_permission(&self) -> BoxFuture<'_, Result<(), ApiError>> {
-        Box::pin(async { Ok(()) })
-    }
-    /// The CloudWatch fast launch datapoints of `image_ids` in `window` (ListMetrics, then
-    /// GetMetricData); nothing for images CloudWatch lists no metric for.
-    fn launch_metrics<'a>(
-        &'a self,
-        image_ids: &'a [String],
-        window: &'a MetricWindow,
-    ) -> BoxFuture<'a, Result<Vec<MetricSeries>, ApiError>>;
-}
-
-/// Builds the AWS calls of a target from its spec, and of the event queue, reporting every
-/// attempt into `sink`.
-pub trait Connect: Send + Sync {
-    /// The target's client, with `max_attempts` attempts per call.
-    fn connect(
-        &self,
-        spec: &TargetSpec,
-        max_attempts: u32,
-        sink: Arc<dyn AttemptSink>,
-    ) -> Arc<dyn Fetch>;
-    /// The event queue's client.
-    fn connect_queue(
-        &self,
-        queue: &QueueSpec,
-        max_attempts: u32,
-        sink: Arc<dyn AttemptSink>,
-    ) -> Arc<dyn Queue>;
-    /// The AWS environment's region (where Organizations is called), if it names one.
-    fn home_region(&self) -> Option<String> {
-        None
-    }
-    /// The Organizations client of discovery: with `role`, or the base credentials; in
-    /// `region`.
-    fn connect_organization(
-        &self,
-        _role: Option<&RoleSpec>,
-        _region: &str,
-        _max_attempts: u32,
-        _sink: Arc<dyn AttemptSink>,
-    ) -> Arc<dyn Organization> {
-        Arc::new(Unsupported)
-    }
-    /// The DescribeRegions client of one account (`role`, or the base credentials), in
-    /// `region`.
-    fn connect_regions(
-        &self,
-        _role: Option<&RoleSpec>,
-        _region: &str,
-        _max_attempts: u32,
-        _sink: Arc<dyn AttemptSink>,
-    ) -> Arc<dyn RegionList> {
-        Arc::new(Unsupported)
-    }
-}
-
-/// What a [`Connect`] without discovery answers (the unit tests' fakes).
-struct Unsupported;
-
-impl Unsupported {
-    fn error<T>(api: Api) -> Result<T, ApiError> {
-        Err(ApiError::new(
-            api,
-            ErrorCode::Unrecognized(None),
-            "not supported by this connection",
-        ))
-    }
-}
-
-impl Organization for Unsupported {
-    fn accounts<'a>(
-        &'a self,
-        _parents: &'a [String],
-        _pages: crate::discovery::AccountPages,
-    ) -> BoxFuture<'a, Result<(), ApiError>> {
-        Box::pin(async { Unsupported::error(Api::ListAccounts) })
-    }
-    fn tags<'a>(
-        &'a self,
-        _account_id: &'a str,
-    ) -> BoxFuture<'a, Result<std::collections::BTreeMap<String, String>, ApiError>> {
-        Box::pin(async { Unsupported::error(Api::ListTagsForResource) })
-    }
-    fn check_permission(&self) -> BoxFuture<'_, Result<(), ApiError>> {
-        Box::pin(async { Unsupported::error(Api::DescribeOrganization) })
-    }
-}
-
-impl RegionList for Unsupported {
-    fn enabled_regions(&self) -> BoxFuture<'_, Result<Vec<String>, ApiError>> {
-        Box::pin(async { Unsupported::error(Api::DescribeRegions) })
-    }
-}
 
 /// Why a target's collection failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -156,6 +41,15 @@ pub enum CollectError {
         /// `collection.timeout`.
         after: Duration,
     },
+}
+
+impl From<TimedOut> for CollectError {
+    fn from(timed_out: TimedOut) -> CollectError {
+        CollectError::Timeout {
+            api: timed_out.api,
+            after: timed_out.after,
+        }
+    }
 }
 
 impl CollectError {
@@ -193,10 +87,55 @@ pub enum Outcome {
 }
 
 /// What one target's task works with.
-pub(crate) struct TargetRun {
-    pub(crate) spec: TargetSpec,
-    pub(crate) fetch: Arc<dyn Fetch>,
-    pub(crate) counters: Arc<ApiCounters>,
+pub struct TargetRun {
+    /// The target.
+    pub spec: TargetSpec,
+    /// Its AWS calls.
+    pub fetch: Arc<dyn Fetch>,
+    /// Its attempt counters (the ones `fetch` reports into).
+    pub counters: Arc<ApiCounters>,
+}
+
+/// Where a collection's results go, and what it asks of the target's home (implemented by the
+/// registry: the collection loop never names it).
+pub trait ResultSink: Send + Sync {
+    /// The account id of the target: from its role ARN, or learnt once per account with
+    /// GetCallerIdentity through `fetch`.
+    fn account_id<'a>(
+        &'a self,
+        spec: &'a TargetSpec,
+        fetch: &'a dyn Fetch,
+    ) -> BoxFuture<'a, Result<String, ApiError>>;
+    /// Claims (account id, region) for `key`: Ok if it serves them, or the key of the target
+    /// that already does.
+    fn claim(&self, key: &TargetKey, account_id: &str) -> Result<(), TargetKey>;
+    /// Records how a collection of `key` ended.
+    fn record(&self, key: &TargetKey, outcome: Outcome, duration: Duration, finished: SystemTime);
+    /// The CloudWatch range a query of `key` at `now` (Unix seconds) asks for.
+    fn launch_window(&self, key: &TargetKey, spec: &CloudWatchSpec, now: i64) -> MetricWindow;
+    /// Records how a CloudWatch query of `key` at `now` for `image_ids` ended.
+    fn record_launches(
+        &self,
+        key: &TargetKey,
+        spec: &CloudWatchSpec,
+        now: i64,
+        image_ids: &[String],
+        result: Result<Vec<MetricSeries>, CollectError>,
+    );
+}
+
+/// The APIs a collection of `spec` calls: the `api` label values of its request counters.
+pub fn apis(spec: &TargetSpec) -> Vec<Api> {
+    let identity = if spec.role.is_some() {
+        Api::AssumeRole
+    } else {
+        Api::GetCallerIdentity
+    };
+    let mut apis = vec![Api::DescribeFastLaunchImages, identity];
+    if spec.cloudwatch.is_some() {
+        apis.extend([Api::ListMetrics, Api::GetMetricData]);
+    }
+    apis
 }
 
 /// The delay before a target's first collection: up to a tenth of the interval, at most
@@ -207,17 +146,46 @@ pub fn start_jitter(interval: Duration, draw: f64) -> Duration {
         .mul_f64(draw.clamp(0.0, 1.0))
 }
 
+/// Waits for the next reason to collect: the schedule (None) or an event (Some), whose
+/// requests within `debounce` of the first are merged into one (the latest time wins). None
+/// of both when `cancel` came first.
+async fn next_cause(
+    ticker: &mut tokio::time::Interval,
+    triggers: &mut mpsc::Receiver<CollectNow>,
+    debounce: Duration,
+    cancel: &CancellationToken,
+) -> Option<Option<CollectNow>> {
+    tokio::select! {
+        _ = ticker.tick() => Some(None),
+        Some(mut latest) = triggers.recv() => {
+            let window = tokio::time::sleep(debounce);
+            tokio::pin!(window);
+            loop {
+                tokio::select! {
+                    _ = &mut window => break,
+                    Some(next) = triggers.recv() => {
+                        latest.happened = latest.happened.max(next.happened);
+                    }
+                    _ = cancel.cancelled() => return None,
+                }
+            }
+            Some(Some(latest))
+        }
+        _ = cancel.cancelled() => None,
+    }
+}
+
 /// One target's loop: collect after a jitter, then every interval, and when an event asks
-/// (`triggers`: the event's time), until `cancel`. Events within `event_debounce` of the first
-/// share one collection; the loop is sequential, so an event's collection never overlaps the
-/// scheduled one.
-pub(crate) async fn run_target(
-    registry: Arc<Registry>,
+/// (`triggers`), until `cancel`. Events within `event_debounce` of the first share one
+/// collection; the loop is sequential, so an event's collection never overlaps the scheduled
+/// one.
+pub async fn run_target(
+    sink: Arc<dyn ResultSink>,
     run: TargetRun,
     settings: CollectionSettings,
     semaphore: Arc<Semaphore>,
     cancel: CancellationToken,
-    mut triggers: mpsc::Receiver<Option<SystemTime>>,
+    mut triggers: mpsc::Receiver<CollectNow>,
 ) {
     let jitter = start_jitter(settings.interval, fastrand::f64());
     tokio::select! {
@@ -228,67 +196,65 @@ pub(crate) async fn run_target(
     // A collection that overruns delays the next one rather than bunching them up.
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
-        // None: the schedule; Some(time): an event (and the time it happened, when known).
-        let event: Option<Option<SystemTime>> = tokio::select! {
-            _ = ticker.tick() => None,
-            Some(first) = triggers.recv() => {
-                let mut latest = first;
-                let window = tokio::time::sleep(settings.event_debounce);
-                tokio::pin!(window);
-                loop {
-                    tokio::select! {
-                        _ = &mut window => break,
-                        Some(next) = triggers.recv() => latest = latest.max(next),
-                        _ = cancel.cancelled() => return,
-                    }
-                }
-                Some(latest)
-            }
-            _ = cancel.cancelled() => return,
+        let Some(event) =
+            next_cause(&mut ticker, &mut triggers, settings.event_debounce, &cancel).await
+        else {
+            return;
         };
-        let permit = tokio::select! {
-            permit = semaphore.acquire() => permit,
+        let cycle = collect_cycle(sink.as_ref(), &run, &settings, &semaphore, event.as_ref());
+        tokio::select! {
+            _ = cycle => {}
             _ = cancel.cancelled() => return,
-        };
-        let Ok(permit) = permit else { return };
-        let collected = tokio::select! {
-            collected = collect_target(&registry, &run, &settings) => collected,
-            _ = cancel.cancelled() => return,
-        };
-        drop(permit);
-        if let Some(happened) = event {
+        }
+        if event.is_some() {
             // The event's collection stands for the tick that fell due meanwhile.
             ticker.reset();
-            if let (Some(happened), Some(_)) = (happened, &collected) {
-                registry.record_event_lag(
-                    SystemTime::now()
-                        .duration_since(happened)
-                        .unwrap_or_default(),
-                );
-            }
         }
-        if let (Some(image_ids), Some(_)) = (collected, run.spec.cloudwatch) {
-            // Under the concurrency bound too, but after the fast launch collection let go of
-            // its permit: a slow CloudWatch holds back no other target's collection.
-            tokio::select! {
-                permit = semaphore.acquire() => {
-                    let Ok(_permit) = permit else { return };
-                    tokio::select! {
-                        _ = collect_launches(&registry, &run, &settings, &image_ids) => {}
-                        _ = cancel.cancelled() => return,
-                    }
-                }
-                _ = cancel.cancelled() => return,
-            }
-        }
+    }
+}
+
+/// One collection cycle of a target: the fast launch collection under a permit of `semaphore`,
+/// then, when it collected and the target reads CloudWatch, the CloudWatch query under another
+/// (a slow CloudWatch holds back no other target's collection). `event` is the event that
+/// caused it, whose lag is recorded when the collection succeeded.
+pub async fn collect_cycle(
+    sink: &dyn ResultSink,
+    run: &TargetRun,
+    settings: &CollectionSettings,
+    semaphore: &Semaphore,
+    event: Option<&CollectNow>,
+) {
+    let collected = {
+        let Ok(_permit) = semaphore.acquire().await else {
+            return;
+        };
+        collect_target(sink, run, settings).await
+    };
+    let Some(image_ids) = collected else { return };
+    if let Some(CollectNow {
+        happened: Some(happened),
+        stats,
+    }) = event
+    {
+        stats.record_lag(
+            SystemTime::now()
+                .duration_since(*happened)
+                .unwrap_or_default(),
+        );
+    }
+    if run.spec.cloudwatch.is_some() {
+        let Ok(_permit) = semaphore.acquire().await else {
+            return;
+        };
+        collect_launches(sink, run, settings, &image_ids).await;
     }
 }
 
 /// Reads the target's CloudWatch fast launch metrics for `image_ids` (the images just
 /// collected) and records them, when the target has CloudWatch on. Bounded by
 /// `collection.timeout` on its own: a failure here never touches the fast launch data.
-pub(crate) async fn collect_launches(
-    registry: &Registry,
+async fn collect_launches(
+    sink: &dyn ResultSink,
     run: &TargetRun,
     settings: &CollectionSettings,
     image_ids: &[String],
@@ -300,20 +266,15 @@ pub(crate) async fn collect_launches(
     let span = info_span!("cloudwatch", account = %key.account, region = %key.region);
     async {
         let now = unix_now();
-        let window = registry.launch_window(key, &spec, now);
-        let result = match tokio::time::timeout(
+        let window = sink.launch_window(key, &spec, now);
+        let result = with_timeout(
             settings.timeout,
+            &run.counters,
             run.fetch.launch_metrics(image_ids, &window),
         )
         .await
-        {
-            Ok(Ok(series)) => Ok(series),
-            Ok(Err(error)) => Err(CollectError::Aws(error)),
-            Err(_) => Err(CollectError::Timeout {
-                api: run.counters.abandon_in_flight(&ErrorCode::Timeout),
-                after: settings.timeout,
-            }),
-        };
+        .map_err(CollectError::from)
+        .and_then(|answer| answer.map_err(CollectError::Aws));
         if let Err(error) = &result {
             warn!(
                 api = error.api().map_or("", Api::as_str),
@@ -322,7 +283,7 @@ pub(crate) async fn collect_launches(
                 "CloudWatch query failed; fast launch data unaffected"
             );
         }
-        registry.record_launches(key, &spec, now, image_ids, result);
+        sink.record_launches(key, &spec, now, image_ids, result);
     }
     .instrument(span)
     .await
@@ -337,8 +298,8 @@ fn unix_now() -> i64 {
 
 /// Collects one target once and records the outcome in the registry; the ids of the images
 /// when it collected.
-pub(crate) async fn collect_target(
-    registry: &Registry,
+async fn collect_target(
+    sink: &dyn ResultSink,
     run: &TargetRun,
     settings: &CollectionSettings,
 ) -> Option<Vec<String>> {
@@ -352,18 +313,13 @@ pub(crate) async fn collect_target(
     );
     async {
         let started = Instant::now();
-        let outcome =
-            match tokio::time::timeout(settings.timeout, collect(registry, run, settings)).await {
-                Ok(outcome) => outcome,
-                Err(_) => {
-                    // The cut attempt never reaches the interceptor's after-attempt hook.
-                    let api = run.counters.abandon_in_flight(&ErrorCode::Timeout);
-                    Outcome::Failed(CollectError::Timeout {
-                        api,
-                        after: settings.timeout,
-                    })
-                }
-            };
+        let outcome = with_timeout(
+            settings.timeout,
+            &run.counters,
+            collect(sink, run, settings),
+        )
+        .await
+        .unwrap_or_else(|timed_out| Outcome::Failed(timed_out.into()));
         let duration = started.elapsed();
         match &outcome {
             Outcome::Collected(images) => debug!(
@@ -384,20 +340,20 @@ pub(crate) async fn collect_target(
             Outcome::Collected(images) => Some(images.iter().map(|i| i.image_id.clone()).collect()),
             _ => None,
         };
-        registry.record(key, outcome, duration, SystemTime::now());
+        sink.record(key, outcome, duration, SystemTime::now());
         collected
     }
     .instrument(span)
     .await
 }
 
-async fn collect(registry: &Registry, run: &TargetRun, settings: &CollectionSettings) -> Outcome {
-    let account_id = match registry.account_id(&run.spec, run.fetch.as_ref()).await {
+async fn collect(sink: &dyn ResultSink, run: &TargetRun, settings: &CollectionSettings) -> Outcome {
+    let account_id = match sink.account_id(&run.spec, run.fetch.as_ref()).await {
         Ok(id) => id,
         Err(error) => return Outcome::Failed(error.into()),
     };
     tracing::Span::current().record("account_id", account_id.as_str());
-    if let Err(owner) = registry.claim(&run.spec.key, &account_id) {
+    if let Err(owner) = sink.claim(&run.spec.key, &account_id) {
         return Outcome::Duplicate { owner, account_id };
     }
     match run

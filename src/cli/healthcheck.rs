@@ -16,7 +16,7 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::web_config::WebConfig;
+use crate::config::web::WebConfig;
 
 /// How long the whole probe may take.
 pub const TIMEOUT: Duration = Duration::from_secs(5);

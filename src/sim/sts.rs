@@ -15,7 +15,7 @@ pub(super) fn assume_role(
 ) -> (u16, String) {
     let get = |name: &str| param(params, name);
     let arn = get("RoleArn").unwrap_or_default().to_string();
-    let Ok(account) = crate::config::role_account_id(&arn) else {
+    let Ok(account) = crate::domain::ids::role_account_id(&arn) else {
         return (400, sts_error("ValidationError", "invalid RoleArn"));
     };
     if world.denied_roles.contains(&arn) {

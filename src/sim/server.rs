@@ -23,7 +23,7 @@ use super::sqs::{self, SqsAnswer};
 use super::sso::get_role_credentials;
 use super::sts::{assume_role, get_caller_identity, sts_error};
 use super::{FaultKind, ReceivedRequest, World};
-use crate::sync::lock;
+use crate::domain::sync::lock;
 
 /// The simulator closes the connection instead of answering (a [`FaultKind::Reset`]).
 #[derive(Debug)]
@@ -271,7 +271,7 @@ async fn cloudwatch_request(
         "smithy-protocol",
         hyper::header::HeaderValue::from_static("rpc-v2-cbor"),
     );
-    if let Ok(id) = hyper::header::HeaderValue::from_str(&crate::simulator::request_id()) {
+    if let Ok(id) = hyper::header::HeaderValue::from_str(&crate::sim::request_id()) {
         headers.insert("x-amzn-requestid", id);
     }
     if let Some(code) = answer
@@ -338,7 +338,7 @@ async fn organizations_request(
         hyper::header::CONTENT_TYPE,
         hyper::header::HeaderValue::from_static("application/x-amz-json-1.1"),
     );
-    if let Ok(id) = hyper::header::HeaderValue::from_str(&crate::simulator::request_id()) {
+    if let Ok(id) = hyper::header::HeaderValue::from_str(&crate::sim::request_id()) {
         headers.insert("x-amzn-requestid", id);
     }
     if let Some(kind) = answer
@@ -417,7 +417,7 @@ async fn sqs_request(
         hyper::header::CONTENT_TYPE,
         hyper::header::HeaderValue::from_static("application/x-amz-json-1.0"),
     );
-    if let Ok(id) = hyper::header::HeaderValue::from_str(&crate::simulator::request_id()) {
+    if let Ok(id) = hyper::header::HeaderValue::from_str(&crate::sim::request_id()) {
         headers.insert("x-amzn-requestid", id);
     }
     if let Some(code) = answer
@@ -527,7 +527,7 @@ fn answer(
 /// An answer with AWS's headers: the content type and `x-amzn-requestid`, carrying the request
 /// id the body names (EC2's `<requestId>`/`<RequestID>`, STS's `<RequestId>`).
 fn xml_response(status: u16, body: String) -> Response<Full<Bytes>> {
-    let request_id = crate::simulator::body_request_id(body.as_bytes())
+    let request_id = crate::sim::body_request_id(body.as_bytes())
         .and_then(|id| hyper::header::HeaderValue::from_str(id).ok());
     let mut response = Response::new(Full::new(Bytes::from(body)));
     if let Some(id) = request_id {

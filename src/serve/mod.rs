@@ -19,10 +19,67 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::exposition::Stitched;
-use crate::metrics::{Format, MetricsRenderer};
-use crate::registry::Registry;
-use crate::web_config::{AuthOutcome, LiveWebConfig};
+use crate::config::web::{AuthOutcome, LiveWebConfig, WebConfig};
+use crate::expose::body::Stitched;
+use crate::expose::{Format, MetricsRenderer};
+use crate::targets::Registry;
+
+/// A reload request; the answer says whether the new configuration was taken.
+pub type ReloadRequest = tokio::sync::oneshot::Sender<Result<(), String>>;
+
+/// Where and how the HTTP server serves.
+#[derive(Debug, Clone)]
+pub struct WebOptions {
+    /// The path metrics are served on (`--web.telemetry-path`).
+    pub telemetry_path: String,
+    /// The most connections open at once, 0 for no limit (`--web.max-connections`).
+    pub max_connections: usize,
+    /// The most `/metrics` requests served at once, 0 for no limit (`--web.max-requests`).
+    pub max_requests: usize,
+    /// TLS, basic auth and headers (`--web.config.file`).
+    pub web_config: WebConfig,
+    /// The file `web_config` was read from, watched for changes.
+    pub web_config_file: Option<std::path::PathBuf>,
+}
+
+impl Default for WebOptions {
+    fn default() -> Self {
+        WebOptions {
+            telemetry_path: "/metrics".to_string(),
+            max_connections: 0,
+            max_requests: 40,
+            web_config: WebConfig::default(),
+            web_config_file: None,
+        }
+    }
+}
+
+/// Raises the soft limit of open files to the hard limit, as Go programs such as node_exporter
+/// do at start: every idle or slow HTTP connection holds a descriptor, and the common soft
+/// limit of 1,024 would cap them long before memory does.
+pub fn raise_open_files_limit() {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit and setrlimit read and write the struct passed, nothing else.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0
+                && limit.rlim_cur < limit.rlim_max
+            {
+                let wanted = libc::rlimit {
+                    rlim_cur: limit.rlim_max,
+                    rlim_max: limit.rlim_max,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) != 0 {
+                    tracing::debug!("cannot raise the open files limit");
+                }
+            }
+        }
+    }
+}
 
 /// How long a client may take to send its request headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -44,12 +101,32 @@ pub struct AppState {
     /// Where metrics are served (`--web.telemetry-path`).
     pub telemetry_path: String,
     /// Where `POST /-/reload` sends its request.
-    pub reload: tokio::sync::mpsc::Sender<crate::ReloadRequest>,
+    pub reload: tokio::sync::mpsc::Sender<ReloadRequest>,
     /// TLS, basic auth and extra headers.
     pub web_config: LiveWebConfig,
     /// `--web.max-requests`: the `/metrics` requests served at once (None: no limit); one more
     /// is answered 503 at once, as the exporter-toolkit does.
     pub scrapes: Option<Arc<Semaphore>>,
+}
+
+impl AppState {
+    /// The state of a server with `web`'s options, serving `registry` through `renderer` and
+    /// sending reload requests to `reload`.
+    pub fn new(
+        registry: Arc<Registry>,
+        renderer: MetricsRenderer,
+        reload: tokio::sync::mpsc::Sender<ReloadRequest>,
+        web: &WebOptions,
+    ) -> AppState {
+        AppState {
+            registry,
+            renderer,
+            telemetry_path: web.telemetry_path.clone(),
+            reload,
+            web_config: LiveWebConfig::new(web.web_config_file.clone(), web.web_config.clone()),
+            scrapes: (web.max_requests > 0).then(|| Arc::new(Semaphore::new(web.max_requests))),
+        }
+    }
 }
 
 type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
@@ -561,8 +638,8 @@ fn landing_page(state: &AppState) -> String {
          <table><tr><th>Account</th><th>Region</th><th>Last result</th><th>Images</th><th>Last error</th></tr>\n\
          {rows}</table>\n<p>Version {version} ({revision})</p></body></html>\n",
         path = escape(&state.telemetry_path),
-        version = crate::metrics::VERSION,
-        revision = crate::metrics::REVISION,
+        version = crate::expose::VERSION,
+        revision = crate::expose::REVISION,
     )
 }
 

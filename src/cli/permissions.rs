@@ -2,18 +2,20 @@
 //! call DescribeFastLaunchImages with `DryRun=true`, and, where CloudWatch is on, ListMetrics and
 //! GetMetricData, to prove the IAM set-up before rolling out.
 
-use std::fmt::Write;
 use std::sync::Arc;
 
 use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::calls::{Api, ApiCounters, ApiError, ErrorCode};
-use crate::collector::Connect;
+use super::table::render_table;
 use crate::config::{CollectionSettings, Config};
-use crate::discovery::Planner;
-use crate::model::TargetSpec;
+use crate::discover::{regions_region, Plan, Planner};
+use crate::domain::calls::{with_timeout, Api, ApiCounters, ApiError, ErrorCode};
+use crate::domain::ids::DEFAULT_REGION;
+use crate::domain::model::TargetSpec;
+use crate::domain::ports::Connect;
+use crate::domain::shard::Shard;
 
 /// The verdict for one target.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -27,11 +29,34 @@ pub struct PermissionCheck {
     /// The role assumed, if any.
     pub role_arn: String,
     /// `allowed`, `denied` (UnauthorizedOperation / AccessDenied) or `error`.
-    pub result: &'static str,
+    pub result: Verdict,
     /// The failing API and AWS error code, when not allowed.
     pub error_code: String,
     /// AWS's message, when not allowed.
     pub message: String,
+}
+
+/// What a check found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// Every call was allowed.
+    Allowed,
+    /// A call was refused by IAM (UnauthorizedOperation, AccessDenied).
+    Denied,
+    /// A call failed otherwise.
+    Error,
+}
+
+impl Verdict {
+    /// The word the table and the JSON show.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Allowed => "allowed",
+            Verdict::Denied => "denied",
+            Verdict::Error => "error",
+        }
+    }
 }
 
 impl PermissionCheck {
@@ -41,7 +66,7 @@ impl PermissionCheck {
             account_name: String::new(),
             region: String::new(),
             role_arn: String::new(),
-            result: "allowed",
+            result: Verdict::Allowed,
             error_code: String::new(),
             message: String::new(),
         }
@@ -49,7 +74,7 @@ impl PermissionCheck {
 
     /// Whether the target may be collected.
     pub fn allowed(&self) -> bool {
-        self.result == "allowed"
+        self.result == Verdict::Allowed
     }
 }
 
@@ -59,7 +84,8 @@ async fn check_target(
     settings: CollectionSettings,
 ) -> PermissionCheck {
     let counters = Arc::new(ApiCounters::default());
-    let client = connect.connect(&spec, settings.max_attempts, counters.clone());
+    let fetch = connect.connect(&spec, settings.max_attempts, counters.clone());
+    let probe = connect.probe(&spec, settings.max_attempts, counters.clone());
     let mut check = PermissionCheck {
         account_id: spec.configured_account_id().unwrap_or_default().to_string(),
         account_name: spec.account_name.clone().unwrap_or_default(),
@@ -73,11 +99,11 @@ async fn check_target(
     };
     let outcome = async {
         if spec.role.is_none() {
-            check.account_id = client.caller_account_id().await?;
+            check.account_id = fetch.caller_account_id().await?;
         }
-        client.check_describe_permission().await?;
+        probe.check_describe_permission().await?;
         if spec.cloudwatch.is_some() {
-            client.check_cloudwatch_permission().await?;
+            probe.check_cloudwatch_permission().await?;
         }
         Ok(())
     };
@@ -94,51 +120,21 @@ async fn check_target(
 }
 
 /// Checks discovery (Organizations, `DescribeRegions` for `regions: all`) and then every
-/// target of this shard, `collection.concurrency` at a time, in config order.
+/// target of `shard`, `collection.concurrency` at a time, in config order.
 pub async fn check_permissions(
     config: &Config,
+    shard: Shard,
     connect: impl Connect + 'static,
 ) -> Vec<PermissionCheck> {
     let connect: Arc<dyn Connect> = Arc::new(connect);
-    let mut checks = Vec::new();
     let home_region = connect
         .home_region()
-        .unwrap_or_else(|| "us-east-1".to_string());
-    if let Some(discovery) = &config.discovery {
-        let counters = Arc::new(ApiCounters::default());
-        let organization = connect.connect_organization(
-            discovery.role.as_ref(),
-            &home_region,
-            config.collection.max_attempts,
-            counters.clone(),
-        );
-        let outcome = timed(
-            config.collection.timeout,
-            &counters,
-            Api::DescribeOrganization,
-            organization.check_permission(),
-        )
-        .await;
-        checks.push(verdict(
-            PermissionCheck {
-                account_id: discovery
-                    .role
-                    .as_ref()
-                    .map(|r| r.account_id.clone())
-                    .unwrap_or_default(),
-                account_name: "organizations".to_string(),
-                region: home_region.clone(),
-                role_arn: discovery
-                    .role
-                    .as_ref()
-                    .map(|r| r.arn.clone())
-                    .unwrap_or_default(),
-                ..PermissionCheck::allowed_blank()
-            },
-            outcome,
-        ));
+        .unwrap_or_else(|| DEFAULT_REGION.to_string());
+    let mut checks = Vec::new();
+    if let Some(check) = check_organization(config, connect.as_ref(), &home_region).await {
+        checks.push(check);
     }
-    let planner = Planner::new(connect.clone(), config.shard, connect.home_region());
+    let planner = Planner::new(connect.clone(), shard, connect.home_region());
     let plan = planner.plan(config).await;
     if let Some(why) = &plan.incomplete {
         // The full listing (OUs, tags) failed, or an account id is unknown: the targets below
@@ -146,24 +142,74 @@ pub async fn check_permissions(
         checks.push(PermissionCheck {
             account_name: "discovery".to_string(),
             region: home_region.clone(),
-            result: "error",
+            result: Verdict::Error,
             error_code: "plan: incomplete".to_string(),
             message: why.clone(),
             ..PermissionCheck::allowed_blank()
         });
     }
     let semaphore = Arc::new(Semaphore::new(config.collection.concurrency));
+    checks.extend(check_regions(config, &plan, &connect, &home_region, &semaphore).await);
+    checks.extend(check_targets(config, plan, &connect, &semaphore).await);
+    checks
+}
+
+/// Organizations discovery's check (`DescribeOrganization`, one page of `ListAccounts`).
+async fn check_organization(
+    config: &Config,
+    connect: &dyn Connect,
+    home_region: &str,
+) -> Option<PermissionCheck> {
+    let discovery = config.discovery.as_ref()?;
+    let counters = Arc::new(ApiCounters::default());
+    let organization = connect.connect_organization(
+        discovery.role.as_ref(),
+        home_region,
+        config.collection.max_attempts,
+        counters.clone(),
+    );
+    let outcome = timed(
+        config.collection.timeout,
+        &counters,
+        Api::DescribeOrganization,
+        organization.check_permission(),
+    )
+    .await;
+    Some(verdict(
+        PermissionCheck {
+            account_id: discovery
+                .role
+                .as_ref()
+                .map(|r| r.account_id.clone())
+                .unwrap_or_default(),
+            account_name: "organizations".to_string(),
+            region: home_region.to_string(),
+            role_arn: discovery
+                .role
+                .as_ref()
+                .map(|r| r.arn.clone())
+                .unwrap_or_default(),
+            ..PermissionCheck::allowed_blank()
+        },
+        outcome,
+    ))
+}
+
+/// The `DescribeRegions` check of every account with `regions: all`, in config order.
+async fn check_regions(
+    config: &Config,
+    plan: &Plan,
+    connect: &Arc<dyn Connect>,
+    home_region: &str,
+    semaphore: &Arc<Semaphore>,
+) -> Vec<PermissionCheck> {
     let mut tasks = JoinSet::new();
     for (index, (account, _)) in plan.accounts.iter().enumerate() {
         if !account.all_regions {
             continue;
         }
         let counters = Arc::new(ApiCounters::default());
-        let region = account
-            .regions
-            .first()
-            .cloned()
-            .unwrap_or_else(|| home_region.clone());
+        let region = regions_region(account, home_region);
         let list = connect.connect_regions(
             account.role.as_ref(),
             &region,
@@ -201,8 +247,16 @@ pub async fn check_permissions(
         }
     }
     region_checks.sort_by_key(|(index, _)| *index);
-    checks.extend(region_checks.into_iter().map(|(_, check)| check));
+    region_checks.into_iter().map(|(_, check)| check).collect()
+}
 
+/// Every target's check, in plan order.
+async fn check_targets(
+    config: &Config,
+    plan: Plan,
+    connect: &Arc<dyn Connect>,
+    semaphore: &Arc<Semaphore>,
+) -> Vec<PermissionCheck> {
     let mut tasks = JoinSet::new();
     for (index, spec) in plan.specs.into_iter().enumerate() {
         let (semaphore, connect, settings) = (
@@ -222,8 +276,7 @@ pub async fn check_permissions(
         }
     }
     target_checks.sort_by_key(|(index, _)| *index);
-    checks.extend(target_checks.into_iter().map(|(_, check)| check));
-    checks
+    target_checks.into_iter().map(|(_, check)| check).collect()
 }
 
 /// `call` bounded by `timeout`; a timeout names the API on the wire (else `api`).
@@ -233,28 +286,27 @@ async fn timed(
     api: Api,
     call: impl std::future::Future<Output = Result<(), ApiError>>,
 ) -> Result<(), ApiError> {
-    match tokio::time::timeout(timeout, call).await {
-        Ok(outcome) => outcome,
-        Err(_) => Err(ApiError::new(
-            counters
-                .abandon_in_flight(&ErrorCode::Timeout)
-                .unwrap_or(api),
-            ErrorCode::Timeout,
-            format!(
-                "no answer within collection.timeout ({})",
-                humantime::format_duration(timeout)
-            ),
-        )),
-    }
+    with_timeout(timeout, counters, call)
+        .await
+        .unwrap_or_else(|timed_out| {
+            Err(ApiError::new(
+                timed_out.api.unwrap_or(api),
+                ErrorCode::Timeout,
+                format!(
+                    "no answer within collection.timeout ({})",
+                    humantime::format_duration(timeout)
+                ),
+            ))
+        })
 }
 
 /// `check` with the outcome written in.
 fn verdict(mut check: PermissionCheck, outcome: Result<(), ApiError>) -> PermissionCheck {
     if let Err(error) = outcome {
         check.result = if error.code.is_denied() {
-            "denied"
+            Verdict::Denied
         } else {
-            "error"
+            Verdict::Error
         };
         check.error_code = format!("{}: {}", error.api.as_str(), error.code.raw());
         check.message = error.message;
@@ -281,38 +333,10 @@ pub fn table(checks: &[PermissionCheck]) -> String {
                 account,
                 c.region.clone(),
                 c.role_arn.clone(),
-                c.result.to_string(),
+                c.result.as_str().to_string(),
                 message,
             ]
         })
         .collect();
     render_table(&["ACCOUNT", "REGION", "ROLE", "RESULT", "MESSAGE"], &rows)
-}
-
-/// Renders rows under headers with columns padded to their widest cell.
-pub fn render_table<const N: usize>(headers: &[&str; N], rows: &[[String; N]]) -> String {
-    let mut widths = headers.map(str::len);
-    for row in rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    let mut line = |cells: Vec<&str>| {
-        let mut text = String::new();
-        for (i, (cell, width)) in cells.iter().zip(widths).enumerate() {
-            if i + 1 == N {
-                text.push_str(cell);
-            } else {
-                let _ = write!(text, "{cell:<width$}  ");
-            }
-        }
-        out.push_str(text.trim_end());
-        out.push('\n');
-    };
-    line(headers.to_vec());
-    for row in rows {
-        line(row.iter().map(String::as_str).collect());
-    }
-    out
 }

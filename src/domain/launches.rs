@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use crate::model::{CloudWatchSpec, LaunchMetric, MetricSeries, MetricWindow};
+use crate::domain::model::{CloudWatchSpec, LaunchMetric, MetricSeries, MetricWindow};
 
 /// The furthest back a query reaches for periods not yet counted (after a long CloudWatch
 /// outage, older periods are skipped rather than asked for in one huge query).

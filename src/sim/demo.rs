@@ -10,10 +10,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::config::{AccountConfig, CollectionSettings, Config, DEFAULT_SESSION_NAME};
-use crate::model::{CloudWatchSpec, Query, RoleSpec};
-use crate::model::{FastLaunchImage, FastLaunchState};
-use crate::simulator::{Fault, FaultKind, Simulator, World};
-use crate::{Base, WebOptions};
+use crate::domain::model::{CloudWatchSpec, Query, RoleSpec};
+use crate::domain::model::{FastLaunchImage, FastLaunchState};
+use crate::sim::{Fault, FaultKind, Simulator, World};
+use crate::aws::Base;
+use crate::serve::WebOptions;
 
 /// Regions the simulated world uses, in order.
 pub const DEMO_REGIONS: [&str; 17] = [
@@ -90,7 +91,7 @@ pub struct DemoOptions {
     /// Accounts discovered from a simulated organization, in every enabled region.
     pub organization: bool,
     /// The exporter's shard (`--shard.index`, `--shard.total`).
-    pub shard: crate::shard::Shard,
+    pub shard: crate::domain::shard::Shard,
 }
 
 impl Default for DemoOptions {
@@ -113,7 +114,7 @@ impl Default for DemoOptions {
             fault_kinds: FaultKind::NAMES.iter().map(|k| k.to_string()).collect(),
             cloudwatch: true,
             organization: false,
-            shard: crate::shard::Shard::default(),
+            shard: crate::domain::shard::Shard::default(),
         }
     }
 }
@@ -379,8 +380,8 @@ pub fn build_world(options: &DemoOptions) -> World {
 /// The demo's organization: account 0 manages it; the others sit in one OU per hundred
 /// accounts under a `workloads` OU, tagged `fast-launch: enabled` and with a `team`; two more
 /// accounts are suspended and one is untagged, so discovery has something to leave out.
-pub fn demo_organization(options: &DemoOptions) -> crate::simulator::SimOrganization {
-    let mut org = crate::simulator::SimOrganization::new(&demo_account_id(0));
+pub fn demo_organization(options: &DemoOptions) -> crate::sim::SimOrganization {
+    let mut org = crate::sim::SimOrganization::new(&demo_account_id(0));
     org.add_unit("ou-demo-workloads", "r-a1b2");
     org.tag(&demo_account_id(0), "fast-launch", "enabled");
     org.tag(&demo_account_id(0), "team", "platform");
@@ -600,7 +601,6 @@ pub fn demo_config(options: &DemoOptions) -> Config {
         accounts,
         warnings: Vec::new(),
         discovery,
-        shard: options.shard,
         defaults: crate::config::AccountDefaults {
             regions,
             all_regions: options.organization,
@@ -608,7 +608,7 @@ pub fn demo_config(options: &DemoOptions) -> Config {
             cloudwatch: options.cloudwatch.then_some(DEMO_CLOUDWATCH),
         },
         events: Some(crate::config::EventsSettings {
-            queue: crate::model::QueueSpec {
+            queue: crate::domain::model::QueueSpec {
                 url: DEMO_QUEUE.to_string(),
                 region: DEMO_REGIONS[0].to_string(),
                 account_id: demo_account_id(0),
@@ -674,8 +674,9 @@ pub async fn run(
         }
     };
     tokio::join!(
-        crate::run(
+        crate::app::run(
             demo_config(&options),
+            options.shard,
             base,
             listeners,
             web,

@@ -127,7 +127,7 @@ impl RateLimiter {
     }
 
     fn allow_at(&self, now: Instant) -> bool {
-        let mut bucket = crate::sync::lock(&self.bucket);
+        let mut bucket = crate::domain::sync::lock(&self.bucket);
         let (tokens, since) = *bucket;
         let refilled = now.saturating_duration_since(since).as_secs_f64()
             / self.interval.as_secs_f64().max(f64::MIN_POSITIVE);
@@ -268,12 +268,12 @@ impl WebConfig {
         // A check bcrypt accepted before is not repeated (the exporter-toolkit caches them
         // too); anything else, a wrong password or an unknown user, pays a full bcrypt check.
         let digest = auth_digest(&user, hash, &password);
-        if known.is_some() && crate::sync::lock(&self.accepted).contains(&digest) {
+        if known.is_some() && crate::domain::sync::lock(&self.accepted).contains(&digest) {
             return AuthOutcome::Allowed;
         }
         let password_ok = bcrypt::verify(&password, hash).unwrap_or(false);
         if known.is_some() && password_ok {
-            let mut accepted = crate::sync::lock(&self.accepted);
+            let mut accepted = crate::domain::sync::lock(&self.accepted);
             if accepted.len() >= AUTH_CACHE_SIZE {
                 accepted.clear();
             }
@@ -340,22 +340,22 @@ impl LiveWebConfig {
     /// The configuration to serve with, read again first if a file changed.
     pub fn current(&self) -> Arc<WebConfig> {
         let Some(path) = &self.path else {
-            return crate::sync::lock(&self.state).config.clone();
+            return crate::domain::sync::lock(&self.state).config.clone();
         };
         let (files, kept) = {
-            let state = crate::sync::lock(&self.state);
+            let state = crate::domain::sync::lock(&self.state);
             (state.config.files.clone(), state.config.clone())
         };
         let now = stamp(std::iter::once(path.clone()).chain(files.clone()));
         {
-            let state = crate::sync::lock(&self.state);
+            let state = crate::domain::sync::lock(&self.state);
             if state.stamp == now || state.failed.as_ref() == Some(&now) {
                 return state.config.clone();
             }
         }
         // Read outside the lock: parsing checks every bcrypt hash.
         let loaded = WebConfig::load(path);
-        let mut state = crate::sync::lock(&self.state);
+        let mut state = crate::domain::sync::lock(&self.state);
         match loaded {
             Ok(config) => {
                 tracing::info!(file = %path.display(), "web config changed; now serving with it");

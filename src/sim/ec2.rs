@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::{escape_xml, iso8601, param, request_id, World};
-use crate::model::{FastLaunchImage, FastLaunchState};
+use crate::domain::model::{FastLaunchImage, FastLaunchState};
 
 /// The most images one page returns when the request has no `MaxResults`.
 const DEFAULT_PAGE: usize = 200;

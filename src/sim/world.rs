@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, SystemTime};
 
-use crate::model::FastLaunchImage;
+use crate::domain::model::FastLaunchImage;
 
 /// An injected failure.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,101 +1,42 @@
 //! What to collect: the configured accounts, the accounts AWS Organizations lists
 //! (`discovery.organizations`), every enabled region of accounts with `regions: all`, and only
 //! this shard's part of it all. The [`Planner`] turns a [`Config`] into target specs for
-//! [`Registry::reconcile`](crate::registry::Registry::reconcile), at start, on reload and every
+//! `Registry::reconcile` (in `targets`), at start, on reload and every
 //! discovery interval.
 //!
 //! A failed listing never drops targets: a failed Organizations listing keeps the last good set
 //! of accounts, and a failed `DescribeRegions` keeps the account's last list (or, with none, the
 //! fallback regions). What AWS is asked for goes through the [`Organization`] and [`RegionList`]
-//! traits, implemented over the SDK by [`crate::aws::Base`].
+//! traits, implemented over the SDK in `aws`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
-use crate::calls::{Api, ApiCounters, ApiError};
-use crate::collector::{BoxFuture, Connect};
 use crate::config::{AccountConfig, Config, OrganizationsDiscovery};
-use crate::model::TargetSpec;
-use crate::shard::Shard;
-use crate::sync::lock;
+use crate::domain::calls::{Api, ApiCounters, ApiError, Caller};
+use crate::domain::ids::DEFAULT_REGION;
+use crate::domain::model::TargetSpec;
+use crate::domain::ports::{Connect, OrgAccount, Organization};
+use crate::domain::shard::Shard;
+use crate::domain::stats::DiscoveryStats;
 
 /// How soon a plan that could not resolve something (no account list yet, an unknown account
 /// id) is tried again.
 pub const RETRY_SOON: Duration = Duration::from_secs(60);
 
-/// An account as Organizations lists it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OrgAccount {
-    /// The 12-digit id.
-    pub id: String,
-    /// The account's name.
-    pub name: String,
-    /// `State` (`ACTIVE`, `SUSPENDED`, `PENDING_CLOSURE`, `CLOSED`); `Status` is deprecated and
-    /// not read.
-    pub state: String,
-}
-
-/// The Organizations calls of discovery.
-pub trait Organization: Send + Sync {
-    /// The accounts under `parents` (OU or root ids), recursively, or every account of the
-    /// organization when `parents` is empty; every page, each sent to `pages` as it arrives (so
-    /// that the accounts' tags can be asked for while the listing goes on).
-    fn accounts<'a>(
-        &'a self,
-        parents: &'a [String],
-        pages: AccountPages,
-    ) -> BoxFuture<'a, Result<(), ApiError>>;
-    /// The tags of an account; every page.
-    fn tags<'a>(
-        &'a self,
-        account_id: &'a str,
-    ) -> BoxFuture<'a, Result<BTreeMap<String, String>, ApiError>>;
-    /// Whether the listing calls are allowed (`DescribeOrganization`, one page of `ListAccounts`).
-    fn check_permission(&self) -> BoxFuture<'_, Result<(), ApiError>>;
-}
-
-/// Where [`Organization::accounts`] sends each page of accounts.
-pub type AccountPages = tokio::sync::mpsc::UnboundedSender<Vec<OrgAccount>>;
-
-/// `ec2:DescribeRegions` in one account.
-pub trait RegionList: Send + Sync {
-    /// The regions enabled for the account (opt-in status other than `not-opted-in`).
-    fn enabled_regions(&self) -> BoxFuture<'_, Result<Vec<String>, ApiError>>;
-}
-
-/// Discovery as the metrics show it.
-#[derive(Debug, Default)]
-pub struct DiscoveryStats {
-    state: Mutex<DiscoveryState>,
-}
-
-/// A snapshot of [`DiscoveryStats`].
-#[derive(Debug, Clone, Default)]
-pub struct DiscoveryState {
-    /// Whether Organizations discovery is configured.
-    pub organizations: bool,
-    /// Whether the last listing succeeded (None: not tried).
-    pub last_ok: Option<bool>,
-    /// When a listing last succeeded.
-    pub last_success: Option<SystemTime>,
-    /// Accounts in the set used now (after the filters).
-    pub accounts: usize,
-    /// The Organizations caller: (account id, region, counters).
-    pub organization_caller: Option<(String, String, Arc<ApiCounters>)>,
-    /// The DescribeRegions callers: (account id, region, counters).
-    pub region_callers: Vec<(String, String, Arc<ApiCounters>)>,
-}
-
-impl DiscoveryStats {
-    /// A copy of the current state.
-    pub fn state(&self) -> DiscoveryState {
-        lock(&self.state).clone()
-    }
+/// Where `DescribeRegions` is asked for an account with `regions: all`: its first configured
+/// region, else `home_region`.
+pub fn regions_region(account: &AccountConfig, home_region: &str) -> String {
+    account
+        .regions
+        .first()
+        .cloned()
+        .unwrap_or_else(|| home_region.to_string())
 }
 
 /// The outcome of one plan.
@@ -148,7 +89,7 @@ impl Planner {
         Planner {
             connect,
             shard,
-            home_region: home_region.unwrap_or_else(|| "us-east-1".to_string()),
+            home_region: home_region.unwrap_or_else(|| DEFAULT_REGION.to_string()),
             state: tokio::sync::Mutex::new(PlanState::default()),
             stats: Arc::new(DiscoveryStats::default()),
         }
@@ -200,7 +141,7 @@ impl Planner {
                 .unwrap_or_else(|_| {
                     Err(ApiError::new(
                         Api::GetCallerIdentity,
-                        crate::calls::ErrorCode::Timeout,
+                        crate::domain::calls::ErrorCode::Timeout,
                         "no answer within collection.timeout",
                     ))
                 });
@@ -284,10 +225,16 @@ impl Planner {
         let region_callers = state
             .region_counters
             .iter()
-            .map(|((id, region), counters)| (id.clone(), region.clone(), counters.clone()))
+            .map(|((id, region), counters)| Caller {
+                name: "regions",
+                account_id: id.clone(),
+                region: region.clone(),
+                apis: vec![Api::DescribeRegions],
+                counters: counters.clone(),
+            })
             .collect();
         {
-            let mut stats = lock(&self.stats.state);
+            let mut stats = self.stats.update();
             stats.region_callers = region_callers;
             stats.organizations = config.discovery.is_some();
         }
@@ -343,8 +290,18 @@ impl Planner {
             .map(|r| r.account_id.clone())
             .or_else(|| state.base_account_id.clone())
             .unwrap_or_default();
-        lock(&self.stats.state).organization_caller =
-            Some((caller_id, self.home_region.clone(), counters));
+        self.stats.update().organization_caller = Some(Caller {
+            name: "organizations",
+            account_id: caller_id,
+            region: self.home_region.clone(),
+            apis: vec![
+                Api::ListAccounts,
+                Api::ListAccountsForParent,
+                Api::ListOrganizationalUnitsForParent,
+                Api::ListTagsForResource,
+            ],
+            counters,
+        });
         // Bounded, so that a hung call never holds up reloads and shutdown: the discovery
         // interval, and at least collection.timeout.
         let limit = discovery.interval.max(config.collection.timeout);
@@ -370,7 +327,7 @@ impl Planner {
         .unwrap_or_else(|_| {
             Err(ApiError::new(
                 Api::ListAccounts,
-                crate::calls::ErrorCode::Timeout,
+                crate::domain::calls::ErrorCode::Timeout,
                 format!(
                     "the organization was not listed within {}",
                     humantime::format_duration(limit)
@@ -378,7 +335,7 @@ impl Planner {
             ))
         });
         let now = SystemTime::now();
-        let mut stats = lock(&self.stats.state);
+        let mut stats = self.stats.update();
         match result {
             Ok(found) => {
                 if state.discovered.as_ref() != Some(&found) {
@@ -408,11 +365,7 @@ impl Planner {
     /// Where DescribeRegions is called for `account`: its first configured region (the
     /// fallback list), else the home region.
     fn regions_region(&self, account: &AccountConfig) -> String {
-        account
-            .regions
-            .first()
-            .cloned()
-            .unwrap_or_else(|| self.home_region.clone())
+        regions_region(account, &self.home_region)
     }
 
     /// Starts the DescribeRegions call of `account` if it has `regions: all` and its call was
@@ -453,7 +406,7 @@ impl Planner {
                 Ok(result) => result,
                 Err(_) => Err(ApiError::new(
                     Api::DescribeRegions,
-                    crate::calls::ErrorCode::Timeout,
+                    crate::domain::calls::ErrorCode::Timeout,
                     "no answer within collection.timeout",
                 )),
             }
@@ -486,7 +439,7 @@ impl Planner {
                 let result = call.await.unwrap_or_else(|error| {
                     Err(ApiError::new(
                         Api::DescribeRegions,
-                        crate::calls::ErrorCode::Unrecognized(None),
+                        crate::domain::calls::ErrorCode::Unrecognized(None),
                         format!("the DescribeRegions task ended abnormally: {error}"),
                     ))
                 });
@@ -575,7 +528,7 @@ fn discovered_account(
 fn tag_task_failed(error: tokio::task::JoinError) -> ApiError {
     ApiError::new(
         Api::ListTagsForResource,
-        crate::calls::ErrorCode::Unrecognized(None),
+        crate::domain::calls::ErrorCode::Unrecognized(None),
         format!("the ListTagsForResource task ended abnormally: {error}"),
     )
 }
@@ -664,7 +617,7 @@ async fn list_accounts(
     if any && !any_state {
         return Err(ApiError::new(
             Api::ListAccounts,
-            crate::calls::ErrorCode::Malformed,
+            crate::domain::calls::ErrorCode::Malformed,
             "accounts listed without their State",
         ));
     }

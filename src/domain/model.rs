@@ -214,13 +214,6 @@ impl LaunchMetric {
         }
     }
 
-    /// The metric of a CloudWatch name.
-    pub fn from_metric_name(name: &str) -> Option<LaunchMetric> {
-        LaunchMetric::ALL
-            .into_iter()
-            .find(|m| m.metric_name() == name)
-    }
-
     /// The statistic asked for: the lowest snapshot count in a period, the launches in it.
     pub fn statistic(self) -> &'static str {
         match self {

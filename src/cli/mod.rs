@@ -1,0 +1,116 @@
+//! The one-shot commands: `check-config`, `check-permissions`, `healthcheck`, and logging set-up.
+
+pub mod healthcheck;
+pub mod logging;
+pub mod permissions;
+pub mod table;
+
+use std::sync::Arc;
+
+use crate::aws::Base;
+use crate::config::Config;
+use crate::discover::Planner;
+use crate::domain::model::TargetSpec;
+use crate::domain::ports::Connect;
+use crate::domain::shard::Shard;
+use table::render_table;
+
+/// The targets `check-config` lists: the configured ones, or, when discovery, `regions: all`
+/// or a shard of a base account needs AWS to tell them, the plan's. A warning names what an
+/// incomplete plan left out.
+pub async fn resolved_targets(config: &Config, shard: Shard) -> Vec<TargetSpec> {
+    let asks_aws = config.discovery.is_some()
+        || config.accounts.iter().any(|a| a.all_regions)
+        || shard.is_sharded();
+    if !asks_aws {
+        return config.target_specs();
+    }
+    let base = Base::from_environment().await;
+    let home = base.region();
+    let connect: Arc<dyn Connect> = Arc::new(base);
+    let plan = Planner::new(connect, shard, home).plan(config).await;
+    if let Some(why) = &plan.incomplete {
+        eprintln!("fast-launch-exporter: warning: the list is incomplete: {why}");
+    }
+    plan.specs
+}
+
+/// Prints the resolved targets as a table, with the collection settings.
+pub fn print_targets(config: &Config, shard: Shard, specs: &[TargetSpec]) {
+    let rows: Vec<[String; 6]> = specs
+        .iter()
+        .map(|spec| {
+            let role = spec.role.as_ref();
+            let query = &spec.query;
+            let filters = query
+                .filters
+                .iter()
+                .map(|f| format!("{}={}", f.name, f.values.join(",")))
+                .chain(
+                    (!query.image_ids.is_empty())
+                        .then(|| format!("image-ids={}", query.image_ids.join(","))),
+                )
+                .collect::<Vec<_>>()
+                .join(" ");
+            [
+                match (role, &spec.account_name) {
+                    (Some(r), Some(name)) => format!("{} ({name})", r.account_id),
+                    (Some(r), None) => r.account_id.clone(),
+                    (None, Some(name)) => format!("base credentials ({name})"),
+                    (None, None) => "base credentials".to_string(),
+                },
+                spec.key.region.clone(),
+                role.map(|r| r.arn.clone())
+                    .unwrap_or_else(|| "-".to_string()),
+                if filters.is_empty() {
+                    "-".to_string()
+                } else {
+                    filters
+                },
+                spec.cloudwatch.map_or_else(
+                    || "off".to_string(),
+                    |c| {
+                        format!(
+                            "period={},lookback={}",
+                            humantime::format_duration(c.period),
+                            humantime::format_duration(c.lookback)
+                        )
+                    },
+                ),
+                spec.labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        render_table(
+            &[
+                "ACCOUNT",
+                "REGION",
+                "ROLE",
+                "FILTERS",
+                "CLOUDWATCH",
+                "LABELS"
+            ],
+            &rows
+        )
+    );
+    let c = &config.collection;
+    if shard.is_sharded() {
+        println!("shard {shard}: only this shard's targets are listed");
+    }
+    println!(
+        "{} targets; interval {}, timeout {}, concurrency {}, page size {}, max staleness {}, max attempts {}",
+        specs.len(),
+        humantime::format_duration(c.interval),
+        humantime::format_duration(c.timeout),
+        c.concurrency,
+        c.page_size,
+        humantime::format_duration(c.max_staleness),
+        c.max_attempts
+    );
+}

@@ -1,0 +1,313 @@
+//! The fast path: EventBridge `EC2 Fast Launch State-change Notification` events, delivered to an
+//! SQS queue, make the named target collect now (through the [`Trigger`] the registry implements). Polling stays the source of truth:
+//! an event only asks for a collection, whose result replaces the target's data by the normal
+//! path.
+//!
+//! The receiver long-polls `ReceiveMessage`, handles every message (applied, ignored or
+//! malformed) and only then deletes them with `DeleteMessageBatch`. A failing queue is retried
+//! with backoff and shown in metrics; collection goes on by schedule meanwhile.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::config::EventsSettings;
+use crate::domain::calls::{Api, ApiError, ErrorCode};
+use crate::domain::ids::{check_account_id, check_region};
+use crate::domain::ports::{CollectNow, Queue, QueueMessage};
+use crate::domain::shard::Shard;
+use crate::domain::stats::{EventResult, EventStats};
+
+/// What an event asks for: that the targets of an account and region collect now (implemented
+/// by the registry: the receiver never names it).
+pub trait Trigger: Send + Sync {
+    /// Asks every served target of (account id, region) to collect now. False when no such
+    /// target is collected here.
+    fn collect_now(&self, account_id: &str, region: &str, request: CollectNow) -> bool;
+}
+
+/// The statistics of the receiver of `settings`' queue in `shard`: the APIs it calls are the
+/// ones its request counters are exported for.
+pub fn stats(settings: &EventsSettings, shard: Shard) -> EventStats {
+    let mut apis = vec![Api::ReceiveMessage, Api::DeleteMessageBatch];
+    if shard.is_sharded() {
+        // Events for another shard's targets are handed back.
+        apis.push(Api::ChangeMessageVisibilityBatch);
+    }
+    EventStats::new(&settings.queue.account_id, &settings.queue.region, apis)
+}
+
+/// The EventBridge detail-type of a fast launch state change.
+pub const DETAIL_TYPE: &str = "EC2 Fast Launch State-change Notification";
+/// How much longer than its long-poll wait a `ReceiveMessage` may take before it counts as failed
+/// (a connection that died silently), and how long a `DeleteMessageBatch` may take.
+const CALL_GRACE: Duration = Duration::from_secs(10);
+/// The shortest and longest wait after a failed `ReceiveMessage`.
+const BACKOFF: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(60));
+
+/// The EventBridge envelope (only the fields used; others are ignored).
+#[derive(Debug, Deserialize)]
+struct Envelope {
+    #[serde(rename = "detail-type")]
+    detail_type: String,
+    source: String,
+    account: String,
+    region: String,
+    time: String,
+    /// Kept raw: other detail-types have other shapes.
+    detail: serde_json::Value,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Detail {
+    image_id: String,
+    state: String,
+}
+
+/// A fast launch state change for (account, region), at `time`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateChange {
+    /// The account id the event came from.
+    pub account_id: String,
+    /// Its region.
+    pub region: String,
+    /// When EventBridge says it happened.
+    pub time: Option<SystemTime>,
+    /// The image and its new state (`disabled` included), for the log.
+    pub image_id: String,
+    /// See `image_id`.
+    pub state: String,
+}
+
+/// Reads a message body: Some(change) for a fast launch notification, None for another
+/// detail-type or source, Err for a body that is not an envelope.
+pub fn parse_event(body: &str) -> Result<Option<StateChange>, String> {
+    let envelope: Envelope = serde_json::from_str(body).map_err(|e| e.to_string())?;
+    if envelope.detail_type != DETAIL_TYPE || envelope.source != "aws.ec2" {
+        return Ok(None);
+    }
+    check_account_id(&envelope.account)
+        .map_err(|e| format!("account {:?} is not an account id: {e}", envelope.account))?;
+    check_region(&envelope.region)?;
+    let detail: Detail =
+        serde_json::from_value(envelope.detail).map_err(|e| format!("detail: {e}"))?;
+    Ok(Some(StateChange {
+        account_id: envelope.account,
+        region: envelope.region,
+        time: humantime::parse_rfc3339_weak(&envelope.time).ok(),
+        image_id: detail.image_id,
+        state: detail.state,
+    }))
+}
+
+/// `call` bounded by `limit`; past it, a `timeout` error of `api` saying `waited`.
+async fn bounded<T>(
+    limit: Duration,
+    api: Api,
+    waited: &str,
+    call: impl std::future::Future<Output = Result<T, ApiError>>,
+) -> Result<T, ApiError> {
+    tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
+        Err(ApiError::new(
+            api,
+            ErrorCode::Timeout,
+            format!("no answer within {waited}"),
+        ))
+    })
+}
+
+/// Receives events until `shutdown`: every message is handled, then deleted; events for another
+/// shard's targets are handed back to the queue for it.
+pub async fn run_receiver(
+    queue: Arc<dyn Queue>,
+    settings: EventsSettings,
+    shard: Shard,
+    trigger: Arc<dyn Trigger>,
+    stats: Arc<EventStats>,
+    shutdown: CancellationToken,
+) {
+    info!(queue = %settings.queue.url, "receiving fast launch events");
+    let mut backoff = BACKOFF.0;
+    let mut handler = Handler {
+        shard,
+        trigger,
+        stats: stats.clone(),
+        logged_kinds: Default::default(),
+    };
+    let waited = format!("the long-poll wait plus {}s", CALL_GRACE.as_secs());
+    loop {
+        let receive = bounded(
+            settings.wait_time + CALL_GRACE,
+            Api::ReceiveMessage,
+            &waited,
+            queue.receive(settings.wait_time, settings.max_messages),
+        );
+        let received = tokio::select! {
+            received = receive => received,
+            _ = shutdown.cancelled() => return,
+        };
+        let messages = match received {
+            Ok(messages) => {
+                stats.record_receive(true);
+                backoff = BACKOFF.0;
+                messages
+            }
+            Err(error) => {
+                stats.record_receive(false);
+                warn!(error = %error, retry_in_s = backoff.as_secs(), "cannot receive events; collection goes on by schedule");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.cancelled() => return,
+                }
+                backoff = (backoff * 2).min(BACKOFF.1);
+                continue;
+            }
+        };
+        let (handled, others) = handler.sort(&messages);
+        let finish = async {
+            send_back(queue.as_ref(), &others).await;
+            delete(queue.as_ref(), &handled).await;
+        };
+        tokio::select! {
+            _ = finish => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// Handles received messages: each one is applied, ignored or malformed, or left for another
+/// shard.
+struct Handler {
+    shard: Shard,
+    trigger: Arc<dyn Trigger>,
+    stats: Arc<EventStats>,
+    /// What was logged once already (per kind of ignored or malformed message).
+    logged_kinds: std::collections::BTreeSet<String>,
+}
+
+impl Handler {
+    /// Handles `messages`: (the ones handled here, the ones for another shard's targets).
+    fn sort(&mut self, messages: &[QueueMessage]) -> (Vec<QueueMessage>, Vec<QueueMessage>) {
+        let mut handled: Vec<QueueMessage> = Vec::with_capacity(messages.len());
+        let mut others: Vec<QueueMessage> = Vec::new();
+        for message in messages {
+            let result = match parse_event(&message.body) {
+                Ok(Some(change)) if !self.shard.owns(&change.account_id, &change.region) => {
+                    debug!(account_id = %change.account_id, region = %change.region, "event for another shard's target; left on the queue for it");
+                    others.push(message.clone());
+                    continue;
+                }
+                Ok(Some(change)) => self.apply(&change),
+                Ok(None) => {
+                    if self.logged_kinds.insert("other".to_string()) {
+                        debug!("event of another detail-type or source; ignored");
+                    }
+                    EventResult::Ignored
+                }
+                Err(reason) => {
+                    if self.logged_kinds.insert("malformed".to_string()) {
+                        debug!(message_id = %message.id, reason = %reason, "malformed event deleted");
+                    }
+                    EventResult::Malformed
+                }
+            };
+            self.stats.count(result);
+            handled.push(message.clone());
+        }
+        (handled, others)
+    }
+
+    /// Asks the targets `change` names to collect now.
+    fn apply(&mut self, change: &StateChange) -> EventResult {
+        let request = CollectNow {
+            happened: change.time,
+            stats: self.stats.clone(),
+        };
+        if self
+            .trigger
+            .collect_now(&change.account_id, &change.region, request)
+        {
+            debug!(account_id = %change.account_id, region = %change.region, image_id = %change.image_id, state = %change.state, "event: collecting now");
+            return EventResult::Applied;
+        }
+        if self
+            .logged_kinds
+            .insert(format!("target {}/{}", change.account_id, change.region))
+        {
+            debug!(account_id = %change.account_id, region = %change.region, "event for a target this exporter does not collect; ignored");
+        }
+        EventResult::Ignored
+    }
+}
+
+/// Hands `messages` back to the queue for the other shards, 10 at a time.
+async fn send_back(queue: &dyn Queue, messages: &[QueueMessage]) {
+    let waited = format!("{}s", CALL_GRACE.as_secs());
+    for batch in messages.chunks(10) {
+        let released = bounded(
+            CALL_GRACE,
+            Api::ChangeMessageVisibilityBatch,
+            &waited,
+            queue.release(batch),
+        );
+        if let Err(error) = released.await {
+            warn!(error = %error, "cannot hand events back for the other shards; they come back after the queue's visibility timeout");
+        }
+    }
+}
+
+/// Deletes handled `messages`, 10 at a time. A failed delete means they come back and are
+/// handled again, which only costs one more collection.
+async fn delete(queue: &dyn Queue, messages: &[QueueMessage]) {
+    let waited = format!("{}s", CALL_GRACE.as_secs());
+    for batch in messages.chunks(10) {
+        let deleted = bounded(
+            CALL_GRACE,
+            Api::DeleteMessageBatch,
+            &waited,
+            queue.delete(batch),
+        );
+        if let Err(error) = deleted.await {
+            warn!(error = %error, "cannot delete handled events; they will be received again");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envelope(detail_type: &str, account: &str) -> String {
+        format!(
+            r#"{{"version":"0","id":"e1","detail-type":"{detail_type}","source":"aws.ec2","account":"{account}","time":"2026-11-29T10:00:00Z","region":"us-east-1","resources":[],"detail":{{"imageId":"ami-0123456789abcdef0","resourceType":"snapshot","state":"enabling-failed","stateTransitionReason":"x"}}}}"#
+        )
+    }
+
+    #[test]
+    fn fast_launch_notifications_are_read_and_others_ignored_or_refused() {
+        let change = parse_event(&envelope(DETAIL_TYPE, "111111111111"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(change.account_id, "111111111111");
+        assert_eq!(change.region, "us-east-1");
+        assert_eq!(
+            change.time,
+            Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_946_400))
+        );
+        assert_eq!(
+            parse_event(&envelope(
+                "EC2 Instance State-change Notification",
+                "111111111111"
+            ))
+            .unwrap(),
+            None
+        );
+        assert!(parse_event("not json").is_err());
+        assert!(parse_event(r#"{"detail-type":"x"}"#).is_err());
+        assert!(parse_event(&envelope(DETAIL_TYPE, "12")).is_err());
+    }
+}

@@ -1,0 +1,626 @@
+//! Renders the exposition from registry snapshots. Metrics are made from the data every time
+//! (Prometheus "Writing exporters": create new metrics each time), so images and targets that are
+//! gone simply are not rendered.
+//!
+//! Almost all of the exposition is the per-image families, which change only when a collection
+//! (or a CloudWatch query) lands. Their lines are rendered once per change of a target's data,
+//! when it lands ([`MetricsRenderer::render_ahead`]) or at the first scrape that needs them,
+//! into immutable chunks ([`TargetChunks`]) that every scrape shares; a scrape renders fresh only
+//! the family headers, the per-target and self-metrics lines and the `process_*` series, and
+//! values the cached `state_age_seconds` prefixes at its own second. [`crate::expose::body`]
+//! sends the result. [`MetricsRenderer::render_snapshot_as`] is the straightforward render of
+//! every line (for `--once`, and the reference the cached path is tested against).
+//!
+//! The text format is written directly: at 100,000 images (1.4 million samples) building
+//! `prometheus` crate metric vectors cost seconds and hundreds of MiB (docs/performance.md).
+//! The `prometheus` crate still provides the `process_*` metrics.
+
+mod cache;
+mod calls;
+mod images;
+mod own;
+mod targets;
+mod writer;
+
+pub mod body;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use self::body::Part;
+use self::cache::{Kept, TargetChunks};
+use self::calls::CounterFloor;
+use self::images::{image_groups, render_images, ImageFamily, ImageGroup};
+use self::targets::render_targets;
+use self::writer::{unix_seconds, Exposition, Kind};
+use crate::domain::calls::Caller;
+use crate::domain::model::TargetKey;
+use crate::domain::shard::Shard;
+use crate::domain::stats::{DiscoveryStats, EventStats};
+use crate::domain::sync::lock;
+use crate::targets::{Registry, Snapshot, TargetView};
+
+/// The content type of the text exposition format 0.0.4.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// The content type of OpenMetrics 1.0.0.
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The exposition format a scrape gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Prometheus text format 0.0.4.
+    Text,
+    /// OpenMetrics 1.0.0: counter families named without `_total`, a `_created` sample after
+    /// each counter sample, `unknown` for untyped, `"` escaped in HELP, and `# EOF`.
+    OpenMetrics,
+}
+
+impl Format {
+    /// The content type of the format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Text => CONTENT_TYPE,
+            Format::OpenMetrics => OPENMETRICS_CONTENT_TYPE,
+        }
+    }
+}
+
+/// Longest `reason` label value, in characters.
+pub const MAX_REASON_CHARS: usize = 256;
+
+const CACHED: &str =
+    "Cached from the last successful DescribeFastLaunchImages collection, not read at scrape time.";
+
+/// The version and git revision this binary was built from.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The git revision, set by build.rs (`unknown` outside a git checkout).
+pub const REVISION: &str = env!("FLE_GIT_REVISION");
+
+/// What the exposition shows besides the targets: this process's shard, discovery and the
+/// event receiver. The supervisor hands them over; the registry never holds them.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    /// This process's shard.
+    pub shard: Shard,
+    /// Discovery's statistics.
+    pub discovery: Option<Arc<DiscoveryStats>>,
+    /// The event receiver's statistics, when events are configured.
+    pub events: Option<Arc<EventStats>>,
+}
+
+/// Renders `/metrics`.
+pub struct MetricsRenderer {
+    /// What is shown besides the targets.
+    sources: Sources,
+    /// The `process_*` metrics, when enabled.
+    process: Option<prometheus::Registry>,
+    /// Keeps the AWS call counters from going down (see [`CounterFloor`]).
+    floor: Mutex<CounterFloor>,
+    /// Every served target's per-image lines, rendered once per change of its data.
+    cache: Mutex<HashMap<TargetKey, Arc<TargetChunks>>>,
+    /// Whether a scrape asked for OpenMetrics, and for gzip: what rendering ahead prepares.
+    asked: Mutex<Asked>,
+}
+
+/// What scrapes have asked for so far.
+#[derive(Debug, Default, Clone, Copy)]
+struct Asked {
+    open_metrics: bool,
+    gzip: bool,
+}
+
+impl Default for MetricsRenderer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MetricsRenderer {
+    /// A renderer with the `process_*` metrics.
+    pub fn new() -> MetricsRenderer {
+        let process = prometheus::Registry::new();
+        #[cfg(target_os = "linux")]
+        {
+            let collector = prometheus::process_collector::ProcessCollector::for_self();
+            process
+                .register(Box::new(collector))
+                .expect("process collector registers once");
+        }
+        MetricsRenderer {
+            sources: Sources::default(),
+            process: Some(process),
+            floor: Default::default(),
+            cache: Default::default(),
+            asked: Default::default(),
+        }
+    }
+
+    /// A renderer without `process_*` metrics (for `--once`).
+    pub fn without_process() -> MetricsRenderer {
+        MetricsRenderer {
+            sources: Sources::default(),
+            process: None,
+            floor: Default::default(),
+            cache: Default::default(),
+            asked: Default::default(),
+        }
+    }
+
+    /// The renderer showing `sources` besides the targets.
+    pub fn with_sources(mut self, sources: Sources) -> MetricsRenderer {
+        self.sources = sources;
+        self
+    }
+
+    /// The exposition text for the registry as of `now`.
+    pub fn render(&self, registry: &Registry, now: SystemTime) -> String {
+        self.render_snapshot(&registry.snapshot(now), now)
+    }
+
+    /// The exposition text of `snapshot`, taken at `now`. Targets that another target already
+    /// serves (same account id and region) export nothing.
+    pub fn render_snapshot(&self, snapshot: &Snapshot, now: SystemTime) -> String {
+        self.render_snapshot_as(snapshot, now, Format::Text)
+    }
+
+    /// [`MetricsRenderer::render_snapshot`] in `format`: every line written for this call, the
+    /// straightforward render (`--once`, and the reference the cached path is tested against).
+    pub fn render_snapshot_as(
+        &self,
+        snapshot: &Snapshot,
+        now: SystemTime,
+        format: Format,
+    ) -> String {
+        let body = crate::expose::body::collect(self.write(snapshot, now, format, false), false);
+        // Written from `&str`s only.
+        String::from_utf8_lossy(&body).into_owned()
+    }
+
+    /// The exposition of the registry as of `now`, in `format`, as parts for
+    /// [`crate::expose::body::Stitched`]: the per-image lines come from the cache (rendered now
+    /// for a target whose data changed since [`MetricsRenderer::render_ahead`] last ran), the
+    /// rest is rendered fresh. `gzip` says whether it will be compressed (so that rendering
+    /// ahead compresses too from then on).
+    pub fn exposition(
+        &self,
+        registry: &Registry,
+        now: SystemTime,
+        format: Format,
+        gzip: bool,
+    ) -> Vec<Part> {
+        {
+            let mut asked = lock(&self.asked);
+            asked.open_metrics |= format == Format::OpenMetrics;
+            asked.gzip |= gzip;
+        }
+        self.exposition_of(&registry.snapshot(now), now, format)
+    }
+
+    /// Renders (and, once a scrape asked for gzip, compresses) the cached lines of every
+    /// target whose data changed, so that the next scrape finds them ready: called when a
+    /// collection lands, off the runtime workers.
+    pub fn render_ahead(&self, registry: &Registry) {
+        let asked = *lock(&self.asked);
+        let snapshot = registry.snapshot(SystemTime::now());
+        let targets: Vec<&TargetView> = snapshot.targets.iter().filter(|t| t.is_served()).collect();
+        let groups = image_groups(&targets);
+        for entry in self.cached(&groups) {
+            let mut formats = vec![Format::Text];
+            if asked.open_metrics {
+                formats.push(Format::OpenMetrics);
+            }
+            for format in formats {
+                for family in ImageFamily::ALL {
+                    let chunk = entry.chunk(family, format);
+                    if asked.gzip {
+                        chunk.compress();
+                    }
+                }
+            }
+        }
+    }
+
+    /// [`MetricsRenderer::exposition`] of `snapshot`.
+    pub fn exposition_of(&self, snapshot: &Snapshot, now: SystemTime, format: Format) -> Vec<Part> {
+        self.write(snapshot, now, format, true)
+    }
+
+    /// The cache entries of `groups`, in order: kept when their data is the same, new
+    /// otherwise; entries of targets no longer served are dropped.
+    fn cached(&self, groups: &[ImageGroup<'_>]) -> Vec<Arc<TargetChunks>> {
+        let mut cache = lock(&self.cache);
+        let entries: Vec<Arc<TargetChunks>> = groups
+            .iter()
+            .map(|group| {
+                let kept = cache
+                    .get(group.key)
+                    .map(|entry| (entry.kept_for(group), entry));
+                let rendered = match kept {
+                    Some((Kept::Same, entry)) => return entry.clone(),
+                    Some((Kept::ImagesOnly, entry)) => entry.rendered.clone(),
+                    Some((Kept::Stale, _)) | None => Arc::default(),
+                };
+                let entry = Arc::new(TargetChunks::new(group, rendered));
+                cache.insert(group.key.clone(), entry.clone());
+                entry
+            })
+            .collect();
+        if cache.len() > entries.len() {
+            let served: std::collections::HashSet<&TargetKey> =
+                groups.iter().map(|g| g.key).collect();
+            cache.retain(|key, _| served.contains(key));
+        }
+        entries
+    }
+
+    fn write(
+        &self,
+        snapshot: &Snapshot,
+        now: SystemTime,
+        format: Format,
+        cached: bool,
+    ) -> Vec<Part> {
+        let targets: Vec<&TargetView> = snapshot.targets.iter().filter(|t| t.is_served()).collect();
+        let mut x = Exposition::new(format);
+        x.split_fresh = cached;
+        if !cached {
+            // About 1.4 KB of text per image with every field set.
+            let images: usize = targets
+                .iter()
+                .map(|t| t.images.as_ref().map_or(0, |i| i.len()))
+                .sum();
+            x.out.reserve(4096 + images * 1500);
+        }
+        let groups = image_groups(&targets);
+        let entries = cached.then(|| self.cached(&groups));
+        // Ages in whole seconds: the gzip scrapes of one second share their compressed lines.
+        let age_now = unix_seconds(now).floor();
+        render_images(&mut x, &groups, entries.as_deref(), age_now);
+
+        render_accounts(&mut x, snapshot);
+        render_targets(&mut x, &targets, snapshot);
+        self.render_sources(&mut x, &targets);
+        own::render_build_and_reload(&mut x, snapshot.reload);
+        if let Some(process) = &self.process {
+            own::render_process(&mut x, process);
+        }
+        if format == Format::OpenMetrics {
+            x.out.push_str("# EOF\n");
+        }
+        x.into_parts()
+    }
+
+    /// The AWS call counters of the targets and of the sources, the event receiver's families,
+    /// sharding and discovery.
+    fn render_sources(&self, x: &mut Exposition, targets: &[&TargetView]) {
+        let target_callers: Vec<Caller> = targets.iter().map(|t| t.caller()).collect();
+        let discovery = self
+            .sources
+            .discovery
+            .as_ref()
+            .map(|stats| stats.state())
+            .unwrap_or_default();
+        let mut others: Vec<Caller> = self.sources.events.iter().map(|e| e.caller()).collect();
+        others.extend(discovery.organization_caller.clone());
+        others.extend(discovery.region_callers.iter().cloned());
+        calls::render_calls(x, &target_callers, &others, &self.floor);
+        if let Some(events) = &self.sources.events {
+            own::render_events(x, events);
+        }
+        own::render_scale(x, targets.len(), self.sources.shard, &discovery);
+    }
+}
+
+/// `fast_launch_exporter_account_info`: one row per account.
+fn render_accounts(x: &mut Exposition, snapshot: &Snapshot) {
+    let static_label_names = &snapshot.static_label_names;
+    x.family(
+        "fast_launch_exporter_account_info",
+        Kind::Gauge,
+        "Configured AWS accounts with their name and static labels; value is always 1.",
+    );
+    for account in &snapshot.accounts {
+        let mut labels: Vec<(&str, &str)> = vec![
+            (
+                "aws_account_id",
+                account.account_id.as_deref().unwrap_or(""),
+            ),
+            ("account_name", account.name.as_deref().unwrap_or("")),
+        ];
+        labels.extend(static_label_names.iter().map(|name| {
+            (
+                name.as_str(),
+                account.labels.get(name).map_or("", String::as_str),
+            )
+        }));
+        x.sample("fast_launch_exporter_account_info", &labels, 1.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A caller of a shared series leaving does not make the series go down; the series going
+    /// away forgets it.
+    #[test]
+    fn shared_call_counters_never_go_down() {
+        let mut floor = CounterFloor::default();
+        let series: CallSeries = ("1".into(), "us-east-1".into(), Api::AssumeRole, "");
+        // A target (4) and DescribeRegions (6) in one account and region.
+        assert_eq!(floor.value(series.clone(), 10), 10);
+        // DescribeRegions goes: the target alone has 4, and then 5.
+        assert_eq!(floor.value(series.clone(), 4), 10);
+        assert_eq!(floor.value(series.clone(), 5), 11);
+        floor.keep_only(&std::collections::HashSet::new());
+        assert_eq!(floor.value(series, 5), 5);
+    }
+
+    #[test]
+    fn values_and_label_values_are_written_in_the_text_format() {
+        let mut out = String::new();
+        for v in [1.0, 0.0, 1_795_168_800.123, 0.5, f64::NAN, f64::INFINITY] {
+            write_value(&mut out, v);
+            out.push(' ');
+        }
+        assert_eq!(out, "1 0 1795168800.123 0.5 NaN +Inf ");
+        let mut out = String::new();
+        escape_label_value(&mut out, "a\"b\\c\nd");
+        assert_eq!(out, "a\\\"b\\\\c\\nd");
+    }
+
+    /// A snapshot of three served targets (one reads CloudWatch, one has an unknown state and
+    /// label values to escape, one has no images yet) and a duplicate, at `now`.
+    fn snapshot(now: SystemTime) -> Snapshot {
+        use crate::domain::model::{CloudWatchSpec, LaunchMetric, MetricSeries};
+        use crate::targets::{AccountView, CloudWatchView, Health, ReloadStatus};
+        let image = |n: usize, state: FastLaunchState| FastLaunchImage {
+            image_id: format!("ami-{n:017x}"),
+            owner_id: "111111111111".into(),
+            resource_type: "snapshot".into(),
+            launch_template_id: format!("lt-{n:017x}"),
+            launch_template_name: format!("fast \"launch\" \\ {n}\nnext"),
+            launch_template_version: "3".into(),
+            state: Some(state),
+            state_transition_reason: "Client.UserInitiated".into(),
+            state_transition_time: (!n.is_multiple_of(3)).then_some(1_795_000_000.5 + n as f64),
+            target_resource_count: Some(10),
+            max_parallel_launches: n.is_multiple_of(2).then_some(6),
+        };
+        let images = |from: usize, count: usize| -> Vec<FastLaunchImage> {
+            (from..from + count)
+                .map(|n| image(n, FastLaunchState::ALL[n % 6].clone()))
+                .collect()
+        };
+        let mut odd = images(100, 5);
+        odd[1].state = Some(FastLaunchState::Unknown("paused".into()));
+        let spec = CloudWatchSpec {
+            period: std::time::Duration::from_secs(300),
+            lookback: std::time::Duration::from_secs(3600),
+        };
+        let t0 = 1_795_000_200;
+        let ids: Vec<String> = images(0, 4).into_iter().map(|i| i.image_id).collect();
+        let series: Vec<MetricSeries> = ids[..3]
+            .iter()
+            .flat_map(|id| {
+                LaunchMetric::ALL.map(|metric| MetricSeries {
+                    image_id: id.clone(),
+                    metric,
+                    points: vec![(t0 - 600, 2.0), (t0 + 300, 3.0)],
+                })
+            })
+            .collect();
+        let launches = Launches::default()
+            .advanced(&spec, t0, &ids, &series)
+            .advanced(&spec, t0 + 1200, &ids, &series);
+        let target = |account: &str, id: &str, region: &str, list: Option<Vec<_>>| TargetView {
+            key: TargetKey {
+                account: account.into(),
+                region: region.into(),
+            },
+            account_name: Some("prod".into()),
+            account_id: Some(id.into()),
+            assumes_role: account != "base",
+            health: Health {
+                tried: true,
+                last_ok: list.is_some(),
+                last_duration: Some(std::time::Duration::from_millis(120)),
+                last_success: Some(now),
+                last_error: None,
+            },
+            images: list.map(Arc::new),
+            counters: Arc::new(ApiCounters::default()),
+            duplicate_of: None,
+            cloudwatch: None,
+        };
+        let mut watched = target("base", "111111111111", "us-east-1", Some(images(0, 4)));
+        watched.cloudwatch = Some(CloudWatchView {
+            last_ok: Some(true),
+            launches: Arc::new(launches),
+        });
+        let mut duplicate = target("dup", "111111111111", "us-east-1", Some(images(0, 4)));
+        duplicate.duplicate_of = Some(watched.key.clone());
+        Snapshot {
+            accounts: vec![AccountView {
+                key: "base".into(),
+                account_id: Some("111111111111".into()),
+                name: Some("prod".into()),
+                labels: BTreeMap::new(),
+            }],
+            targets: vec![
+                watched,
+                target("base", "111111111111", "eu-west-1", Some(odd)),
+                duplicate,
+                target("base", "111111111111", "ap-south-1", None),
+                target("base", "111111111111", "us-west-2", Some(images(200, 3))),
+            ],
+            static_label_names: Vec::new(),
+            reload: ReloadStatus {
+                successful: true,
+                last_success: now,
+            },
+            interval: std::time::Duration::from_secs(300),
+            max_staleness: std::time::Duration::from_secs(900),
+            events: None,
+            shard: Default::default(),
+            discovery: Default::default(),
+        }
+    }
+
+    fn gunzip(bytes: &[u8]) -> String {
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(bytes), &mut out)
+            .expect("a valid gzip member");
+        out
+    }
+
+    fn chunk_pointers(parts: &[Part]) -> Vec<*const Chunk> {
+        parts
+            .iter()
+            .filter_map(|p| match p {
+                Part::Cached(chunk) => Some(Arc::as_ptr(chunk)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The cached, stitched exposition is byte for byte the straightforward render, plain and
+    /// gzipped, in both formats, before and after a target's data changes; only the changed
+    /// target's lines are rendered again.
+    #[test]
+    fn stitched_exposition_is_the_full_render_byte_for_byte() {
+        let renderer = MetricsRenderer::without_process();
+        let now = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_795_100_000);
+        let mut snapshot = snapshot(now);
+        for format in [Format::Text, Format::OpenMetrics] {
+            let reference = renderer.render_snapshot_as(&snapshot, now, format);
+            assert!(reference.contains("aws_ec2_fast_launch_image_state_age_seconds{"));
+            assert!(reference.contains("aws_ec2_fast_launch_image_cold_launches"));
+            assert!(reference.contains("state=\"paused\"} 1\n"));
+            let parts = renderer.exposition_of(&snapshot, now, format);
+            assert!(chunk_pointers(&parts).len() > 10, "served from chunks");
+            // Fresh lines cut into parts (FRESH_PART is 512 bytes in tests).
+            let cut = parts
+                .windows(2)
+                .filter(|w| matches!(w, [Part::Fresh(_), Part::Fresh(_)]))
+                .count();
+            assert!(cut > 3, "{cut} cuts of fresh lines");
+            let plain = crate::expose::body::collect(parts.clone(), false);
+            assert_eq!(String::from_utf8(plain).unwrap(), reference, "{format:?}");
+            let gzipped = crate::expose::body::collect(parts, true);
+            assert_eq!(gunzip(&gzipped), reference, "{format:?} gzip");
+        }
+
+        // A second scrape, later: the same chunks, fresh ages.
+        // Kept alive, so that a new chunk cannot take an old one's address.
+        let first_parts = renderer.exposition_of(&snapshot, now, Format::Text);
+        let first = chunk_pointers(&first_parts);
+        let later = now + std::time::Duration::from_secs(61);
+        let parts = renderer.exposition_of(&snapshot, later, Format::Text);
+        assert_eq!(chunk_pointers(&parts), first);
+        let text = String::from_utf8(crate::expose::body::collect(parts, false)).unwrap();
+        assert_eq!(
+            text,
+            renderer.render_snapshot_as(&snapshot, later, Format::Text)
+        );
+        assert_ne!(
+            text,
+            renderer.render_snapshot_as(&snapshot, now, Format::Text)
+        );
+
+        // eu-west-1's images change and us-west-2 goes: its chunks go, eu-west-1's are new,
+        // us-east-1's stay.
+        let mut changed = snapshot.targets[1].images.as_deref().unwrap().clone();
+        changed[0].state = Some(FastLaunchState::EnabledFailed);
+        snapshot.targets[1].images = Some(Arc::new(changed));
+        snapshot.targets.pop();
+        let parts = renderer.exposition_of(&snapshot, later, Format::Text);
+        let now_pointers = chunk_pointers(&parts);
+        assert_eq!(now_pointers[0], first[0], "us-east-1's info chunk is kept");
+        assert_ne!(now_pointers[1], first[1], "eu-west-1's info chunk is new");
+        assert_eq!(lock(&renderer.cache).len(), 2);
+        for gzip in [false, true] {
+            let body = crate::expose::body::collect(parts.clone(), gzip);
+            let text = if gzip {
+                gunzip(&body)
+            } else {
+                String::from_utf8(body).unwrap()
+            };
+            assert_eq!(
+                text,
+                renderer.render_snapshot_as(&snapshot, later, Format::Text)
+            );
+        }
+
+        // New CloudWatch values for us-east-1: its CloudWatch chunks are new, its image chunks
+        // stay; then a new account id: everything of it is new.
+        let chunks_of = |parts: &[Part], needle: &str| -> Vec<*const Chunk> {
+            parts
+                .iter()
+                .filter_map(|p| match p {
+                    Part::Cached(c) if std::str::from_utf8(c.plain()).unwrap().contains(needle) => {
+                        Some(Arc::as_ptr(c))
+                    }
+                    _ => None,
+                })
+                .collect()
+        };
+        let before = renderer.exposition_of(&snapshot, later, Format::OpenMetrics);
+        let spec = crate::domain::model::CloudWatchSpec {
+            period: std::time::Duration::from_secs(300),
+            lookback: std::time::Duration::from_secs(3600),
+        };
+        let ids: Vec<String> = snapshot.targets[0]
+            .images
+            .iter()
+            .flat_map(|images| images.iter().map(|i| i.image_id.clone()))
+            .collect();
+        let cloudwatch = snapshot.targets[0].cloudwatch.as_mut().unwrap();
+        let launches = cloudwatch.launches.without_available();
+        let launches = launches.advanced(&spec, 1_795_003_000, &ids, &[]);
+        cloudwatch.launches = Arc::new(launches);
+        let after = renderer.exposition_of(&snapshot, later, Format::OpenMetrics);
+        let info = "aws_ec2_fast_launch_image_info{aws_account_id=\"111111111111\",aws_region=\"us-east-1\"";
+        let counters = "aws_ec2_fast_launch_image_cold_launches_created{";
+        assert_eq!(chunks_of(&after, info).len(), 1);
+        assert_eq!(chunks_of(&after, info), chunks_of(&before, info));
+        assert_eq!(chunks_of(&before, counters).len(), 1);
+        assert_eq!(chunks_of(&after, counters).len(), 1);
+        assert_ne!(chunks_of(&after, counters), chunks_of(&before, counters));
+        let text = String::from_utf8(crate::expose::body::collect(after, false)).unwrap();
+        assert_eq!(
+            text,
+            renderer.render_snapshot_as(&snapshot, later, Format::OpenMetrics)
+        );
+
+        snapshot.targets[0].account_id = Some("999999999999".into());
+        let moved = renderer.exposition_of(&snapshot, later, Format::Text);
+        assert!(chunks_of(&moved, info).is_empty());
+        assert_eq!(
+            gunzip(&crate::expose::body::collect(moved, true)),
+            renderer.render_snapshot_as(&snapshot, later, Format::Text)
+        );
+        drop(before);
+    }
+
+    /// With the process metrics on, the two paths differ only in the process series' values.
+    #[test]
+    fn stitched_exposition_has_the_process_families() {
+        let renderer = MetricsRenderer::new();
+        let now = SystemTime::now();
+        let snapshot = snapshot(now);
+        let without_process = |text: &str| -> String {
+            text.lines()
+                .filter(|l| !l.starts_with("process_"))
+                .map(|l| format!("{l}\n"))
+                .collect()
+        };
+        let parts = renderer.exposition_of(&snapshot, now, Format::Text);
+        let text = String::from_utf8(crate::expose::body::collect(parts, false)).unwrap();
+        assert!(text.contains("# TYPE process_cpu_seconds_total counter\n"));
+        let reference = renderer.render_snapshot_as(&snapshot, now, Format::Text);
+        assert_eq!(without_process(&text), without_process(&reference));
+    }
+}

@@ -1,0 +1,238 @@
+//! What a scrape sees of the targets: a [`Snapshot`] of views, taken in one short lock.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use super::Registry;
+use crate::domain::calls::{Api, ApiCounters, Caller};
+use crate::domain::launches::Launches;
+use crate::domain::model::{FastLaunchImage, TargetKey};
+use crate::domain::sync::lock;
+
+/// How a target's collections have gone.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Health {
+    /// Whether a collection has finished at least once.
+    pub tried: bool,
+    /// Whether the last collection succeeded.
+    pub last_ok: bool,
+    /// How long the last collection took.
+    pub last_duration: Option<Duration>,
+    /// When the last successful collection ended.
+    pub last_success: Option<SystemTime>,
+    /// The last error, one line.
+    pub last_error: Option<String>,
+}
+
+/// The state of one target as a scrape sees it.
+#[derive(Debug, Clone)]
+pub struct TargetView {
+    /// Which target.
+    pub key: TargetKey,
+    /// The account's alias.
+    pub account_name: Option<String>,
+    /// The account's id, once known.
+    pub account_id: Option<String>,
+    /// The APIs its collections call.
+    pub apis: Vec<Api>,
+    /// How its collections have gone.
+    pub health: Health,
+    /// The images served now: the last good list, unless older than `max_staleness`.
+    pub images: Option<Arc<Vec<FastLaunchImage>>>,
+    /// Attempt and error counters.
+    pub counters: Arc<ApiCounters>,
+    /// Set when another target already serves the same (account id, region): this one is not
+    /// collected and exports nothing.
+    pub duplicate_of: Option<TargetKey>,
+    /// The CloudWatch state when the target reads CloudWatch (None: off).
+    pub cloudwatch: Option<CloudWatchView>,
+}
+
+/// A target's CloudWatch fast launch metrics as a scrape sees them.
+#[derive(Debug, Clone)]
+pub struct CloudWatchView {
+    /// Whether the last CloudWatch query succeeded (None: not asked yet).
+    pub last_ok: Option<bool>,
+    /// The values per image, from the last successful query.
+    pub launches: Arc<Launches>,
+}
+
+impl TargetView {
+    /// Whether the target's series are exported (it is not a duplicate).
+    pub fn is_served(&self) -> bool {
+        self.duplicate_of.is_none()
+    }
+
+    /// The target as a caller of AWS (under its account id once known).
+    pub fn caller(&self) -> Caller {
+        Caller {
+            name: "target",
+            account_id: self.account_id.clone().unwrap_or_default(),
+            region: self.key.region.clone(),
+            apis: self.apis.clone(),
+            counters: self.counters.clone(),
+        }
+    }
+}
+
+/// One account as `fast_launch_exporter_account_info` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountView {
+    /// The config's stable key (role ARN or `base`).
+    pub key: String,
+    /// The 12-digit account id, once known.
+    pub account_id: Option<String>,
+    /// The alias.
+    pub name: Option<String>,
+    /// Static labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The outcome of the last configuration reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReloadStatus {
+    /// Whether the last reload attempt succeeded.
+    pub successful: bool,
+    /// When the configuration was last loaded successfully (start-up counts).
+    pub last_success: SystemTime,
+}
+
+/// Everything a scrape renders, as of one instant.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// One per account id (the first account configured with it), in config order.
+    pub accounts: Vec<AccountView>,
+    /// Every target, in config order, duplicates included (see [`TargetView::is_served`]).
+    pub targets: Vec<TargetView>,
+    /// The union of static label names over all accounts, sorted.
+    pub static_label_names: Vec<String>,
+    /// The last reload.
+    pub reload: ReloadStatus,
+    /// `collection.interval` and `collection.max_staleness`, exported per target so that
+    /// alerts can be relative to them (zero before the first reconcile).
+    pub interval: Duration,
+    /// See `interval`.
+    pub max_staleness: Duration,
+}
+
+impl Registry {
+    /// The targets and accounts as of `now`, with stale image lists left out.
+    pub fn snapshot(&self, now: SystemTime) -> Snapshot {
+        let state = lock(&self.state);
+        let max_staleness = state
+            .settings
+            .as_ref()
+            .map_or(Duration::MAX, |s| s.max_staleness);
+        let targets: Vec<TargetView> = state
+            .order
+            .iter()
+            .filter_map(|key| {
+                let t = state.targets.get(key)?;
+                Some(TargetView {
+                    key: key.clone(),
+                    account_name: t.spec.account_name.clone(),
+                    account_id: state.account_id(key).map(str::to_string),
+                    apis: crate::collect::apis(&t.spec),
+                    health: t.health.clone(),
+                    images: t
+                        .images
+                        .clone()
+                        .filter(|_| is_fresh(t.health.last_success, now, max_staleness)),
+                    counters: t.counters.clone(),
+                    // Its id is known but another target holds the claim: a duplicate even
+                    // before its own next collection says so.
+                    duplicate_of: t
+                        .duplicate_of
+                        .clone()
+                        .or_else(|| state.served_by_other(key).cloned()),
+                    cloudwatch: t.spec.cloudwatch.map(|_| CloudWatchView {
+                        last_ok: t.cloudwatch_ok,
+                        launches: t.launches.clone(),
+                    }),
+                })
+            })
+            .collect();
+        // One account_info row per account id. An account whose id is configured (a role) wins
+        // over one that learnt the same id (base credentials), then the first in config order;
+        // rows keep config order. An account none of whose targets is served has no row.
+        // One pass over the targets (this runs on every scrape): per account, in config order,
+        // its first target and whether any of its targets is served.
+        let mut per_account: Vec<(&TargetView, bool)> = Vec::new();
+        let mut position: HashMap<&str, usize> = HashMap::new();
+        for target in &targets {
+            match position.get(target.key.account.as_str()) {
+                Some(&i) => per_account[i].1 |= target.is_served(),
+                None => {
+                    position.insert(&target.key.account, per_account.len());
+                    per_account.push((target, target.is_served()));
+                }
+            }
+        }
+        let candidates: Vec<(bool, AccountView)> = per_account
+            .into_iter()
+            .filter(|(_, served)| *served)
+            .map(|(first, _)| {
+                let spec = &state.targets[&first.key].spec;
+                (
+                    spec.configured_account_id().is_some(),
+                    AccountView {
+                        key: first.key.account.clone(),
+                        account_id: first.account_id.clone(),
+                        name: first.account_name.clone(),
+                        labels: spec.labels.clone(),
+                    },
+                )
+            })
+            .collect();
+        let configured_ids: HashSet<&str> = candidates
+            .iter()
+            .filter(|(configured, _)| *configured)
+            .filter_map(|(_, a)| a.account_id.as_deref())
+            .collect();
+        let mut emitted_ids: HashSet<String> = HashSet::new();
+        let mut accounts: Vec<AccountView> = Vec::new();
+        for (configured, account) in &candidates {
+            if let Some(id) = &account.account_id {
+                // Config validation allows one configured account per id, so a configured
+                // candidate is never beaten by another configured one.
+                let beaten = !configured && configured_ids.contains(id.as_str());
+                if beaten || !emitted_ids.insert(id.clone()) {
+                    continue;
+                }
+            }
+            accounts.push(account.clone());
+        }
+        let static_label_names: BTreeSet<String> = state
+            .targets
+            .values()
+            .flat_map(|t| t.spec.labels.keys().cloned())
+            .collect();
+        Snapshot {
+            accounts,
+            targets,
+            static_label_names: static_label_names.into_iter().collect(),
+            reload: state.reload,
+            interval: state
+                .settings
+                .as_ref()
+                .map_or(Duration::ZERO, |s| s.interval),
+            max_staleness: state
+                .settings
+                .as_ref()
+                .map_or(Duration::ZERO, |s| s.max_staleness),
+        }
+    }
+}
+
+/// Whether data whose last success was at `last_success` is still served at `now`.
+pub(super) fn is_fresh(
+    last_success: Option<SystemTime>,
+    now: SystemTime,
+    max_staleness: Duration,
+) -> bool {
+    match last_success {
+        None => false,
+        Some(at) => now.duration_since(at).unwrap_or_default() <= max_staleness,
+    }
+}
