@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 use std::io::Write;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use fast_launch_exporter::domain::calls::ApiCounters;
+use fast_launch_exporter::domain::calls::{Api, ApiCounters};
 use fast_launch_exporter::domain::model::{FastLaunchImage, FastLaunchState, TargetKey};
 use fast_launch_exporter::expose::body;
 use fast_launch_exporter::expose::Format;
@@ -67,7 +67,14 @@ pub fn populated_snapshot(images: usize) -> Snapshot {
                 },
                 account_name: Some(name.into()),
                 account_id: Some(account_id.into()),
-                assumes_role: account != "base",
+                apis: vec![
+                    Api::DescribeFastLaunchImages,
+                    if account == "base" {
+                        Api::GetCallerIdentity
+                    } else {
+                        Api::AssumeRole
+                    },
+                ],
                 health: Health {
                     tried: true,
                     last_ok: true,
@@ -100,9 +107,6 @@ pub fn populated_snapshot(images: usize) -> Snapshot {
         },
         interval: Duration::from_secs(300),
         max_staleness: Duration::from_secs(900),
-        events: None,
-        shard: Default::default(),
-        discovery: Default::default(),
     }
 }
 
@@ -136,14 +140,14 @@ fn render(c: &mut Criterion) {
         );
         // Warm the cache (and its deflate copies) as rendering ahead does.
         let parts = renderer.exposition_of(&snapshot, SystemTime::now(), Format::Text);
-        black_box(exposition::collect(parts, true));
+        black_box(body::collect(parts, true));
         group.bench_with_input(
             BenchmarkId::new("stitched", images),
             &snapshot,
             |b, snapshot| {
                 b.iter(|| {
                     let parts = renderer.exposition_of(snapshot, SystemTime::now(), Format::Text);
-                    black_box(exposition::collect(parts, false))
+                    black_box(body::collect(parts, false))
                 })
             },
         );
@@ -153,7 +157,7 @@ fn render(c: &mut Criterion) {
             |b, snapshot| {
                 b.iter(|| {
                     let parts = renderer.exposition_of(snapshot, SystemTime::now(), Format::Text);
-                    black_box(exposition::collect(parts, true))
+                    black_box(body::collect(parts, true))
                 })
             },
         );

@@ -634,7 +634,12 @@ accounts:
         assert_eq!(prod.query.filters[0].values, vec!["enabled"]);
         assert_eq!(config.accounts[1].regions, vec!["us-east-1", "eu-west-1"]);
         assert_eq!(config.targets().count(), 3);
-        assert_eq!(config.static_label_names(), vec!["team"]);
+        let label_names: BTreeSet<&String> = config
+            .accounts
+            .iter()
+            .flat_map(|a| a.labels.keys())
+            .collect();
+        assert_eq!(label_names.into_iter().collect::<Vec<_>>(), vec!["team"]);
     }
 
     #[test]
@@ -938,7 +943,7 @@ mod example_tests {
 
     #[test]
     fn shipped_example_config_is_valid() {
-        let config = Config::from_yaml(include_str!("../config/example.yaml")).unwrap();
+        let config = Config::from_yaml(include_str!("../../config/example.yaml")).unwrap();
         assert_eq!(config.accounts.len(), 2);
         assert_eq!(config.targets().count(), 3);
         assert_eq!(config.accounts[0].cloudwatch, None);

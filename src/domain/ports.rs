@@ -132,6 +132,15 @@ impl RegionList for Unsupported {
     }
 }
 
+impl Probe for Unsupported {
+    fn check_describe_permission(&self) -> BoxFuture<'_, Result<(), ApiError>> {
+        Box::pin(async { Unsupported::error(Api::DescribeFastLaunchImages) })
+    }
+    fn check_cloudwatch_permission(&self) -> BoxFuture<'_, Result<(), ApiError>> {
+        Box::pin(async { Unsupported::error(Api::ListMetrics) })
+    }
+}
+
 impl Queue for Unsupported {
     fn receive(
         &self,

@@ -35,7 +35,7 @@ impl CounterFloor {
     }
 
     /// Forgets the series not exported this time.
-    fn keep_only(&mut self, exported: &HashSet<CallSeries>) {
+    pub(super) fn keep_only(&mut self, exported: &HashSet<CallSeries>) {
         self.series.retain(|series, _| exported.contains(series));
     }
 }

@@ -341,7 +341,15 @@ fn render_accounts(x: &mut Exposition, snapshot: &Snapshot) {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
+    use super::body::{write_value, Chunk};
+    use super::calls::CallSeries;
+    use super::writer::escape_label_value;
     use super::*;
+    use crate::domain::calls::{Api, ApiCounters};
+    use crate::domain::launches::Launches;
+    use crate::domain::model::{FastLaunchImage, FastLaunchState};
 
     /// A caller of a shared series leaving does not make the series go down; the series going
     /// away forgets it.
@@ -422,7 +430,14 @@ mod tests {
             },
             account_name: Some("prod".into()),
             account_id: Some(id.into()),
-            assumes_role: account != "base",
+            apis: vec![
+                Api::DescribeFastLaunchImages,
+                if account == "base" {
+                    Api::GetCallerIdentity
+                } else {
+                    Api::AssumeRole
+                },
+            ],
             health: Health {
                 tried: true,
                 last_ok: list.is_some(),
@@ -436,6 +451,7 @@ mod tests {
             cloudwatch: None,
         };
         let mut watched = target("base", "111111111111", "us-east-1", Some(images(0, 4)));
+        watched.apis.extend([Api::ListMetrics, Api::GetMetricData]);
         watched.cloudwatch = Some(CloudWatchView {
             last_ok: Some(true),
             launches: Arc::new(launches),
@@ -463,9 +479,6 @@ mod tests {
             },
             interval: std::time::Duration::from_secs(300),
             max_staleness: std::time::Duration::from_secs(900),
-            events: None,
-            shard: Default::default(),
-            discovery: Default::default(),
         }
     }
 

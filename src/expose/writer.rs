@@ -149,7 +149,8 @@ impl Exposition {
     }
 }
 
-fn escape_label_value(out: &mut String, text: &str) {
+/// Writes `text` as a label value: `\\`, `"` and newlines escaped.
+pub(super) fn escape_label_value(out: &mut String, text: &str) {
     if !text.contains(['\\', '"', '\n']) {
         out.push_str(text);
         return;

@@ -9,12 +9,12 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+use crate::aws::Base;
 use crate::config::{AccountConfig, CollectionSettings, Config, DEFAULT_SESSION_NAME};
 use crate::domain::model::{CloudWatchSpec, Query, RoleSpec};
 use crate::domain::model::{FastLaunchImage, FastLaunchState};
-use crate::sim::{Fault, FaultKind, Simulator, World};
-use crate::aws::Base;
 use crate::serve::WebOptions;
+use crate::sim::{Fault, FaultKind, Simulator, World};
 
 /// Regions the simulated world uses, in order.
 pub const DEMO_REGIONS: [&str; 17] = [

@@ -15,6 +15,7 @@
 
 mod cbor;
 mod cloudwatch;
+pub mod demo;
 mod ec2;
 mod organizations;
 mod server;

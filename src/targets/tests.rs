@@ -1,13 +1,22 @@
 //! The registry and the collector on a paused tokio clock, against a fake AWS that records
 //! when each call starts and how many run at once.
 
-use super::*;
-use crate::domain::calls::{Api, AttemptSink, ErrorCode};
-use crate::domain::model::{LaunchMetric, Query, RoleSpec};
-use crate::domain::ports::{
-    BoxFuture, Fetch, Organization, Queue, QueueMessage, RegionList, Unsupported,
-};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
 use tokio::time::Instant;
+
+use super::*;
+use crate::domain::calls::{Api, ApiError, AttemptSink, ErrorCode};
+use crate::domain::model::{
+    CloudWatchSpec, FastLaunchImage, LaunchMetric, MetricSeries, MetricWindow, Query, RoleSpec,
+};
+use crate::domain::ports::{
+    BoxFuture, CollectNow, Fetch, Organization, Probe, Queue, RegionList, Unsupported,
+};
+use crate::domain::stats::EventStats;
+use crate::events::Trigger;
 
 const ROLE_ACCOUNT: &str = "222222222222";
 const BASE_ACCOUNT: &str = "111111111111";
@@ -129,10 +138,6 @@ impl Fetch for FakeFetch {
         })
     }
 
-    fn check_describe_permission(&self) -> BoxFuture<'_, Result<(), ApiError>> {
-        Box::pin(async { Ok(()) })
-    }
-
     fn launch_metrics<'a>(
         &'a self,
         image_ids: &'a [String],
@@ -170,44 +175,47 @@ impl Fetch for FakeFetch {
 
 struct FakeConnect(Arc<FakeAws>);
 
-/// A queue that never has a message.
-struct EmptyQueue;
-
-impl crate::events::Queue for EmptyQueue {
-    fn receive(
-        &self,
-        wait: Duration,
-        _max_messages: i32,
-    ) -> BoxFuture<'_, Result<Vec<crate::events::QueueMessage>, ApiError>> {
-        Box::pin(async move {
-            tokio::time::sleep(wait).await;
-            Ok(Vec::new())
-        })
-    }
-
-    fn release<'a>(
-        &'a self,
-        _messages: &'a [crate::events::QueueMessage],
-    ) -> BoxFuture<'a, Result<(), ApiError>> {
-        Box::pin(async { Ok(()) })
-    }
-
-    fn delete<'a>(
-        &'a self,
-        _messages: &'a [crate::events::QueueMessage],
-    ) -> BoxFuture<'a, Result<(), ApiError>> {
-        Box::pin(async { Ok(()) })
-    }
-}
-
 impl Connect for FakeConnect {
     fn connect_queue(
         &self,
         _queue: &crate::domain::model::QueueSpec,
         _max_attempts: u32,
         _sink: Arc<dyn AttemptSink>,
-    ) -> Arc<dyn crate::events::Queue> {
-        Arc::new(EmptyQueue)
+    ) -> Arc<dyn Queue> {
+        Arc::new(Unsupported)
+    }
+
+    fn probe(
+        &self,
+        _spec: &TargetSpec,
+        _max_attempts: u32,
+        _sink: Arc<dyn AttemptSink>,
+    ) -> Arc<dyn Probe> {
+        Arc::new(Unsupported)
+    }
+
+    fn home_region(&self) -> Option<String> {
+        None
+    }
+
+    fn connect_organization(
+        &self,
+        _role: Option<&RoleSpec>,
+        _region: &str,
+        _max_attempts: u32,
+        _sink: Arc<dyn AttemptSink>,
+    ) -> Arc<dyn Organization> {
+        Arc::new(Unsupported)
+    }
+
+    fn connect_regions(
+        &self,
+        _role: Option<&RoleSpec>,
+        _region: &str,
+        _max_attempts: u32,
+        _sink: Arc<dyn AttemptSink>,
+    ) -> Arc<dyn RegionList> {
+        Arc::new(Unsupported)
     }
 
     fn connect(
@@ -583,7 +591,10 @@ async fn events_collect_now_debounced_and_only_for_served_targets() {
     let aws = FakeAws::new();
     let registry = registry(&aws);
     let stats = Arc::new(EventStats::default());
-    registry.set_event_stats(Some(stats.clone()));
+    let event = |happened: Option<SystemTime>| CollectNow {
+        happened,
+        stats: stats.clone(),
+    };
     let start = Instant::now();
     let target = role_spec("us-east-1");
     let settings = CollectionSettings {
@@ -600,7 +611,7 @@ async fn events_collect_now_debounced_and_only_for_served_targets() {
     // Ten events within the window: one collection, 2 s after the first.
     let happened = SystemTime::now();
     for _ in 0..10 {
-        assert!(registry.collect_now(ROLE_ACCOUNT, "us-east-1", Some(happened)));
+        assert!(registry.collect_now(ROLE_ACCOUNT, "us-east-1", event(Some(happened))));
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -609,8 +620,8 @@ async fn events_collect_now_debounced_and_only_for_served_targets() {
     assert!(calls[1] >= Duration::from_secs(7), "debounced: {calls:?}");
     assert!(stats.last_lag().is_some());
     // Another account or region is not collected here.
-    assert!(!registry.collect_now(BASE_ACCOUNT, "us-east-1", None));
-    assert!(!registry.collect_now(ROLE_ACCOUNT, "eu-west-1", None));
+    assert!(!registry.collect_now(BASE_ACCOUNT, "us-east-1", event(None)));
+    assert!(!registry.collect_now(ROLE_ACCOUNT, "eu-west-1", event(None)));
     tokio::time::sleep(Duration::from_secs(10)).await;
     assert_eq!(aws.calls_of(&target.key, start).len(), 2);
     registry.stop().await;

@@ -234,7 +234,7 @@ fn kustomize_renders_a_hardened_deployment() {
     // The ConfigMap's config is a valid exporter config.
     let config_map = docs.iter().find(|d| d["kind"] == "ConfigMap").unwrap();
     let config = config_map["data"]["config.yaml"].as_str().unwrap();
-    fast_launch_exporter::Config::from_yaml(config).unwrap();
+    fast_launch_exporter::config::Config::from_yaml(config).unwrap();
     let volume_name = pod["volumes"][0]["configMap"]["name"].as_str().unwrap();
     assert_eq!(
         volume_name,

@@ -491,7 +491,7 @@ fn kubernetes_kube_prometheus_stack_component_sets_a_configurable_release_label(
         config.contains("eu-west-1"),
         "the overlay's config replaces the base's"
     );
-    fast_launch_exporter::Config::from_yaml(config).unwrap();
+    fast_launch_exporter::config::Config::from_yaml(config).unwrap();
     assert_eq!(
         pod(&docs)["volumes"][0]["configMap"]["name"],
         config_map["metadata"]["name"]

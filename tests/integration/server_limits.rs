@@ -24,7 +24,7 @@ async fn one_image_exporter(extra_args: &[&str]) -> (Simulator, Exporter) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_slow_connections_hold_back_no_scrape() {
     // As the exporter does for itself, so that this process can hold the sockets.
-    fast_launch_exporter::raise_open_files_limit();
+    fast_launch_exporter::serve::raise_open_files_limit();
     let (_sim, exporter) = one_image_exporter(&[]).await;
     let mut slow = Vec::new();
     for i in 0..1000 {
