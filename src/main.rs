@@ -4,9 +4,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+#[cfg(feature = "demo")]
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+#[cfg(feature = "demo")]
+use clap::Args;
+use clap::{Parser, Subcommand};
 use fast_launch_exporter::app::{self, ConfigLoader};
 use fast_launch_exporter::aws::Base;
 use fast_launch_exporter::cli::logging::{self, LogFormat, LogLevel};

@@ -197,66 +197,13 @@ pub(super) fn validate_account(
             return Err(invalid(format!("{place}.name"), "is empty"));
         }
     }
-    let role = match raw.role_arn {
-        None => {
-            for (key, present) in [
-                ("external_id", raw.external_id.is_some()),
-                ("session_name", raw.session_name.is_some()),
-                ("duration", raw.duration.is_some()),
-            ] {
-                if present {
-                    return Err(invalid(
-                        format!("{place}.{key}"),
-                        "is set but role_arn is not; it only applies to AssumeRole",
-                    ));
-                }
-            }
-            None
-        }
-        Some(arn) => {
-            let account_id =
-                role_account_id(&arn).map_err(|m| invalid(format!("{place}.role_arn"), m))?;
-            if let Some(external_id) = &raw.external_id {
-                check_external_id(&format!("{place}.external_id"), external_id)?;
-            }
-            let session_name = raw
-                .session_name
-                .unwrap_or_else(|| DEFAULT_SESSION_NAME.to_string());
-            // RoleSessionName: 2–64 characters of [\w+=,.@-] per the STS API reference.
-            let ok = (2..=64).contains(&session_name.len())
-                && session_name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "+=,.@-_".contains(c));
-            if !ok {
-                return Err(invalid(
-                    format!("{place}.session_name"),
-                    format!("{session_name:?} must be 2 to 64 characters of letters, digits and +=,.@-_"),
-                ));
-            }
-            let duration = match &raw.duration {
-                None => None,
-                Some(text) => {
-                    let place = format!("{place}.duration");
-                    let d = parse_duration(&place, text)?;
-                    // DurationSeconds: 900 to 43200 per the STS API reference.
-                    if !(900..=43200).contains(&d.as_secs()) {
-                        return Err(invalid(
-                            place,
-                            format!("{text:?} must be between 15m and 12h"),
-                        ));
-                    }
-                    Some(d)
-                }
-            };
-            Some(RoleSpec {
-                arn,
-                account_id,
-                external_id: raw.external_id,
-                session_name,
-                duration,
-            })
-        }
-    };
+    let role = validate_role(
+        place,
+        raw.role_arn,
+        raw.external_id,
+        raw.session_name,
+        raw.duration,
+    )?;
     let (regions, all_regions) = match raw.regions {
         Some(RawRegions::List(list)) if list.is_empty() => {
             return Err(invalid(
@@ -306,5 +253,74 @@ pub(super) fn validate_account(
         labels: raw.labels,
         cloudwatch: None,
         all_regions,
+    })
+}
+
+/// The role of an account entry at `place`: None without `role_arn` (then the AssumeRole keys
+/// must be absent too).
+fn validate_role(
+    place: &str,
+    role_arn: Option<String>,
+    external_id: Option<String>,
+    session_name: Option<String>,
+    duration: Option<String>,
+) -> Result<Option<RoleSpec>, ConfigError> {
+    Ok(match role_arn {
+        None => {
+            for (key, present) in [
+                ("external_id", external_id.is_some()),
+                ("session_name", session_name.is_some()),
+                ("duration", duration.is_some()),
+            ] {
+                if present {
+                    return Err(invalid(
+                        format!("{place}.{key}"),
+                        "is set but role_arn is not; it only applies to AssumeRole",
+                    ));
+                }
+            }
+            None
+        }
+        Some(arn) => {
+            let account_id =
+                role_account_id(&arn).map_err(|m| invalid(format!("{place}.role_arn"), m))?;
+            if let Some(external_id) = &external_id {
+                check_external_id(&format!("{place}.external_id"), external_id)?;
+            }
+            let session_name = session_name.unwrap_or_else(|| DEFAULT_SESSION_NAME.to_string());
+            // RoleSessionName: 2–64 characters of [\w+=,.@-] per the STS API reference.
+            let ok = (2..=64).contains(&session_name.len())
+                && session_name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+=,.@-_".contains(c));
+            if !ok {
+                return Err(invalid(
+                    format!("{place}.session_name"),
+                    format!("{session_name:?} must be 2 to 64 characters of letters, digits and +=,.@-_"),
+                ));
+            }
+            let duration = match &duration {
+                None => None,
+                Some(text) => {
+                    let place = format!("{place}.duration");
+                    let d = parse_duration(&place, text)?;
+                    // DurationSeconds: 900 to 43200 per the STS API reference.
+                    if !(900..=43200).contains(&d.as_secs()) {
+                        return Err(invalid(
+                            place,
+                            format!("{text:?} must be between 15m and 12h"),
+                        ));
+                    }
+                    Some(d)
+                }
+            };
+            Some(RoleSpec {
+                arn,
+                account_id,
+                external_id,
+                session_name,
+                duration,
+            })
+        }
     })
 }

@@ -475,38 +475,7 @@ impl TryFrom<RawConfig> for Config {
                 &mut warnings,
             )?;
             account.cloudwatch = cloudwatch;
-            for (j, earlier) in accounts.iter().enumerate() {
-                if account.name.is_some() && account.name == earlier.name {
-                    return Err(invalid(
-                        format!("{place}.name"),
-                        format!(
-                            "{:?} is already used by accounts[{j}]",
-                            account.name.as_deref().unwrap_or_default()
-                        ),
-                    ));
-                }
-                match (
-                    account.configured_account_id(),
-                    earlier.configured_account_id(),
-                ) {
-                    (Some(a), Some(b)) if a == b => {
-                        return Err(invalid(
-                            format!("{place}.role_arn"),
-                            format!("account {a} is already configured by accounts[{j}]"),
-                        ))
-                    }
-                    (None, None) => {
-                        return Err(invalid(
-                            format!("{place}.role_arn"),
-                            format!(
-                                "missing; accounts[{j}] already uses the base credentials \
-                                 (only one account may go without role_arn)"
-                            ),
-                        ))
-                    }
-                    _ => {}
-                }
-            }
+            check_unique(&place, &account, &accounts)?;
             accounts.push(account);
         }
         Ok(Config {
@@ -526,6 +495,48 @@ impl TryFrom<RawConfig> for Config {
             },
         })
     }
+}
+
+/// An account's name and account id are its own: `account` (at `place`) repeats none of
+/// `earlier`'s, and at most one account goes without a role.
+fn check_unique(
+    place: &str,
+    account: &AccountConfig,
+    earlier_accounts: &[AccountConfig],
+) -> Result<(), ConfigError> {
+    for (j, earlier) in earlier_accounts.iter().enumerate() {
+        if account.name.is_some() && account.name == earlier.name {
+            return Err(invalid(
+                format!("{place}.name"),
+                format!(
+                    "{:?} is already used by accounts[{j}]",
+                    account.name.as_deref().unwrap_or_default()
+                ),
+            ));
+        }
+        match (
+            account.configured_account_id(),
+            earlier.configured_account_id(),
+        ) {
+            (Some(a), Some(b)) if a == b => {
+                return Err(invalid(
+                    format!("{place}.role_arn"),
+                    format!("account {a} is already configured by accounts[{j}]"),
+                ))
+            }
+            (None, None) => {
+                return Err(invalid(
+                    format!("{place}.role_arn"),
+                    format!(
+                        "missing; accounts[{j}] already uses the base credentials \
+                         (only one account may go without role_arn)"
+                    ),
+                ))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn parse_duration(place: &str, text: &str) -> Result<Duration, ConfigError> {

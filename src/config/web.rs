@@ -553,26 +553,7 @@ fn tls_config(raw: &RawTls, base: &Path) -> Result<rustls::ServerConfig, String>
     let key = PrivateKeyDer::from_pem_file(&key_path)
         .map_err(|e| format!("tls_server_config.key_file: {}: {e}", key_path.display()))?;
 
-    let min = tls_version("min_version", raw.min_version.as_deref().unwrap_or("TLS12"))?;
-    let max = tls_version("max_version", raw.max_version.as_deref().unwrap_or("TLS13"))?;
-    if max < 12 {
-        return Err(
-            "tls_server_config.max_version: rustls speaks TLS 1.2 and 1.3 only".to_string(),
-        );
-    }
-    if min < 12 {
-        warn!("web config: min_version below TLS12 is raised to TLS12 (rustls speaks TLS 1.2 and 1.3 only)");
-    }
-    if min > max {
-        return Err("tls_server_config: min_version is above max_version".to_string());
-    }
-    let mut versions: Vec<&'static rustls::SupportedProtocolVersion> = Vec::new();
-    if min <= 12 {
-        versions.push(&rustls::version::TLS12);
-    }
-    if max >= 13 {
-        versions.push(&rustls::version::TLS13);
-    }
+    let versions = protocol_versions(raw)?;
     if raw.cipher_suites.as_ref().is_some_and(|c| !c.is_empty())
         || raw
             .curve_preferences
@@ -595,39 +576,13 @@ fn tls_config(raw: &RawTls, base: &Path) -> Result<rustls::ServerConfig, String>
         .with_protocol_versions(&versions)
         .map_err(|e| format!("tls_server_config: {e}"))?;
     let auth_type = raw.client_auth_type.as_deref().unwrap_or("NoClientCert");
-    let client_roots = || -> Result<Arc<rustls::RootCertStore>, String> {
-        let Some(ca_file) = &raw.client_ca_file else {
-            return Err(format!(
-                "tls_server_config.client_ca_file: required with client_auth_type {auth_type}"
-            ));
-        };
-        let ca_path = resolve(base, ca_file);
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_file_iter(&ca_path).map_err(|e| {
-            format!(
-                "tls_server_config.client_ca_file: {}: {e}",
-                ca_path.display()
-            )
-        })? {
-            let cert = cert.map_err(|e| {
-                format!(
-                    "tls_server_config.client_ca_file: {}: {e}",
-                    ca_path.display()
-                )
-            })?;
-            roots.add(cert).map_err(|e| {
-                format!(
-                    "tls_server_config.client_ca_file: {}: {e}",
-                    ca_path.display()
-                )
-            })?;
-        }
-        Ok(Arc::new(roots))
-    };
     let builder = match auth_type {
         "NoClientCert" => builder.with_no_client_auth(),
         "RequireAndVerifyClientCert" | "VerifyClientCertIfGiven" => {
-            let verifier = WebPkiClientVerifier::builder_with_provider(client_roots()?, provider);
+            let verifier = WebPkiClientVerifier::builder_with_provider(
+                client_roots(raw, base, auth_type)?,
+                provider,
+            );
             let verifier = if auth_type == "VerifyClientCertIfGiven" {
                 verifier.allow_unauthenticated()
             } else {
@@ -663,6 +618,69 @@ fn tls_config(raw: &RawTls, base: &Path) -> Result<rustls::ServerConfig, String>
         .map_err(|e| format!("tls_server_config: certificate and key do not fit: {e}"))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
+}
+
+/// The CA roots client certificates are verified against (`client_ca_file`, required with
+/// `auth_type`).
+fn client_roots(
+    raw: &RawTls,
+    base: &Path,
+    auth_type: &str,
+) -> Result<Arc<rustls::RootCertStore>, String> {
+    let Some(ca_file) = &raw.client_ca_file else {
+        return Err(format!(
+            "tls_server_config.client_ca_file: required with client_auth_type {auth_type}"
+        ));
+    };
+    let ca_path = resolve(base, ca_file);
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(&ca_path).map_err(|e| {
+        format!(
+            "tls_server_config.client_ca_file: {}: {e}",
+            ca_path.display()
+        )
+    })? {
+        let cert = cert.map_err(|e| {
+            format!(
+                "tls_server_config.client_ca_file: {}: {e}",
+                ca_path.display()
+            )
+        })?;
+        roots.add(cert).map_err(|e| {
+            format!(
+                "tls_server_config.client_ca_file: {}: {e}",
+                ca_path.display()
+            )
+        })?;
+    }
+    Ok(Arc::new(roots))
+}
+
+/// The TLS versions between `min_version` and `max_version` that rustls speaks (1.2, 1.3).
+fn protocol_versions(
+    raw: &RawTls,
+) -> Result<Vec<&'static rustls::SupportedProtocolVersion>, String> {
+    let min = tls_version("min_version", raw.min_version.as_deref().unwrap_or("TLS12"))?;
+    let max = tls_version("max_version", raw.max_version.as_deref().unwrap_or("TLS13"))?;
+    if max < 12 {
+        return Err(
+            "tls_server_config.max_version: rustls speaks TLS 1.2 and 1.3 only".to_string(),
+        );
+    }
+    if min < 12 {
+        warn!("web config: min_version below TLS12 is raised to TLS12 (rustls speaks TLS 1.2 and 1.3 only)");
+    }
+    if min > max {
+        return Err("tls_server_config: min_version is above max_version".to_string());
+    }
+    let mut versions: Vec<&'static rustls::SupportedProtocolVersion> = Vec::new();
+    if min <= 12 {
+        versions.push(&rustls::version::TLS12);
+    }
+    if max >= 13 {
+        versions.push(&rustls::version::TLS13);
+    }
+    Ok(versions)
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use crate::config::{AccountConfig, Config, OrganizationsDiscovery};
-use crate::domain::calls::{Api, ApiCounters, ApiError, Caller};
+use crate::domain::calls::{Api, ApiCounters, ApiError, Caller, ErrorCode};
 use crate::domain::ids::DEFAULT_REGION;
 use crate::domain::model::TargetSpec;
 use crate::domain::ports::{Connect, OrgAccount, Organization};
@@ -118,14 +118,14 @@ impl Planner {
         }
     }
 
-    /// Lists the organization and the regions as `config` asks, and returns this shard's
-    /// targets.
-    pub async fn plan(&self, config: &Config) -> Plan {
-        let mut state = self.state.lock().await;
-        let mut retry_soon = false;
-        let mut incomplete: Option<String> = None;
-        let max_attempts = config.collection.max_attempts;
-
+    /// Learns the base credentials' account id once, when discovery or sharding needs it (to
+    /// tell the base account from a discovered one, and to shard it). Why the plan is
+    /// incomplete when it cannot.
+    async fn learn_base_account_id(
+        &self,
+        config: &Config,
+        state: &mut PlanState,
+    ) -> Option<String> {
         // The base credentials' account id: needed to tell the base account from a discovered
         // one, and to shard it.
         let base = config.accounts.iter().find(|a| a.role.is_none());
@@ -135,13 +135,13 @@ impl Planner {
             {
                 let asked = tokio::time::timeout(
                     config.collection.timeout,
-                    self.base_account_id(base, max_attempts),
+                    self.base_account_id(base, config.collection.max_attempts),
                 )
                 .await
                 .unwrap_or_else(|_| {
                     Err(ApiError::new(
                         Api::GetCallerIdentity,
-                        crate::domain::calls::ErrorCode::Timeout,
+                        ErrorCode::Timeout,
                         "no answer within collection.timeout",
                     ))
                 });
@@ -149,13 +149,26 @@ impl Planner {
                     Ok(id) => state.base_account_id = Some(id),
                     Err(error) => {
                         warn!(error = %error, "cannot learn the base credentials' account id; trying again soon");
-                        retry_soon = true;
-                        incomplete = Some(format!(
+                        return Some(format!(
                             "the base credentials' account id is unknown: {error}"
                         ));
                     }
                 }
             }
+        }
+        None
+    }
+
+    /// Lists the organization and the regions as `config` asks, and returns this shard's
+    /// targets.
+    pub async fn plan(&self, config: &Config) -> Plan {
+        let mut state = self.state.lock().await;
+        let mut retry_soon = false;
+        let mut incomplete: Option<String> = None;
+
+        if let Some(why) = self.learn_base_account_id(config, &mut state).await {
+            retry_soon = true;
+            incomplete = Some(why);
         }
 
         let mut accounts: Vec<AccountConfig> = config.accounts.clone();
@@ -327,7 +340,7 @@ impl Planner {
         .unwrap_or_else(|_| {
             Err(ApiError::new(
                 Api::ListAccounts,
-                crate::domain::calls::ErrorCode::Timeout,
+                ErrorCode::Timeout,
                 format!(
                     "the organization was not listed within {}",
                     humantime::format_duration(limit)
@@ -406,7 +419,7 @@ impl Planner {
                 Ok(result) => result,
                 Err(_) => Err(ApiError::new(
                     Api::DescribeRegions,
-                    crate::domain::calls::ErrorCode::Timeout,
+                    ErrorCode::Timeout,
                     "no answer within collection.timeout",
                 )),
             }
