@@ -42,7 +42,7 @@ use aws_sdk_ec2::types::{FastLaunchStateCode, Filter as Ec2Filter};
 use crate::domain::calls::{Api, ApiError, AttemptSink, ErrorCode};
 use crate::domain::model::{
     FastLaunchImage, FastLaunchState, MetricSeries, MetricWindow, Query, QueueSpec, RoleSpec,
-    TargetSpec,
+    TargetSpec, BASE_ACCOUNT_KEY,
 };
 use crate::domain::ports::{BoxFuture, Connect, Fetch, Organization, Probe, Queue, RegionList};
 use accounting::AttemptCounter;
@@ -65,7 +65,7 @@ pub struct Base {
     sts: aws_sdk_sts::Client,
     /// Role credentials by role (ARN, external id, session name, duration): one provider and
     /// identity cache per account, shared by its targets in every region and by DescribeRegions.
-    roles: Arc<std::sync::Mutex<HashMap<String, RoleCredentials>>>,
+    roles: Arc<std::sync::Mutex<HashMap<RoleSpec, RoleCredentials>>>,
 }
 
 /// A role's credentials provider and the identity cache its calls share.
@@ -177,13 +177,9 @@ impl Base {
         region: &Region,
         retry: &RetryConfig,
     ) -> RoleCredentials {
-        let key = format!(
-            "{}|{:?}|{}|{:?}",
-            role.arn, role.external_id, role.session_name, role.duration
-        );
         let mut roles = crate::domain::sync::lock(&self.roles);
         roles
-            .entry(key)
+            .entry(role.clone())
             .or_insert_with(|| {
                 self.assume_role(
                     role,
@@ -350,7 +346,7 @@ impl Connect for Base {
         let retry = RetryConfig::standard().with_max_attempts(max_attempts);
         let partition = format!(
             "fast-launch-regions-{}",
-            role.map_or("base", |r| r.account_id.as_str())
+            role.map_or(BASE_ACCOUNT_KEY, |r| r.account_id.as_str())
         );
         Arc::new(organizations::RegionClient {
             ec2: self.ec2.clone(),

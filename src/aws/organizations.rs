@@ -8,7 +8,9 @@ use std::sync::Arc;
 use super::accounting::AttemptCounter;
 use super::errors;
 use crate::domain::calls::{Api, ApiError, AttemptSink};
-use crate::domain::ports::{AccountPages, BoxFuture, OrgAccount, Organization, RegionList};
+use crate::domain::ports::{
+    AccountPages, AccountState, BoxFuture, OrgAccount, Organization, RegionList,
+};
 
 /// The Organizations client of discovery.
 #[derive(Debug)]
@@ -27,10 +29,7 @@ fn convert(account: &aws_sdk_organizations::types::Account) -> Option<OrgAccount
         id: account.id()?.to_string(),
         name: account.name().unwrap_or_default().to_string(),
         // `State` replaces the deprecated `Status`; an answer without it counts as not active.
-        state: account
-            .state()
-            .map(|s| s.as_str().to_string())
-            .unwrap_or_default(),
+        state: account.state().map(|s| AccountState::from_aws(s.as_str())),
     })
 }
 

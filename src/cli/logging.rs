@@ -53,6 +53,10 @@ pub fn init(level: LogLevel, format: LogFormat) {
         .with_target("aws_smithy_runtime_api", sdk_level)
         .with_target("aws_sdk_ec2", sdk_level)
         .with_target("aws_sdk_sts", sdk_level)
+        .with_target("aws_sdk_sqs", sdk_level)
+        .with_target("aws_sdk_cloudwatch", sdk_level)
+        .with_target("aws_sdk_organizations", sdk_level)
+        .with_target("aws_smithy_http_client", sdk_level)
         .with_target("hyper", sdk_level)
         .with_target("hyper_util", sdk_level);
     let registry = tracing_subscriber::registry().with(filter);

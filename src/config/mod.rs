@@ -25,7 +25,7 @@ use crate::domain::ids::{
     check_account_id, check_region, queue_url_parts, role_account_id, KNOWN_REGIONS,
 };
 pub use crate::domain::model::{CloudWatchSpec, Filter, Query, QueueSpec, RoleSpec};
-use crate::domain::model::{TargetKey, TargetSpec};
+use crate::domain::model::{TargetKey, TargetSpec, BASE_ACCOUNT_KEY};
 
 /// A configuration that could not be read or is invalid. The message names the place in the file.
 #[derive(Debug, thiserror::Error)]
@@ -160,7 +160,7 @@ impl AccountConfig {
     pub fn key(&self) -> String {
         match &self.role {
             Some(role) => role.arn.clone(),
-            None => "base".to_string(),
+            None => BASE_ACCOUNT_KEY.to_string(),
         }
     }
 

@@ -18,10 +18,10 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use crate::config::{AccountConfig, Config, OrganizationsDiscovery};
-use crate::domain::calls::{Api, ApiCounters, ApiError, Caller, ErrorCode};
+use crate::domain::calls::{within, Api, ApiCounters, ApiError, Caller};
 use crate::domain::ids::DEFAULT_REGION;
 use crate::domain::model::TargetSpec;
-use crate::domain::ports::{Connect, OrgAccount, Organization};
+use crate::domain::ports::{AccountState, Connect, OrgAccount, Organization};
 use crate::domain::shard::Shard;
 use crate::domain::stats::DiscoveryStats;
 
@@ -133,18 +133,13 @@ impl Planner {
             if state.base_account_id.is_none()
                 && (self.shard.is_sharded() || config.discovery.is_some())
             {
-                let asked = tokio::time::timeout(
+                let asked = within(
                     config.collection.timeout,
+                    Api::GetCallerIdentity,
+                    "no answer within collection.timeout",
                     self.base_account_id(base, config.collection.max_attempts),
                 )
-                .await
-                .unwrap_or_else(|_| {
-                    Err(ApiError::new(
-                        Api::GetCallerIdentity,
-                        ErrorCode::Timeout,
-                        "no answer within collection.timeout",
-                    ))
-                });
+                .await;
                 match asked {
                     Ok(id) => state.base_account_id = Some(id),
                     Err(error) => {
@@ -332,21 +327,16 @@ impl Planner {
                 );
             }
         };
-        let result = tokio::time::timeout(
+        let result = within(
             limit,
+            Api::ListAccounts,
+            &format!(
+                "the organization was not listed within {}",
+                humantime::format_duration(limit)
+            ),
             list_accounts(organization, discovery, semaphore, &mut found),
         )
-        .await
-        .unwrap_or_else(|_| {
-            Err(ApiError::new(
-                Api::ListAccounts,
-                ErrorCode::Timeout,
-                format!(
-                    "the organization was not listed within {}",
-                    humantime::format_duration(limit)
-                ),
-            ))
-        });
+        .await;
         let now = SystemTime::now();
         let mut stats = self.stats.update();
         match result {
@@ -415,14 +405,13 @@ impl Planner {
         let (semaphore, timeout) = (calls.semaphore.clone(), config.collection.timeout);
         let call = tokio::spawn(async move {
             let _permit = semaphore.acquire().await;
-            match tokio::time::timeout(timeout, list.enabled_regions()).await {
-                Ok(result) => result,
-                Err(_) => Err(ApiError::new(
-                    Api::DescribeRegions,
-                    ErrorCode::Timeout,
-                    "no answer within collection.timeout",
-                )),
-            }
+            within(
+                timeout,
+                Api::DescribeRegions,
+                "no answer within collection.timeout",
+                list.enabled_regions(),
+            )
+            .await
         });
         calls.calls.insert(key, call);
     }
@@ -598,8 +587,8 @@ async fn list_accounts(
                 let Some(page) = page else { break };
                 for account in page {
                     any = true;
-                    any_state |= !account.state.is_empty();
-                    if account.state != "ACTIVE"
+                    any_state |= account.state.is_some();
+                    if account.state != Some(AccountState::Active)
                         || discovery.exclude_accounts.contains(&account.id)
                         || !seen.insert(account.id.clone())
                     {

@@ -293,6 +293,19 @@ pub async fn with_timeout<T>(
         })
 }
 
+/// `call` bounded by `limit`; past it, a `timeout` error of `api` with `message`. For calls whose attempts are not counted on one target's
+/// counters (the event queue, discovery); see [`with_timeout`] for those that are.
+pub async fn within<T>(
+    limit: std::time::Duration,
+    api: Api,
+    message: &str,
+    call: impl std::future::Future<Output = Result<T, ApiError>>,
+) -> Result<T, ApiError> {
+    tokio::time::timeout(limit, call)
+        .await
+        .unwrap_or_else(|_| Err(ApiError::new(api, ErrorCode::Timeout, message)))
+}
+
 /// Where the AWS layer reports every attempt it sends and how each one ended. Defined here, on the
 /// inside, so that the code serving scrapes never depends on the SDK.
 pub trait AttemptSink: Send + Sync + fmt::Debug {

@@ -91,8 +91,11 @@ pub struct FastLaunchImage {
     pub max_parallel_launches: Option<i32>,
 }
 
+/// The account key of the account reached with the base credentials (no role).
+pub const BASE_ACCOUNT_KEY: &str = "base";
+
 /// One (account, region) pair. `account` is the config's stable key for the account (role ARN or
-/// `base`), which is known before the account id is.
+/// [`BASE_ACCOUNT_KEY`]), which is known before the account id is.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TargetKey {
     /// Stable account key from the config.
@@ -126,7 +129,7 @@ pub struct Query {
 }
 
 /// An IAM role to assume for an account.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RoleSpec {
     /// The role's ARN.
     pub arn: String,

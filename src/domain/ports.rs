@@ -199,9 +199,27 @@ pub struct OrgAccount {
     pub id: String,
     /// The account's name.
     pub name: String,
-    /// `State` (`ACTIVE`, `SUSPENDED`, `PENDING_CLOSURE`, `CLOSED`); `Status` is deprecated and
-    /// not read.
-    pub state: String,
+    /// `State`; `Status` is deprecated and not read. None when the answer carried none.
+    pub state: Option<AccountState>,
+}
+
+/// An account's `State` in Organizations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccountState {
+    /// `ACTIVE`: the only state whose accounts are collected.
+    Active,
+    /// `SUSPENDED`, `PENDING_CLOSURE`, `CLOSED`, or a state added later, as AWS wrote it.
+    Other(String),
+}
+
+impl AccountState {
+    /// Parses AWS's value.
+    pub fn from_aws(value: &str) -> AccountState {
+        match value {
+            "ACTIVE" => AccountState::Active,
+            other => AccountState::Other(other.to_string()),
+        }
+    }
 }
 
 /// The Organizations calls of discovery.

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::config::EventsSettings;
-use crate::domain::calls::{Api, ApiError, ErrorCode};
+use crate::domain::calls::{within, Api};
 use crate::domain::ids::{check_account_id, check_region};
 use crate::domain::ports::{CollectNow, Queue, QueueMessage};
 use crate::domain::shard::Shard;
@@ -104,22 +104,6 @@ pub fn parse_event(body: &str) -> Result<Option<StateChange>, String> {
     }))
 }
 
-/// `call` bounded by `limit`; past it, a `timeout` error of `api` saying `waited`.
-async fn bounded<T>(
-    limit: Duration,
-    api: Api,
-    waited: &str,
-    call: impl std::future::Future<Output = Result<T, ApiError>>,
-) -> Result<T, ApiError> {
-    tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
-        Err(ApiError::new(
-            api,
-            ErrorCode::Timeout,
-            format!("no answer within {waited}"),
-        ))
-    })
-}
-
 /// Receives events until `shutdown`: every message is handled, then deleted; events for another
 /// shard's targets are handed back to the queue for it.
 pub async fn run_receiver(
@@ -138,9 +122,12 @@ pub async fn run_receiver(
         stats: stats.clone(),
         logged_kinds: Default::default(),
     };
-    let waited = format!("the long-poll wait plus {}s", CALL_GRACE.as_secs());
+    let waited = format!(
+        "no answer within the long-poll wait plus {}s",
+        CALL_GRACE.as_secs()
+    );
     loop {
-        let receive = bounded(
+        let receive = within(
             settings.wait_time + CALL_GRACE,
             Api::ReceiveMessage,
             &waited,
@@ -246,9 +233,9 @@ impl Handler {
 
 /// Hands `messages` back to the queue for the other shards, 10 at a time.
 async fn send_back(queue: &dyn Queue, messages: &[QueueMessage]) {
-    let waited = format!("{}s", CALL_GRACE.as_secs());
+    let waited = format!("no answer within {}s", CALL_GRACE.as_secs());
     for batch in messages.chunks(10) {
-        let released = bounded(
+        let released = within(
             CALL_GRACE,
             Api::ChangeMessageVisibilityBatch,
             &waited,
@@ -263,9 +250,9 @@ async fn send_back(queue: &dyn Queue, messages: &[QueueMessage]) {
 /// Deletes handled `messages`, 10 at a time. A failed delete means they come back and are
 /// handled again, which only costs one more collection.
 async fn delete(queue: &dyn Queue, messages: &[QueueMessage]) {
-    let waited = format!("{}s", CALL_GRACE.as_secs());
+    let waited = format!("no answer within {}s", CALL_GRACE.as_secs());
     for batch in messages.chunks(10) {
-        let deleted = bounded(
+        let deleted = within(
             CALL_GRACE,
             Api::DeleteMessageBatch,
             &waited,

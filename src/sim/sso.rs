@@ -20,10 +20,7 @@ pub(super) fn get_role_credentials(
         );
     }
     let account = get("account_id").unwrap_or_default();
-    if account.len() != 12
-        || !account.chars().all(|c| c.is_ascii_digit())
-        || get("role_name").is_none()
-    {
+    if crate::domain::ids::check_account_id(account).is_err() || get("role_name").is_none() {
         return (
             400,
             r#"{"message":"account_id and role_name are required"}"#.to_string(),
