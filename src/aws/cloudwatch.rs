@@ -139,9 +139,7 @@ impl CloudWatchClient {
                     .build(),
             )
             .build();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
+        let now = crate::domain::model::unix_now();
         let window = MetricWindow {
             start: now - 600,
             end: now,

@@ -19,8 +19,8 @@ use tracing::{debug, info_span, warn, Instrument};
 use crate::config::CollectionSettings;
 use crate::domain::calls::{with_timeout, Api, ApiCounters, ApiError, ErrorCode, TimedOut};
 use crate::domain::model::{
-    CloudWatchSpec, FastLaunchImage, FastLaunchState, MetricSeries, MetricWindow, TargetKey,
-    TargetSpec,
+    unix_now, CloudWatchSpec, FastLaunchImage, FastLaunchState, MetricSeries, MetricWindow,
+    TargetKey, TargetSpec,
 };
 use crate::domain::ports::{BoxFuture, CollectNow, Fetch};
 
@@ -287,13 +287,6 @@ async fn collect_launches(
     }
     .instrument(span)
     .await
-}
-
-/// Now as Unix seconds.
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// Collects one target once and records the outcome in the registry; the ids of the images

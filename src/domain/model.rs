@@ -3,7 +3,19 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
+
+/// `at` in Unix seconds, with its fraction (0 before the epoch).
+pub fn unix_seconds(at: SystemTime) -> f64 {
+    at.duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
+}
+
+/// Now, in whole Unix seconds.
+pub fn unix_now() -> i64 {
+    unix_seconds(SystemTime::now()) as i64
+}
 
 /// The fast-launch state of an image, as AWS names it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -104,6 +104,33 @@ pub fn parse_event(body: &str) -> Result<Option<StateChange>, String> {
     }))
 }
 
+/// An EventBridge `EC2 Fast Launch State-change Notification`, as EC2 sends it.
+pub fn state_change_event(
+    account: &str,
+    region: &str,
+    image: &str,
+    state: &str,
+    time: &str,
+) -> String {
+    serde_json::json!({
+        "version": "0",
+        "id": format!("{:08x}-demo", fastrand::u32(..)),
+        "detail-type": DETAIL_TYPE,
+        "source": "aws.ec2",
+        "account": account,
+        "time": time,
+        "region": region,
+        "resources": [format!("arn:aws:ec2:{region}::image/{image}")],
+        "detail": {
+            "imageId": image,
+            "resourceType": "snapshot",
+            "state": state,
+            "stateTransitionReason": "Client.UserInitiated",
+        },
+    })
+    .to_string()
+}
+
 /// Receives events until `shutdown`: every message is handled, then deleted; events for another
 /// shard's targets are handed back to the queue for it.
 pub async fn run_receiver(
@@ -269,9 +296,14 @@ mod tests {
     use super::*;
 
     fn envelope(detail_type: &str, account: &str) -> String {
-        format!(
-            r#"{{"version":"0","id":"e1","detail-type":"{detail_type}","source":"aws.ec2","account":"{account}","time":"2026-11-29T10:00:00Z","region":"us-east-1","resources":[],"detail":{{"imageId":"ami-0123456789abcdef0","resourceType":"snapshot","state":"enabling-failed","stateTransitionReason":"x"}}}}"#
-        )
+        let event = state_change_event(
+            account,
+            "us-east-1",
+            "ami-0123456789abcdef0",
+            "enabling-failed",
+            "2026-11-29T10:00:00Z",
+        );
+        event.replace(DETAIL_TYPE, detail_type)
     }
 
     #[test]

@@ -3,12 +3,12 @@
 
 use std::fmt::Write;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use bytes::Bytes;
 
 use super::body::{write_value, AgeLines, Chunk, Part};
 use super::Format;
+pub(super) use crate::domain::model::unix_seconds;
 
 /// A metric family's type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,11 +163,4 @@ pub(super) fn escape_label_value(out: &mut String, text: &str) {
             c => out.push(c),
         }
     }
-}
-
-/// `at` in Unix seconds.
-pub(super) fn unix_seconds(at: SystemTime) -> f64 {
-    at.duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs_f64()
 }

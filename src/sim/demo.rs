@@ -11,8 +11,9 @@ use tracing::info;
 
 use crate::aws::Base;
 use crate::config::{AccountConfig, CollectionSettings, Config, DEFAULT_SESSION_NAME};
+use crate::domain::model::{unix_now, unix_seconds, FastLaunchImage, FastLaunchState};
 use crate::domain::model::{CloudWatchSpec, Query, RoleSpec};
-use crate::domain::model::{FastLaunchImage, FastLaunchState};
+use crate::events::state_change_event;
 use crate::serve::WebOptions;
 use crate::sim::{Fault, FaultKind, Simulator, World};
 
@@ -322,7 +323,7 @@ pub fn build_world(options: &DemoOptions) -> World {
     world.latency = options.latency;
     world.latency_jitter = options.latency_jitter;
     let mut rng = fastrand::Rng::with_seed(options.seed);
-    let now = unix_now();
+    let now = unix_seconds(SystemTime::now());
     for account in 0..options.accounts {
         for (region, name) in DEMO_REGIONS.iter().enumerate().take(options.regions) {
             let images = (0..options.images)
@@ -420,13 +421,6 @@ pub fn faulty_targets(options: &DemoOptions) -> Vec<(usize, usize)> {
     chosen
 }
 
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs_f64()
-}
-
 /// Moves every image with probability `churn` to its next state; a disabled image leaves the
 /// list and a new one starts enabling in its place.
 pub fn churn(
@@ -435,7 +429,7 @@ pub fn churn(
     rng: &mut fastrand::Rng,
     next_id: &mut usize,
 ) {
-    let now = unix_now();
+    let now = unix_seconds(SystemTime::now());
     let pinned = [pinned_failed_image().2, pinned_starved_image().2];
     let mut replacements: BTreeMap<(String, String), usize> = BTreeMap::new();
     // (account, region, image, new state): each becomes an EventBridge event on the demo queue.
@@ -514,33 +508,6 @@ pub fn churn(
             );
         }
     }
-}
-
-/// An EventBridge `EC2 Fast Launch State-change Notification`, as EC2 sends it.
-pub fn state_change_event(
-    account: &str,
-    region: &str,
-    image: &str,
-    state: &str,
-    time: &str,
-) -> String {
-    serde_json::json!({
-        "version": "0",
-        "id": format!("{:08x}-demo", fastrand::u32(..)),
-        "detail-type": crate::events::DETAIL_TYPE,
-        "source": "aws.ec2",
-        "account": account,
-        "time": time,
-        "region": region,
-        "resources": [format!("arn:aws:ec2:{region}::image/{image}")],
-        "detail": {
-            "imageId": image,
-            "resourceType": "snapshot",
-            "state": state,
-            "stateTransitionReason": "Client.UserInitiated",
-        },
-    })
-    .to_string()
 }
 
 /// The exporter configuration for the simulated world.
@@ -666,7 +633,7 @@ pub async fn run(
                     let mut world = simulator.world();
                     churn(&mut world, &options, &mut rng, &mut next_id);
                     if options.cloudwatch {
-                        cloudwatch.publish(&mut world, &mut rng, unix_now() as i64);
+                        cloudwatch.publish(&mut world, &mut rng, unix_now());
                     }
                 }
                 _ = shutdown.cancelled() => break,

@@ -6,6 +6,7 @@
 use std::time::{Duration, SystemTime};
 
 use super::{escape_xml, iso8601, param, request_id, World};
+use crate::domain::model::unix_seconds;
 
 /// `AssumeRole` (signed by the caller) or `AssumeRoleWithWebIdentity` (unsigned, with a token).
 pub(super) fn assume_role(
@@ -43,12 +44,7 @@ pub(super) fn assume_role(
     world.keys.insert(key.clone(), account.clone());
     let expiration = SystemTime::now() + lifetime;
     world.key_expiry.insert(key.clone(), expiration);
-    let expiration = iso8601(
-        expiration
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs() as f64,
-    );
+    let expiration = iso8601(unix_seconds(expiration).floor());
     let role_name = arn.rsplit('/').next().unwrap_or("role");
     (
         200,

@@ -607,7 +607,7 @@ async fn two_shards_on_one_queue_each_apply_their_own_events_and_hand_back_the_o
             );
             sim.world().send_message(
                 QUEUE,
-                &fast_launch_exporter::sim::demo::state_change_event(
+                &fast_launch_exporter::events::state_change_event(
                     account,
                     region,
                     "ami-0123456789abcdef0",
