@@ -299,7 +299,7 @@ fn config_error(e: ConfigError) -> ExitCode {
 fn read_config(flags: &Flags) -> Result<Config, ExitCode> {
     match flags.config_file.as_deref() {
         Some(path) => Config::load(path).map_err(config_error),
-        None => Ok(Config::without_file()),
+        None => Config::without_file().map_err(config_error),
     }
 }
 

@@ -299,7 +299,7 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let config = match path {
             Some(path) => Config::load(path)?,
-            None => Config::without_file(),
+            None => Config::without_file()?,
         };
         if config.needs_default_region() {
             config.with_default_region(environment_region)
@@ -308,24 +308,10 @@ impl Config {
         }
     }
 
-    /// The configuration used when no file is given: base credentials, no regions yet.
-    pub fn without_file() -> Config {
-        Config {
-            collection: CollectionSettings::default(),
-            accounts: vec![AccountConfig {
-                name: None,
-                role: None,
-                regions: Vec::new(),
-                query: Query::default(),
-                labels: BTreeMap::new(),
-                cloudwatch: None,
-                all_regions: false,
-            }],
-            warnings: Vec::new(),
-            events: None,
-            discovery: None,
-            defaults: AccountDefaults::default(),
-        }
+    /// The configuration used when no file is given: base credentials, no regions yet. It is
+    /// an empty file, validated like any other.
+    pub fn without_file() -> Result<Config, ConfigError> {
+        Config::try_from(RawConfig::default())
     }
 
     /// Whether some account (or the accounts discovery will find) has no region and needs the
@@ -936,8 +922,11 @@ accounts:
 
     #[test]
     fn missing_region_is_taken_from_the_environment_or_refused() {
-        let config = Config::without_file();
+        let config = Config::without_file().unwrap();
         assert!(config.needs_default_region());
+        assert_eq!(config.accounts.len(), 1);
+        assert!(config.accounts[0].role.is_none() && config.accounts[0].regions.is_empty());
+        assert_eq!(config.collection, CollectionSettings::default());
         let filled = config
             .clone()
             .with_default_region(Some("eu-west-1"))
