@@ -213,14 +213,80 @@ fn lib_rs_lists_the_modules_and_nothing_else() {
     }
 }
 
+/// What in `text` (the file `relative`) passes the limits: more than 800 lines before its
+/// `#[cfg(test)]`, or a function of more than 120 lines.
+fn too_long(relative: &str, text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let code: Vec<&str> = text
+        .lines()
+        .take_while(|line| !line.starts_with("#[cfg(test)]"))
+        .collect();
+    if code.len() > 800 {
+        found.push(format!("{relative}: {} lines before its tests", code.len()));
+    }
+    // A function starts at a line `fn name(` (any visibility) and ends at the first line that
+    // closes at its indentation.
+    let mut open: Option<(usize, String, usize)> = None;
+    for (index, line) in code.iter().enumerate() {
+        let indent = line.len() - line.trim_start().len();
+        let trimmed = line.trim_start();
+        if let Some((start, name, at)) = &open {
+            if indent == *at && trimmed.starts_with('}') {
+                let length = index - start + 1;
+                if length > 120 {
+                    found.push(format!("{relative}: fn {name} is {length} lines"));
+                }
+                open = None;
+            }
+            continue;
+        }
+        let signature = trimmed
+            .trim_start_matches("pub ")
+            .trim_start_matches("pub(crate) ")
+            .trim_start_matches("pub(super) ")
+            .trim_start_matches("async ")
+            .trim_start_matches("const ");
+        if let Some(rest) = signature.strip_prefix("fn ") {
+            if !trimmed.ends_with(';') {
+                let name = rest
+                    .split(['(', '<'])
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
+                open = Some((index, name, indent));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn the_size_rule_finds_a_long_function_and_a_long_file() {
+    let body = "    let x = 1;\n".repeat(119);
+    let long_fn = format!("pub async fn long(a: u8) -> u8 {{\n{body}}}\n");
+    assert_eq!(too_long("x.rs", &long_fn), ["x.rs: fn long is 121 lines"]);
+    let short_fn = format!("fn short() {{\n{}}}\n", "    let x = 1;\n".repeat(118));
+    assert_eq!(too_long("x.rs", &short_fn), Vec::<String>::new());
+    let long_file = "// a line\n".repeat(801);
+    assert_eq!(
+        too_long("y.rs", &long_file),
+        ["y.rs: 801 lines before its tests"]
+    );
+    let tested = format!(
+        "{}#[cfg(test)]\n{}",
+        "// a line\n".repeat(10),
+        "// test\n".repeat(900)
+    );
+    assert_eq!(too_long("z.rs", &tested), Vec::<String>::new());
+}
+
 #[test]
 fn no_source_file_passes_800_lines_before_its_tests_nor_a_function_120() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut files = Vec::new();
     sources(&src, &mut files);
-    let mut too_long = Vec::new();
+    let mut found = Vec::new();
     for file in &files {
-        let text = std::fs::read_to_string(file).expect("a source file");
         let relative = file
             .strip_prefix(&src)
             .expect("under src/")
@@ -230,46 +296,8 @@ fn no_source_file_passes_800_lines_before_its_tests_nor_a_function_120() {
         if relative.ends_with("tests.rs") {
             continue;
         }
-        let code: Vec<&str> = text
-            .lines()
-            .take_while(|line| !line.starts_with("#[cfg(test)]"))
-            .collect();
-        if code.len() > 800 {
-            too_long.push(format!("{relative}: {} lines before its tests", code.len()));
-        }
-        // A function starts at a line `fn name(` (any visibility) and ends at the first line
-        // that closes at its indentation.
-        let mut open: Option<(usize, String, usize)> = None;
-        for (index, line) in code.iter().enumerate() {
-            let indent = line.len() - line.trim_start().len();
-            let trimmed = line.trim_start();
-            if let Some((start, name, at)) = &open {
-                if indent == *at && trimmed.starts_with('}') {
-                    let length = index - start + 1;
-                    if length > 120 {
-                        too_long.push(format!("{relative}: fn {name} is {length} lines"));
-                    }
-                    open = None;
-                }
-                continue;
-            }
-            let signature = trimmed
-                .trim_start_matches("pub ")
-                .trim_start_matches("pub(crate) ")
-                .trim_start_matches("pub(super) ")
-                .trim_start_matches("async ")
-                .trim_start_matches("const ");
-            if let Some(rest) = signature.strip_prefix("fn ") {
-                if !trimmed.ends_with(';') {
-                    let name = rest
-                        .split(['(', '<'])
-                        .next()
-                        .unwrap_or_default()
-                        .to_string();
-                    open = Some((index, name, indent));
-                }
-            }
-        }
+        let text = std::fs::read_to_string(file).expect("a source file");
+        found.extend(too_long(&relative, &text));
     }
-    assert!(too_long.is_empty(), "{}", too_long.join("\n"));
+    assert!(found.is_empty(), "{}", found.join("\n"));
 }
