@@ -240,3 +240,106 @@ fn convert_image(item: DescribeFastLaunchImagesSuccessItem) -> FastLaunchImage {
         max_parallel_launches: item.max_parallel_launches(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_ec2::primitives::DateTime;
+    use aws_sdk_ec2::types::{
+        FastLaunchLaunchTemplateSpecificationResponse, FastLaunchResourceType,
+        FastLaunchSnapshotConfigurationResponse,
+    };
+
+    #[test]
+    fn paging_goes_on_with_a_new_token_and_ends_on_none_an_empty_or_a_repeated_one() {
+        let first: Option<String> = None;
+        assert_eq!(next_page(&first, Some("t1")).as_deref(), Some("t1"));
+        assert_eq!(next_page(&first, None), None);
+        assert_eq!(next_page(&first, Some("")), None);
+        let sent = Some("t1".to_string());
+        assert_eq!(next_page(&sent, Some("t2")).as_deref(), Some("t2"));
+        assert_eq!(next_page(&sent, Some("t1")), None, "the token just sent");
+        assert_eq!(next_page(&sent, Some("")), None);
+        assert_eq!(next_page(&sent, None), None);
+    }
+
+    #[test]
+    fn an_image_is_converted_field_by_field() {
+        let item = DescribeFastLaunchImagesSuccessItem::builder()
+            .image_id("ami-0123456789abcdef0")
+            .owner_id("111111111111")
+            .resource_type(FastLaunchResourceType::Snapshot)
+            .launch_template(
+                FastLaunchLaunchTemplateSpecificationResponse::builder()
+                    .launch_template_id("lt-0abcdef1234567890")
+                    .launch_template_name("windows")
+                    .version("3")
+                    .build(),
+            )
+            .state(FastLaunchStateCode::EnablingFailed)
+            .state_transition_reason("Client.UserInitiated")
+            .state_transition_time(DateTime::from_secs_and_nanos(1_700_000_000, 123_987_654))
+            .snapshot_configuration(
+                FastLaunchSnapshotConfigurationResponse::builder()
+                    .target_resource_count(10)
+                    .build(),
+            )
+            .max_parallel_launches(6)
+            .build();
+        assert_eq!(
+            convert_image(item),
+            FastLaunchImage {
+                image_id: "ami-0123456789abcdef0".into(),
+                owner_id: "111111111111".into(),
+                resource_type: "snapshot".into(),
+                launch_template_id: "lt-0abcdef1234567890".into(),
+                launch_template_name: "windows".into(),
+                launch_template_version: "3".into(),
+                state: Some(FastLaunchState::EnablingFailed),
+                state_transition_reason: "Client.UserInitiated".into(),
+                // Milliseconds kept, the rest cut.
+                state_transition_time: Some(1_700_000_000.123),
+                target_resource_count: Some(10),
+                max_parallel_launches: Some(6),
+            }
+        );
+    }
+
+    #[test]
+    fn missing_fields_become_empty_strings_or_none() {
+        assert_eq!(
+            convert_image(DescribeFastLaunchImagesSuccessItem::builder().build()),
+            FastLaunchImage::default()
+        );
+        // A launch template without a version, a snapshot configuration without a count.
+        let item = DescribeFastLaunchImagesSuccessItem::builder()
+            .launch_template(
+                FastLaunchLaunchTemplateSpecificationResponse::builder()
+                    .launch_template_name("windows")
+                    .build(),
+            )
+            .snapshot_configuration(FastLaunchSnapshotConfigurationResponse::builder().build())
+            .build();
+        let image = convert_image(item);
+        assert_eq!(
+            (
+                image.launch_template_id.as_str(),
+                image.launch_template_name.as_str(),
+                image.launch_template_version.as_str(),
+                image.target_resource_count
+            ),
+            ("", "windows", "", None)
+        );
+    }
+
+    #[test]
+    fn a_state_this_build_does_not_know_is_kept_as_aws_wrote_it() {
+        let item = DescribeFastLaunchImagesSuccessItem::builder()
+            .state(FastLaunchStateCode::from("paused"))
+            .resource_type(FastLaunchResourceType::from("volume"))
+            .build();
+        let image = convert_image(item);
+        assert_eq!(image.state, Some(FastLaunchState::Unknown("paused".into())));
+        assert_eq!(image.resource_type, "volume");
+    }
+}

@@ -201,3 +201,61 @@ impl RegionList for RegionClient {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_organizations::types::{Account, AccountState as SdkState};
+
+    fn account(id: Option<&str>, name: Option<&str>, state: Option<&str>) -> Account {
+        Account::builder()
+            .set_id(id.map(str::to_string))
+            .set_name(name.map(str::to_string))
+            .set_state(state.map(SdkState::from))
+            .build()
+    }
+
+    #[test]
+    fn an_account_state_is_parsed_and_an_unknown_one_kept_raw() {
+        let state = |raw: &str| {
+            convert(&account(Some("222222222222"), Some("two"), Some(raw)))
+                .unwrap()
+                .state
+        };
+        assert_eq!(state("ACTIVE"), Some(AccountState::Active));
+        for other in ["SUSPENDED", "PENDING_CLOSURE", "CLOSED", "MOVED_AWAY"] {
+            assert_eq!(state(other), Some(AccountState::Other(other.to_string())));
+        }
+    }
+
+    #[test]
+    fn an_account_without_an_id_is_dropped_and_one_without_a_name_or_state_kept() {
+        assert_eq!(convert(&account(None, Some("x"), Some("ACTIVE"))), None);
+        assert_eq!(
+            convert(&account(Some("222222222222"), None, None)),
+            Some(OrgAccount {
+                id: "222222222222".into(),
+                name: String::new(),
+                state: None,
+            })
+        );
+    }
+
+    #[test]
+    fn a_page_is_sent_on_without_the_accounts_that_have_no_id() {
+        let (out, mut pages) = tokio::sync::mpsc::unbounded_channel();
+        send_page(
+            &out,
+            &[
+                account(Some("222222222222"), Some("two"), Some("ACTIVE")),
+                account(None, Some("ghost"), Some("ACTIVE")),
+            ],
+        );
+        let page = pages.try_recv().unwrap();
+        let ids: Vec<&str> = page.iter().map(|a| a.id.as_str()).collect();
+        assert_eq!(ids, ["222222222222"]);
+        drop(pages);
+        // The listing given up: nothing to send to, and no panic.
+        send_page(&out, &[account(Some("333333333333"), None, None)]);
+    }
+}

@@ -193,3 +193,55 @@ fn batch_result(
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(id: &str, code: &str, message: Option<&str>) -> BatchResultErrorEntry {
+        BatchResultErrorEntry::builder()
+            .id(id)
+            .code(code)
+            .set_message(message.map(str::to_string))
+            .sender_fault(true)
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_batch_without_failures_is_ok() {
+        assert_eq!(
+            batch_result(Api::DeleteMessageBatch, &[], 10, "deleted"),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn a_batch_with_failures_names_the_first_and_how_many() {
+        let failed = [
+            failure(
+                "m1",
+                "ReceiptHandleIsInvalid",
+                Some("The receipt handle is invalid."),
+            ),
+            failure("m4", "AccessDenied", Some("other")),
+        ];
+        assert_eq!(
+            batch_result(Api::DeleteMessageBatch, &failed, 7, "deleted"),
+            Err(ApiError::new(
+                Api::DeleteMessageBatch,
+                ErrorCode::Unrecognized(Some("ReceiptHandleIsInvalid".into())),
+                "2 of 7 messages not deleted: The receipt handle is invalid.",
+            ))
+        );
+        let denied = [failure("m0", "AccessDenied", None)];
+        assert_eq!(
+            batch_result(Api::ChangeMessageVisibilityBatch, &denied, 3, "handed back"),
+            Err(ApiError::new(
+                Api::ChangeMessageVisibilityBatch,
+                ErrorCode::AccessDenied,
+                "1 of 3 messages not handed back: ",
+            ))
+        );
+    }
+}

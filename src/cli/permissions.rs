@@ -340,3 +340,7 @@ pub fn table(checks: &[PermissionCheck]) -> String {
         .collect();
     render_table(&["ACCOUNT", "REGION", "ROLE", "RESULT", "MESSAGE"], &rows)
 }
+
+#[cfg(test)]
+#[path = "permissions_tests.rs"]
+mod tests;

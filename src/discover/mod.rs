@@ -629,3 +629,6 @@ async fn list_accounts(
     }
     Ok(accounts.into_iter().flatten().collect())
 }
+
+#[cfg(test)]
+mod tests;

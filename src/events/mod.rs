@@ -330,3 +330,6 @@ mod tests {
         assert!(parse_event(&envelope(DETAIL_TYPE, "12")).is_err());
     }
 }
+
+#[cfg(test)]
+mod receiver_tests;
