@@ -354,8 +354,39 @@ fn find_listen_address(logs: &str) -> Option<String> {
         })
 }
 
-/// Whether `tool` runs here. Outside CI a missing tool skips the test with a message; with
-/// `CI=true` it fails, since .ci/run installs it.
+/// Whether the value of `CI` makes a missing tool fail the test rather than skip it: any value
+/// but empty, `false` or `0` (CI services set `true`, `1`, `yes` …; .ci/run sets `true`).
+pub fn ci_means_fail(value: Option<&str>) -> bool {
+    value.is_some_and(|v| {
+        let v = v.trim();
+        !v.is_empty() && !v.eq_ignore_ascii_case("false") && v != "0"
+    })
+}
+
+/// Whether this run is in CI (see [`ci_means_fail`]).
+pub fn in_ci() -> bool {
+    ci_means_fail(std::env::var("CI").ok().as_deref())
+}
+
+#[test]
+fn ci_means_fail_for_any_value_but_empty_false_and_zero() {
+    for value in ["true", "TRUE", "1", "yes", "on", "github-actions"] {
+        assert!(ci_means_fail(Some(value)), "{value}");
+    }
+    for value in [
+        None,
+        Some(""),
+        Some(" "),
+        Some("false"),
+        Some("False"),
+        Some("0"),
+    ] {
+        assert!(!ci_means_fail(value), "{value:?}");
+    }
+}
+
+/// Whether `tool` runs here. Outside CI a missing tool skips the test with a message; in CI
+/// ([`in_ci`]) it fails, since .ci/run installs it.
 pub fn tool_available(tool: &str, version_args: &[&str], test: &str) -> bool {
     let present = Command::new(tool)
         .args(version_args)
@@ -365,8 +396,8 @@ pub fn tool_available(tool: &str, version_args: &[&str], test: &str) -> bool {
         .is_ok_and(|s| s.success());
     if !present {
         assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{tool} is missing but CI=true: .ci/run must install it"
+            !in_ci(),
+            "{tool} is missing but CI is set: .ci/run must install it"
         );
         eprintln!("SKIPPED {test}: {tool} not installed");
     }
@@ -374,12 +405,12 @@ pub fn tool_available(tool: &str, version_args: &[&str], test: &str) -> bool {
 }
 
 /// Runs `promtool check metrics` on `text`: Some(complaints) (empty when clean), or None when
-/// promtool is not installed outside CI (with `CI=true` a missing promtool fails the test).
+/// promtool is not installed outside CI (in CI, [`in_ci`], a missing promtool fails the test).
 pub fn promtool_check_metrics(text: &str, test: &str) -> Option<String> {
     if Command::new("promtool").arg("--version").output().is_err() {
         assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "promtool is missing but CI=true: .ci/run must install Debian's prometheus package"
+            !in_ci(),
+            "promtool is missing but CI is set: .ci/run must install Debian's prometheus package"
         );
         eprintln!("SKIPPED {test}: promtool not installed");
         return None;
