@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fast_launch_exporter::model::{FastLaunchImage, FastLaunchState};
-use fast_launch_exporter::simulator::{Simulator, World};
+use fast_launch_exporter::simulator::{ReceivedRequest, Simulator, World};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -280,10 +280,9 @@ impl Exporter {
         self.logs.lock().unwrap().clone()
     }
 
-    /// Sends SIGTERM and waits for the exit status, at most `limit`.
-    pub async fn terminate(&mut self, limit: Duration) -> Option<ExitStatus> {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    /// Sends the signal `name` (`TERM`, `INT`) and waits for the exit status, at most `limit`.
+    pub async fn stop_with(&mut self, name: &str, limit: Duration) -> Option<ExitStatus> {
+        self.signal(name);
         let started = Instant::now();
         while started.elapsed() < limit {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -335,6 +334,30 @@ impl Exporter {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+}
+
+/// Polls `done` until it holds; fails the test after [`DEADLINE`], naming `what` and what
+/// `state` says then.
+pub async fn wait_until(what: &str, mut done: impl FnMut() -> bool, state: impl Fn() -> String) {
+    let deadline = Instant::now() + DEADLINE;
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {}",
+            state()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The requests the simulator received for `action` in `region`.
+pub fn received(sim: &Simulator, action: &str, region: &str) -> Vec<ReceivedRequest> {
+    sim.world()
+        .received()
+        .iter()
+        .filter(|r| r.action == action && r.region == region)
+        .cloned()
+        .collect()
 }
 
 fn find_listen_address(logs: &str) -> Option<String> {
