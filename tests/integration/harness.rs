@@ -360,6 +360,22 @@ pub fn received(sim: &Simulator, action: &str, region: &str) -> Vec<ReceivedRequ
         .collect()
 }
 
+/// Whether the server side of `stream` is still open: no answer, no close, no reset. Looks
+/// without waiting or consuming anything (a non-blocking peek).
+pub fn still_open(stream: &std::net::TcpStream) -> bool {
+    stream.set_nonblocking(true).unwrap();
+    let mut byte = [0u8; 1];
+    matches!(stream.peek(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
+/// Opens a TCP connection to `address` and sends `part` of a request, never the rest; the
+/// stream is handed back as a std one, for [`still_open`].
+pub async fn half_request(address: &str, part: &[u8]) -> std::net::TcpStream {
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream.write_all(part).await.unwrap();
+    stream.into_std().unwrap()
+}
+
 fn find_listen_address(logs: &str) -> Option<String> {
     logs.lines()
         .filter(|l| l.contains("listening"))

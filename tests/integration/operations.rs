@@ -1,7 +1,7 @@
 //! Operating it: reload, check-config, check-permissions, --once, and odd HTTP clients.
 
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fast_launch_exporter::simulator::Fault;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -459,12 +459,7 @@ async fn malformed_and_slow_clients_neither_crash_nor_block_scrapes() {
     // Slowloris: connections that send part of a request line and then nothing.
     let mut slow = Vec::new();
     for _ in 0..20 {
-        let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
-        stream
-            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ")
-            .await
-            .unwrap();
-        slow.push(stream);
+        slow.push(half_request(&address, b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ").await);
     }
     // Garbage and oversized requests.
     for raw in [
@@ -479,9 +474,16 @@ async fn malformed_and_slow_clients_neither_crash_nor_block_scrapes() {
         b"GET /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello".to_vec(),
     ] {
         let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+        // A server that refuses a request early may reset the connection under a long write.
         let _ = stream.write_all(&raw).await;
-        let mut answer = Vec::new();
-        let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+        let answer = tokio::time::timeout(DEADLINE, answer_or_close(&mut stream))
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "odd request {:?} neither answered nor closed",
+                    String::from_utf8_lossy(&raw[..raw.len().min(40)])
+                )
+            });
         let answer = String::from_utf8_lossy(&answer);
         assert!(
             answer.is_empty() || answer.starts_with("HTTP/1.1 4"),
@@ -491,18 +493,19 @@ async fn malformed_and_slow_clients_neither_crash_nor_block_scrapes() {
     let with_body = request(&address, "GET", "/metrics", &[("Content-Length", "3")]).await;
     assert_eq!(with_body.status, 400);
 
-    // A normal scrape still answers promptly while the slow clients hang on.
-    let started = Instant::now();
-    let scrape = tokio::time::timeout(Duration::from_secs(5), exporter.get("/metrics"))
+    // A normal scrape answers while the slow clients hang on: before the header timeout has
+    // closed any of them (had it waited for them, they would be gone by the time it answered).
+    let scrape = tokio::time::timeout(DEADLINE, exporter.get("/metrics"))
         .await
         .expect("scrape not blocked");
     assert_eq!(scrape.status, 200);
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "scrape took {:?}",
-        started.elapsed()
-    );
     assert_eq!(exporter.get("/-/healthy").await.status, 200);
+    let open = slow.iter().filter(|s| still_open(s)).count();
+    assert_eq!(
+        open,
+        slow.len(),
+        "the scrapes were answered only after slow clients were dropped"
+    );
     assert!(!exporter.logs().contains("panicked"), "{}", exporter.logs());
     drop(slow);
 }
@@ -551,4 +554,20 @@ async fn check_permissions_checks_cloudwatch_where_it_is_on() {
         "prod has CloudWatch off: {cloudwatch_calls:?}"
     );
     assert!(cloudwatch_calls.contains(&(BASE_ACCOUNT.to_string(), "ListMetrics".to_string())));
+}
+
+/// Reads until the response head is complete or the server closes (or resets) the
+/// connection: what came back, empty when nothing did.
+async fn answer_or_close(stream: &mut tokio::net::TcpStream) -> Vec<u8> {
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        match stream.read(&mut buffer).await {
+            Ok(0) | Err(_) => return answer,
+            Ok(n) => answer.extend_from_slice(&buffer[..n]),
+        }
+        if answer.windows(4).any(|w| w == b"\r\n\r\n") {
+            return answer;
+        }
+    }
 }
