@@ -178,6 +178,89 @@ async fn reload_adds_and_removes_targets_keeps_the_others_and_refuses_bad_files(
     );
 }
 
+/// `PUT /-/reload` reloads as `POST` does (Prometheus takes both): a good file is applied and
+/// answered 200, a bad one answered 500 with the problem; other methods get 405 naming the two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn put_reload_is_accepted_like_post() {
+    let sim = simulator().await;
+    {
+        let mut world = sim.world();
+        world.set_images(BASE_ACCOUNT, "us-east-1", vec![image(1, "enabled")]);
+        world.set_images(BASE_ACCOUNT, "eu-west-1", vec![image(2, "enabled")]);
+    }
+    let exporter = Exporter::start(
+        &sim.url(),
+        "collection: {interval: 1h}\nregions: [us-east-1]\n",
+        &[],
+    )
+    .await;
+    exporter
+        .wait_for_metrics("us-east-1 collected", |t| {
+            success(t, "us-east-1") == Some(1.0)
+        })
+        .await;
+    let put = |address: String| async move {
+        request(&address, "PUT", "/-/reload", &[("Content-Length", "0")]).await
+    };
+
+    std::fs::write(
+        exporter.config_path(),
+        "collection: {interval: 1h}\nregions: [us-east-1, eu-west-1]\n",
+    )
+    .unwrap();
+    let accepted = put(exporter.address.clone()).await;
+    assert_eq!(accepted.status, 200, "{}", accepted.text());
+    assert_eq!(accepted.text(), "configuration reloaded\n");
+    let text = exporter
+        .wait_for_metrics("eu-west-1 added by the reload", |t| {
+            success(t, "eu-west-1") == Some(1.0)
+        })
+        .await;
+    assert_eq!(
+        value(
+            &text,
+            "aws_ec2_fast_launch_image_info",
+            &[("image_id", &image_id(2))]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &text,
+            "fast_launch_exporter_config_last_reload_successful",
+            &[]
+        ),
+        Some(1.0)
+    );
+
+    std::fs::write(exporter.config_path(), "regions: [us-eest-1]\n").unwrap();
+    let refused = put(exporter.address.clone()).await;
+    assert_eq!(refused.status, 500);
+    assert!(
+        refused
+            .text()
+            .contains(r#"regions[0]: "us-eest-1" is not a region name"#),
+        "{}",
+        refused.text()
+    );
+    let text = exporter.metrics().await;
+    assert_eq!(
+        value(
+            &text,
+            "fast_launch_exporter_config_last_reload_successful",
+            &[]
+        ),
+        Some(0.0)
+    );
+    assert_eq!(find(&text, "aws_ec2_fast_launch_image_info", &[]).len(), 2);
+
+    for method in ["GET", "DELETE", "PATCH"] {
+        let other = request(&exporter.address, method, "/-/reload", &[]).await;
+        assert_eq!(other.status, 405, "{method}");
+        assert_eq!(other.header("allow"), Some("POST, PUT"), "{method}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_that_adds_a_target_leaves_a_ready_exporter_ready() {
     let sim = simulator().await;
