@@ -97,11 +97,23 @@ pub async fn https_get(
     path: &str,
     headers: &[(&str, &str)],
 ) -> Result<Response, String> {
+    https_get_speaking(rustls::DEFAULT_VERSIONS, address, ca, client, path, headers).await
+}
+
+/// [`https_get`] from a client that offers only the TLS `versions` given.
+pub async fn https_get_speaking(
+    versions: &[&'static rustls::SupportedProtocolVersion],
+    address: &str,
+    ca: &rustls::pki_types::CertificateDer<'static>,
+    client: Option<&(Vec<rustls::pki_types::CertificateDer<'static>>, Vec<u8>)>,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<Response, String> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.clone()).unwrap();
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .unwrap()
         .with_root_certificates(roots);
     let config = match client {
