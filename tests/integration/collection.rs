@@ -965,3 +965,196 @@ async fn failed_get_caller_identity_is_retried_on_the_next_cycle() {
         exporter.logs()
     );
 }
+
+/// The image ids a collection exported.
+fn exported_ids(text: &str) -> std::collections::BTreeSet<String> {
+    find(text, "aws_ec2_fast_launch_image_info", &[])
+        .iter()
+        .filter_map(|s| s.labels.iter().find(|(k, _)| k == "image_id"))
+        .map(|(_, v)| v.clone())
+        .collect()
+}
+
+/// A collection whose later page fails publishes none of it: the whole image list of the last
+/// good collection stays exported (not the failed collection's first page, not a mix), and
+/// `collection_success` says 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_page_failing_keeps_the_last_good_image_list() {
+    let sim = simulator().await;
+    sim.world().set_images(
+        BASE_ACCOUNT,
+        "us-east-1",
+        (1..=3).map(|n| image(n, "enabled")).collect(),
+    );
+    let exporter = Exporter::start(
+        &sim.url(),
+        "collection: {interval: 6s, timeout: 5s, page_size: 2, max_attempts: 1}\nregions: [us-east-1]\n",
+        &[],
+    )
+    .await;
+    let first = exporter
+        .wait_for_metrics("the first collection", |t| {
+            success(t, BASE_ACCOUNT, "us-east-1") == Some(1.0)
+        })
+        .await;
+    let old = exported_ids(&first);
+    assert_eq!(
+        old,
+        (1..=3)
+            .map(image_id)
+            .collect::<std::collections::BTreeSet<_>>()
+    );
+    let succeeded_at = value(
+        &first,
+        "fast_launch_exporter_last_success_timestamp_seconds",
+        &[],
+    );
+    let pages_before = received(&sim, "DescribeFastLaunchImages", "us-east-1").len();
+    assert_eq!(pages_before, 2, "three images in pages of two");
+
+    // The next collection would see other images: 4 and 5 on its first page, 6 on its second.
+    // Every answer now takes 1.5 s, so that a fault can be put in between the two pages.
+    {
+        let mut world = sim.world();
+        world.set_images(
+            BASE_ACCOUNT,
+            "us-east-1",
+            (4..=6).map(|n| image(n, "enabled")).collect(),
+        );
+        world.latency = Duration::from_millis(1500);
+    }
+    wait_until(
+        "the next collection's first page at the simulator",
+        || received(&sim, "DescribeFastLaunchImages", "us-east-1").len() > pages_before,
+        || exporter.logs(),
+    )
+    .await;
+    {
+        // Under the world's lock: the first page's answer is already decided (no fault), the
+        // second page is not here yet, so the fault hits exactly the second page.
+        let mut world = sim.world();
+        let pages: Vec<_> = world
+            .received()
+            .iter()
+            .filter(|r| r.action == "DescribeFastLaunchImages")
+            .cloned()
+            .collect();
+        assert_eq!(
+            pages.len(),
+            pages_before + 1,
+            "the second page came within the 1.5 s the first page's answer took to arrive"
+        );
+        assert_eq!(pages[pages_before].param("NextToken"), None, "a first page");
+        world.add_fault(
+            Fault::error("DescribeFastLaunchImages", "UnauthorizedOperation", 403).times(1),
+        );
+    }
+    let text = exporter
+        .wait_for_metrics("the collection that failed on its second page", |t| {
+            success(t, BASE_ACCOUNT, "us-east-1") == Some(0.0)
+        })
+        .await;
+    let pages = received(&sim, "DescribeFastLaunchImages", "us-east-1");
+    assert!(
+        pages[pages_before + 1].param("NextToken").is_some(),
+        "the failure was on a later page: {pages:?}"
+    );
+    assert_eq!(
+        exported_ids(&text),
+        old,
+        "the last good list, whole, and nothing of the failed collection"
+    );
+    assert_eq!(value(&text, "fast_launch_exporter_images", &[]), Some(3.0));
+    assert_eq!(
+        value(
+            &text,
+            "fast_launch_exporter_last_success_timestamp_seconds",
+            &[]
+        ),
+        succeeded_at
+    );
+    assert_eq!(
+        value(
+            &text,
+            "fast_launch_exporter_aws_errors_total",
+            &[
+                ("api", "DescribeFastLaunchImages"),
+                ("error_code", "UnauthorizedOperation")
+            ]
+        ),
+        Some(1.0)
+    );
+}
+
+/// Each target's calls have their own attempts (`max_attempts`) and their own SDK retry
+/// partition: a target throttled on every attempt uses up its three attempts and fails, while
+/// another target throttled at the same time retries within its own three and succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_targets_throttling_does_not_use_up_another_targets_attempts() {
+    let sim = simulator().await;
+    {
+        let mut world = sim.world();
+        world.set_images(BASE_ACCOUNT, "us-east-1", vec![image(1, "enabled")]);
+        world.set_images(BASE_ACCOUNT, "eu-west-1", vec![image(2, "enabled")]);
+        world.add_fault(
+            Fault::error("DescribeFastLaunchImages", "RequestLimitExceeded", 503)
+                .in_region("us-east-1"),
+        );
+        world.add_fault(
+            Fault::error("DescribeFastLaunchImages", "RequestLimitExceeded", 503)
+                .in_region("eu-west-1")
+                .times(2),
+        );
+    }
+    let exporter = Exporter::start(
+        &sim.url(),
+        "collection: {interval: 1h, timeout: 30s, max_attempts: 3}\nregions: [us-east-1, eu-west-1]\n",
+        &[],
+    )
+    .await;
+    let text = exporter
+        .wait_for_metrics("both targets collected once", |t| {
+            success(t, BASE_ACCOUNT, "us-east-1").is_some()
+                && success(t, BASE_ACCOUNT, "eu-west-1").is_some()
+        })
+        .await;
+    assert_eq!(success(&text, BASE_ACCOUNT, "us-east-1"), Some(0.0));
+    assert_eq!(
+        success(&text, BASE_ACCOUNT, "eu-west-1"),
+        Some(1.0),
+        "{}",
+        exporter.logs()
+    );
+    for (region, attempts, throttled) in [("us-east-1", 3, 3.0), ("eu-west-1", 3, 2.0)] {
+        assert_eq!(
+            received(&sim, "DescribeFastLaunchImages", region).len(),
+            attempts,
+            "{region}: attempts the simulator received"
+        );
+        assert_eq!(
+            value(
+                &text,
+                "fast_launch_exporter_aws_requests_total",
+                &[("aws_region", region), ("api", "DescribeFastLaunchImages")]
+            ),
+            Some(attempts as f64),
+            "{region}"
+        );
+        assert_eq!(
+            value(
+                &text,
+                "fast_launch_exporter_aws_errors_total",
+                &[
+                    ("aws_region", region),
+                    ("error_code", "RequestLimitExceeded")
+                ]
+            ),
+            Some(throttled),
+            "{region}"
+        );
+    }
+    let failed = failures_in(&exporter.logs(), "us-east-1");
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(failed[0].contains(", 3 attempts)"), "{}", failed[0]);
+    assert!(failures_in(&exporter.logs(), "eu-west-1").is_empty());
+}
