@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 
+use fast_launch_exporter::shard::Shard;
 use fast_launch_exporter::simulator::{Fault, SimOrganization, Simulator, DEFAULT_REGIONS};
 
 use crate::harness::*;
@@ -303,9 +304,10 @@ async fn regions_all_lists_each_accounts_enabled_regions_and_falls_back_when_it_
     assert!(exporter
         .logs()
         .contains("cannot list the enabled regions; collecting the fallback regions"));
+    // base: every default region; prod: those and its opt-in region; denied: the fallback.
     assert_eq!(
         value(&text, "fast_launch_exporter_targets", &[]),
-        Some(36.0)
+        Some((2 * DEFAULT_REGIONS.len() + 1 + 1) as f64)
     );
     // DescribeRegions and the account's targets in every region share the role's credentials:
     // each role is assumed once, and every AssumeRole sent is counted in the metrics.
@@ -486,10 +488,12 @@ async fn the_demo_discovers_its_organization_in_every_enabled_region() {
     ])
     .await;
     exporter.wait_until_ready().await;
+    // Five accounts, none opted in to a region: each in every default region.
+    let expected = 5 * DEFAULT_REGIONS.len();
     let text = exporter
         .wait_for_metrics("every discovered target collected", |t| {
-            value(t, "fast_launch_exporter_targets", &[]) == Some(85.0)
-                && find(t, "fast_launch_exporter_collection_success", &[]).len() == 85
+            value(t, "fast_launch_exporter_targets", &[]) == Some(expected as f64)
+                && find(t, "fast_launch_exporter_collection_success", &[]).len() == expected
         })
         .await;
     // Five tagged active accounts; the suspended, closing and untagged ones are left out.
@@ -531,11 +535,19 @@ async fn not_ready_until_the_organization_is_listed_once() {
     );
     let exporter = Exporter::start(&sim.url(), &yaml, &[]).await;
     exporter
-        .wait_for_metrics("discovery failing", |t| {
+        .wait_for_metrics("discovery failing twice", |t| {
             value(t, "fast_launch_exporter_discovery_success", &[]) == Some(0.0)
+                && value(
+                    t,
+                    "fast_launch_exporter_aws_errors_total",
+                    &[
+                        ("api", "ListAccounts"),
+                        ("error_code", "TooManyRequestsException"),
+                    ],
+                )
+                .is_some_and(|n| n >= 2.0)
         })
         .await;
-    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     assert_eq!(
         exporter.get("/-/ready").await.status,
         503,
@@ -558,11 +570,27 @@ async fn not_ready_until_the_organization_is_listed_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_shards_on_one_queue_each_apply_their_own_events_and_hand_back_the_others() {
     const QUEUE: &str = "https://sqs.us-east-1.amazonaws.com/111111111111/fast-launch-events";
+    const REGIONS: [&str; 2] = ["us-east-1", "eu-west-1"];
     let sim = simulator().await;
     sim.world().create_queue(QUEUE);
-    let accounts: Vec<String> = (0..4u64)
-        .map(|n| format!("{}", 300_000_000_000 + n))
-        .collect();
+    // Four accounts, chosen so that each shard owns at least two of the eight targets: the
+    // shard that receives the events (all eight in one ReceiveMessage, below) then always holds
+    // some of the other's.
+    let owned_by = |accounts: &[String], shard: u32| -> usize {
+        accounts
+            .iter()
+            .flat_map(|a| REGIONS.iter().map(move |r| (a, *r)))
+            .filter(|(a, r)| Shard::of(a, r, 2) == shard)
+            .count()
+    };
+    let accounts: Vec<String> = (0..)
+        .map(|start: u64| -> Vec<String> {
+            (start..start + 4)
+                .map(|n| format!("{}", 300_000_000_000 + n))
+                .collect()
+        })
+        .find(|accounts| owned_by(accounts, 0) >= 2 && owned_by(accounts, 1) >= 2)
+        .unwrap();
     let mut yaml = format!(
         "collection: {{interval: 1h}}\nregions: [us-east-1, eu-west-1]\nevents:\n  queue_url: {QUEUE}\n  wait_time: 1s\n  debounce: 100ms\naccounts:\n"
     );
@@ -599,48 +627,85 @@ async fn two_shards_on_one_queue_each_apply_their_own_events_and_hand_back_the_o
     };
     let time = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     for account in &accounts {
-        for region in ["us-east-1", "eu-west-1"] {
+        for region in REGIONS {
             assert_eq!(
                 describes(account, region),
                 1,
                 "one shard collected {account}/{region}"
             );
-            sim.world().send_message(
-                QUEUE,
-                &fast_launch_exporter::demo::state_change_event(
-                    account,
-                    region,
-                    "ami-0123456789abcdef0",
-                    "enabling-failed",
-                    &time,
-                ),
-            );
         }
     }
-    // Every target collected again by the event, by its own shard, whichever shard received it.
-    let deadline = std::time::Instant::now() + DEADLINE;
-    for account in &accounts {
-        for region in ["us-east-1", "eu-west-1"] {
-            while describes(account, region) < 2 {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "{account}/{region} never collected by its event"
+    // All eight at once (one lock of the world): the first ReceiveMessage, of whichever shard,
+    // takes them all, its own and the other's.
+    {
+        let mut world = sim.world();
+        for account in &accounts {
+            for region in REGIONS {
+                world.send_message(
+                    QUEUE,
+                    &fast_launch_exporter::demo::state_change_event(
+                        account,
+                        region,
+                        "ami-0123456789abcdef0",
+                        "enabling-failed",
+                        &time,
+                    ),
                 );
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
         }
     }
-    let mut applied = 0.0;
-    for exporter in &shards {
-        let text = exporter.metrics().await;
-        applied += value(
-            &text,
-            "fast_launch_exporter_events_received_total",
-            &[("result", "applied")],
-        )
-        .unwrap_or(0.0);
+    // Every target collected again by the event, by its own shard, whichever shard received it.
+    for account in &accounts {
+        for region in REGIONS {
+            wait_until(
+                &format!("{account}/{region} collected by its event"),
+                || describes(account, region) >= 2,
+                || format!("{:?}", sim.world().queue_depth(QUEUE)),
+            )
+            .await;
+        }
     }
-    assert_eq!(applied, 8.0, "each event applied once, by its owner");
+    wait_until(
+        "every event deleted",
+        || sim.world().deleted_messages().len() == 8,
+        || format!("{:?}", sim.world().deleted_messages()),
+    )
+    .await;
+    for (index, exporter) in shards.iter().enumerate() {
+        let text = exporter.metrics().await;
+        let count = |result: &str| {
+            value(
+                &text,
+                "fast_launch_exporter_events_received_total",
+                &[("result", result)],
+            )
+            .unwrap_or(0.0)
+        };
+        assert_eq!(
+            count("applied"),
+            owned_by(&accounts, index as u32) as f64,
+            "shard {index} applies exactly the events of its own targets"
+        );
+        assert_eq!(
+            count("ignored"),
+            0.0,
+            "shard {index}: handed back, not ignored"
+        );
+    }
+    // The receiving shard handed the other's events back (visibility 0) for it to take.
+    let handed_back = sim
+        .world()
+        .received()
+        .iter()
+        .filter(|r| r.action == "ChangeMessageVisibilityBatch")
+        .count();
+    assert!(handed_back >= 1, "no event was handed back");
+    assert!(
+        shards
+            .iter()
+            .any(|e| e.logs().contains("left on the queue for it")),
+        "no shard received the other's events"
+    );
     assert_eq!(sim.world().deleted_messages().len(), 8);
 }
 
