@@ -735,3 +735,158 @@ async fn check_permissions_reports_a_listing_that_fails_past_its_first_call() {
         "{out}"
     );
 }
+
+/// `member_external_id` is sent as AssumeRole's `ExternalId` for every discovered account (and
+/// only for them: an explicit account without one sends none), and never reaches the logs or
+/// the metrics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_external_id_reaches_assume_role_of_every_discovered_account() {
+    const EXTERNAL_ID: &str = "member-ext-never-logged";
+    const EXPLICIT: &str = "arn:aws:iam::555555555555:role/Explicit";
+    let sim = simulator().await;
+    sim.world().organization = Some(organization());
+    let yaml = format!(
+        "collection: {{interval: 1h}}\nregions: [us-east-1]\ndiscovery:\n  organizations:\n    member_role_arn: \"{MEMBER_ROLE}\"\n    member_external_id: {EXTERNAL_ID}\n    organizational_units: [ou-a1b2-aaaaaaaa]\n    exclude_accounts: [\"777777777777\"]\n    tags: {{fast-launch: enabled}}\naccounts:\n  - name: explicit\n    role_arn: {EXPLICIT}\n"
+    );
+    let exporter = Exporter::start(&sim.url(), &yaml, &[]).await;
+    exporter.wait_until_ready().await;
+    let text = exporter.metrics().await;
+    assert_eq!(
+        accounts(&text),
+        BTreeSet::from([
+            "222222222222".to_string(),
+            "333333333333".to_string(),
+            "555555555555".to_string()
+        ]),
+        "{text}"
+    );
+    let assumed: Vec<(String, Option<String>)> = sim
+        .world()
+        .received()
+        .iter()
+        .filter(|r| r.action == "AssumeRole")
+        .map(|r| {
+            (
+                r.param("RoleArn").unwrap_or_default().to_string(),
+                r.param("ExternalId").map(str::to_string),
+            )
+        })
+        .collect();
+    for account in ["222222222222", "333333333333"] {
+        let role = format!("arn:aws:iam::{account}:role/FastLaunchReader");
+        let sent: Vec<&Option<String>> = assumed
+            .iter()
+            .filter(|(arn, _)| *arn == role)
+            .map(|(_, id)| id)
+            .collect();
+        assert!(!sent.is_empty(), "{role} not assumed: {assumed:?}");
+        assert!(
+            sent.iter().all(|id| id.as_deref() == Some(EXTERNAL_ID)),
+            "{role}: {assumed:?}"
+        );
+    }
+    assert!(
+        assumed
+            .iter()
+            .any(|(arn, id)| arn == EXPLICIT && id.is_none()),
+        "the explicit account has no external id: {assumed:?}"
+    );
+    for account in ["222222222222", "333333333333", "555555555555"] {
+        assert_eq!(
+            value(
+                &text,
+                "fast_launch_exporter_collection_success",
+                &[("aws_account_id", account)]
+            ),
+            Some(1.0),
+            "{account}"
+        );
+    }
+    assert!(
+        !exporter.logs().contains(EXTERNAL_ID),
+        "the external id was logged"
+    );
+    assert!(
+        !text.contains(EXTERNAL_ID),
+        "the external id is in the metrics"
+    );
+}
+
+/// `regions: all`: once an account's enabled regions are known, a DescribeRegions that fails
+/// later (here on a reload, which plans again) keeps that list; the fallback region is only
+/// for an account never listed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regions_all_keeps_its_last_region_list_after_a_failed_describe_regions() {
+    let sim = simulator().await;
+    {
+        let mut world = sim.world();
+        world.opt_in(ROLE_ACCOUNT, "af-south-1");
+        world.set_images(ROLE_ACCOUNT, "af-south-1", vec![image(1, "enabled")]);
+    }
+    let yaml = format!(
+        "collection: {{interval: 1h}}\nregions: all\naccounts:\n  - name: prod\n    role_arn: {ROLE_ARN}\n"
+    );
+    let exporter = Exporter::start(&sim.url(), &yaml, &[]).await;
+    exporter.wait_until_ready().await;
+    let mut listed: BTreeSet<(String, String)> = DEFAULT_REGIONS
+        .iter()
+        .map(|r| (ROLE_ACCOUNT.to_string(), r.to_string()))
+        .collect();
+    listed.insert((ROLE_ACCOUNT.to_string(), "af-south-1".to_string()));
+    assert_eq!(targets(&exporter.metrics().await), listed);
+    let describe_regions = || {
+        sim.world()
+            .received()
+            .iter()
+            .filter(|r| r.action == "DescribeRegions" && r.account == ROLE_ACCOUNT)
+            .count()
+    };
+    assert_eq!(describe_regions(), 1);
+
+    sim.world().add_fault(
+        Fault::error("DescribeRegions", "UnauthorizedOperation", 403).in_account(ROLE_ACCOUNT),
+    );
+    let reloaded = request(
+        &exporter.address,
+        "POST",
+        "/-/reload",
+        &[("Content-Length", "0")],
+    )
+    .await;
+    assert_eq!(reloaded.status, 200, "{}", reloaded.text());
+    assert_eq!(describe_regions(), 2, "the reload listed the regions again");
+    let text = exporter.metrics().await;
+    assert_eq!(
+        value(
+            &text,
+            "fast_launch_exporter_aws_errors_total",
+            &[
+                ("aws_account_id", ROLE_ACCOUNT),
+                ("api", "DescribeRegions"),
+                ("error_code", "UnauthorizedOperation")
+            ]
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(targets(&text), listed, "the last list stays");
+    assert_eq!(
+        value(&text, "fast_launch_exporter_targets", &[]),
+        Some(listed.len() as f64)
+    );
+    assert_eq!(
+        value(
+            &text,
+            "aws_ec2_fast_launch_image_state",
+            &[("aws_region", "af-south-1"), ("state", "enabled")]
+        ),
+        Some(1.0)
+    );
+    assert!(
+        exporter
+            .logs()
+            .contains("cannot list the enabled regions; the last list stays"),
+        "{}",
+        exporter.logs()
+    );
+}
