@@ -366,9 +366,12 @@ fn run_with_config(yaml: Option<&str>, env_region: Option<&str>) -> (Option<i32>
             std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
             return (status.code(), stderr);
         }
-        if started.elapsed() > Duration::from_secs(10) {
+        if started.elapsed() > DEADLINE {
             let _ = child.kill();
-            return (None, String::new());
+            let _ = child.wait();
+            let mut stderr = format!("still running after {DEADLINE:?}; its log:\n");
+            let _ = std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr);
+            return (None, stderr);
         }
         std::thread::sleep(Duration::from_millis(20));
     }
