@@ -11,11 +11,7 @@ use serde::Deserialize;
 use serde_yaml::Value;
 
 use crate::harness::*;
-
-fn yaml(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
+use crate::iam::yaml;
 
 fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();

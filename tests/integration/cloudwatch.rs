@@ -181,9 +181,12 @@ async fn values_and_counters_count_each_period_once_including_a_late_datapoint()
 
     // Later queries return the same period again: it is not counted twice.
     let queries = gets(&sim, "GetMetricData").len();
-    while gets(&sim, "GetMetricData").len() < queries + 2 {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    wait_until(
+        "two more GetMetricData",
+        || gets(&sim, "GetMetricData").len() >= queries + 2,
+        || exporter.logs(),
+    )
+    .await;
     let text = exporter.metrics().await;
     assert_eq!(
         image_value(&text, "aws_ec2_fast_launch_image_cold_launches_total", 1),

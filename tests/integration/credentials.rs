@@ -14,7 +14,7 @@ const WEB_ROLE_ARN: &str = "arn:aws:iam::222222222222:role/WebIdentityReader";
 const SSO_START_URL: &str = "https://simulated.awsapps.com/start";
 
 /// The exporter with a clean environment: no keys, IMDS off, the simulator as endpoint.
-fn bare_command(simulator_url: &str, home: &std::path::Path) -> Command {
+fn bare_environment(simulator_url: &str, home: &std::path::Path) -> Command {
     let mut command = Command::new(BIN);
     command
         .env_clear()
@@ -25,10 +25,17 @@ fn bare_command(simulator_url: &str, home: &std::path::Path) -> Command {
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("AWS_CONFIG_FILE", home.join("config"))
         .env("AWS_SHARED_CREDENTIALS_FILE", home.join("credentials"))
-        .args(["--once", "--log.level", "debug"])
+        .args(["--log.level", "debug"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    command
+}
+
+/// [`bare_environment`] running `--once`.
+fn bare_command(simulator_url: &str, home: &std::path::Path) -> Command {
+    let mut command = bare_environment(simulator_url, home);
+    command.arg("--once");
     command
 }
 
@@ -225,4 +232,87 @@ async fn every_documented_credential_source_works_in_the_lean_build() {
         .env_remove("AWS_EC2_METADATA_DISABLED")
         .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &imds);
     collects("IMDS", command, BASE_ACCOUNT).await;
+}
+
+/// Base credentials that expire are renewed from their source, and collection goes on past
+/// the first credentials' expiry (which the simulator refuses with ExpiredToken): here web
+/// identity, whose AssumeRoleWithWebIdentity the simulator answers with short sessions.
+///
+/// AWS issues no session shorter than 900 s (DurationSeconds' minimum); the simulator's
+/// `default_session` compresses time so that an expiry falls within the test. What is
+/// asserted is the renewal, not that AWS would hand out such sessions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expiring_base_credentials_are_renewed_and_collection_goes_on_past_their_expiry() {
+    const SESSION: std::time::Duration = std::time::Duration::from_secs(16);
+    let sim = simulator().await;
+    sim.world()
+        .set_images(ROLE_ACCOUNT, "us-east-1", vec![image(2, "enabled")]);
+    sim.world().default_session = SESSION;
+    let home = tempfile::tempdir().unwrap();
+    let path = home.path();
+    std::fs::write(path.join("token"), "simulated-oidc-token").unwrap();
+    let config = config_file("collection: {interval: 1s, timeout: 1s}\nregions: [us-east-1]\n");
+    let mut command = bare_environment(&sim.url(), path);
+    command
+        .env("AWS_WEB_IDENTITY_TOKEN_FILE", path.join("token"))
+        .env("AWS_ROLE_ARN", WEB_ROLE_ARN)
+        .env("AWS_ROLE_SESSION_NAME", "fast-launch-exporter")
+        .args(["--web.listen-address", "127.0.0.1:0", "--config.file"])
+        .arg(config.path())
+        .stdout(Stdio::null());
+    let exporter = Exporter::spawn(command, Some(config)).await;
+    let issued = || {
+        sim.world()
+            .received()
+            .iter()
+            .filter(|r| r.action == "AssumeRoleWithWebIdentity")
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    wait_until(
+        "the first credentials",
+        || !issued().is_empty(),
+        || exporter.logs(),
+    )
+    .await;
+    // Seen after they were issued: their expiry is before this plus the session.
+    let first_expired_by = std::time::SystemTime::now() + SESSION;
+    let first = issued();
+    assert_eq!(
+        first[0].param("DurationSeconds"),
+        None,
+        "the session length is the simulator's, not asked for"
+    );
+    let expired_by = first_expired_by
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let text = exporter
+        .wait_for_metrics("a collection after the first credentials expired", |t| {
+            value(
+                t,
+                "fast_launch_exporter_last_success_timestamp_seconds",
+                &[("aws_account_id", ROLE_ACCOUNT)],
+            )
+            .is_some_and(|at| at > expired_by)
+        })
+        .await;
+    assert!(
+        issued().len() >= 2,
+        "renewed from the token file: {:?}",
+        issued()
+    );
+    assert_eq!(
+        value(
+            &text,
+            "fast_launch_exporter_collection_success",
+            &[("aws_account_id", ROLE_ACCOUNT)]
+        ),
+        Some(1.0)
+    );
+    // Renewed ahead of expiry: no call went out with expired credentials.
+    assert!(
+        find(&text, "fast_launch_exporter_aws_errors_total", &[]).is_empty(),
+        "{text}"
+    );
 }

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 
+use fast_launch_exporter::domain::shard::Shard;
 use fast_launch_exporter::sim::{Fault, SimOrganization, Simulator, DEFAULT_REGIONS};
 
 use crate::harness::*;
@@ -303,9 +304,10 @@ async fn regions_all_lists_each_accounts_enabled_regions_and_falls_back_when_it_
     assert!(exporter
         .logs()
         .contains("cannot list the enabled regions; collecting the fallback regions"));
+    // base: every default region; prod: those and its opt-in region; denied: the fallback.
     assert_eq!(
         value(&text, "fast_launch_exporter_targets", &[]),
-        Some(36.0)
+        Some((2 * DEFAULT_REGIONS.len() + 1 + 1) as f64)
     );
     // DescribeRegions and the account's targets in every region share the role's credentials:
     // each role is assumed once, and every AssumeRole sent is counted in the metrics.
@@ -486,10 +488,12 @@ async fn the_demo_discovers_its_organization_in_every_enabled_region() {
     ])
     .await;
     exporter.wait_until_ready().await;
+    // Five accounts, none opted in to a region: each in every default region.
+    let expected = 5 * DEFAULT_REGIONS.len();
     let text = exporter
         .wait_for_metrics("every discovered target collected", |t| {
-            value(t, "fast_launch_exporter_targets", &[]) == Some(85.0)
-                && find(t, "fast_launch_exporter_collection_success", &[]).len() == 85
+            value(t, "fast_launch_exporter_targets", &[]) == Some(expected as f64)
+                && find(t, "fast_launch_exporter_collection_success", &[]).len() == expected
         })
         .await;
     // Five tagged active accounts; the suspended, closing and untagged ones are left out.
@@ -531,11 +535,19 @@ async fn not_ready_until_the_organization_is_listed_once() {
     );
     let exporter = Exporter::start(&sim.url(), &yaml, &[]).await;
     exporter
-        .wait_for_metrics("discovery failing", |t| {
+        .wait_for_metrics("discovery failing twice", |t| {
             value(t, "fast_launch_exporter_discovery_success", &[]) == Some(0.0)
+                && value(
+                    t,
+                    "fast_launch_exporter_aws_errors_total",
+                    &[
+                        ("api", "ListAccounts"),
+                        ("error_code", "TooManyRequestsException"),
+                    ],
+                )
+                .is_some_and(|n| n >= 2.0)
         })
         .await;
-    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     assert_eq!(
         exporter.get("/-/ready").await.status,
         503,
@@ -558,11 +570,27 @@ async fn not_ready_until_the_organization_is_listed_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_shards_on_one_queue_each_apply_their_own_events_and_hand_back_the_others() {
     const QUEUE: &str = "https://sqs.us-east-1.amazonaws.com/111111111111/fast-launch-events";
+    const REGIONS: [&str; 2] = ["us-east-1", "eu-west-1"];
     let sim = simulator().await;
     sim.world().create_queue(QUEUE);
-    let accounts: Vec<String> = (0..4u64)
-        .map(|n| format!("{}", 300_000_000_000 + n))
-        .collect();
+    // Four accounts, chosen so that each shard owns at least two of the eight targets: the
+    // shard that receives the events (all eight in one ReceiveMessage, below) then always holds
+    // some of the other's.
+    let owned_by = |accounts: &[String], shard: u32| -> usize {
+        accounts
+            .iter()
+            .flat_map(|a| REGIONS.iter().map(move |r| (a, *r)))
+            .filter(|(a, r)| Shard::of(a, r, 2) == shard)
+            .count()
+    };
+    let accounts: Vec<String> = (0..)
+        .map(|start: u64| -> Vec<String> {
+            (start..start + 4)
+                .map(|n| format!("{}", 300_000_000_000 + n))
+                .collect()
+        })
+        .find(|accounts| owned_by(accounts, 0) >= 2 && owned_by(accounts, 1) >= 2)
+        .unwrap();
     let mut yaml = format!(
         "collection: {{interval: 1h}}\nregions: [us-east-1, eu-west-1]\nevents:\n  queue_url: {QUEUE}\n  wait_time: 1s\n  debounce: 100ms\naccounts:\n"
     );
@@ -599,48 +627,85 @@ async fn two_shards_on_one_queue_each_apply_their_own_events_and_hand_back_the_o
     };
     let time = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     for account in &accounts {
-        for region in ["us-east-1", "eu-west-1"] {
+        for region in REGIONS {
             assert_eq!(
                 describes(account, region),
                 1,
                 "one shard collected {account}/{region}"
             );
-            sim.world().send_message(
-                QUEUE,
-                &fast_launch_exporter::events::state_change_event(
-                    account,
-                    region,
-                    "ami-0123456789abcdef0",
-                    "enabling-failed",
-                    &time,
-                ),
-            );
         }
     }
-    // Every target collected again by the event, by its own shard, whichever shard received it.
-    let deadline = std::time::Instant::now() + DEADLINE;
-    for account in &accounts {
-        for region in ["us-east-1", "eu-west-1"] {
-            while describes(account, region) < 2 {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "{account}/{region} never collected by its event"
+    // All eight at once (one lock of the world): the first ReceiveMessage, of whichever shard,
+    // takes them all, its own and the other's.
+    {
+        let mut world = sim.world();
+        for account in &accounts {
+            for region in REGIONS {
+                world.send_message(
+                    QUEUE,
+                    &fast_launch_exporter::events::state_change_event(
+                        account,
+                        region,
+                        "ami-0123456789abcdef0",
+                        "enabling-failed",
+                        &time,
+                    ),
                 );
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
         }
     }
-    let mut applied = 0.0;
-    for exporter in &shards {
-        let text = exporter.metrics().await;
-        applied += value(
-            &text,
-            "fast_launch_exporter_events_received_total",
-            &[("result", "applied")],
-        )
-        .unwrap_or(0.0);
+    // Every target collected again by the event, by its own shard, whichever shard received it.
+    for account in &accounts {
+        for region in REGIONS {
+            wait_until(
+                &format!("{account}/{region} collected by its event"),
+                || describes(account, region) >= 2,
+                || format!("{:?}", sim.world().queue_depth(QUEUE)),
+            )
+            .await;
+        }
     }
-    assert_eq!(applied, 8.0, "each event applied once, by its owner");
+    wait_until(
+        "every event deleted",
+        || sim.world().deleted_messages().len() == 8,
+        || format!("{:?}", sim.world().deleted_messages()),
+    )
+    .await;
+    for (index, exporter) in shards.iter().enumerate() {
+        let text = exporter.metrics().await;
+        let count = |result: &str| {
+            value(
+                &text,
+                "fast_launch_exporter_events_received_total",
+                &[("result", result)],
+            )
+            .unwrap_or(0.0)
+        };
+        assert_eq!(
+            count("applied"),
+            owned_by(&accounts, index as u32) as f64,
+            "shard {index} applies exactly the events of its own targets"
+        );
+        assert_eq!(
+            count("ignored"),
+            0.0,
+            "shard {index}: handed back, not ignored"
+        );
+    }
+    // The receiving shard handed the other's events back (visibility 0) for it to take.
+    let handed_back = sim
+        .world()
+        .received()
+        .iter()
+        .filter(|r| r.action == "ChangeMessageVisibilityBatch")
+        .count();
+    assert!(handed_back >= 1, "no event was handed back");
+    assert!(
+        shards
+            .iter()
+            .any(|e| e.logs().contains("left on the queue for it")),
+        "no shard received the other's events"
+    );
     assert_eq!(sim.world().deleted_messages().len(), 8);
 }
 
@@ -668,5 +733,160 @@ async fn check_permissions_reports_a_listing_that_fails_past_its_first_call() {
     assert!(
         line.contains("error") && line.contains("the organization has not been listed yet"),
         "{out}"
+    );
+}
+
+/// `member_external_id` is sent as AssumeRole's `ExternalId` for every discovered account (and
+/// only for them: an explicit account without one sends none), and never reaches the logs or
+/// the metrics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_external_id_reaches_assume_role_of_every_discovered_account() {
+    const EXTERNAL_ID: &str = "member-ext-never-logged";
+    const EXPLICIT: &str = "arn:aws:iam::555555555555:role/Explicit";
+    let sim = simulator().await;
+    sim.world().organization = Some(organization());
+    let yaml = format!(
+        "collection: {{interval: 1h}}\nregions: [us-east-1]\ndiscovery:\n  organizations:\n    member_role_arn: \"{MEMBER_ROLE}\"\n    member_external_id: {EXTERNAL_ID}\n    organizational_units: [ou-a1b2-aaaaaaaa]\n    exclude_accounts: [\"777777777777\"]\n    tags: {{fast-launch: enabled}}\naccounts:\n  - name: explicit\n    role_arn: {EXPLICIT}\n"
+    );
+    let exporter = Exporter::start(&sim.url(), &yaml, &[]).await;
+    exporter.wait_until_ready().await;
+    let text = exporter.metrics().await;
+    assert_eq!(
+        accounts(&text),
+        BTreeSet::from([
+            "222222222222".to_string(),
+            "333333333333".to_string(),
+            "555555555555".to_string()
+        ]),
+        "{text}"
+    );
+    let assumed: Vec<(String, Option<String>)> = sim
+        .world()
+        .received()
+        .iter()
+        .filter(|r| r.action == "AssumeRole")
+        .map(|r| {
+            (
+                r.param("RoleArn").unwrap_or_default().to_string(),
+                r.param("ExternalId").map(str::to_string),
+            )
+        })
+        .collect();
+    for account in ["222222222222", "333333333333"] {
+        let role = format!("arn:aws:iam::{account}:role/FastLaunchReader");
+        let sent: Vec<&Option<String>> = assumed
+            .iter()
+            .filter(|(arn, _)| *arn == role)
+            .map(|(_, id)| id)
+            .collect();
+        assert!(!sent.is_empty(), "{role} not assumed: {assumed:?}");
+        assert!(
+            sent.iter().all(|id| id.as_deref() == Some(EXTERNAL_ID)),
+            "{role}: {assumed:?}"
+        );
+    }
+    assert!(
+        assumed
+            .iter()
+            .any(|(arn, id)| arn == EXPLICIT && id.is_none()),
+        "the explicit account has no external id: {assumed:?}"
+    );
+    for account in ["222222222222", "333333333333", "555555555555"] {
+        assert_eq!(
+            value(
+                &text,
+                "fast_launch_exporter_collection_success",
+                &[("aws_account_id", account)]
+            ),
+            Some(1.0),
+            "{account}"
+        );
+    }
+    assert!(
+        !exporter.logs().contains(EXTERNAL_ID),
+        "the external id was logged"
+    );
+    assert!(
+        !text.contains(EXTERNAL_ID),
+        "the external id is in the metrics"
+    );
+}
+
+/// `regions: all`: once an account's enabled regions are known, a DescribeRegions that fails
+/// later (here on a reload, which plans again) keeps that list; the fallback region is only
+/// for an account never listed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regions_all_keeps_its_last_region_list_after_a_failed_describe_regions() {
+    let sim = simulator().await;
+    {
+        let mut world = sim.world();
+        world.opt_in(ROLE_ACCOUNT, "af-south-1");
+        world.set_images(ROLE_ACCOUNT, "af-south-1", vec![image(1, "enabled")]);
+    }
+    let yaml = format!(
+        "collection: {{interval: 1h}}\nregions: all\naccounts:\n  - name: prod\n    role_arn: {ROLE_ARN}\n"
+    );
+    let exporter = Exporter::start(&sim.url(), &yaml, &[]).await;
+    exporter.wait_until_ready().await;
+    let mut listed: BTreeSet<(String, String)> = DEFAULT_REGIONS
+        .iter()
+        .map(|r| (ROLE_ACCOUNT.to_string(), r.to_string()))
+        .collect();
+    listed.insert((ROLE_ACCOUNT.to_string(), "af-south-1".to_string()));
+    assert_eq!(targets(&exporter.metrics().await), listed);
+    let describe_regions = || {
+        sim.world()
+            .received()
+            .iter()
+            .filter(|r| r.action == "DescribeRegions" && r.account == ROLE_ACCOUNT)
+            .count()
+    };
+    assert_eq!(describe_regions(), 1);
+
+    sim.world().add_fault(
+        Fault::error("DescribeRegions", "UnauthorizedOperation", 403).in_account(ROLE_ACCOUNT),
+    );
+    let reloaded = request(
+        &exporter.address,
+        "POST",
+        "/-/reload",
+        &[("Content-Length", "0")],
+    )
+    .await;
+    assert_eq!(reloaded.status, 200, "{}", reloaded.text());
+    assert_eq!(describe_regions(), 2, "the reload listed the regions again");
+    let text = exporter.metrics().await;
+    assert_eq!(
+        value(
+            &text,
+            "fast_launch_exporter_aws_errors_total",
+            &[
+                ("aws_account_id", ROLE_ACCOUNT),
+                ("api", "DescribeRegions"),
+                ("error_code", "UnauthorizedOperation")
+            ]
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(targets(&text), listed, "the last list stays");
+    assert_eq!(
+        value(&text, "fast_launch_exporter_targets", &[]),
+        Some(listed.len() as f64)
+    );
+    assert_eq!(
+        value(
+            &text,
+            "aws_ec2_fast_launch_image_state",
+            &[("aws_region", "af-south-1"), ("state", "enabled")]
+        ),
+        Some(1.0)
+    );
+    assert!(
+        exporter
+            .logs()
+            .contains("cannot list the enabled regions; the last list stays"),
+        "{}",
+        exporter.logs()
     );
 }

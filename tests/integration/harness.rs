@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fast_launch_exporter::domain::model::{FastLaunchImage, FastLaunchState};
-use fast_launch_exporter::sim::{Simulator, World};
+use fast_launch_exporter::sim::{ReceivedRequest, Simulator, World};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -97,11 +97,23 @@ pub async fn https_get(
     path: &str,
     headers: &[(&str, &str)],
 ) -> Result<Response, String> {
+    https_get_speaking(rustls::DEFAULT_VERSIONS, address, ca, client, path, headers).await
+}
+
+/// [`https_get`] from a client that offers only the TLS `versions` given.
+pub async fn https_get_speaking(
+    versions: &[&'static rustls::SupportedProtocolVersion],
+    address: &str,
+    ca: &rustls::pki_types::CertificateDer<'static>,
+    client: Option<&(Vec<rustls::pki_types::CertificateDer<'static>>, Vec<u8>)>,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<Response, String> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.clone()).unwrap();
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .unwrap()
         .with_root_certificates(roots);
     let config = match client {
@@ -280,10 +292,9 @@ impl Exporter {
         self.logs.lock().unwrap().clone()
     }
 
-    /// Sends SIGTERM and waits for the exit status, at most `limit`.
-    pub async fn terminate(&mut self, limit: Duration) -> Option<ExitStatus> {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    /// Sends the signal `name` (`TERM`, `INT`) and waits for the exit status, at most `limit`.
+    pub async fn stop_with(&mut self, name: &str, limit: Duration) -> Option<ExitStatus> {
+        self.signal(name);
         let started = Instant::now();
         while started.elapsed() < limit {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -337,6 +348,46 @@ impl Exporter {
     }
 }
 
+/// Polls `done` until it holds; fails the test after [`DEADLINE`], naming `what` and what
+/// `state` says then.
+pub async fn wait_until(what: &str, mut done: impl FnMut() -> bool, state: impl Fn() -> String) {
+    let deadline = Instant::now() + DEADLINE;
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {}",
+            state()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The requests the simulator received for `action` in `region`.
+pub fn received(sim: &Simulator, action: &str, region: &str) -> Vec<ReceivedRequest> {
+    sim.world()
+        .received()
+        .iter()
+        .filter(|r| r.action == action && r.region == region)
+        .cloned()
+        .collect()
+}
+
+/// Whether the server side of `stream` is still open: no answer, no close, no reset. Looks
+/// without waiting or consuming anything (a non-blocking peek).
+pub fn still_open(stream: &std::net::TcpStream) -> bool {
+    stream.set_nonblocking(true).unwrap();
+    let mut byte = [0u8; 1];
+    matches!(stream.peek(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
+/// Opens a TCP connection to `address` and sends `part` of a request, never the rest; the
+/// stream is handed back as a std one, for [`still_open`].
+pub async fn half_request(address: &str, part: &[u8]) -> std::net::TcpStream {
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream.write_all(part).await.unwrap();
+    stream.into_std().unwrap()
+}
+
 fn find_listen_address(logs: &str) -> Option<String> {
     logs.lines()
         .filter(|l| l.contains("listening"))
@@ -354,8 +405,39 @@ fn find_listen_address(logs: &str) -> Option<String> {
         })
 }
 
-/// Whether `tool` runs here. Outside CI a missing tool skips the test with a message; with
-/// `CI=true` it fails, since .ci/run installs it.
+/// Whether the value of `CI` makes a missing tool fail the test rather than skip it: any value
+/// but empty, `false` or `0` (CI services set `true`, `1`, `yes` …; .ci/run sets `true`).
+pub fn ci_means_fail(value: Option<&str>) -> bool {
+    value.is_some_and(|v| {
+        let v = v.trim();
+        !v.is_empty() && !v.eq_ignore_ascii_case("false") && v != "0"
+    })
+}
+
+/// Whether this run is in CI (see [`ci_means_fail`]).
+pub fn in_ci() -> bool {
+    ci_means_fail(std::env::var("CI").ok().as_deref())
+}
+
+#[test]
+fn ci_means_fail_for_any_value_but_empty_false_and_zero() {
+    for value in ["true", "TRUE", "1", "yes", "on", "github-actions"] {
+        assert!(ci_means_fail(Some(value)), "{value}");
+    }
+    for value in [
+        None,
+        Some(""),
+        Some(" "),
+        Some("false"),
+        Some("False"),
+        Some("0"),
+    ] {
+        assert!(!ci_means_fail(value), "{value:?}");
+    }
+}
+
+/// Whether `tool` runs here. Outside CI a missing tool skips the test with a message; in CI
+/// ([`in_ci`]) it fails, since .ci/run installs it.
 pub fn tool_available(tool: &str, version_args: &[&str], test: &str) -> bool {
     let present = Command::new(tool)
         .args(version_args)
@@ -365,8 +447,8 @@ pub fn tool_available(tool: &str, version_args: &[&str], test: &str) -> bool {
         .is_ok_and(|s| s.success());
     if !present {
         assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{tool} is missing but CI=true: .ci/run must install it"
+            !in_ci(),
+            "{tool} is missing but CI is set: .ci/run must install it"
         );
         eprintln!("SKIPPED {test}: {tool} not installed");
     }
@@ -374,12 +456,12 @@ pub fn tool_available(tool: &str, version_args: &[&str], test: &str) -> bool {
 }
 
 /// Runs `promtool check metrics` on `text`: Some(complaints) (empty when clean), or None when
-/// promtool is not installed outside CI (with `CI=true` a missing promtool fails the test).
+/// promtool is not installed outside CI (in CI, [`in_ci`], a missing promtool fails the test).
 pub fn promtool_check_metrics(text: &str, test: &str) -> Option<String> {
     if Command::new("promtool").arg("--version").output().is_err() {
         assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "promtool is missing but CI=true: .ci/run must install Debian's prometheus package"
+            !in_ci(),
+            "promtool is missing but CI is set: .ci/run must install Debian's prometheus package"
         );
         eprintln!("SKIPPED {test}: promtool not installed");
         return None;
@@ -584,6 +666,11 @@ pub fn find(text: &str, name: &str, labels: &[(&str, &str)]) -> Vec<Sample> {
 }
 
 /// The value of the one sample of `name` matching `labels`, if there is exactly one.
+/// `fast_launch_exporter_collection_success` of the target the labels pick.
+pub fn success(text: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    value(text, "fast_launch_exporter_collection_success", labels)
+}
+
 pub fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     let found = find(text, name, labels);
     match found.as_slice() {

@@ -28,29 +28,26 @@ async fn a_thousand_slow_connections_hold_back_no_scrape() {
     let (_sim, exporter) = one_image_exporter(&[]).await;
     let mut slow = Vec::new();
     for i in 0..1000 {
-        let mut stream = TcpStream::connect(&exporter.address).await.unwrap();
         // Nothing, part of a request line, or headers that never end.
         let part: &[u8] = match i % 3 {
             0 => b"",
             1 => b"GET /metr",
             _ => b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ",
         };
-        stream.write_all(part).await.unwrap();
-        slow.push(stream);
+        slow.push(half_request(&exporter.address, part).await);
     }
     for path in ["/metrics", "/-/healthy", "/metrics"] {
-        let started = Instant::now();
-        let response = tokio::time::timeout(Duration::from_secs(10), exporter.get(path))
+        let response = tokio::time::timeout(DEADLINE, exporter.get(path))
             .await
             .unwrap_or_else(|_| panic!("{path} not answered with 1,000 slow connections open"));
         assert_eq!(response.status, 200, "{path}");
-        // The old server kept every scrape out for 10 s; 3 s leaves room for a loaded CI
-        // machine (measured: about 60 ms, docs/performance.md "Scrapes under 1,000 slow
-        // connections").
-        assert!(
-            started.elapsed() < Duration::from_secs(3),
-            "{path} took {:?} with 1,000 slow connections open",
-            started.elapsed()
+        // The old server kept every scrape out until the 10 s header timeout had closed slow
+        // connections; here each answer comes while all of them are still open. (How fast:
+        // docs/performance.md "Scrapes under 1,000 slow connections", measured about 60 ms.)
+        let closed = slow.iter().filter(|s| !still_open(s)).count();
+        assert_eq!(
+            closed, 0,
+            "{path} was answered only after {closed} slow connections were closed"
         );
     }
     drop(slow);
@@ -82,17 +79,22 @@ async fn max_requests_answers_503_while_the_cap_is_taken() {
     exporter.wait_until_ready().await;
     // A scrape that got the permit (its answer starts with 200) and whose client then reads
     // nothing more.
-    let stuck = loop {
+    let deadline = Instant::now() + DEADLINE;
+    let mut stuck = loop {
         let mut stream = TcpStream::connect(&exporter.address).await.unwrap();
         stream
             .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
             .await
             .unwrap();
         let mut head = [0u8; 12];
-        stream.read_exact(&mut head).await.unwrap();
+        tokio::time::timeout(DEADLINE, stream.read_exact(&mut head))
+            .await
+            .expect("a scrape's answer begins")
+            .unwrap();
         if &head == b"HTTP/1.1 200" {
             break stream;
         }
+        assert!(Instant::now() < deadline, "no scrape got the permit");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let busy = wait_for_status(&exporter, "/metrics", 503).await;
@@ -104,14 +106,28 @@ async fn max_requests_answers_503_while_the_cap_is_taken() {
     assert_eq!(exporter.get("/-/healthy").await.status, 200);
     // The stuck client, still connected, reads nothing: after 30 s without progress its
     // connection is closed and the permit comes back.
-    let started = Instant::now();
     wait_for_status(&exporter, "/metrics", 200).await;
+    // The permit came back because the server gave up on the stuck client, not before: its
+    // connection is closed, with the response cut short (a whole one would end in the last
+    // chunk; a connection still open would not end at all).
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(DEADLINE, stuck.read_to_end(&mut rest)).await;
     assert!(
-        started.elapsed() > Duration::from_secs(20),
-        "{:?}",
-        started.elapsed()
+        read.is_ok(),
+        "the permit came back while the stuck client was still connected"
     );
-    drop(stuck);
+    if let Some(end) = rest.windows(4).position(|w| w == b"\r\n\r\n") {
+        let head = String::from_utf8_lossy(&rest[..end]).to_lowercase();
+        assert!(
+            head.contains("transfer-encoding: chunked"),
+            "a streamed scrape: {head}"
+        );
+    }
+    assert!(
+        !rest.ends_with(b"\r\n0\r\n\r\n"),
+        "the stuck client's response was sent whole ({} bytes) before the permit came back",
+        rest.len()
+    );
 }
 
 /// Polls `path` until it answers `status` (at most 60 s).
@@ -167,7 +183,10 @@ async fn rate_limit_answers_429_before_authentication() {
 }
 
 /// A successful bcrypt check is remembered: the same user and password skip it; a wrong
-/// password still pays it in full.
+/// password pays it in full, every time. Shown by order rather than by a timing threshold:
+/// while one wrong password's check runs, five requests with the cached right password are
+/// answered one after the other. Paying a check each, they would take five times as long as
+/// it; a cached wrong password would be answered before them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn successful_basic_auth_checks_are_cached_and_wrong_passwords_are_not() {
     // Cost 10: each check takes tens to hundreds of milliseconds.
@@ -176,36 +195,32 @@ async fn successful_basic_auth_checks_are_cached_and_wrong_passwords_are_not() {
     let web = dir.path().join("web.yml");
     std::fs::write(&web, format!("basic_auth_users:\n  prometheus: '{hash}'\n")).unwrap();
     let (_sim, exporter) = with_web_config(web.to_str().unwrap()).await;
-    let timed = |password: &'static str| {
+    let healthy = |password: &'static str| {
         let address = exporter.address.clone();
         async move {
             let auth = basic("prometheus", password);
-            let started = Instant::now();
             let status = request(&address, "GET", "/-/healthy", &[("Authorization", &auth)])
                 .await
                 .status;
-            (status, started.elapsed())
+            (status, Instant::now())
         }
     };
-    let (status, first) = timed("s3cret-pass").await;
-    assert_eq!(status, 200);
-    let mut cached = Vec::new();
+    // Each pays a full check once; the right one is remembered from then on.
+    assert_eq!(healthy("s3cret-pass").await.0, 200);
+    assert_eq!(healthy("wrong-pass").await.0, 401);
+
+    let wrong = tokio::spawn(healthy("wrong-pass"));
     for _ in 0..5 {
-        let (status, took) = timed("s3cret-pass").await;
-        assert_eq!(status, 200);
-        cached.push(took);
+        assert_eq!(healthy("s3cret-pass").await.0, 200);
     }
-    cached.sort();
-    let cached = cached[2];
-    let (status, wrong) = timed("wrong-pass").await;
+    let cached_done = Instant::now();
+    let (status, wrong_done) = wrong.await.unwrap();
     assert_eq!(status, 401);
     assert!(
-        cached * 4 < first,
-        "cached checks ({cached:?}, the median) should be far below the first ({first:?})"
-    );
-    assert!(
-        wrong * 2 > first,
-        "a wrong password ({wrong:?}) must pay a full check like the first ({first:?})"
+        cached_done < wrong_done,
+        "five cached checks should be answered while one wrong password is still being \
+         checked; the wrong password was answered {:?} earlier",
+        cached_done - wrong_done
     );
 }
 

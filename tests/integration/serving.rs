@@ -229,19 +229,39 @@ async fn readiness_waits_until_every_target_was_tried() {
     let sim = simulator().await;
     sim.world()
         .add_fault(Fault::hang("DescribeFastLaunchImages").in_region("eu-west-1"));
+    // eu-west-1 hangs until its timeout, long enough that the probes below come first.
     let exporter = Exporter::start(
         &sim.url(),
-        "collection: {interval: 1m, timeout: 2s}\nregions: [us-east-1, eu-west-1]\n",
+        "collection: {interval: 1m, timeout: 15s}\nregions: [us-east-1, eu-west-1]\n",
         &[],
     )
     .await;
+    let success = |text: &str, region: &str| {
+        value(
+            text,
+            "fast_launch_exporter_collection_success",
+            &[("aws_region", region)],
+        )
+    };
+    exporter
+        .wait_for_metrics("us-east-1 collected", |t| {
+            success(t, "us-east-1") == Some(1.0)
+        })
+        .await;
     assert_eq!(
         exporter.get("/-/ready").await.status,
         503,
         "eu-west-1 still hangs"
     );
+    assert_eq!(
+        success(&exporter.metrics().await, "eu-west-1"),
+        None,
+        "eu-west-1 was still untried when readiness said 503"
+    );
     assert_eq!(exporter.get("/-/healthy").await.status, 200);
     exporter.wait_until_ready().await;
+    // Tried is what counts, not succeeded: the hang ended in its timeout.
+    assert_eq!(success(&exporter.metrics().await, "eu-west-1"), Some(0.0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -269,27 +289,56 @@ async fn telemetry_path_flag_moves_metrics() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_stops_the_exporter_with_status_zero() {
+/// Sends `signal` (`TERM`, `INT`) while a collection hangs in flight, and expects the exporter
+/// to cancel it and exit 0, long before the collection's own 50 s timeout would end it.
+async fn signal_stops_the_exporter_cleanly(signal: &str) {
     let sim = simulator().await;
     sim.world()
         .add_fault(Fault::hang("DescribeFastLaunchImages"));
     let mut exporter = Exporter::start(
         &sim.url(),
-        "collection: {timeout: 50s}\nregions: [us-east-1]\n",
+        "collection: {interval: 1m, timeout: 50s}\nregions: [us-east-1]\n",
         &[],
     )
     .await;
-    // A collection is hanging in flight; shutdown cancels it.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let status = exporter.terminate(Duration::from_secs(10)).await;
-    let status =
-        status.unwrap_or_else(|| panic!("still running 10s after SIGTERM: {}", exporter.logs()));
+    // The first collection starts after a jitter of up to a second: wait until its request
+    // is at the simulator, hanging.
+    wait_until(
+        "the collection's request in flight",
+        || !received(&sim, "DescribeFastLaunchImages", "us-east-1").is_empty(),
+        || exporter.logs(),
+    )
+    .await;
+    // DEADLINE (30 s) is below the collection's 50 s timeout: an exit within it is the
+    // shutdown's doing.
+    let status = exporter.stop_with(signal, DEADLINE).await;
+    let status = status.unwrap_or_else(|| {
+        panic!(
+            "still running {DEADLINE:?} after SIG{signal}: {}",
+            exporter.logs()
+        )
+    });
     assert!(
         status.success(),
         "exit status {status}: {}",
         exporter.logs()
     );
+    let logs = exporter.logs();
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("shutting down") && l.contains(&format!("signal=SIG{signal}"))),
+        "{logs}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_exporter_with_status_zero() {
+    signal_stops_the_exporter_cleanly("TERM").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_stops_the_exporter_with_status_zero_like_sigterm() {
+    signal_stops_the_exporter_cleanly("INT").await;
 }
 
 /// Runs the exporter with a config file and returns (exit code, stderr).
@@ -317,9 +366,12 @@ fn run_with_config(yaml: Option<&str>, env_region: Option<&str>) -> (Option<i32>
             std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
             return (status.code(), stderr);
         }
-        if started.elapsed() > Duration::from_secs(10) {
+        if started.elapsed() > DEADLINE {
             let _ = child.kill();
-            return (None, String::new());
+            let _ = child.wait();
+            let mut stderr = format!("still running after {DEADLINE:?}; its log:\n");
+            let _ = std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr);
+            return (None, stderr);
         }
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -3,6 +3,8 @@
 //! clean target serves exactly what the simulator holds.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fast_launch_exporter::sim::demo::{self, DemoOptions, DEMO_REGIONS};
@@ -61,22 +63,42 @@ async fn soak_200_targets_with_mixed_faults_under_scrapes() {
     let exporter = Exporter::spawn(command, None).await;
     let pid = exporter.pid();
 
+    // Memory is sampled once a second on a thread of its own, however slow the scrapes are,
+    // so that warm-up and late samples are always different samples.
+    let sampling = Arc::new(AtomicBool::new(true));
+    let sampler = {
+        let sampling = sampling.clone();
+        std::thread::spawn(move || {
+            let mut rss = Vec::new();
+            while sampling.load(Ordering::Relaxed) {
+                rss.push(resident_kib(pid));
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            rss
+        })
+    };
     let started = Instant::now();
-    let (mut scrapes, mut rss) = (0u32, Vec::new());
+    let mut scrapes = 0u32;
     while started.elapsed() < SOAK {
         let response = exporter.get("/metrics").await;
         assert_eq!(response.status, 200, "scrape {scrapes} failed");
         scrapes += 1;
-        if scrapes % 20 == 0 {
-            rss.push(resident_kib(pid));
-        }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    sampling.store(false, Ordering::Relaxed);
+    let rss = sampler.join().unwrap();
     // Scrapes share two cores with 200 collections a second (and, in CI, the other tests):
     // what matters is that every one answered, checked above.
     assert!(scrapes >= 10, "{scrapes} scrapes");
 
-    // Memory: bounded, and not growing after warm-up.
+    // Memory: bounded, and not growing after warm-up, judged on enough samples that the
+    // warm-up one and the late ones are far apart.
+    assert!(
+        rss.len() >= SOAK.as_secs() as usize / 2,
+        "{} RSS samples in {SOAK:?}: {rss:?}",
+        rss.len()
+    );
+    assert!(rss.iter().all(|&kib| kib > 0), "exporter gone: {rss:?}");
     let warm = rss[rss.len() / 4];
     let peak_late = *rss[rss.len() / 2..].iter().max().unwrap();
     eprintln!("soak: {scrapes} scrapes; RSS KiB samples {rss:?}");

@@ -1,7 +1,5 @@
 //! `--web.config.file`: TLS, mutual TLS and basic auth, over real TLS with a test CA.
 
-use std::path::Path;
-
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa, KeyPair,
 };
@@ -134,18 +132,24 @@ async fn https_with_basic_auth_accepts_the_right_password_only() {
         "a password reached the logs"
     );
 
-    // Plain HTTP on the TLS port gets no HTTP answer.
+    // Plain HTTP on the TLS port gets no HTTP answer: the handshake fails and the connection
+    // is closed (at most a TLS alert comes back).
     let mut plain = tokio::net::TcpStream::connect(&address).await.unwrap();
     plain
         .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .unwrap();
     let mut answer = Vec::new();
-    let _ = tokio::time::timeout(
-        std::time::Duration::from_secs(5),
-        plain.read_to_end(&mut answer),
-    )
-    .await;
+    let closed = tokio::time::timeout(DEADLINE, plain.read_to_end(&mut answer)).await;
+    assert!(
+        closed.is_ok(),
+        "plain HTTP on the TLS port: the connection was neither answered nor closed"
+    );
+    assert!(
+        !answer.starts_with(b"HTTP/"),
+        "plain HTTP on the TLS port got an HTTP answer: {:?}",
+        String::from_utf8_lossy(&answer)
+    );
     assert!(!String::from_utf8_lossy(&answer).contains("fast_launch"));
 }
 
@@ -226,7 +230,93 @@ fn invalid_web_config_files_exit_2_naming_the_key() {
         );
         assert!(!stderr.contains("plain-text-password"), "{stderr}");
     }
-    assert!(Path::new(&pki.web_config("")).exists());
+    // An empty file is a valid web config: plain HTTP, no authentication.
+    let empty = pki.web_config("");
+    let (code, stderr) = exit_of(&[
+        "check-config",
+        "--config.file",
+        "/dev/null",
+        "--web.config.file",
+        &empty,
+    ]);
+    assert_eq!(code, Some(0), "an empty web config file: {stderr}");
+}
+
+/// `client_auth_type: VerifyClientCertIfGiven`: a client without a certificate is let in, one
+/// with a certificate from the CA too, one with a certificate from another CA is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_client_cert_if_given_admits_no_certificate_or_a_good_one_and_refuses_a_bad_one() {
+    let pki = pki();
+    let web = pki.web_config(
+        "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n  client_auth_type: VerifyClientCertIfGiven\n  client_ca_file: ca.pem\n",
+    );
+    let (_sim, exporter) = with_web_config(&web).await;
+    let address = exporter.address.clone();
+
+    let without = https_get(&address, &pki.ca_der, None, "/-/healthy", &[]).await;
+    assert_eq!(
+        without.map(|r| r.status),
+        Ok(200),
+        "no client certificate is allowed"
+    );
+    let stranger = https_get(
+        &address,
+        &pki.ca_der,
+        Some(&pki.stranger),
+        "/-/healthy",
+        &[],
+    )
+    .await;
+    assert!(
+        stranger.is_err(),
+        "a certificate from another CA is verified and refused: {:?}",
+        stranger.map(|r| r.status)
+    );
+    let good = https_get(&address, &pki.ca_der, Some(&pki.client), "/metrics", &[]).await;
+    let good = good.expect("a certificate from the CA");
+    assert_eq!(good.status, 200);
+    assert!(good.text().contains("fast_launch_exporter_build_info"));
+}
+
+/// `tls_server_config.min_version` and `max_version`: a client that cannot speak a version in
+/// the range fails the handshake; one that can is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_versions_outside_min_and_max_version_are_refused() {
+    static TLS12: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS12];
+    static TLS13: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
+    let pki = pki();
+    let web = pki.web_config(
+        "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n  min_version: TLS13\n",
+    );
+    let (_sim, exporter) = with_web_config(&web).await;
+    let address = exporter.address.clone();
+    let get = |versions: &'static [&'static rustls::SupportedProtocolVersion]| {
+        let (address, ca) = (address.clone(), pki.ca_der.clone());
+        async move {
+            https_get_speaking(versions, &address, &ca, None, "/-/healthy", &[])
+                .await
+                .map(|r| r.status)
+        }
+    };
+    let old = get(TLS12).await;
+    assert!(
+        old.is_err(),
+        "min_version TLS13: a TLS 1.2 client got {old:?}"
+    );
+    assert_eq!(get(TLS13).await, Ok(200));
+
+    // max_version TLS12 (the file is read again for the next connection): the other way round.
+    std::fs::write(
+        &web,
+        "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n  max_version: TLS12\n",
+    )
+    .unwrap();
+    let new = get(TLS13).await;
+    assert!(
+        new.is_err(),
+        "max_version TLS12: a TLS 1.3 client got {new:?}"
+    );
+    assert_eq!(get(TLS12).await, Ok(200));
 }
 
 #[test]
