@@ -53,6 +53,8 @@ struct Supervisor {
     registry: Arc<Registry>,
     /// When discovery asks to plan again (None: only on reload).
     next_plan: Option<Instant>,
+    /// The events settings the receiver started with: it keeps them until a restart.
+    startup_events: Option<crate::config::EventsSettings>,
     shutdown: CancellationToken,
 }
 
@@ -83,16 +85,12 @@ impl Supervisor {
 
     /// Reads the configuration again and, when it is valid, replans with it. `Ok(None)`:
     /// shutdown came first.
-    async fn reload(
-        &mut self,
-        loader: &ConfigLoader,
-        running: &Config,
-    ) -> Result<Option<Config>, ConfigError> {
+    async fn reload(&mut self, loader: &ConfigLoader) -> Result<Option<Config>, ConfigError> {
         let new = loader()?;
         log_warnings(&new);
         // The receiver runs with the start-up queue; debounce is a collection setting and
         // applies now.
-        if new.events != running.events {
+        if new.events != self.startup_events {
             warn!("the events queue settings changed: they take effect at the next restart (events.debounce applies now)");
         }
         let Some((targets, report)) = self.replan(&new).await else {
@@ -134,7 +132,6 @@ pub async fn run(
     let sources = Sources {
         shard,
         discovery: Some(planner.stats()),
-        events: event_stats.clone(),
     };
     let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel::<ReloadRequest>(4);
     let state = Arc::new(AppState::new(
@@ -143,6 +140,7 @@ pub async fn run(
         reload_tx.clone(),
         &web,
     ));
+    let renderer_state = state.clone();
     let rendering = tokio::spawn(render_ahead(state.clone(), shutdown.clone()));
     let server = tokio::spawn(crate::serve::serve(
         listeners,
@@ -156,15 +154,18 @@ pub async fn run(
         planner,
         registry: registry.clone(),
         next_plan: None,
+        startup_events: config.events.clone(),
         shutdown: shutdown.clone(),
     };
     supervisor.replan(&config).await;
-    // After the first reconcile, so that events waiting at start-up find their targets.
+    // After the first reconcile, so that events waiting at start-up find their targets; the
+    // receiver's families are shown from then on.
     let receiver = config
         .events
         .clone()
         .zip(event_stats)
         .map(|(events, stats)| {
+            renderer_state.renderer.show_events(stats.clone());
             let queue = connect.connect_queue(
                 &events.queue,
                 config.collection.max_attempts,
@@ -196,7 +197,7 @@ pub async fn run(
                 let Some(respond) = request else { break };
                 let result = match &loader {
                     None => Ok(()),
-                    Some(loader) => match supervisor.reload(loader, &config).await {
+                    Some(loader) => match supervisor.reload(loader).await {
                         Ok(None) => break,
                         Ok(Some(new)) => {
                             config = new;
@@ -254,7 +255,6 @@ pub async fn collect_once(
     let renderer = MetricsRenderer::without_process().with_sources(Sources {
         shard,
         discovery: Some(planner.stats()),
-        events: None,
     });
     let text = renderer.render(&registry, SystemTime::now());
     (text, complete && registry.all_succeeded())

@@ -29,7 +29,11 @@ fn convert(account: &aws_sdk_organizations::types::Account) -> Option<OrgAccount
         id: account.id()?.to_string(),
         name: account.name().unwrap_or_default().to_string(),
         // `State` replaces the deprecated `Status`; an answer without it counts as not active.
-        state: account.state().map(|s| AccountState::from_aws(s.as_str())),
+        state: account
+            .state()
+            .map(|s| s.as_str())
+            .filter(|s| !s.is_empty())
+            .map(AccountState::from_aws),
     })
 }
 

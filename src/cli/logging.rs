@@ -37,8 +37,9 @@ impl From<LogLevel> for LevelFilter {
     }
 }
 
-/// Installs the global subscriber. The AWS SDK's own crates log at `warn` and above only unless
-/// `--log.level=debug`, since their info lines are per request.
+/// Installs the global subscriber. The SDK crates that log per request (`aws_config`, the
+/// smithy runtime, `aws_sdk_ec2`, `aws_sdk_sts`) and hyper log at `warn` and above only unless
+/// `--log.level=debug`; the SQS, CloudWatch and Organizations crates follow `--log.level`.
 pub fn init(level: LogLevel, format: LogFormat) {
     let level = LevelFilter::from(level);
     let sdk_level = if level == LevelFilter::DEBUG {
@@ -53,10 +54,6 @@ pub fn init(level: LogLevel, format: LogFormat) {
         .with_target("aws_smithy_runtime_api", sdk_level)
         .with_target("aws_sdk_ec2", sdk_level)
         .with_target("aws_sdk_sts", sdk_level)
-        .with_target("aws_sdk_sqs", sdk_level)
-        .with_target("aws_sdk_cloudwatch", sdk_level)
-        .with_target("aws_sdk_organizations", sdk_level)
-        .with_target("aws_smithy_http_client", sdk_level)
         .with_target("hyper", sdk_level)
         .with_target("hyper_util", sdk_level);
     let registry = tracing_subscriber::registry().with(filter);

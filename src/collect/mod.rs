@@ -201,36 +201,52 @@ pub async fn run_target(
         else {
             return;
         };
-        let cycle = collect_cycle(sink.as_ref(), &run, &settings, &semaphore, event.as_ref());
+        let cycle = async {
+            let collected =
+                collect_fast_launch(sink.as_ref(), &run, &settings, &semaphore, event.as_ref())
+                    .await;
+            if event.is_some() {
+                // The event's collection stands for the tick that fell due meanwhile.
+                ticker.reset();
+            }
+            if let Some(image_ids) = collected {
+                collect_cloudwatch(sink.as_ref(), &run, &settings, &semaphore, &image_ids).await;
+            }
+        };
         tokio::select! {
             _ = cycle => {}
             _ = cancel.cancelled() => return,
         }
-        if event.is_some() {
-            // The event's collection stands for the tick that fell due meanwhile.
-            ticker.reset();
-        }
     }
 }
 
-/// One collection cycle of a target: the fast launch collection under a permit of `semaphore`,
-/// then, when it collected and the target reads CloudWatch, the CloudWatch query under another
-/// (a slow CloudWatch holds back no other target's collection). `event` is the event that
-/// caused it, whose lag is recorded when the collection succeeded.
+/// One collection cycle of a target: [`collect_fast_launch`], then [`collect_cloudwatch`] when
+/// it collected. For `--once`; the schedule runs the two itself, to reset its ticker between.
 pub async fn collect_cycle(
     sink: &dyn ResultSink,
     run: &TargetRun,
     settings: &CollectionSettings,
     semaphore: &Semaphore,
-    event: Option<&CollectNow>,
 ) {
+    if let Some(image_ids) = collect_fast_launch(sink, run, settings, semaphore, None).await {
+        collect_cloudwatch(sink, run, settings, semaphore, &image_ids).await;
+    }
+}
+
+/// The fast launch collection of a target under a permit of `semaphore`; the ids of the images
+/// when it collected. `event` is the event that caused it, whose lag is recorded when the
+/// collection succeeded.
+async fn collect_fast_launch(
+    sink: &dyn ResultSink,
+    run: &TargetRun,
+    settings: &CollectionSettings,
+    semaphore: &Semaphore,
+    event: Option<&CollectNow>,
+) -> Option<Vec<String>> {
     let collected = {
-        let Ok(_permit) = semaphore.acquire().await else {
-            return;
-        };
+        let _permit = semaphore.acquire().await.ok()?;
         collect_target(sink, run, settings).await
-    };
-    let Some(image_ids) = collected else { return };
+    }?;
     if let Some(CollectNow {
         happened: Some(happened),
         stats,
@@ -242,12 +258,26 @@ pub async fn collect_cycle(
                 .unwrap_or_default(),
         );
     }
-    if run.spec.cloudwatch.is_some() {
-        let Ok(_permit) = semaphore.acquire().await else {
-            return;
-        };
-        collect_launches(sink, run, settings, &image_ids).await;
+    Some(collected)
+}
+
+/// The CloudWatch query of a target that just collected `image_ids`, when it reads CloudWatch:
+/// under a permit of its own, so that a slow CloudWatch holds back no other target's
+/// collection.
+async fn collect_cloudwatch(
+    sink: &dyn ResultSink,
+    run: &TargetRun,
+    settings: &CollectionSettings,
+    semaphore: &Semaphore,
+    image_ids: &[String],
+) {
+    if run.spec.cloudwatch.is_none() {
+        return;
     }
+    let Ok(_permit) = semaphore.acquire().await else {
+        return;
+    };
+    collect_launches(sink, run, settings, image_ids).await;
 }
 
 /// Reads the target's CloudWatch fast launch metrics for `image_ids` (the images just
@@ -289,7 +319,7 @@ async fn collect_launches(
     .await
 }
 
-/// Collects one target once and records the outcome in the registry; the ids of the images
+/// Collects one target once and records the outcome in the sink; the ids of the images
 /// when it collected.
 async fn collect_target(
     sink: &dyn ResultSink,

@@ -91,7 +91,7 @@ pub fn parse_event(body: &str) -> Result<Option<StateChange>, String> {
         return Ok(None);
     }
     check_account_id(&envelope.account)
-        .map_err(|e| format!("account {:?} is not an account id: {e}", envelope.account))?;
+        .map_err(|_| format!("account {:?} is not an account id", envelope.account))?;
     check_region(&envelope.region)?;
     let detail: Detail =
         serde_json::from_value(envelope.detail).map_err(|e| format!("detail: {e}"))?;
@@ -114,7 +114,15 @@ pub fn state_change_event(
 ) -> String {
     serde_json::json!({
         "version": "0",
-        "id": format!("{:08x}-demo", fastrand::u32(..)),
+        // EventBridge ids are UUIDs.
+        "id": format!(
+            "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+            fastrand::u32(..),
+            fastrand::u16(..),
+            fastrand::u16(..),
+            fastrand::u16(..),
+            fastrand::u64(..) & 0xffff_ffff_ffff
+        ),
         "detail-type": DETAIL_TYPE,
         "source": "aws.ec2",
         "account": account,

@@ -25,7 +25,7 @@ mod writer;
 pub mod body;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::SystemTime;
 
 use self::body::Part;
@@ -86,14 +86,14 @@ pub struct Sources {
     pub shard: Shard,
     /// Discovery's statistics.
     pub discovery: Option<Arc<DiscoveryStats>>,
-    /// The event receiver's statistics, when events are configured.
-    pub events: Option<Arc<EventStats>>,
 }
 
 /// Renders `/metrics`.
 pub struct MetricsRenderer {
     /// What is shown besides the targets.
     sources: Sources,
+    /// The event receiver's statistics, once it runs (see [`MetricsRenderer::show_events`]).
+    events: OnceLock<Arc<EventStats>>,
     /// The `process_*` metrics, when enabled.
     process: Option<prometheus::Registry>,
     /// Keeps the AWS call counters from going down (see [`CounterFloor`]).
@@ -130,6 +130,7 @@ impl MetricsRenderer {
         }
         MetricsRenderer {
             sources: Sources::default(),
+            events: OnceLock::new(),
             process: Some(process),
             floor: Default::default(),
             cache: Default::default(),
@@ -141,6 +142,7 @@ impl MetricsRenderer {
     pub fn without_process() -> MetricsRenderer {
         MetricsRenderer {
             sources: Sources::default(),
+            events: OnceLock::new(),
             process: None,
             floor: Default::default(),
             cache: Default::default(),
@@ -152,6 +154,12 @@ impl MetricsRenderer {
     pub fn with_sources(mut self, sources: Sources) -> MetricsRenderer {
         self.sources = sources;
         self
+    }
+
+    /// Shows the event receiver's families from now on (the receiver starts after the first
+    /// plan). A second call changes nothing.
+    pub fn show_events(&self, stats: Arc<EventStats>) {
+        let _ = self.events.set(stats);
     }
 
     /// The exposition text for the registry as of `now`.
@@ -302,11 +310,11 @@ impl MetricsRenderer {
             .as_ref()
             .map(|stats| stats.state())
             .unwrap_or_default();
-        let mut others: Vec<Caller> = self.sources.events.iter().map(|e| e.caller()).collect();
+        let mut others: Vec<Caller> = self.events.get().iter().map(|e| e.caller()).collect();
         others.extend(discovery.organization_caller.clone());
         others.extend(discovery.region_callers.iter().cloned());
         calls::render_calls(x, &target_callers, &others, &self.floor);
-        if let Some(events) = &self.sources.events {
+        if let Some(events) = self.events.get() {
             own::render_events(x, events);
         }
         own::render_scale(x, targets.len(), self.sources.shard, &discovery);

@@ -231,7 +231,7 @@ impl Registry {
             let (registry, settings, semaphore) =
                 (self.clone(), settings.clone(), semaphore.clone());
             collections.spawn(async move {
-                collect::collect_cycle(registry.as_ref(), &run, &settings, &semaphore, None).await;
+                collect::collect_cycle(registry.as_ref(), &run, &settings, &semaphore).await;
             });
         }
         while collections.join_next().await.is_some() {}
