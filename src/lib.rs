@@ -1,7 +1,7 @@
 //! # fast-launch-exporter
 //!
 //! A Prometheus exporter for AWS EC2 Windows *fast launch*. Folders are layers and every arrow
-//! points down; `tests/integration/architecture.rs` enforces it and `docs/architecture.md` draws
+//! points down; `tests/architecture.rs` enforces it and `docs/architecture.md` draws
 //! it. From the bottom up:
 //!
 //! ```text
@@ -16,7 +16,8 @@
 //! serve      the HTTP server: /metrics, landing page, health, reload, TLS and auth
 //! app        the supervisor: plan -> reconcile, reload, shutdown
 //! cli        check-config, check-permissions, healthcheck, logging
-//! sim        AWS simulator and demo (cargo feature `demo`, on by default)
+//! sim        the AWS simulator: EC2, STS, SQS, CloudWatch, Organizations, SSO on loopback
+//! demo       the exporter against the simulator (`sim` and `demo`: cargo feature `demo`)
 //! ```
 //!
 //! `main.rs` only parses flags and dispatches.
@@ -26,6 +27,8 @@ pub mod aws;
 pub mod cli;
 pub mod collect;
 pub mod config;
+#[cfg(feature = "demo")]
+pub mod demo;
 pub mod discover;
 pub mod domain;
 pub mod events;

@@ -16,10 +16,10 @@ use fast_launch_exporter::cli::logging::{self, LogFormat, LogLevel};
 use fast_launch_exporter::cli::{self, healthcheck, permissions};
 use fast_launch_exporter::config::web::WebConfig;
 use fast_launch_exporter::config::{Config, ConfigError};
+#[cfg(feature = "demo")]
+use fast_launch_exporter::demo::{self, DemoOptions};
 use fast_launch_exporter::domain::shard::Shard;
 use fast_launch_exporter::serve::{raise_open_files_limit, WebOptions};
-#[cfg(feature = "demo")]
-use fast_launch_exporter::sim::demo::{self, DemoOptions};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};

@@ -1,6 +1,7 @@
-//! The only module that talks to the AWS SDK: the base configuration ([`Base`]), a client per
-//! target built from a [`TargetSpec`] (credentials by the base chain or AssumeRole), the paginated
-//! DescribeFastLaunchImages call, and error classification. Everything it hands out is in the
+//! The only module that talks to the AWS SDK: the base configuration ([`Base`]), one EC2, STS and
+//! CloudWatch client for the process, called per target with its region, credentials (the base
+//! chain or AssumeRole), retry partition and counters; DescribeFastLaunchImages paged by hand;
+//! error classification. Everything it hands out is in the
 //! exporter's own types, through the ports `domain` defines ([`Connect`], [`Fetch`], [`Probe`], ...).
 
 /// Runs `$body` for every page of `$pages` (a paginator's stream), counting each page's attempts
@@ -14,7 +15,7 @@ macro_rules! for_each_page {
                 break;
             };
             let $page =
-                page.map_err(|e| super::errors::from_sdk($api, &e, $counter.call_attempts()))?;
+                page.map_err(|e| crate::aws::errors::from_sdk($api, &e, $counter.call_attempts()))?;
             $body
         }
     }};

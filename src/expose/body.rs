@@ -1,6 +1,6 @@
 //! The exposition as a list of parts, and the response body that sends them.
 //!
-//! Almost all of `/metrics` changes only when a collection lands, so `metrics` renders those
+//! Almost all of `/metrics` changes only when a collection lands, so `expose` renders those
 //! lines once into immutable [`Chunk`]s that every scrape shares, and renders fresh only what
 //! depends on the scrape (a few lines per target, the `process_*` series, and
 //! `state_age_seconds`, whose label prefixes are cached as [`AgeLines`]). A scrape is a list of

@@ -7,7 +7,7 @@ use crate::targets::{Snapshot, TargetView};
 /// A per-target gauge: name, help, and its value for a target.
 type TargetGauge = (&'static str, &'static str, fn(&TargetView) -> Option<f64>);
 
-/// The per-target families of the served .
+/// The per-target families of the served `targets`.
 pub(super) fn render_targets(x: &mut Exposition, targets: &[&TargetView], snapshot: &Snapshot) {
     let labels = |t: &TargetView| -> [(&'static str, String); 2] {
         [

@@ -15,7 +15,6 @@
 
 mod cbor;
 mod cloudwatch;
-pub mod demo;
 mod ec2;
 mod organizations;
 mod server;

@@ -61,7 +61,6 @@ struct Target {
     launches: Arc<Launches>,
 }
 
-/// A running target task.
 impl Target {
     /// A target of `spec` with no data yet.
     fn new(spec: TargetSpec) -> Target {
@@ -78,6 +77,7 @@ impl Target {
     }
 }
 
+/// A running target task.
 #[derive(Debug)]
 struct Task {
     cancel: CancellationToken,
@@ -86,8 +86,8 @@ struct Task {
     trigger: mpsc::Sender<CollectNow>,
 }
 
-#[derive(Debug)]
 /// The registry's state, under one `std` mutex.
+#[derive(Debug)]
 struct State {
     /// Targets by key; `order` keeps the config order.
     targets: BTreeMap<TargetKey, Target>,

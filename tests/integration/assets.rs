@@ -474,7 +474,7 @@ async fn real_prometheus_scrapes_the_demo_loads_the_alerts_and_answers_every_das
     })
     .await;
 
-    let (account, region, image) = fast_launch_exporter::sim::demo::pinned_failed_image();
+    let (account, region, image) = fast_launch_exporter::demo::pinned_failed_image();
     eventually("failed image state", limit, || async {
         let promql = format!(
             "aws_ec2_fast_launch_image_state{{aws_account_id=\"{account}\",aws_region=\"{region}\",image_id=\"{image}\",state=\"enabling-failed\"}}"
@@ -532,7 +532,7 @@ async fn real_prometheus_scrapes_the_demo_loads_the_alerts_and_answers_every_das
     // launch cold): SnapshotsLow pending (it needs 30 minutes to fire), ColdLaunches firing once
     // a counted minute made the counter grow (a minute's period is counted one minute after it
     // ended).
-    let (_, _, starved) = fast_launch_exporter::sim::demo::pinned_starved_image();
+    let (_, _, starved) = fast_launch_exporter::demo::pinned_starved_image();
     eventually(
         "FastLaunchSnapshotsLow pending and FastLaunchColdLaunches firing for the starved image",
         Duration::from_secs(240),

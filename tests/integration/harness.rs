@@ -665,12 +665,12 @@ pub fn find(text: &str, name: &str, labels: &[(&str, &str)]) -> Vec<Sample> {
         .collect()
 }
 
-/// The value of the one sample of `name` matching `labels`, if there is exactly one.
 /// `fast_launch_exporter_collection_success` of the target the labels pick.
 pub fn success(text: &str, labels: &[(&str, &str)]) -> Option<f64> {
     value(text, "fast_launch_exporter_collection_success", labels)
 }
 
+/// The value of the one sample of `name` matching `labels`, if there is exactly one.
 pub fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     let found = find(text, name, labels);
     match found.as_slice() {

@@ -2,7 +2,6 @@
 //! simulator, which speaks the EC2 and STS wire format on 127.0.0.1. One test binary, so that the
 //! AWS SDK is linked once.
 
-mod architecture;
 mod assets;
 mod cloudwatch;
 mod collection;

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fast_launch_exporter::sim::demo::{self, DemoOptions, DEMO_REGIONS};
+use fast_launch_exporter::demo::{self, DemoOptions, DEMO_REGIONS};
 use fast_launch_exporter::sim::Simulator;
 use tokio::net::TcpListener;
 

@@ -2,9 +2,11 @@
 //! Each top-level module (a folder, or `app.rs`) may name only the modules listed for it below
 //! with `crate::`; peers on one layer never name each other. The allowed arrows form no circle
 //! (checked here too), so the modules cannot either. `docs/architecture.md` draws the picture.
+//! A test binary of its own: it reads the sources and links nothing, so it runs without the
+//! `demo` feature too.
 //!
 //! ```text
-//! sim                       simulator and demo (feature `demo`): the whole exporter against a fake AWS
+//! demo                      the whole exporter against the simulator (feature `demo`)
 //! app    cli                the supervisor; the one-shot commands
 //! serve                     HTTP: /metrics, landing page, health, reload, TLS and auth
 //! expose                    the exposition, from the registry's snapshots
@@ -12,6 +14,7 @@
 //! discover  collect  events  aws     peers: never each other (aws: domain only)
 //! config                    the configuration file
 //! domain                    plain types and ports: imports nothing from the crate
+//! sim                       the AWS simulator (feature `demo`): domain only
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -35,44 +38,98 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     ("cli", &["domain", "config", "aws", "discover"]),
+    ("sim", &["domain"]),
     (
-        "sim",
-        &["domain", "config", "aws", "events", "serve", "app"],
+        "demo",
+        &["domain", "config", "aws", "events", "serve", "app", "sim"],
     ),
 ];
 
-/// The modules named with `crate::` in `text`, outside comments.
-fn crate_paths(text: &str) -> BTreeSet<String> {
-    let mut named = BTreeSet::new();
-    for line in text.lines() {
-        let code = line.split("//").next().unwrap_or_default();
-        let mut rest = code;
-        while let Some(at) = rest.find("crate::") {
-            let after = &rest[at + "crate::".len()..];
-            let name: String = after
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                .collect();
-            // `crate::{a, b}` names several.
-            if name.is_empty() && after.starts_with('{') {
-                let group = &after[1..after.find('}').unwrap_or(after.len())];
-                for item in group.split(',') {
-                    let item = item.trim();
-                    let module: String = item
-                        .chars()
-                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                        .collect();
-                    if !module.is_empty() {
-                        named.insert(module);
-                    }
+/// `text` without its line comments (doc comments included).
+fn code_of(text: &str) -> String {
+    text.lines()
+        .map(|line| line.split("//").next().unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The leading identifier of `text`.
+fn identifier(text: &str) -> String {
+    text.trim_start()
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect()
+}
+
+/// The top-level items of the use group `text` starts with (`{a::{x, y}, b}` gives `a`, `b`),
+/// across lines.
+fn group_items(text: &str) -> Vec<String> {
+    let mut items = Vec::new();
+    let mut depth = 0;
+    let mut item = String::new();
+    for c in text.chars() {
+        match c {
+            '{' => {
+                depth += 1;
+                if depth == 1 {
+                    continue;
                 }
-            } else if !name.is_empty() {
-                named.insert(name);
             }
-            rest = after;
+            '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    items.push(identifier(&item));
+                    break;
+                }
+            }
+            ',' if depth == 1 => {
+                items.push(identifier(&item));
+                item.clear();
+                continue;
+            }
+            _ => {}
+        }
+        if depth >= 1 {
+            item.push(c);
         }
     }
+    items.into_iter().filter(|i| !i.is_empty()).collect()
+}
+
+/// The modules named with `crate::` in `text`, outside comments.
+fn crate_paths(text: &str) -> BTreeSet<String> {
+    let code = code_of(text);
+    let mut named = BTreeSet::new();
+    let mut rest = code.as_str();
+    while let Some(at) = rest.find("crate::") {
+        let part_of_a_longer_name = rest[..at]
+            .chars()
+            .last()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+        let after = &rest[at + "crate::".len()..];
+        if !part_of_a_longer_name {
+            if after.starts_with('{') {
+                named.extend(group_items(after));
+            } else {
+                let name = identifier(after);
+                if !name.is_empty() {
+                    named.insert(name);
+                }
+            }
+        }
+        rest = after;
+    }
     named
+}
+
+/// Whether `text`, a module's root file (`app.rs`, `x/mod.rs`), reaches the crate root with
+/// `super::` outside its unit tests (where `super` is the module itself).
+fn root_uses_super(text: &str) -> bool {
+    let before_tests: Vec<&str> = text
+        .lines()
+        .take_while(|line| !line.starts_with("#[cfg(test)]"))
+        .collect();
+    code_of(&before_tests.join("\n")).contains("super::")
 }
 
 /// The arrows of `module`'s `text` that the rules forbid, each as `module -> named`.
@@ -183,10 +240,16 @@ fn every_arrow_in_src_points_down() {
             "{}: reaches out of its folder with super::super; name the module with crate::",
             relative.display()
         );
+        let is_root = relative.components().count() == 1 || relative.ends_with("mod.rs");
+        assert!(
+            !(is_root && root_uses_super(&text)),
+            "{}: a module's root reaches the crate root with super::; name the module with crate::",
+            relative.display()
+        );
     }
     assert!(
         forbidden.is_empty(),
-        "arrows that point up or sideways (see the table in tests/integration/architecture.rs):\n{}",
+        "arrows that point up or sideways (see the table in tests/architecture.rs):\n{}",
         forbidden.join("\n")
     );
     let table: BTreeSet<String> = ALLOWED.iter().map(|(m, _)| m.to_string()).collect();
@@ -217,10 +280,18 @@ fn lib_rs_lists_the_modules_and_nothing_else() {
 /// `#[cfg(test)]`, or a function of more than 120 lines.
 fn too_long(relative: &str, text: &str) -> Vec<String> {
     let mut found = Vec::new();
-    let code: Vec<&str> = text
-        .lines()
-        .take_while(|line| !line.starts_with("#[cfg(test)]"))
-        .collect();
+    // The code ends where an inline test module starts (`#[cfg(test)]` then `mod tests {`); a
+    // `#[cfg(test)] mod tests;` naming a file of its own ends nothing.
+    let lines: Vec<&str> = text.lines().collect();
+    let end = (0..lines.len())
+        .find(|&i| {
+            lines[i].starts_with("#[cfg(test)]")
+                && lines.get(i + 1).is_some_and(|next| {
+                    next.trim_start().starts_with("mod ") && next.trim_end().ends_with('{')
+                })
+        })
+        .unwrap_or(lines.len());
+    let code = &lines[..end];
     if code.len() > 800 {
         found.push(format!("{relative}: {} lines before its tests", code.len()));
     }
@@ -273,11 +344,16 @@ fn the_size_rule_finds_a_long_function_and_a_long_file() {
         ["y.rs: 801 lines before its tests"]
     );
     let tested = format!(
-        "{}#[cfg(test)]\n{}",
+        "{}#[cfg(test)]\nmod tests {{\n{}}}\n",
         "// a line\n".repeat(10),
         "// test\n".repeat(900)
     );
     assert_eq!(too_long("z.rs", &tested), Vec::<String>::new());
+    let outside = format!("#[cfg(test)]\nmod tests;\n{}", "// a line\n".repeat(801));
+    assert_eq!(
+        too_long("w.rs", &outside),
+        ["w.rs: 803 lines before its tests"]
+    );
 }
 
 #[test]
