@@ -297,13 +297,22 @@ fn too_long(relative: &str, text: &str) -> Vec<String> {
     }
     // A function starts at a line `fn name(` (any visibility) and ends at the first line that
     // closes at its indentation.
-    let mut open: Option<(usize, String, usize)> = None;
+    // (start, name, indentation, whether its body has opened): a multi-line signature that
+    // ends with `;` before any `{` is a declaration (a trait's), not a function.
+    let mut open: Option<(usize, String, usize, bool)> = None;
     for (index, line) in code.iter().enumerate() {
         let indent = line.len() - line.trim_start().len();
         let trimmed = line.trim_start();
-        if let Some((start, name, at)) = &open {
+        if let Some((start, name, at, body)) = &mut open {
+            if !*body {
+                if trimmed.trim_end().ends_with(';') {
+                    open = None;
+                    continue;
+                }
+                *body = trimmed.trim_end().ends_with('{');
+            }
             if indent == *at && trimmed.starts_with('}') {
-                let length = index - start + 1;
+                let length = index - *start + 1;
                 if length > 120 {
                     found.push(format!("{relative}: fn {name} is {length} lines"));
                 }
@@ -324,7 +333,8 @@ fn too_long(relative: &str, text: &str) -> Vec<String> {
                     .next()
                     .unwrap_or_default()
                     .to_string();
-                open = Some((index, name, indent));
+                let body = trimmed.trim_end().ends_with('{');
+                open = Some((index, name, indent, body));
             }
         }
     }
@@ -349,6 +359,11 @@ fn the_size_rule_finds_a_long_function_and_a_long_file() {
         "// test\n".repeat(900)
     );
     assert_eq!(too_long("z.rs", &tested), Vec::<String>::new());
+    let declared = format!(
+        "trait T {{\n    fn call<'a>(\n        &'a self,\n    ) -> u8;\n{}}}\n",
+        "    // more\n".repeat(200)
+    );
+    assert_eq!(too_long("v.rs", &declared), Vec::<String>::new());
     let outside = format!("#[cfg(test)]\nmod tests;\n{}", "// a line\n".repeat(801));
     assert_eq!(
         too_long("w.rs", &outside),

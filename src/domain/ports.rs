@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use super::calls::{Api, ApiError, AttemptSink, ErrorCode};
+use super::calls::{ApiError, AttemptSink};
 use super::model::{
     FastLaunchImage, MetricSeries, MetricWindow, Query, QueueSpec, RoleSpec, TargetSpec,
 };
@@ -90,71 +90,6 @@ pub trait Connect: Send + Sync {
         max_attempts: u32,
         sink: Arc<dyn AttemptSink>,
     ) -> Arc<dyn RegionList>;
-}
-
-/// What a [`Connect`] gives for what it cannot reach (unit tests' fakes without discovery):
-/// every call fails naming its API.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Unsupported;
-
-impl Unsupported {
-    fn error<T>(api: Api) -> Result<T, ApiError> {
-        Err(ApiError::new(
-            api,
-            ErrorCode::Unrecognized(None),
-            "not supported by this connection",
-        ))
-    }
-}
-
-impl Organization for Unsupported {
-    fn accounts<'a>(
-        &'a self,
-        _parents: &'a [String],
-        _pages: AccountPages,
-    ) -> BoxFuture<'a, Result<(), ApiError>> {
-        Box::pin(async { Unsupported::error(Api::ListAccounts) })
-    }
-    fn tags<'a>(
-        &'a self,
-        _account_id: &'a str,
-    ) -> BoxFuture<'a, Result<BTreeMap<String, String>, ApiError>> {
-        Box::pin(async { Unsupported::error(Api::ListTagsForResource) })
-    }
-    fn check_permission(&self) -> BoxFuture<'_, Result<(), ApiError>> {
-        Box::pin(async { Unsupported::error(Api::DescribeOrganization) })
-    }
-}
-
-impl RegionList for Unsupported {
-    fn enabled_regions(&self) -> BoxFuture<'_, Result<Vec<String>, ApiError>> {
-        Box::pin(async { Unsupported::error(Api::DescribeRegions) })
-    }
-}
-
-impl Probe for Unsupported {
-    fn check_describe_permission(&self) -> BoxFuture<'_, Result<(), ApiError>> {
-        Box::pin(async { Unsupported::error(Api::DescribeFastLaunchImages) })
-    }
-    fn check_cloudwatch_permission(&self) -> BoxFuture<'_, Result<(), ApiError>> {
-        Box::pin(async { Unsupported::error(Api::ListMetrics) })
-    }
-}
-
-impl Queue for Unsupported {
-    fn receive(
-        &self,
-        _wait: Duration,
-        _max_messages: i32,
-    ) -> BoxFuture<'_, Result<Vec<QueueMessage>, ApiError>> {
-        Box::pin(async { Unsupported::error(Api::ReceiveMessage) })
-    }
-    fn delete<'a>(&'a self, _messages: &'a [QueueMessage]) -> BoxFuture<'a, Result<(), ApiError>> {
-        Box::pin(async { Unsupported::error(Api::DeleteMessageBatch) })
-    }
-    fn release<'a>(&'a self, _messages: &'a [QueueMessage]) -> BoxFuture<'a, Result<(), ApiError>> {
-        Box::pin(async { Unsupported::error(Api::ChangeMessageVisibilityBatch) })
-    }
 }
 
 /// An event's request that a target collect now.
@@ -248,4 +183,85 @@ pub type AccountPages = tokio::sync::mpsc::UnboundedSender<Vec<OrgAccount>>;
 pub trait RegionList: Send + Sync {
     /// The regions enabled for the account (opt-in status other than `not-opted-in`).
     fn enabled_regions(&self) -> BoxFuture<'_, Result<Vec<String>, ApiError>>;
+}
+
+#[cfg(test)]
+pub use unsupported::Unsupported;
+
+/// A port that answers nothing, for unit tests' fakes.
+#[cfg(test)]
+mod unsupported {
+    use super::*;
+    use crate::domain::calls::{Api, ErrorCode};
+
+    /// What a unit test's fake [`Connect`] gives for what the test does not reach: every call
+    /// fails naming its API.
+    #[derive(Debug, Clone, Copy, Default)]
+    pub struct Unsupported;
+
+    impl Unsupported {
+        fn error<T>(api: Api) -> Result<T, ApiError> {
+            Err(ApiError::new(
+                api,
+                ErrorCode::Unrecognized(None),
+                "not supported by this connection",
+            ))
+        }
+    }
+
+    impl Organization for Unsupported {
+        fn accounts<'a>(
+            &'a self,
+            _parents: &'a [String],
+            _pages: AccountPages,
+        ) -> BoxFuture<'a, Result<(), ApiError>> {
+            Box::pin(async { Unsupported::error(Api::ListAccounts) })
+        }
+        fn tags<'a>(
+            &'a self,
+            _account_id: &'a str,
+        ) -> BoxFuture<'a, Result<BTreeMap<String, String>, ApiError>> {
+            Box::pin(async { Unsupported::error(Api::ListTagsForResource) })
+        }
+        fn check_permission(&self) -> BoxFuture<'_, Result<(), ApiError>> {
+            Box::pin(async { Unsupported::error(Api::DescribeOrganization) })
+        }
+    }
+
+    impl RegionList for Unsupported {
+        fn enabled_regions(&self) -> BoxFuture<'_, Result<Vec<String>, ApiError>> {
+            Box::pin(async { Unsupported::error(Api::DescribeRegions) })
+        }
+    }
+
+    impl Probe for Unsupported {
+        fn check_describe_permission(&self) -> BoxFuture<'_, Result<(), ApiError>> {
+            Box::pin(async { Unsupported::error(Api::DescribeFastLaunchImages) })
+        }
+        fn check_cloudwatch_permission(&self) -> BoxFuture<'_, Result<(), ApiError>> {
+            Box::pin(async { Unsupported::error(Api::ListMetrics) })
+        }
+    }
+
+    impl Queue for Unsupported {
+        fn receive(
+            &self,
+            _wait: Duration,
+            _max_messages: i32,
+        ) -> BoxFuture<'_, Result<Vec<QueueMessage>, ApiError>> {
+            Box::pin(async { Unsupported::error(Api::ReceiveMessage) })
+        }
+        fn delete<'a>(
+            &'a self,
+            _messages: &'a [QueueMessage],
+        ) -> BoxFuture<'a, Result<(), ApiError>> {
+            Box::pin(async { Unsupported::error(Api::DeleteMessageBatch) })
+        }
+        fn release<'a>(
+            &'a self,
+            _messages: &'a [QueueMessage],
+        ) -> BoxFuture<'a, Result<(), ApiError>> {
+            Box::pin(async { Unsupported::error(Api::ChangeMessageVisibilityBatch) })
+        }
+    }
 }
