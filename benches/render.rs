@@ -67,14 +67,11 @@ pub fn populated_snapshot(images: usize) -> Snapshot {
                 },
                 account_name: Some(name.into()),
                 account_id: Some(account_id.into()),
-                apis: vec![
-                    Api::DescribeFastLaunchImages,
-                    if account == "base" {
-                        Api::GetCallerIdentity
-                    } else {
-                        Api::AssumeRole
-                    },
-                ],
+                apis: if account == "base" {
+                    &[Api::DescribeFastLaunchImages, Api::GetCallerIdentity]
+                } else {
+                    &[Api::DescribeFastLaunchImages, Api::AssumeRole]
+                },
                 health: Health {
                     tried: true,
                     last_ok: true,

@@ -125,17 +125,26 @@ pub trait ResultSink: Send + Sync {
 }
 
 /// The APIs a collection of `spec` calls: the `api` label values of its request counters.
-pub fn apis(spec: &TargetSpec) -> Vec<Api> {
-    let identity = if spec.role.is_some() {
-        Api::AssumeRole
-    } else {
-        Api::GetCallerIdentity
+pub fn apis(spec: &TargetSpec) -> &'static [Api] {
+    use Api::{
+        AssumeRole, DescribeFastLaunchImages, GetCallerIdentity, GetMetricData, ListMetrics,
     };
-    let mut apis = vec![Api::DescribeFastLaunchImages, identity];
-    if spec.cloudwatch.is_some() {
-        apis.extend([Api::ListMetrics, Api::GetMetricData]);
+    match (spec.role.is_some(), spec.cloudwatch.is_some()) {
+        (true, false) => &[DescribeFastLaunchImages, AssumeRole],
+        (false, false) => &[DescribeFastLaunchImages, GetCallerIdentity],
+        (true, true) => &[
+            DescribeFastLaunchImages,
+            AssumeRole,
+            ListMetrics,
+            GetMetricData,
+        ],
+        (false, true) => &[
+            DescribeFastLaunchImages,
+            GetCallerIdentity,
+            ListMetrics,
+            GetMetricData,
+        ],
     }
-    apis
 }
 
 /// The delay before a target's first collection: up to a tenth of the interval, at most

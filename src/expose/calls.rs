@@ -2,6 +2,7 @@
 //! that calls AWS registers itself as a [`Caller`] (a target, the event queue, Organizations,
 //! DescribeRegions) with the APIs it calls; callers in one account and region add up.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
 
@@ -48,11 +49,30 @@ fn created_of(counters: &[&ApiCounters]) -> f64 {
         .fold(f64::INFINITY, f64::min)
 }
 
+/// A caller of AWS as the families read it, borrowed from a target's view or a [`Caller`].
+pub(super) struct CallerRef<'a> {
+    pub(super) account_id: &'a str,
+    pub(super) region: &'a str,
+    pub(super) apis: &'a [Api],
+    pub(super) counters: &'a ApiCounters,
+}
+
+impl<'a> From<&'a Caller> for CallerRef<'a> {
+    fn from(caller: &'a Caller) -> CallerRef<'a> {
+        CallerRef {
+            account_id: &caller.account_id,
+            region: &caller.region,
+            apis: &caller.apis,
+            counters: &caller.counters,
+        }
+    }
+}
+
 /// Callers that share an account id and region, merged: their APIs and their counters.
 struct Merged<'a> {
     account_id: &'a str,
     region: &'a str,
-    apis: Vec<Api>,
+    apis: Cow<'a, [Api]>,
     counters: Vec<&'a ApiCounters>,
 }
 
@@ -60,24 +80,28 @@ struct Merged<'a> {
 /// Organizations) are one series set: their counts add up. A role assumed for the queue,
 /// Organizations or DescribeRegions shows as AssumeRole once it was. `targets` come first, then
 /// `others`.
-fn merge<'a>(targets: &'a [Caller], others: &'a [Caller]) -> Vec<Merged<'a>> {
-    let mut merged: Vec<Merged<'a>> = Vec::new();
-    let mut index_of: HashMap<(&str, &str), usize> = HashMap::new();
-    for (index, caller) in targets.iter().chain(others).enumerate() {
-        let mut apis = caller.apis.clone();
-        if index >= targets.len() && caller.counters.requests(Api::AssumeRole) > 0 {
-            apis.push(Api::AssumeRole);
+fn merge<'a>(targets: Vec<CallerRef<'a>>, others: &'a [Caller]) -> Vec<Merged<'a>> {
+    let own = targets.len();
+    let mut merged: Vec<Merged<'a>> = Vec::with_capacity(own + others.len());
+    let mut index_of: HashMap<(&str, &str), usize> = HashMap::with_capacity(own);
+    let callers = targets
+        .into_iter()
+        .chain(others.iter().map(CallerRef::from));
+    for (index, caller) in callers.enumerate() {
+        let mut apis = Cow::Borrowed(caller.apis);
+        if index >= own && caller.counters.requests(Api::AssumeRole) > 0 {
+            apis.to_mut().push(Api::AssumeRole);
         }
-        let key = (caller.account_id.as_str(), caller.region.as_str());
+        let key = (caller.account_id, caller.region);
         match index_of.get(&key) {
             Some(&i) => {
                 let kept = &mut merged[i];
-                for api in apis {
-                    if !kept.apis.contains(&api) {
-                        kept.apis.push(api);
+                for api in apis.iter() {
+                    if !kept.apis.contains(api) {
+                        kept.apis.to_mut().push(*api);
                     }
                 }
-                kept.counters.push(&caller.counters);
+                kept.counters.push(caller.counters);
             }
             None => {
                 index_of.insert(key, merged.len());
@@ -85,7 +109,7 @@ fn merge<'a>(targets: &'a [Caller], others: &'a [Caller]) -> Vec<Merged<'a>> {
                     account_id: key.0,
                     region: key.1,
                     apis,
-                    counters: vec![&caller.counters],
+                    counters: vec![caller.counters],
                 });
             }
         }
@@ -97,7 +121,7 @@ fn merge<'a>(targets: &'a [Caller], others: &'a [Caller]) -> Vec<Merged<'a>> {
 /// their counters from going down.
 pub(super) fn render_calls(
     x: &mut Exposition,
-    targets: &[Caller],
+    targets: Vec<CallerRef<'_>>,
     others: &[Caller],
     floor: &Mutex<CounterFloor>,
 ) {
@@ -112,7 +136,7 @@ pub(super) fn render_calls(
     let mut exported = HashSet::new();
     for caller in &callers {
         let (account, region) = (caller.account_id, caller.region);
-        for api in &caller.apis {
+        for api in caller.apis.iter() {
             let series = (account.to_string(), region.to_string(), *api, "");
             let sum = caller
                 .counters

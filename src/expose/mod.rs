@@ -303,7 +303,15 @@ impl MetricsRenderer {
     /// The AWS call counters of the targets and of the sources, the event receiver's families,
     /// sharding and discovery.
     fn render_sources(&self, x: &mut Exposition, targets: &[&TargetView]) {
-        let target_callers: Vec<Caller> = targets.iter().map(|t| t.caller()).collect();
+        let target_callers: Vec<calls::CallerRef<'_>> = targets
+            .iter()
+            .map(|t| calls::CallerRef {
+                account_id: t.account_id.as_deref().unwrap_or(""),
+                region: &t.key.region,
+                apis: t.apis,
+                counters: &t.counters,
+            })
+            .collect();
         let discovery = self
             .sources
             .discovery
@@ -313,7 +321,7 @@ impl MetricsRenderer {
         let mut others: Vec<Caller> = self.events.get().iter().map(|e| e.caller()).collect();
         others.extend(discovery.organization_caller.clone());
         others.extend(discovery.region_callers.iter().cloned());
-        calls::render_calls(x, &target_callers, &others, &self.floor);
+        calls::render_calls(x, target_callers, &others, &self.floor);
         if let Some(events) = self.events.get() {
             own::render_events(x, events);
         }
@@ -438,14 +446,11 @@ mod tests {
             },
             account_name: Some("prod".into()),
             account_id: Some(id.into()),
-            apis: vec![
-                Api::DescribeFastLaunchImages,
-                if account == "base" {
-                    Api::GetCallerIdentity
-                } else {
-                    Api::AssumeRole
-                },
-            ],
+            apis: if account == "base" {
+                &[Api::DescribeFastLaunchImages, Api::GetCallerIdentity]
+            } else {
+                &[Api::DescribeFastLaunchImages, Api::AssumeRole]
+            },
             health: Health {
                 tried: true,
                 last_ok: list.is_some(),
@@ -459,7 +464,12 @@ mod tests {
             cloudwatch: None,
         };
         let mut watched = target("base", "111111111111", "us-east-1", Some(images(0, 4)));
-        watched.apis.extend([Api::ListMetrics, Api::GetMetricData]);
+        watched.apis = &[
+            Api::DescribeFastLaunchImages,
+            Api::GetCallerIdentity,
+            Api::ListMetrics,
+            Api::GetMetricData,
+        ];
         watched.cloudwatch = Some(CloudWatchView {
             last_ok: Some(true),
             launches: Arc::new(launches),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::Registry;
-use crate::domain::calls::{Api, ApiCounters, Caller};
+use crate::domain::calls::{Api, ApiCounters};
 use crate::domain::launches::Launches;
 use crate::domain::model::{FastLaunchImage, TargetKey};
 use crate::domain::sync::lock;
@@ -35,7 +35,7 @@ pub struct TargetView {
     /// The account's id, once known.
     pub account_id: Option<String>,
     /// The APIs its collections call.
-    pub apis: Vec<Api>,
+    pub apis: &'static [Api],
     /// How its collections have gone.
     pub health: Health,
     /// The images served now: the last good list, unless older than `max_staleness`.
@@ -62,17 +62,6 @@ impl TargetView {
     /// Whether the target's series are exported (it is not a duplicate).
     pub fn is_served(&self) -> bool {
         self.duplicate_of.is_none()
-    }
-
-    /// The target as a caller of AWS (under its account id once known).
-    pub fn caller(&self) -> Caller {
-        Caller {
-            name: "target",
-            account_id: self.account_id.clone().unwrap_or_default(),
-            region: self.key.region.clone(),
-            apis: self.apis.clone(),
-            counters: self.counters.clone(),
-        }
     }
 }
 
