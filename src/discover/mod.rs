@@ -234,7 +234,6 @@ impl Planner {
             .region_counters
             .iter()
             .map(|((id, region), counters)| Caller {
-                name: "regions",
                 account_id: id.clone(),
                 region: region.clone(),
                 apis: vec![Api::DescribeRegions],
@@ -299,7 +298,6 @@ impl Planner {
             .or_else(|| state.base_account_id.clone())
             .unwrap_or_default();
         self.stats.update().organization_caller = Some(Caller {
-            name: "organizations",
             account_id: caller_id,
             region: self.home_region.clone(),
             apis: vec![

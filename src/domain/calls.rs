@@ -315,13 +315,12 @@ pub trait AttemptSink: Send + Sync + fmt::Debug {
     fn attempt_finished(&self, failure: Option<&ErrorCode>);
 }
 
-/// One part of the exporter that calls AWS under one account id and region (a target, the
-/// event queue, Organizations discovery, DescribeRegions), with the APIs it calls: its requests
-/// and errors are exported under that account id and region, for those APIs.
+/// One part of the exporter that calls AWS under one account id and region (the event queue,
+/// Organizations discovery, DescribeRegions; a target is one too, read from its view), with the
+/// APIs it calls: its requests and errors are exported under that account id and region, for
+/// those APIs.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    /// What calls, for the reader (`target`, `event queue`, `organizations`, `regions`).
-    pub name: &'static str,
     /// The account id the calls are made in.
     pub account_id: String,
     /// The region the calls are made in.

@@ -76,7 +76,6 @@ impl EventStats {
     /// The receiver as a caller of AWS.
     pub fn caller(&self) -> Caller {
         Caller {
-            name: "event queue",
             account_id: self.account_id.clone(),
             region: self.region.clone(),
             apis: self.apis.clone(),
