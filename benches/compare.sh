@@ -24,9 +24,10 @@ wait_ready() {
 }
 
 # Seconds from start to /-/ready: 1,000 targets, 2 pages each, 100 ms per AWS answer,
-# concurrency 64 (benches/collection.sh's world).
+# concurrency 64 (benches/collection.sh's world); then requests/s of /metrics over those 1,000
+# small targets (plain, 1 client), where the per-target lines weigh most. "seconds req/s".
 collection() { # binary
-  local start end
+  local start end rps
   start=$(date +%s.%N)
   "$1" demo --web.listen-address "127.0.0.1:$PORT" --log.level warn \
     --demo.accounts 100 --demo.regions 10 --demo.images 3 --demo.page-size 2 \
@@ -35,8 +36,12 @@ collection() { # binary
   pid=$!
   wait_ready
   end=$(date +%s.%N)
+  sleep 2
+  wrk -t1 -c1 -d"$DURATION" "http://127.0.0.1:$PORT/metrics" > "$work/wrk.txt"
+  grep -q 'Non-2xx' "$work/wrk.txt" && { echo "non-2xx answers" >&2; exit 1; }
+  rps=$(awk '/^Requests\/sec/ {print $2}' "$work/wrk.txt")
   kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
-  awk -v s="$start" -v e="$end" 'BEGIN {printf "%.3f", e - s}'
+  awk -v s="$start" -v e="$end" -v r="$rps" 'BEGIN {printf "%.3f %s\n", e - s, r}'
 }
 
 # Requests/s of /metrics over 10,000 images (10 accounts x 10 regions x 100): plain and gzip,
@@ -68,7 +73,8 @@ median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (
 for round in $(seq 1 "$ROUNDS"); do
   for which in ref new; do
     bin=$REF; [ "$which" = new ] && bin=$NEW
-    echo "$(collection "$bin")" >> "$work/$which.collection"
+    read -r seconds targets_rps < <(collection "$bin")
+    echo "$seconds" >> "$work/$which.collection"; echo "$targets_rps" >> "$work/$which.targets"
     read -r p1 p16 g1 g16 < <(scrape "$bin")
     echo "$p1" >> "$work/$which.plain1"; echo "$p16" >> "$work/$which.plain16"
     echo "$g1" >> "$work/$which.gzip1"; echo "$g16" >> "$work/$which.gzip16"
@@ -78,10 +84,11 @@ done
 
 echo "| measure (median of $ROUNDS) | reference | new | new ÷ reference |"
 echo "|---|---|---|---|"
-for m in collection plain1 plain16 gzip1 gzip16; do
+for m in collection targets plain1 plain16 gzip1 gzip16; do
   r=$(median < "$work/ref.$m"); n=$(median < "$work/new.$m")
   case $m in
     collection) label="first collection cycle, 1,000 targets (s, lower is better)" ;;
+    targets) label="scrape 1,000 targets of 3 images, plain, 1 client (req/s)" ;;
     plain1) label="scrape 10,000 images, plain, 1 client (req/s)" ;;
     plain16) label="scrape 10,000 images, plain, 16 clients (req/s)" ;;
     gzip1) label="scrape 10,000 images, gzip, 1 client (req/s)" ;;
