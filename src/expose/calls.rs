@@ -130,7 +130,7 @@ pub(super) fn render_calls(
     x.family(
         REQUESTS,
         Kind::Counter,
-        "AWS API attempts sent for the target, retries included.",
+        "AWS API attempts sent, retries included, by the account id and region they were made in (a target, the event queue, Organizations discovery, DescribeRegions).",
     );
     let mut floor = lock(floor);
     let mut exported = HashSet::new();
@@ -161,7 +161,7 @@ pub(super) fn render_calls(
     x.family(
         ERRORS,
         Kind::Counter,
-        "Failed AWS API attempts for the target, retried or not, by AWS error code (or timeout, connection, other).",
+        "Failed AWS API attempts, retried or not, by the account id and region they were made in and by AWS error code (or timeout, connection, other).",
     );
     for caller in &callers {
         let (account, region) = (caller.account_id, caller.region);
