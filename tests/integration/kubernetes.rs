@@ -273,6 +273,11 @@ fn kubernetes_base_is_restricted_isolated_and_sized() {
     }
     let docs = render(&base_dir());
     assert_restricted(&docs, "base");
+    // The exporter never calls the Kubernetes API: no service account token in the pod.
+    assert_eq!(
+        pod(&docs)["automountServiceAccountToken"],
+        Value::from(false)
+    );
 
     // Pod Security Admission on the namespace everything goes into.
     let namespace = one(&docs, "Namespace");
@@ -451,7 +456,7 @@ fn kubernetes_kube_prometheus_stack_component_sets_a_configurable_release_label(
     // The overlay the README shows: another release name, another Prometheus namespace, a
     // larger fleet, the user's image, config and role.
     let docs = render_user_overlay(
-        README_OVERLAY,
+        &readme_overlay(),
         &[(
             "config.yaml",
             "regions: [us-east-1, eu-west-1]\naccounts:\n  - name: tooling\n",
@@ -508,48 +513,90 @@ fn kubernetes_kube_prometheus_stack_component_sets_a_configurable_release_label(
     assert_restricted(&docs, "README overlay");
 }
 
-/// The overlay of the README's Deploying section, with `{base}` for the path of deploy/kubernetes.
-const README_OVERLAY: &str = r#"apiVersion: kustomize.config.k8s.io/v1beta1
-kind: Kustomization
-resources:
-  - {base}
-components:
-  - {base}/components/kube-prometheus-stack
-  - {base}/components/grafana-dashboard
-images:
-  - name: fast-launch-exporter
-    newName: 123456789012.dkr.ecr.us-east-1.amazonaws.com/fast-launch-exporter
-    newTag: "0.1.0"
-configMapGenerator:
-  - name: fast-launch-exporter-config
-    behavior: replace
-    files:
-      - config.yaml
-patches:
-  - target: {kind: ServiceAccount, name: fast-launch-exporter}
-    patch: |-
-      - op: replace
-        path: /metadata/annotations/eks.amazonaws.com~1role-arn
-        value: arn:aws:iam::123456789012:role/fast-launch-exporter
-  - target: {group: monitoring.coreos.com, labelSelector: release}
-    patch: |-
-      - op: replace
-        path: /metadata/labels/release
-        value: prom
-  - target: {kind: NetworkPolicy, name: fast-launch-exporter}
-    patch: |-
-      - op: replace
-        path: /spec/ingress/0/from/0/namespaceSelector/matchLabels/kubernetes.io~1metadata.name
-        value: observability
-  - target: {kind: Deployment, name: fast-launch-exporter}
-    patch: |-
-      - op: replace
-        path: /spec/template/spec/containers/0/resources/requests/memory
-        value: 128Mi
-      - op: replace
-        path: /spec/template/spec/containers/0/resources/limits/memory
-        value: 256Mi
-"#;
+/// The overlay of the README's Deploying section, as the README shows it, with `{base}` for the
+/// path of deploy/kubernetes.
+fn readme_overlay() -> String {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("README.md");
+    let start = readme
+        .find("# kustomization.yaml, next to your config.yaml\n")
+        .expect("the README's overlay");
+    let text = &readme[start..];
+    let end = text.find("```").expect("the end of the README's overlay");
+    text[..end].replace("../fast-launch-exporter/deploy/kubernetes", "{base}")
+}
+
+/// The README's overlay with `components` added to its `components:`, before or after the
+/// README's own.
+fn readme_overlay_with(components: &[&str], first: bool) -> String {
+    let overlay = readme_overlay();
+    let list = overlay.find("components:\n").expect("components:") + "components:\n".len();
+    let listed: usize = overlay[list..]
+        .lines()
+        .take_while(|line| line.starts_with("  - "))
+        .map(|line| line.len() + 1)
+        .sum();
+    let at = if first { list } else { list + listed };
+    let added: String = components
+        .iter()
+        .map(|c| format!("  - {{base}}/components/{c}\n"))
+        .collect();
+    format!("{}{added}{}", &overlay[..at], &overlay[at..])
+}
+
+#[test]
+fn kubernetes_components_reach_the_workload_whatever_their_order() {
+    if !kubectl_available("kubernetes_components_reach_the_workload_whatever_their_order") {
+        return;
+    }
+    let config = ("config.yaml", "regions: [us-east-1]\n");
+    for (order, components) in [
+        ("sharded first", ["sharded", "web-auth-basic"]),
+        ("web-auth-basic first", ["web-auth-basic", "sharded"]),
+    ] {
+        for first in [true, false] {
+            let variant = format!("{order}, {}", if first { "before" } else { "after" });
+            let docs = render_user_overlay(&readme_overlay_with(&components, first), &[config]);
+            assert!(
+                kinds(&docs).contains("StatefulSet"),
+                "{variant}: the sharded component made a StatefulSet"
+            );
+            assert!(!kinds(&docs).contains("Deployment"), "{variant}");
+            // The README overlay's own memory patch.
+            let resources = &container(&docs)["resources"];
+            assert_eq!(
+                resources["requests"]["memory"],
+                Value::from("128Mi"),
+                "{variant}"
+            );
+            assert_eq!(
+                resources["limits"]["memory"],
+                Value::from("256Mi"),
+                "{variant}"
+            );
+            // The web config and the probes of web-auth-basic.
+            assert_web_config_mounted(&docs, &variant);
+            for probe in ["livenessProbe", "readinessProbe"] {
+                assert_eq!(
+                    container(&docs)[probe]["httpGet"]["scheme"],
+                    Value::from("HTTPS"),
+                    "{variant}: {probe}"
+                );
+            }
+            assert_https_scrape(&docs, &variant);
+            // The shard flags of the sharded component.
+            let args: Vec<&str> = seq(&container(&docs)["args"])
+                .iter()
+                .filter_map(Value::as_str)
+                .collect();
+            assert!(
+                args.contains(&"--shard.total=$(SHARD_TOTAL)"),
+                "{variant}: {args:?}"
+            );
+            assert_restricted(&docs, &variant);
+        }
+    }
+}
 
 /// The web-config Secret's mount, and the `--web.config.file` argument pointing into it.
 fn assert_web_config_mounted(docs: &[Value], variant: &str) {
