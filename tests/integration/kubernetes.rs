@@ -517,7 +517,7 @@ components:
   - {base}/components/kube-prometheus-stack
   - {base}/components/grafana-dashboard
 images:
-  - name: fast-launch-exporter
+  - name: ghcr.io/fast-launch-exporter/fast-launch-exporter
     newName: 123456789012.dkr.ecr.us-east-1.amazonaws.com/fast-launch-exporter
     newTag: "0.1.0"
 configMapGenerator:
