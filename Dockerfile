@@ -1,5 +1,8 @@
 # syntax=docker/dockerfile:1.7
 # Multi-stage build: release binary in the official Rust image, run on distroless as non-root.
+# The release workflow (.github/workflows/release.yml) builds it for linux/amd64 and linux/arm64 and
+# publishes it as ghcr.io/fast-launch-exporter/fast-launch-exporter (tags X.Y.Z and X.Y); building
+# your own is optional.
 #   docker build --build-arg FLE_GIT_REVISION=$(git rev-parse --short HEAD) -t fast-launch-exporter .
 #   docker run -p 9849:9849 -e AWS_REGION=us-east-1 fast-launch-exporter        # base credentials, no config file
 #   docker run -p 9849:9849 -v $PWD/config.yaml:/etc/fast-launch-exporter/config.yaml:ro \
@@ -28,6 +31,9 @@ RUN --mount=type=cache,id=cargo-registry,target=/usr/local/cargo/registry \
 
 # distroless/cc: glibc and libgcc for the Rust binary, CA certificates, no shell; user nonroot (65532).
 FROM gcr.io/distroless/cc-debian12:nonroot
+# The labels' version and revision come from the build: the release workflow passes
+# --build-arg VERSION=<the tag without v> and FLE_GIT_REVISION. The default is Cargo.toml's
+# version (a test keeps them equal).
 ARG VERSION=0.1.0
 ARG FLE_GIT_REVISION=unknown
 LABEL org.opencontainers.image.title="fast-launch-exporter" \

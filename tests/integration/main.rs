@@ -15,6 +15,7 @@ mod kubernetes;
 mod operations;
 mod organization_assets;
 mod project_files;
+mod release;
 mod server_limits;
 mod serving;
 mod soak;
