@@ -1561,3 +1561,51 @@ fn the_rendered_config_files_pass_the_exporters_check_config() {
         );
     }
 }
+
+#[test]
+fn the_packaged_chart_holds_the_alerts_and_dashboard_and_renders_as_the_folder_does() {
+    let Some(helm) = Helm::new(
+        "the_packaged_chart_holds_the_alerts_and_dashboard_and_renders_as_the_folder_does",
+    ) else {
+        return;
+    };
+    let out = tempfile::tempdir().unwrap();
+    let output = helm
+        .command()
+        .arg("package")
+        .arg(chart_dir())
+        .arg("--destination")
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", output_text(&output));
+    let version = env!("CARGO_PKG_VERSION");
+    let package = out
+        .path()
+        .join(format!("fast-launch-exporter-{version}.tgz"));
+    assert!(package.is_file(), "{}", output_text(&output));
+    // What the release pushes to the OCI registry renders exactly as the folder.
+    let values = format!("{KUBE_PROMETHEUS_STACK}{SHARDED}");
+    let file = helm.values_file(&values);
+    let output = helm
+        .command()
+        .args(["template", RELEASE])
+        .arg(&package)
+        .args(["--namespace", NAMESPACE, "--kube-version", NEWEST, "-f"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", output_text(&output));
+    let packaged = documents(&String::from_utf8(output.stdout).unwrap());
+    let folder = helm.render(&values);
+    assert_eq!(packaged, folder);
+    let dashboard = read(&root().join("deploy/grafana/fast-launch.json"));
+    assert_eq!(
+        named(&packaged, "ConfigMap", "fast-launch-exporter-dashboard")["data"]["fast-launch.json"],
+        Value::from(dashboard)
+    );
+    assert_eq!(
+        one(&packaged, "PrometheusRule")["spec"]["groups"],
+        yaml(&root().join("deploy/prometheus/alerts.yaml"))["groups"]
+    );
+}
