@@ -10,6 +10,7 @@ mod discovery;
 mod events;
 mod faults;
 mod harness;
+mod helm;
 mod iam;
 mod kubernetes;
 mod operations;
