@@ -1502,7 +1502,7 @@ fn the_install_notes_say_how_to_port_forward_and_see_the_landing_page_and_metric
         "rollout status statefulset/fast-launch-exporter",
         "https://localhost:9849/metrics\n",
         "(4 shards)",
-        "not set: set serviceMonitor.additionalLabels.release",
+        "not set: set commonLabels.release",
     ] {
         assert!(text.contains(expected), "{expected:?} in\n{text}");
     }

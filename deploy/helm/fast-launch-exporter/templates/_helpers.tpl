@@ -29,6 +29,9 @@ helm.sh/chart: {{ include "fast-launch-exporter.chart" . }}
 app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: fast-launch-exporter
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
 {{- end }}
 
 {{/* The pods' labels the workload, Service, NetworkPolicy and PodDisruptionBudget select by. */}}
