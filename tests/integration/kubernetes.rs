@@ -1090,3 +1090,85 @@ fn kubernetes_existing_namespace_component_leaves_the_namespace_alone() {
     }
     assert_restricted(&docs, "existing-namespace");
 }
+
+/// Every shipped kustomize form (the base, each component over it, the sharded overlay, the
+/// README's overlay with sharded and web-auth-basic) validates against the Kubernetes API schemas
+/// with `kubernetes-validate --strict`, at the oldest Kubernetes the deploy files claim (1.28:
+/// the sharded pods' pod-index label) and the newest it knows. The Prometheus Operator's kinds
+/// have no schema there; their tests above check them.
+#[test]
+fn kubernetes_every_shipped_form_validates_strictly_at_the_oldest_and_newest_kubernetes() {
+    let test =
+        "kubernetes_every_shipped_form_validates_strictly_at_the_oldest_and_newest_kubernetes";
+    if !kubectl_available(test) || !tool_available("kubernetes-validate", &["--version"], test) {
+        return;
+    }
+    let folder = tempfile::tempdir().unwrap();
+    let mut forms: Vec<(String, Vec<Value>)> = vec![("base".to_string(), render(&base_dir()))];
+    for component in COMPONENTS {
+        forms.push((component.to_string(), render_overlay(&[component], "")));
+    }
+    forms.push((
+        "sharded overlay".to_string(),
+        render(&base_dir().join("sharded")),
+    ));
+    forms.push((
+        "README overlay with sharded and web-auth-basic".to_string(),
+        render_user_overlay(
+            &readme_overlay_with(&["sharded", "web-auth-basic"], false),
+            &[("config.yaml", "regions: [us-east-1]\n")],
+        ),
+    ));
+    let mut files = Vec::new();
+    let mut core_objects = 0;
+    for (index, (form, docs)) in forms.iter().enumerate() {
+        let text: Vec<String> = docs
+            .iter()
+            .map(|d| serde_yaml::to_string(d).unwrap())
+            .collect();
+        core_objects += docs
+            .iter()
+            .filter(|d| {
+                !d["apiVersion"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("coreos.com")
+            })
+            .count();
+        let file = folder.path().join(format!("{index}.yaml"));
+        std::fs::write(&file, text.join("---\n")).unwrap();
+        assert!(!docs.is_empty(), "{form}");
+        files.push(file);
+    }
+    for version in ["1.28.0", "1.37.0"] {
+        let output = Command::new("kubernetes-validate")
+            .args(["--strict", "-k", version])
+            .args(&files)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            output.status.success(),
+            "kubernetes-validate --strict -k {version}:\n{text}"
+        );
+        assert!(!text.contains("ERROR"), "{text}");
+        for line in text.lines().filter(|l| l.starts_with("WARN ")) {
+            assert!(
+                line.contains("Couldn't find schema for kind PrometheusRule")
+                    || line.contains("Couldn't find schema for kind ServiceMonitor"),
+                "{line}"
+            );
+        }
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.starts_with("INFO ") && l.contains(" passed for resource "))
+                .count(),
+            core_objects,
+            "every core object validated at {version}:\n{text}"
+        );
+    }
+}
