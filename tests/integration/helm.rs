@@ -17,7 +17,9 @@ use serde_yaml::Value;
 
 use crate::harness::*;
 use crate::iam::yaml;
-use crate::kubernetes::{base_dir, kubectl_available, relative, render as kustomize};
+use crate::kubernetes::{
+    base_dir, kubectl_available, relative, render as kustomize, validate_strictly,
+};
 
 /// The oldest Kubernetes the chart claims (`kubeVersion` in Chart.yaml: the pod-index label) and
 /// the newest that kubernetes-validate has schemas for.
@@ -534,32 +536,7 @@ fn every_user_values_file_renders_and_validates_strictly_at_the_oldest_and_newes
             std::fs::write(&file, rendered).unwrap();
             files.push(file);
         }
-        let output = Command::new("kubernetes-validate")
-            .args(["--strict", "-k", version])
-            .args(&files)
-            .output()
-            .unwrap();
-        let text = output_text(&output);
-        assert!(
-            output.status.success(),
-            "kubernetes-validate --strict -k {version}:\n{text}"
-        );
-        assert!(!text.contains("ERROR"), "{text}");
-        // Only the Prometheus Operator's kinds have no schema (checked by the tests below).
-        for line in text.lines().filter(|l| l.starts_with("WARN ")) {
-            assert!(
-                line.contains("Couldn't find schema for kind PrometheusRule")
-                    || line.contains("Couldn't find schema for kind ServiceMonitor"),
-                "{line}"
-            );
-        }
-        assert_eq!(
-            text.lines()
-                .filter(|l| l.starts_with("INFO ") && l.contains(" passed for resource "))
-                .count(),
-            core_objects,
-            "every Kubernetes object validated at {version}:\n{text}"
-        );
+        validate_strictly(&files, core_objects, version);
     }
 }
 
