@@ -34,7 +34,7 @@ FROM gcr.io/distroless/cc-debian12:nonroot
 # The labels' version and revision come from the build: the release workflow passes
 # --build-arg VERSION=<the tag without v> and FLE_GIT_REVISION. The default is Cargo.toml's
 # version (a test keeps them equal).
-ARG VERSION=0.1.0
+ARG VERSION=0.2.0
 ARG FLE_GIT_REVISION=unknown
 LABEL org.opencontainers.image.title="fast-launch-exporter" \
       org.opencontainers.image.description="Prometheus exporter for AWS EC2 Windows fast launch" \

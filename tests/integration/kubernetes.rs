@@ -480,7 +480,7 @@ fn kubernetes_kube_prometheus_stack_component_sets_a_configurable_release_label(
     assert_eq!(resources["limits"]["memory"], Value::from("256Mi"));
     assert_eq!(
         container["image"],
-        Value::from("123456789012.dkr.ecr.us-east-1.amazonaws.com/fast-launch-exporter:0.1.0")
+        Value::from("123456789012.dkr.ecr.us-east-1.amazonaws.com/fast-launch-exporter:0.2.0")
     );
     assert_eq!(
         one(&docs, "ServiceAccount")["metadata"]["annotations"]["eks.amazonaws.com/role-arn"],
