@@ -1131,6 +1131,34 @@ fn the_dashboard_configmap_holds_the_dashboard_bytes_for_the_grafana_sidecar() {
 }
 
 #[test]
+fn a_label_in_common_labels_and_additional_labels_is_written_once_with_the_specific_value() {
+    let Some(helm) = Helm::new(
+        "a_label_in_common_labels_and_additional_labels_is_written_once_with_the_specific_value",
+    ) else {
+        return;
+    };
+    // serde_yaml refuses a mapping with a key twice: parsing is the first assertion.
+    let docs = helm.render(
+        "commonLabels: {release: common, team: platform}\n\
+         serviceMonitor: {enabled: true, additionalLabels: {release: monitor}}\n\
+         prometheusRule: {enabled: true}\n\
+         grafanaDashboard: {enabled: true, additionalLabels: {grafana_dashboard: \"1\"}}\n",
+    );
+    let labels = |kind: &str| one(&docs, kind)["metadata"]["labels"].clone();
+    assert_eq!(labels("ServiceMonitor")["release"], Value::from("monitor"));
+    assert_eq!(labels("PrometheusRule")["release"], Value::from("common"));
+    assert_eq!(labels("Service")["team"], Value::from("platform"));
+    let dashboard = docs
+        .iter()
+        .find(|d| d["kind"] == "ConfigMap" && d["metadata"]["labels"]["grafana_dashboard"] == "1")
+        .expect("the dashboard ConfigMap");
+    assert_eq!(
+        dashboard["metadata"]["labels"]["release"],
+        Value::from("common")
+    );
+}
+
+#[test]
 fn kube_prometheus_stack_selects_the_servicemonitor_and_rule_by_the_release_label_of_the_readme() {
     let test =
         "kube_prometheus_stack_selects_the_servicemonitor_and_rule_by_the_release_label_of_the_readme";

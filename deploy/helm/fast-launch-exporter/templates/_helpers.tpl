@@ -34,6 +34,13 @@ app.kubernetes.io/part-of: fast-launch-exporter
 {{- end }}
 {{- end }}
 
+{{/* Labels of every object with the map `extra` added (`dict "root" $ "extra" ...`); a key in
+both takes `extra`'s value, so no key is written twice. */}}
+{{- define "fast-launch-exporter.labelsWith" -}}
+{{- $labels := include "fast-launch-exporter.labels" .root | fromYaml }}
+{{- toYaml (mergeOverwrite $labels (.extra | default dict)) }}
+{{- end }}
+
 {{/* The pods' labels the workload, Service, NetworkPolicy and PodDisruptionBudget select by. */}}
 {{- define "fast-launch-exporter.selectorLabels" -}}
 app.kubernetes.io/name: {{ include "fast-launch-exporter.name" . }}
