@@ -125,10 +125,6 @@ pub async fn run(
     let connect: Arc<dyn Connect> = Arc::new(connect);
     let registry = Registry::new(connect.clone(), shutdown.clone());
     let planner = Planner::new(connect.clone(), shard, connect.home_region());
-    let event_stats = config
-        .events
-        .as_ref()
-        .map(|events| Arc::new(crate::events::stats(events, shard)));
     let sources = Sources {
         shard,
         discovery: Some(planner.stats()),
@@ -140,11 +136,10 @@ pub async fn run(
         reload_tx.clone(),
         &web,
     ));
-    let renderer_state = state.clone();
     let rendering = tokio::spawn(render_ahead(state.clone(), shutdown.clone()));
     let server = tokio::spawn(crate::serve::serve(
         listeners,
-        state,
+        state.clone(),
         web.max_connections,
         shutdown.clone(),
     ));
@@ -160,26 +155,23 @@ pub async fn run(
     supervisor.replan(&config).await;
     // After the first reconcile, so that events waiting at start-up find their targets; the
     // receiver's families are shown from then on.
-    let receiver = config
-        .events
-        .clone()
-        .zip(event_stats)
-        .map(|(events, stats)| {
-            renderer_state.renderer.show_events(stats.clone());
-            let queue = connect.connect_queue(
-                &events.queue,
-                config.collection.max_attempts,
-                stats.counters.clone(),
-            );
-            tokio::spawn(crate::events::run_receiver(
-                queue,
-                events,
-                shard,
-                registry.clone(),
-                stats,
-                shutdown.clone(),
-            ))
-        });
+    let receiver = config.events.clone().map(|events| {
+        let stats = Arc::new(crate::events::stats(&events, shard));
+        state.renderer.show_events(stats.clone());
+        let queue = connect.connect_queue(
+            &events.queue,
+            config.collection.max_attempts,
+            stats.counters.clone(),
+        );
+        tokio::spawn(crate::events::run_receiver(
+            queue,
+            events,
+            shard,
+            registry.clone(),
+            stats,
+            shutdown.clone(),
+        ))
+    });
     let mut config = config;
     loop {
         tokio::select! {

@@ -18,7 +18,7 @@ use serde_yaml::Value;
 use crate::harness::*;
 use crate::iam::yaml;
 use crate::kubernetes::{
-    base_dir, kubectl_available, relative, render as kustomize, validate_strictly,
+    base_dir, kubectl_available, named, one, relative, render as kustomize, seq, validate_strictly,
 };
 
 /// The oldest Kubernetes the chart claims (`kubeVersion` in Chart.yaml: the pod-index label) and
@@ -80,6 +80,19 @@ impl Helm {
         command
     }
 
+    /// `helm install --dry-run=client` of the chart with `values` (as release fast-launch-exporter
+    /// in the namespace fast-launch-exporter).
+    fn install_dry_run(&self, values: &str) -> std::process::Output {
+        let file = self.values_file(values);
+        self.command()
+            .args(["install", RELEASE])
+            .arg(chart_dir())
+            .args(["--namespace", NAMESPACE, "--dry-run=client", "-f"])
+            .arg(&file)
+            .output()
+            .unwrap()
+    }
+
     /// `values` written to a file in the helm home, for `-f`.
     fn values_file(&self, values: &str) -> PathBuf {
         let path = tempfile::Builder::new()
@@ -132,18 +145,6 @@ fn kinds(docs: &[Value]) -> Vec<String> {
     kinds
 }
 
-fn one<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
-    let found: Vec<&Value> = docs.iter().filter(|d| d["kind"] == kind).collect();
-    assert_eq!(found.len(), 1, "expected one {kind}, got {}", found.len());
-    found[0]
-}
-
-fn named<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
-    docs.iter()
-        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
-        .unwrap_or_else(|| panic!("no {kind} {name} in {:?}", kinds(docs)))
-}
-
 fn workload(docs: &[Value]) -> &Value {
     let found: Vec<&Value> = docs
         .iter()
@@ -161,10 +162,6 @@ fn container(docs: &[Value]) -> &Value {
     let containers = seq(&pod(docs)["containers"]);
     assert_eq!(containers.len(), 1, "one container");
     &containers[0]
-}
-
-fn seq(value: &Value) -> &[Value] {
-    value.as_sequence().map(Vec::as_slice).unwrap_or_default()
 }
 
 fn strings(value: &Value) -> Vec<&str> {
@@ -823,15 +820,7 @@ fn a_misspelt_value_key_fails_helm_template_and_helm_install() {
     ] {
         let error = helm.try_template_at(values, NEWEST).unwrap_err();
         assert!(error.contains(complaint), "helm template {values}: {error}");
-        let file = helm.values_file(values);
-        let output = helm
-            .command()
-            .args(["install", RELEASE])
-            .arg(chart_dir())
-            .args(["--namespace", NAMESPACE, "--dry-run=client", "-f"])
-            .arg(&file)
-            .output()
-            .unwrap();
+        let output = helm.install_dry_run(values);
         assert!(!output.status.success(), "helm install {values}");
         assert!(
             output_text(&output).contains(complaint),
@@ -1478,15 +1467,7 @@ fn the_install_notes_say_how_to_port_forward_and_see_the_landing_page_and_metric
         return;
     };
     let notes = |values: &str| {
-        let file = helm.values_file(values);
-        let output = helm
-            .command()
-            .args(["install", RELEASE])
-            .arg(chart_dir())
-            .args(["--namespace", NAMESPACE, "--dry-run=client", "-f"])
-            .arg(&file)
-            .output()
-            .unwrap();
+        let output = helm.install_dry_run(values);
         let text = output_text(&output);
         assert!(output.status.success(), "{text}");
         text.split_once("NOTES:\n").expect("notes").1.to_string()

@@ -111,13 +111,13 @@ fn kinds(docs: &[Value]) -> BTreeSet<String> {
         .collect()
 }
 
-fn one<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
+pub(crate) fn one<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
     let found: Vec<&Value> = docs.iter().filter(|d| d["kind"] == kind).collect();
     assert_eq!(found.len(), 1, "expected one {kind}, got {}", found.len());
     found[0]
 }
 
-fn named<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
+pub(crate) fn named<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
     docs.iter()
         .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
         .unwrap_or_else(|| panic!("no {kind} {name}"))
@@ -143,7 +143,7 @@ fn str_of<'a>(value: &'a Value, what: &str) -> &'a str {
         .unwrap_or_else(|| panic!("{what} is not a string: {value:?}"))
 }
 
-fn seq(value: &Value) -> &[Value] {
+pub(crate) fn seq(value: &Value) -> &[Value] {
     value.as_sequence().map(Vec::as_slice).unwrap_or_default()
 }
 
