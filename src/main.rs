@@ -445,31 +445,38 @@ async fn run_demo(flags: &Flags, demo_flags: &DemoFlags) -> Result<ExitCode, Exi
     let mut options: DemoOptions = demo_flags.clone().into();
     options.shard = shard(flags)?;
     let simulator = demo_flags.simulator.clone();
-    Ok(match demo::run(options, simulator, listeners, web, shutdown).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("fast-launch-exporter: {e}");
-            ExitCode::from(EXIT_CONFIG)
-        }
-    })
+    Ok(
+        match demo::run(options, simulator, listeners, web, shutdown).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("fast-launch-exporter: {e}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        },
+    )
 }
 
 /// `simulate`: the demo's simulated AWS alone, on the first --web.listen-address.
 #[cfg(feature = "demo")]
 async fn run_simulator(flags: &Flags, demo_flags: &DemoFlags) -> Result<ExitCode, ExitCode> {
     let listener = bind(&flags.listen_address[0]).await.map_err(|e| {
-        eprintln!("fast-launch-exporter: cannot listen on {}: {e}", flags.listen_address[0]);
+        eprintln!(
+            "fast-launch-exporter: cannot listen on {}: {e}",
+            flags.listen_address[0]
+        );
         ExitCode::FAILURE
     })?;
     let shutdown = CancellationToken::new();
     tokio::spawn(shutdown_signal(shutdown.clone()));
-    Ok(match demo::simulate(demo_flags.clone().into(), listener, shutdown).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("fast-launch-exporter: {e}");
-            ExitCode::from(EXIT_CONFIG)
-        }
-    })
+    Ok(
+        match demo::simulate(demo_flags.clone().into(), listener, shutdown).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("fast-launch-exporter: {e}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        },
+    )
 }
 
 /// `check-config`: validates the file and prints the resolved targets.
