@@ -28,11 +28,13 @@ pub(super) type CallSeriesRef<'a> = (&'a str, &'a str, Api, &'static str);
 pub(super) struct CounterFloor {
     /// Per account id, per (region, api, error code): the value last exported, and what
     /// callers that went had counted.
-    series: HashMap<String, Vec<(FloorKey, (u64, u64))>>,
+    series: HashMap<String, Vec<(FloorKey, Floor)>>,
 }
 
 /// A series of one account id in [`CounterFloor`]: region, api, error code.
 type FloorKey = (String, Api, &'static str);
+/// The value last exported, and what callers that went had counted.
+type Floor = (u64, u64);
 
 impl CounterFloor {
     /// The value of `series` whose callers count `sum` between them; `shared` when more than
