@@ -9,6 +9,7 @@ use super::body::{AgeLines, Chunk};
 use super::images::{image_lines, ImageFamily, ImageGroup};
 use super::writer::Exposition;
 use super::Format;
+use crate::domain::families::MetricsFilter;
 use crate::domain::launches::Launches;
 use crate::domain::model::{FastLaunchImage, TargetKey};
 
@@ -21,6 +22,8 @@ pub(super) struct TargetChunks {
     account_id: String,
     images: Arc<Vec<FastLaunchImage>>,
     launches: Option<Arc<Launches>>,
+    /// The families served when these were rendered: an excluded family's chunks are empty.
+    filter: Arc<MetricsFilter>,
     /// The families read from DescribeFastLaunchImages; shared with the entry that replaces
     /// this one when only the CloudWatch values changed.
     pub(super) rendered: Arc<OnceLock<RenderedImages>>,
@@ -66,22 +69,25 @@ impl TargetChunks {
     pub(super) fn new(
         group: &ImageGroup<'_>,
         rendered: Arc<OnceLock<RenderedImages>>,
+        filter: &Arc<MetricsFilter>,
     ) -> TargetChunks {
         TargetChunks {
             key: group.key.clone(),
             account_id: group.account_id.to_string(),
             images: group.images.clone(),
             launches: group.launches.cloned(),
+            filter: filter.clone(),
             rendered,
             from_cloudwatch: OnceLock::new(),
         }
     }
 
-    /// Whether these chunks were rendered from `group`'s data.
-    pub(super) fn kept_for(&self, group: &ImageGroup<'_>) -> Kept {
+    /// Whether these chunks were rendered from `group`'s data, for `filter`.
+    pub(super) fn kept_for(&self, group: &ImageGroup<'_>, filter: &Arc<MetricsFilter>) -> Kept {
         if !Arc::ptr_eq(&self.images, group.images)
             || self.account_id != group.account_id
             || self.key != *group.key
+            || !(Arc::ptr_eq(&self.filter, filter) || self.filter == *filter)
         {
             return Kept::Stale;
         }
@@ -133,8 +139,11 @@ impl TargetChunks {
         }
     }
 
-    /// One family's lines of this target.
+    /// One family's lines of this target (none when the filter excludes it).
     fn render(&self, family: ImageFamily, format: Format) -> Arc<Chunk> {
+        if !self.filter.serves(family.name()) {
+            return empty_chunk();
+        }
         let mut x = Exposition::new(format);
         image_lines(&mut x, family, &self.group(), 0.0);
         // Kept until the data changes: without the slack of a buffer grown by doubling (up to
@@ -158,7 +167,8 @@ impl TargetChunks {
             let mut ages = AgeLines::default();
             let mut prefix = Exposition::new(Format::Text);
             let name = ImageFamily::StateAge.name();
-            for image in self.images.iter() {
+            let ages_served = self.filter.serves(name);
+            for image in self.images.iter().filter(|_| ages_served) {
                 if let Some(at) = image.state_transition_time {
                     prefix.out.clear();
                     prefix.sample_prefix(

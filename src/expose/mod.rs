@@ -35,6 +35,7 @@ use self::images::{image_groups, render_images, ImageFamily, ImageGroup};
 use self::targets::render_targets;
 use self::writer::{unix_seconds, Exposition, Kind};
 use crate::domain::calls::Caller;
+use crate::domain::families::MetricsFilter;
 use crate::domain::model::TargetKey;
 use crate::domain::shard::Shard;
 use crate::domain::stats::{DiscoveryStats, EventStats};
@@ -214,13 +215,17 @@ impl MetricsRenderer {
         let snapshot = registry.snapshot(SystemTime::now());
         let targets: Vec<&TargetView> = snapshot.targets.iter().filter(|t| t.is_served()).collect();
         let groups = image_groups(&targets);
-        for entry in self.cached(&groups) {
+        let filter = &snapshot.metrics;
+        for entry in self.cached(&groups, filter) {
             let mut formats = vec![Format::Text];
             if asked.open_metrics {
                 formats.push(Format::OpenMetrics);
             }
             for format in formats {
                 for family in ImageFamily::ALL {
+                    if !filter.serves(family.name()) {
+                        continue;
+                    }
                     let chunk = entry.chunk(family, format);
                     if asked.gzip {
                         chunk.compress();
@@ -235,22 +240,26 @@ impl MetricsRenderer {
         self.write(snapshot, now, format, true)
     }
 
-    /// The cache entries of `groups`, in order: kept when their data is the same, new
-    /// otherwise; entries of targets no longer served are dropped.
-    fn cached(&self, groups: &[ImageGroup<'_>]) -> Vec<Arc<TargetChunks>> {
+    /// The cache entries of `groups`, in order: kept when their data and `filter` are the
+    /// same, new otherwise; entries of targets no longer served are dropped.
+    fn cached(
+        &self,
+        groups: &[ImageGroup<'_>],
+        filter: &Arc<MetricsFilter>,
+    ) -> Vec<Arc<TargetChunks>> {
         let mut cache = lock(&self.cache);
         let entries: Vec<Arc<TargetChunks>> = groups
             .iter()
             .map(|group| {
                 let kept = cache
                     .get(group.key)
-                    .map(|entry| (entry.kept_for(group), entry));
+                    .map(|entry| (entry.kept_for(group, filter), entry));
                 let rendered = match kept {
                     Some((Kept::Same, entry)) => return entry.clone(),
                     Some((Kept::ImagesOnly, entry)) => entry.rendered.clone(),
                     Some((Kept::Stale, _)) | None => Arc::default(),
                 };
-                let entry = Arc::new(TargetChunks::new(group, rendered));
+                let entry = Arc::new(TargetChunks::new(group, rendered, filter));
                 cache.insert(group.key.clone(), entry.clone());
                 entry
             })
@@ -273,6 +282,7 @@ impl MetricsRenderer {
         let targets: Vec<&TargetView> = snapshot.targets.iter().filter(|t| t.is_served()).collect();
         let mut x = Exposition::new(format);
         x.split_fresh = cached;
+        x.filter = Some(snapshot.metrics.clone());
         if !cached {
             // About 1.4 KB of text per image with every field set.
             let images: usize = targets
@@ -282,7 +292,7 @@ impl MetricsRenderer {
             x.out.reserve(4096 + images * 1500);
         }
         let groups = image_groups(&targets);
-        let entries = cached.then(|| self.cached(&groups));
+        let entries = cached.then(|| self.cached(&groups, &snapshot.metrics));
         // Ages in whole seconds: the gzip scrapes of one second share their compressed lines.
         let age_now = unix_seconds(now).floor();
         render_images(&mut x, &groups, entries.as_deref(), age_now);
@@ -497,6 +507,7 @@ mod tests {
             },
             interval: std::time::Duration::from_secs(300),
             max_staleness: std::time::Duration::from_secs(900),
+            metrics: Arc::default(),
         }
     }
 
