@@ -152,13 +152,14 @@ pub const FAMILIES: [Family; 39] = [
         Scope::Process,
         1,
     ),
+    // The prometheus crate's process collector, gathered in the order of their names.
     family("process_cpu_seconds_total", Scope::Process, 1),
-    family("process_open_fds", Scope::Process, 1),
     family("process_max_fds", Scope::Process, 1),
-    family("process_virtual_memory_bytes", Scope::Process, 1),
+    family("process_open_fds", Scope::Process, 1),
     family("process_resident_memory_bytes", Scope::Process, 1),
     family("process_start_time_seconds", Scope::Process, 1),
     family("process_threads", Scope::Process, 1),
+    family("process_virtual_memory_bytes", Scope::Process, 1),
 ];
 
 /// The family named `name` (as in the text format).

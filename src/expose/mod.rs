@@ -17,6 +17,8 @@
 
 mod cache;
 mod calls;
+#[cfg(test)]
+mod filter_tests;
 mod images;
 mod own;
 mod targets;
@@ -407,7 +409,7 @@ mod tests {
 
     /// A snapshot of three served targets (one reads CloudWatch, one has an unknown state and
     /// label values to escape, one has no images yet) and a duplicate, at `now`.
-    fn snapshot(now: SystemTime) -> Snapshot {
+    pub(super) fn snapshot(now: SystemTime) -> Snapshot {
         use crate::domain::model::{CloudWatchSpec, LaunchMetric, MetricSeries};
         use crate::targets::{AccountView, CloudWatchView, Health, ReloadStatus};
         let image = |n: usize, state: FastLaunchState| FastLaunchImage {
@@ -511,7 +513,7 @@ mod tests {
         }
     }
 
-    fn gunzip(bytes: &[u8]) -> String {
+    pub(super) fn gunzip(bytes: &[u8]) -> String {
         let mut out = String::new();
         std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(bytes), &mut out)
             .expect("a valid gzip member");
