@@ -131,6 +131,31 @@ mod tests {
         filter.excluded().map(|f| f.name).collect()
     }
 
+    /// The commented `metrics` block of config/example.yaml, and the README's example with the
+    /// series it says it saves.
+    #[test]
+    fn the_documented_examples_are_valid() {
+        let example = include_str!("../../config/example.yaml");
+        let block: String = example
+            .lines()
+            .skip_while(|l| *l != "# metrics:")
+            .take_while(|l| l.starts_with("# "))
+            .map(|l| format!("{}\n", &l[2..]))
+            .collect();
+        assert_eq!(excluded(&filter(&block)).len(), 5, "{block}");
+
+        let readme = include_str!("../../README.md");
+        let section = &readme[readme
+            .find("#### Cardinality at organisation scale")
+            .expect("the README's cardinality section")..];
+        let start = section.find("```yaml\n").unwrap() + "```yaml\n".len();
+        let block = &section[start..start + section[start..].find("```").unwrap()];
+        let f = filter(block);
+        assert_eq!(f.series(Scope::Image, true), (12, 15));
+        assert_eq!(f.series(Scope::Target, true), (7, 11));
+        assert!(section.contains("saves 3 of the 15 series per image and 4 of the 11 per target"));
+    }
+
     #[test]
     fn without_a_metrics_block_every_family_is_served() {
         assert!(filter("").serves_all());
