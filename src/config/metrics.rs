@@ -52,7 +52,10 @@ fn matched(place: &str, entries: &[String]) -> Result<BTreeSet<&'static str>, Co
     for (i, entry) in entries.iter().enumerate() {
         let place = format!("{place}[{i}]");
         if entry.is_empty() {
-            return Err(invalid(place, "is empty; write a family name or a regular expression"));
+            return Err(invalid(
+                place,
+                "is empty; write a family name or a regular expression",
+            ));
         }
         if is_name(entry) {
             let Some(family) = FAMILIES.iter().find(|f| f.name == entry) else {

@@ -23,10 +23,10 @@ use self::events::*;
 use self::metrics::validate_metrics;
 use self::raw::*;
 
+pub use crate::domain::families::MetricsFilter;
 use crate::domain::ids::{
     check_account_id, check_region, queue_url_parts, role_account_id, KNOWN_REGIONS,
 };
-pub use crate::domain::families::MetricsFilter;
 pub use crate::domain::model::{CloudWatchSpec, Filter, Query, QueueSpec, RoleSpec};
 use crate::domain::model::{TargetKey, TargetSpec, BASE_ACCOUNT_KEY};
 

@@ -74,7 +74,11 @@ const STATES: u32 = 6;
 pub const FAMILIES: [Family; 39] = [
     family("aws_ec2_fast_launch_image_info", Scope::Image, 1),
     family("aws_ec2_fast_launch_image_state", Scope::Image, STATES),
-    family("aws_ec2_fast_launch_image_target_resources", Scope::Image, 1),
+    family(
+        "aws_ec2_fast_launch_image_target_resources",
+        Scope::Image,
+        1,
+    ),
     family(
         "aws_ec2_fast_launch_image_max_parallel_launches",
         Scope::Image,
@@ -85,11 +89,28 @@ pub const FAMILIES: [Family; 39] = [
         Scope::Image,
         1,
     ),
-    family("aws_ec2_fast_launch_image_state_age_seconds", Scope::Image, 1),
-    cloudwatch_family("aws_ec2_fast_launch_image_available_snapshots", Scope::Image),
-    cloudwatch_family("aws_ec2_fast_launch_image_fast_launches_total", Scope::Image),
-    cloudwatch_family("aws_ec2_fast_launch_image_cold_launches_total", Scope::Image),
-    family("aws_ec2_fast_launch_image_state_reason_info", Scope::Image, 1),
+    family(
+        "aws_ec2_fast_launch_image_state_age_seconds",
+        Scope::Image,
+        1,
+    ),
+    cloudwatch_family(
+        "aws_ec2_fast_launch_image_available_snapshots",
+        Scope::Image,
+    ),
+    cloudwatch_family(
+        "aws_ec2_fast_launch_image_fast_launches_total",
+        Scope::Image,
+    ),
+    cloudwatch_family(
+        "aws_ec2_fast_launch_image_cold_launches_total",
+        Scope::Image,
+    ),
+    family(
+        "aws_ec2_fast_launch_image_state_reason_info",
+        Scope::Image,
+        1,
+    ),
     family("fast_launch_exporter_account_info", Scope::Account, 1),
     family("fast_launch_exporter_collection_success", Scope::Target, 1),
     family(
@@ -108,7 +129,11 @@ pub const FAMILIES: [Family; 39] = [
         Scope::Target,
         1,
     ),
-    family("fast_launch_exporter_max_staleness_seconds", Scope::Target, 1),
+    family(
+        "fast_launch_exporter_max_staleness_seconds",
+        Scope::Target,
+        1,
+    ),
     cloudwatch_family("fast_launch_exporter_cloudwatch_success", Scope::Target),
     // DescribeFastLaunchImages and AssumeRole (or GetCallerIdentity); with CloudWatch also
     // ListMetrics and GetMetricData.
@@ -140,7 +165,11 @@ pub const FAMILIES: [Family; 39] = [
         Scope::Process,
         1,
     ),
-    family("fast_launch_exporter_discovered_accounts", Scope::Process, 1),
+    family(
+        "fast_launch_exporter_discovered_accounts",
+        Scope::Process,
+        1,
+    ),
     family("fast_launch_exporter_build_info", Scope::Process, 1),
     family(
         "fast_launch_exporter_config_last_reload_successful",

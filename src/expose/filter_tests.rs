@@ -44,7 +44,9 @@ fn renderer_with_everything() -> MetricsRenderer {
 
 fn filter_of(names: &[&str]) -> Arc<MetricsFilter> {
     Arc::new(MetricsFilter::excluding(
-        names.iter().map(|n| find_family(n).expect("a known family")),
+        names
+            .iter()
+            .map(|n| find_family(n).expect("a known family")),
     ))
 }
 
@@ -118,7 +120,10 @@ fn excluded_families_are_never_rendered() {
             }
         }
         assert!(entry.rendered().ages.is_empty());
-        assert!(!entry.chunk(ImageFamily::State, Format::Text).plain().is_empty());
+        assert!(!entry
+            .chunk(ImageFamily::State, Format::Text)
+            .plain()
+            .is_empty());
     }
 }
 
@@ -156,5 +161,7 @@ fn a_changed_filter_is_never_served_from_chunks_of_the_old_one() {
     snapshot.metrics = filter_of(&["aws_ec2_fast_launch_image_info"]);
     drop(renderer.exposition_of(&snapshot, now, Format::Text));
     let after = lock(&renderer.cache);
-    assert!(after.iter().all(|(key, entry)| Arc::ptr_eq(entry, &before[key])));
+    assert!(after
+        .iter()
+        .all(|(key, entry)| Arc::ptr_eq(entry, &before[key])));
 }

@@ -9,7 +9,8 @@ use fast_launch_exporter::domain::families::FAMILIES;
 
 use crate::harness::*;
 
-const OPENMETRICS: &str = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5";
+const OPENMETRICS: &str =
+    "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5";
 
 /// The family names of `text` (its `# TYPE` lines).
 fn families_of(text: &str) -> BTreeSet<String> {
@@ -103,7 +104,13 @@ async fn metrics_exclude_drops_families_and_a_reload_changes_them() {
     .await;
     exporter
         .wait_for_metrics("us-east-1 collected", |t| {
-            find(t, "aws_ec2_fast_launch_image_state", &[("state", "enabled")]).len() == 2
+            find(
+                t,
+                "aws_ec2_fast_launch_image_state",
+                &[("state", "enabled")],
+            )
+            .len()
+                == 2
         })
         .await;
     let excluded = [
@@ -164,9 +171,7 @@ async fn metrics_exclude_drops_families_and_a_reload_changes_them() {
     .unwrap();
     let reload = |exporter: &Exporter| {
         let address = exporter.address.clone();
-        async move {
-            request(&address, "POST", "/-/reload", &[("Content-Length", "0")]).await
-        }
+        async move { request(&address, "POST", "/-/reload", &[("Content-Length", "0")]).await }
     };
     let answer = reload(&exporter).await;
     assert_eq!(answer.status, 200, "{}", answer.text());
@@ -259,7 +264,9 @@ fn check_config_shows_what_metrics_exclude_leaves_served() {
     );
     assert!(!stdout.contains("without CloudWatch"), "{stdout}");
 
-    let file = config_file("regions: [us-east-1]\nmetrics: {exclude: [fast_launch_exporter_aws_requests]}\n");
+    let file = config_file(
+        "regions: [us-east-1]\nmetrics: {exclude: [fast_launch_exporter_aws_requests]}\n",
+    );
     let output = exporter_command("http://127.0.0.1:9")
         .arg("check-config")
         .arg("--config.file")
