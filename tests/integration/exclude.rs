@@ -233,6 +233,37 @@ async fn metrics_exclude_drops_families_and_a_reload_changes_them() {
     assert!(!text.contains("aws_ec2_fast_launch_image_state_reason_info"));
 }
 
+/// `--once` prints without the excluded families too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_leaves_out_the_excluded_families() {
+    let sim = simulator().await;
+    sim.world()
+        .set_images(BASE_ACCOUNT, "us-east-1", vec![image(1, "enabled")]);
+    let file = config_file(
+        "regions: [us-east-1]\nmetrics: {exclude: ['aws_ec2_fast_launch_image_(info|state_reason_info)']}\n",
+    );
+    let mut command = exporter_command(&sim.url());
+    command
+        .arg("--once")
+        .arg("--config.file")
+        .arg(file.path())
+        .stdout(std::process::Stdio::piped());
+    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    assert!(
+        !stdout.contains("aws_ec2_fast_launch_image_info"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("aws_ec2_fast_launch_image_state_reason_info"));
+    assert_eq!(
+        find(&stdout, "aws_ec2_fast_launch_image_state", &[]).len(),
+        6
+    );
+}
+
 /// check-config names the excluded families and what they save, and refuses a bad entry.
 #[test]
 fn check_config_shows_what_metrics_exclude_leaves_served() {
