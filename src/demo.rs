@@ -584,6 +584,7 @@ pub fn demo_config(options: &DemoOptions) -> Config {
             wait_time: crate::config::DEFAULT_WAIT_TIME,
             max_messages: 10,
         }),
+        metrics: crate::config::MetricsFilter::default(),
     }
 }
 

@@ -9,6 +9,7 @@ use super::body::{AgeLines, Chunk};
 use super::images::{image_lines, ImageFamily, ImageGroup};
 use super::writer::Exposition;
 use super::Format;
+use crate::domain::families::MetricsFilter;
 use crate::domain::launches::Launches;
 use crate::domain::model::{FastLaunchImage, TargetKey};
 
@@ -19,6 +20,8 @@ use crate::domain::model::{FastLaunchImage, TargetKey};
 pub(super) struct BlockChunks {
     /// The block's targets that have images, in order.
     members: Vec<Member>,
+    /// The families served when these were rendered: an excluded family's chunks are empty.
+    filter: Arc<MetricsFilter>,
     /// The families read from DescribeFastLaunchImages; shared with the entry that replaces
     /// this one when only the CloudWatch values changed.
     pub(super) rendered: Arc<OnceLock<RenderedImages>>,
@@ -72,6 +75,7 @@ impl BlockChunks {
     pub(super) fn new(
         groups: &[ImageGroup<'_>],
         rendered: Arc<OnceLock<RenderedImages>>,
+        filter: &Arc<MetricsFilter>,
     ) -> BlockChunks {
         BlockChunks {
             members: groups
@@ -83,14 +87,17 @@ impl BlockChunks {
                     launches: group.launches.cloned(),
                 })
                 .collect(),
+            filter: filter.clone(),
             rendered,
             from_cloudwatch: OnceLock::new(),
         }
     }
 
-    /// Whether these chunks were rendered from `groups`' data.
-    pub(super) fn kept_for(&self, groups: &[ImageGroup<'_>]) -> Kept {
-        if self.members.len() != groups.len() {
+    /// Whether these chunks were rendered from `groups`' data, for `filter`.
+    pub(super) fn kept_for(&self, groups: &[ImageGroup<'_>], filter: &Arc<MetricsFilter>) -> Kept {
+        if self.members.len() != groups.len()
+            || !(Arc::ptr_eq(&self.filter, filter) || self.filter == *filter)
+        {
             return Kept::Stale;
         }
         let mut kept = Kept::Same;
@@ -151,8 +158,11 @@ impl BlockChunks {
         }
     }
 
-    /// One family's lines of this block.
+    /// One family's lines of this block (none when the filter excludes it).
     fn render(&self, family: ImageFamily, format: Format) -> Arc<Chunk> {
+        if !self.filter.serves(family.name()) {
+            return empty_chunk();
+        }
         let mut x = Exposition::new(format);
         for group in self.groups() {
             image_lines(&mut x, family, &group, 0.0);
@@ -178,7 +188,8 @@ impl BlockChunks {
             let mut ages = AgeLines::default();
             let mut prefix = Exposition::new(Format::Text);
             let name = ImageFamily::StateAge.name();
-            for member in &self.members {
+            let ages_served = self.filter.serves(name);
+            for member in self.members.iter().filter(|_| ages_served) {
                 for image in member.images.iter() {
                     if let Some(at) = image.state_transition_time {
                         prefix.out.clear();

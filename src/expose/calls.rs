@@ -190,19 +190,23 @@ pub(super) fn render_calls(
         rest = after;
     }
     let format = x.format;
+    // Excluded families (`metrics.exclude`) are not rendered into the cache either.
+    let served = [x.serves(REQUESTS), x.serves(ERRORS)];
     let entries = cache.map(|cache| {
         cache.entries(
             blocks
                 .iter()
                 .zip(&by_block)
-                .map(|((key, _), callers)| (*key, stamp(callers))),
+                .map(|((key, _), callers)| (*key, stamp(callers, served))),
         )
     });
     let chunks: Option<Vec<&[Arc<Chunk>]>> = entries.as_ref().map(|entries| {
         entries
             .iter()
             .zip(&by_block)
-            .map(|(entry, callers)| entry.chunks(format, || render_block(callers, floor, format)))
+            .map(|(entry, callers)| {
+                entry.chunks(format, || render_block(callers, floor, served, format))
+            })
             .collect()
     });
     x.family(
@@ -248,8 +252,9 @@ fn render_block(
 
 /// A hash of everything the lines of `callers` show: which callers (their counters' identity
 /// and start) and how often their counters changed.
-fn stamp(callers: &[Merged<'_>]) -> u64 {
+fn stamp(callers: &[Merged<'_>], served: [bool; 2]) -> u64 {
     let mut hasher = DefaultHasher::new();
+    served.hash(&mut hasher);
     for caller in callers {
         (caller.account_id, caller.region).hash(&mut hasher);
         caller.apis.hash(&mut hasher);

@@ -262,7 +262,7 @@ pub(super) fn render_images(
         .flatten()
         .any(|g| g.launches.is_some_and(|l| !l.is_empty()));
     for family in ImageFamily::ALL {
-        if family.is_cloudwatch() && !cloudwatch {
+        if !x.serves(family.name()) || (family.is_cloudwatch() && !cloudwatch) {
             continue;
         }
         let (name, kind, help) = family.header();

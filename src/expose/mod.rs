@@ -3,11 +3,14 @@
 //! gone simply are not rendered.
 //!
 //! Almost all of the exposition is the per-image families, which change only when a collection
-//! (or a CloudWatch query) lands. Their lines are rendered once per change of a target's data,
-//! when it lands ([`MetricsRenderer::render_ahead`]) or at the first scrape that needs them,
-//! into immutable chunks ([`TargetChunks`]) that every scrape shares; a scrape renders fresh only
-//! the family headers, the per-target and self-metrics lines and the `process_*` series, and
-//! values the cached `state_age_seconds` prefixes at its own second. [`crate::expose::body`]
+//! (or a CloudWatch query) lands, and the per-target families and AWS call counters, which
+//! change at every collection. Targets are taken in blocks ([`blocks`]: about 64 small targets,
+//! or one large one); a block's lines are rendered once per change of its data, when it lands
+//! ([`MetricsRenderer::render_ahead`]) or at the first scrape that needs them, into immutable
+//! chunks ([`BlockChunks`], [`stamped::Stamped`]) that every scrape shares, compressed once
+//! per block (large enough units for deflate's window). A scrape renders fresh only the family
+//! headers, the accounts and self-metrics lines and the `process_*` series, and values the
+//! cached `state_age_seconds` prefixes at its own second. [`crate::expose::body`]
 //! sends the result. [`MetricsRenderer::render_snapshot_as`] is the straightforward render of
 //! every line (for `--once`, and the reference the cached path is tested against).
 //!
@@ -18,6 +21,8 @@
 mod blocks;
 mod cache;
 mod calls;
+#[cfg(test)]
+mod filter_tests;
 mod images;
 mod own;
 mod stamped;
@@ -39,6 +44,7 @@ use self::stamped::StampedCache;
 use self::targets::render_targets;
 use self::writer::{unix_seconds, Exposition, Kind};
 use crate::domain::calls::Caller;
+use crate::domain::families::MetricsFilter;
 use crate::domain::model::TargetKey;
 use crate::domain::shard::Shard;
 use crate::domain::stats::{DiscoveryStats, EventStats};
@@ -246,19 +252,25 @@ impl MetricsRenderer {
 
     /// The cache entries of the image `blocks`, in order: kept when their data is the same,
     /// new otherwise; entries of blocks that are gone are dropped.
-    fn cached(&self, blocks: &[Vec<ImageGroup<'_>>]) -> Vec<Arc<BlockChunks>> {
+    fn cached(
+        &self,
+        blocks: &[Vec<ImageGroup<'_>>],
+        filter: &Arc<MetricsFilter>,
+    ) -> Vec<Arc<BlockChunks>> {
         let mut cache = lock(&self.cache);
         let entries: Vec<Arc<BlockChunks>> = blocks
             .iter()
             .map(|groups| {
                 let key = groups[0].key;
-                let kept = cache.get(key).map(|entry| (entry.kept_for(groups), entry));
+                let kept = cache
+                    .get(key)
+                    .map(|entry| (entry.kept_for(groups, filter), entry));
                 let rendered = match kept {
                     Some((Kept::Same, entry)) => return entry.clone(),
                     Some((Kept::ImagesOnly, entry)) => entry.rendered.clone(),
                     Some((Kept::Stale, _)) | None => Arc::default(),
                 };
-                let entry = Arc::new(BlockChunks::new(groups, rendered));
+                let entry = Arc::new(BlockChunks::new(groups, rendered, filter));
                 cache.insert(key.clone(), entry.clone());
                 entry
             })
@@ -281,6 +293,7 @@ impl MetricsRenderer {
         let targets: Vec<&TargetView> = snapshot.targets.iter().filter(|t| t.is_served()).collect();
         let mut x = Exposition::new(format);
         x.split_fresh = cached;
+        x.filter = Some(snapshot.metrics.clone());
         if !cached {
             // About 1.4 KB of text per image with every field set.
             let images: usize = targets
@@ -291,7 +304,7 @@ impl MetricsRenderer {
         }
         let blocks = blocks(&targets);
         let image_blocks = image_blocks(&targets, &blocks);
-        let entries = cached.then(|| self.cached(&image_blocks));
+        let entries = cached.then(|| self.cached(&image_blocks, &snapshot.metrics));
         // Ages in whole seconds: the gzip scrapes of one second share their compressed lines.
         let age_now = unix_seconds(now).floor();
         render_images(&mut x, &image_blocks, entries.as_deref(), age_now);
@@ -428,7 +441,7 @@ mod tests {
 
     /// A snapshot of three served targets (one reads CloudWatch, one has an unknown state and
     /// label values to escape, one has no images yet) and a duplicate, at `now`.
-    fn snapshot(now: SystemTime) -> Snapshot {
+    pub(super) fn snapshot(now: SystemTime) -> Snapshot {
         use crate::domain::model::{CloudWatchSpec, LaunchMetric, MetricSeries};
         use crate::targets::{AccountView, CloudWatchView, Health, ReloadStatus};
         let image = |n: usize, state: FastLaunchState| FastLaunchImage {
@@ -528,10 +541,11 @@ mod tests {
             },
             interval: std::time::Duration::from_secs(300),
             max_staleness: std::time::Duration::from_secs(900),
+            metrics: Arc::default(),
         }
     }
 
-    fn gunzip(bytes: &[u8]) -> String {
+    pub(super) fn gunzip(bytes: &[u8]) -> String {
         let mut out = String::new();
         std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(bytes), &mut out)
             .expect("a valid gzip member");

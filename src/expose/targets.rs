@@ -124,13 +124,19 @@ pub(super) fn render_targets(
     }
 }
 
-/// One chunk per family of the targets of one block.
-fn render_block(targets: &[&TargetView], settings: &Settings, format: Format) -> Vec<Arc<Chunk>> {
+/// One chunk per family of the targets of one block (empty for a family not `served`).
+fn render_block(
+    targets: &[&TargetView],
+    settings: &Settings,
+    served: &[bool],
+    format: Format,
+) -> Vec<Arc<Chunk>> {
     FAMILIES
         .iter()
-        .map(|(name, _, value)| {
+        .zip(served)
+        .map(|((name, _, value), served)| {
             let mut lines = Exposition::new(format);
-            for target in targets {
+            for target in targets.iter().filter(|_| *served) {
                 gauge_line(&mut lines, name, target, value(target, settings));
             }
             lines.out.shrink_to_fit();
@@ -153,9 +159,10 @@ fn gauge_line(x: &mut Exposition, name: &str, target: &TargetView, value: Option
     }
 }
 
-/// A hash of every value the families show of a block's targets.
-fn stamp(targets: &[&TargetView], settings: &Settings) -> u64 {
+/// A hash of every value the `served` families show of a block's targets.
+fn stamp(targets: &[&TargetView], settings: &Settings, served: &[bool]) -> u64 {
     let mut hasher = DefaultHasher::new();
+    served.hash(&mut hasher);
     settings.interval.hash(&mut hasher);
     settings.max_staleness.hash(&mut hasher);
     for target in targets {

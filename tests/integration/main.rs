@@ -8,6 +8,7 @@ mod collection;
 mod credentials;
 mod discovery;
 mod events;
+mod exclude;
 mod faults;
 mod harness;
 mod helm;
