@@ -33,11 +33,14 @@ const SCRAPE_LABELS: [&str; 9] = [
     "container",
 ];
 
-/// The organisation demo: 60 accounts discovered from the simulated AWS Organizations, every one
-/// of the 17 regions (1,020 targets), 2 images each; a share of the targets failing now and then
-/// and the last region throttled, so that the error panels have data.
+/// Accounts of the organisation demo, each collected in every one of [`DEMO_REGIONS`] regions.
 const DEMO_ACCOUNTS: usize = 60;
+/// Regions of the organisation demo: all 17 that AWS enables by default.
 const DEMO_REGIONS: usize = 17;
+
+/// How the dashboard counts failing targets (1 - success, per target).
+const FAILING_TARGETS: &str =
+    "(1 - max by (aws_account_id, aws_region) (fast_launch_exporter_collection_success";
 
 /// The dashboard as JSON.
 pub(crate) fn dashboard() -> Value {
@@ -83,7 +86,7 @@ impl PanelQuery {
     fn counts_failures(&self) -> bool {
         self.kind != "table"
             && (self.expr.contains("fast_launch_exporter_aws_errors_total")
-                || self.expr.contains("(1 - max by (aws_account_id, aws_region) (fast_launch_exporter_collection_success"))
+                || self.expr.contains(FAILING_TARGETS))
     }
 
     fn name(&self) -> String {
@@ -445,14 +448,11 @@ async fn check_variables(prometheus: &Prometheus, dashboard: &Value, time: f64) 
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_dashboard_panel_answers_an_organisation_of_a_thousand_targets_with_few_series() {
-    const TEST: &str =
-        "every_dashboard_panel_answers_an_organisation_of_a_thousand_targets_with_few_series";
-    if !tool_available("prometheus", &["--version"], TEST) {
-        return;
-    }
-    let started = Instant::now();
+/// The organisation demo and a Prometheus scraping it every 2 s: 60 accounts discovered from the
+/// simulated AWS Organizations, each in all 17 regions (1,020 targets), 2 images each; a share
+/// of the targets failing now and then and the last region throttled, so that the error panels
+/// have data.
+async fn organisation_demo() -> (Exporter, Prometheus) {
     let accounts = DEMO_ACCOUNTS.to_string();
     let regions = DEMO_REGIONS.to_string();
     let exporter = Exporter::demo(&[
@@ -487,37 +487,40 @@ async fn every_dashboard_panel_answers_an_organisation_of_a_thousand_targets_wit
         exporter.address
     ))
     .await;
-    let dashboard = dashboard();
-    let queries = panel_queries(&dashboard);
-    let targets = DEMO_ACCOUNTS * DEMO_REGIONS;
+    (exporter, prometheus)
+}
 
-    // Every panel query answers with data at a scrape that held every target; each is retried
-    // (at the latest such scrape) until the demo has what it shows: failures, throttling,
-    // CloudWatch counters.
-    let deadline = Instant::now() + Duration::from_secs(90);
+/// Waits until every query has answered with data at a scrape that held every target, and
+/// returns the time of that scrape. Each query is retried, at the latest such scrape, until the
+/// demo has what it shows (failures, throttling, CloudWatch counters); an error, too many series
+/// or an account id without its name fail at once.
+async fn wait_for_every_panel(
+    prometheus: &Prometheus,
+    exporter: &Exporter,
+    queries: &[PanelQuery],
+) -> f64 {
+    let started = Instant::now();
     let mut waiting: Vec<&PanelQuery> = queries.iter().collect();
-    let mut time = 0.0;
-    while !waiting.is_empty() {
+    loop {
         let mut reasons = Vec::new();
-        match last_full_scrape(&prometheus, targets).await {
-            Ok(at) => {
-                time = at;
+        match last_full_scrape(prometheus, DEMO_ACCOUNTS * DEMO_REGIONS).await {
+            Ok(time) => {
                 let mut still = Vec::new();
                 for query in waiting {
-                    if let Err(reason) = check_panel(&prometheus, query, time).await {
+                    if let Err(reason) = check_panel(prometheus, query, time).await {
                         reasons.push(reason);
                         still.push(query);
                     }
+                }
+                if still.is_empty() {
+                    return time;
                 }
                 waiting = still;
             }
             Err(reason) => reasons.push(reason),
         }
-        if waiting.is_empty() {
-            break;
-        }
         assert!(
-            Instant::now() < deadline,
+            started.elapsed() < Duration::from_secs(90),
             "after {:?}: {}\n--- exporter logs (tail) ---\n{}",
             started.elapsed(),
             reasons.join("\n"),
@@ -525,19 +528,17 @@ async fn every_dashboard_panel_answers_an_organisation_of_a_thousand_targets_wit
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+}
 
-    // Errors, throttling and failing targets show 0 for a healthy target, not "No data".
-    let (account, region) = healthy_target(&prometheus, time).await;
-    let zero_when_healthy: Vec<&PanelQuery> =
-        queries.iter().filter(|q| q.counts_failures()).collect();
-    assert!(
-        zero_when_healthy.len() >= 5,
-        "{} error panels",
-        zero_when_healthy.len()
-    );
-    for query in zero_when_healthy {
+/// The queries of errors, throttling and failing targets answer 0, not "No data", for a
+/// healthy target at `time`.
+async fn check_zero_when_healthy(prometheus: &Prometheus, queries: &[PanelQuery], time: f64) {
+    let (account, region) = healthy_target(prometheus, time).await;
+    let counting: Vec<&PanelQuery> = queries.iter().filter(|q| q.counts_failures()).collect();
+    assert!(counting.len() >= 5, "{} error queries", counting.len());
+    for query in counting {
         let promql = query.with(&account, &region, ".*", "30s");
-        let answer = query_at(&prometheus, &promql, time).await;
+        let answer = query_at(prometheus, &promql, time).await;
         let result = series(&answer, &query.name());
         assert!(
             !result.is_empty(),
@@ -553,7 +554,22 @@ async fn every_dashboard_panel_answers_an_organisation_of_a_thousand_targets_wit
             );
         }
     }
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_dashboard_panel_answers_an_organisation_of_a_thousand_targets_with_few_series() {
+    const TEST: &str =
+        "every_dashboard_panel_answers_an_organisation_of_a_thousand_targets_with_few_series";
+    if !tool_available("prometheus", &["--version"], TEST) {
+        return;
+    }
+    let started = Instant::now();
+    let (exporter, prometheus) = organisation_demo().await;
+    let dashboard = dashboard();
+    let queries = panel_queries(&dashboard);
+
+    let time = wait_for_every_panel(&prometheus, &exporter, &queries).await;
+    check_zero_when_healthy(&prometheus, &queries, time).await;
     // Several values of a variable, as Grafana writes them (a regex alternation), parse.
     for query in &queries {
         let promql = query.with(
@@ -564,7 +580,6 @@ async fn every_dashboard_panel_answers_an_organisation_of_a_thousand_targets_wit
         );
         series(&query_at(&prometheus, &promql, time).await, &query.name());
     }
-
     check_variables(&prometheus, &dashboard, time).await;
     eprintln!(
         "{TEST}: {} queries of {} panels checked in {:?}",
