@@ -6,6 +6,7 @@ mod assets;
 mod cloudwatch;
 mod collection;
 mod credentials;
+mod dashboard;
 mod discovery;
 mod events;
 mod exclude;
