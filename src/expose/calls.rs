@@ -235,12 +235,17 @@ pub(super) fn render_calls(
 fn render_block(
     callers: &[Merged<'_>],
     floor: &Mutex<CounterFloor>,
+    [requests_served, errors_served]: [bool; 2],
     format: Format,
 ) -> Vec<Arc<Chunk>> {
     let mut requests = Exposition::new(format);
-    write_requests(&mut requests, callers, floor);
+    if requests_served {
+        write_requests(&mut requests, callers, floor);
+    }
     let mut errors = Exposition::new(format);
-    write_errors(&mut errors, callers, floor);
+    if errors_served {
+        write_errors(&mut errors, callers, floor);
+    }
     [requests, errors]
         .into_iter()
         .map(|mut lines| {

@@ -85,10 +85,12 @@ pub(super) fn render_targets(
         interval: snapshot.interval,
         max_staleness: snapshot.max_staleness,
     };
+    // Excluded families (`metrics.exclude`) are not rendered into the cache either.
+    let served = FAMILIES.map(|(name, ..)| x.serves(name));
     let entries = cache.map(|cache| {
         cache.entries(blocks.iter().map(|block| {
             let block = &targets[block.clone()];
-            (&block[0].key, stamp(block, &settings))
+            (&block[0].key, stamp(block, &settings, &served))
         }))
     });
     let format = x.format;
@@ -98,7 +100,7 @@ pub(super) fn render_targets(
             .zip(blocks)
             .map(|(entry, block)| {
                 entry.chunks(format, || {
-                    render_block(&targets[block.clone()], &settings, format)
+                    render_block(&targets[block.clone()], &settings, &served, format)
                 })
             })
             .collect()
