@@ -370,7 +370,24 @@ async fn shutdown_signal(token: CancellationToken) {
 /// costs about a microsecond.
 const EVENT_INTERVAL: u32 = 8;
 
+/// glibc gives threads that allocate at the same time arenas of their own, up to eight per
+/// core, and memory freed into one arena is not reused by another: at organisation scale (17,000
+/// targets) that held tens of MiB (docs/performance.md). Two arenas serve the runtime's workers
+/// and the blocking pool. `MALLOC_ARENA_MAX` (or `GLIBC_TUNABLES`) in the environment wins.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn limit_malloc_arenas() {
+    let tuned = |name| std::env::var_os(name).is_some();
+    if !tuned("MALLOC_ARENA_MAX") && !tuned("GLIBC_TUNABLES") {
+        // SAFETY: mallopt only sets an allocator parameter; called before any other thread.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    limit_malloc_arenas();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .event_interval(EVENT_INTERVAL)

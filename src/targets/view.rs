@@ -116,15 +116,34 @@ impl Registry {
             .settings
             .as_ref()
             .map_or(Duration::MAX, |s| s.max_staleness);
+        // Which target serves each (account id, region), borrowed: looked up per target without
+        // building a key (this runs on every scrape, for every target).
+        let claims: HashMap<(&str, &str), &TargetKey> = state
+            .claims
+            .iter()
+            .map(|((id, region), owner)| ((id.as_str(), region.as_str()), owner))
+            .collect();
         let targets: Vec<TargetView> = state
             .order
             .iter()
             .filter_map(|key| {
                 let t = state.targets.get(key)?;
+                let account_id = t
+                    .spec
+                    .configured_account_id()
+                    .or_else(|| state.resolved_ids.get(&key.account).map(String::as_str));
+                // Its id is known but another target holds the claim: a duplicate even before
+                // its own next collection says so.
+                let served_by_other = || {
+                    claims
+                        .get(&(account_id?, key.region.as_str()))
+                        .filter(|owner| **owner != key)
+                        .map(|owner| (*owner).clone())
+                };
                 Some(TargetView {
                     key: key.clone(),
                     account_name: t.spec.account_name.clone(),
-                    account_id: state.account_id(key).map(str::to_string),
+                    account_id: account_id.map(str::to_string),
                     apis: crate::collect::apis(&t.spec),
                     health: t.health.clone(),
                     images: t
@@ -132,12 +151,7 @@ impl Registry {
                         .clone()
                         .filter(|_| is_fresh(t.health.last_success, now, max_staleness)),
                     counters: t.counters.clone(),
-                    // Its id is known but another target holds the claim: a duplicate even
-                    // before its own next collection says so.
-                    duplicate_of: t
-                        .duplicate_of
-                        .clone()
-                        .or_else(|| state.served_by_other(key).cloned()),
+                    duplicate_of: t.duplicate_of.clone().or_else(served_by_other),
                     cloudwatch: t.spec.cloudwatch.map(|_| CloudWatchView {
                         last_ok: t.cloudwatch_ok,
                         launches: t.launches.clone(),
@@ -161,6 +175,14 @@ impl Registry {
                 }
             }
         }
+        // Static labels are an account's: the union over the accounts' first targets.
+        let static_label_names: BTreeSet<&str> = per_account
+            .iter()
+            .flat_map(|(first, _)| state.targets[&first.key].spec.labels.keys())
+            .map(String::as_str)
+            .collect();
+        let static_label_names: Vec<String> =
+            static_label_names.into_iter().map(str::to_string).collect();
         let candidates: Vec<(bool, AccountView)> = per_account
             .into_iter()
             .filter(|(_, served)| *served)
@@ -195,15 +217,10 @@ impl Registry {
             }
             accounts.push(account.clone());
         }
-        let static_label_names: BTreeSet<String> = state
-            .targets
-            .values()
-            .flat_map(|t| t.spec.labels.keys().cloned())
-            .collect();
         Snapshot {
             accounts,
             targets,
-            static_label_names: static_label_names.into_iter().collect(),
+            static_label_names,
             reload: state.reload,
             interval: state
                 .settings
