@@ -13,6 +13,7 @@ mod harness;
 mod helm;
 mod iam;
 mod kubernetes;
+mod landing;
 mod operations;
 mod organization_assets;
 mod project_files;

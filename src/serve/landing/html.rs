@@ -45,7 +45,7 @@ const STYLE: &str = ":root{color-scheme:light dark}\
 body{font:15px/1.45 system-ui,-apple-system,Segoe UI,sans-serif;margin:0 auto;max-width:100em;padding:0 12px 24px}\
 h1{font-size:1.45em;margin:.6em 0 .2em}h2{font-size:1.15em;margin:1.4em 0 .4em}\
 .scroll{overflow-x:auto;max-width:100%}\
-table{border-collapse:collapse}caption{text-align:left;font-weight:600;padding:.2em 0}\
+table{border-collapse:collapse}caption{text-align:left;font-weight:600;padding:.2em 0;white-space:nowrap}\
 th,td{padding:.3em .6em;text-align:left;vertical-align:top;border-bottom:1px solid #8885}\
 th{white-space:nowrap}.n{text-align:right;font-variant-numeric:tabular-nums}\
 .id,.when{color:#777;font-size:.88em;white-space:nowrap}.nowrap{white-space:nowrap}\
@@ -106,6 +106,7 @@ fn write_page(out: &mut String, page: &Page) -> fmt::Result {
     filter_form(out, page)?;
     summary(out, page)?;
     let overview = page.overview;
+    jump_links(out, overview)?;
     if let Some(failing) = &overview.failing {
         failing_targets(out, page, failing)?;
     }
@@ -250,6 +251,37 @@ fn summary_row(
         label = Escaped(label),
         shown = thousands(count),
     )
+}
+
+/// Links to the lists below, with their sizes: a long first list pushes the others far down.
+fn jump_links(out: &mut String, overview: &Overview) -> fmt::Result {
+    let lists = [
+        (
+            "failing",
+            "Failing targets",
+            overview.failing.as_ref().map(|l| l.total),
+        ),
+        (
+            "images",
+            "Images",
+            overview.images.as_ref().map(|l| l.total),
+        ),
+        (
+            "targets",
+            "Other targets",
+            overview.others.as_ref().map(|l| l.total),
+        ),
+    ];
+    let links: Vec<String> = lists
+        .iter()
+        .filter_map(|(id, name, total)| {
+            total.map(|total| format!("<a href=\"#{id}\">{name} ({})</a>", thousands(total)))
+        })
+        .collect();
+    if links.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "<p id=\"lists\">Lists: {}</p>", links.join(" · "))
 }
 
 /// The failing targets: account, region, last success, last error.
