@@ -5,14 +5,14 @@
 use std::fmt::{self, Display, Write};
 use std::time::{Duration, SystemTime};
 
-use super::overview::{is_failure, state_name, Chosen, Listed, Outcome, Overview};
+use super::overview::{is_failure, state_name, Chosen, ImageRow, Listed, Outcome, Overview};
 use super::query::{Filters, Values};
 use crate::domain::model::FastLaunchState;
 use crate::targets::TargetView;
 
 /// `text` with `& < > " '` written as character references: safe in element text and in
 /// quoted attribute values.
-pub(super) struct Escaped<'a>(pub(super) &'a str);
+struct Escaped<'a>(&'a str);
 
 impl Display for Escaped<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -241,10 +241,10 @@ fn summary_row(
     count: usize,
     bad: bool,
 ) -> fmt::Result {
-    write!(
+    writeln!(
         out,
         "<tr data-{kind}=\"{name}\"{class}><td><a href=\"{href}\">{label}</a></td>\
-         <td class=\"n\" data-count=\"{count}\">{shown}</td></tr>\n",
+         <td class=\"n\" data-count=\"{count}\">{shown}</td></tr>",
         name = Escaped(name),
         class = if bad { " class=\"bad\"" } else { "" },
         href = href(page.filters, "state", name),
@@ -286,9 +286,9 @@ fn jump_links(out: &mut String, overview: &Overview) -> fmt::Result {
 
 /// The failing targets: account, region, last success, last error.
 fn failing_targets(out: &mut String, page: &Page, listed: &Listed<&TargetView>) -> fmt::Result {
-    write!(
+    writeln!(
         out,
-        "<section id=\"failing\"><h2>Failing targets ({})</h2>\n",
+        "<section id=\"failing\"><h2>Failing targets ({})</h2>",
         thousands(listed.total)
     )?;
     if listed.total == 0 {
@@ -321,18 +321,14 @@ fn failing_targets(out: &mut String, page: &Page, listed: &Listed<&TargetView>) 
 
 /// Images not enabled (or in the chosen states): image, state, time in it, reason, account,
 /// region.
-fn images_list(
-    out: &mut String,
-    page: &Page,
-    listed: &Listed<(&TargetView, &crate::domain::model::FastLaunchImage)>,
-) -> fmt::Result {
+fn images_list(out: &mut String, page: &Page, listed: &Listed<ImageRow>) -> fmt::Result {
     let title = match &page.overview.chosen {
         Some(Chosen { states, .. }) => format!("Images in state {}", states.join(", ")),
         None => "Images not enabled".to_string(),
     };
-    write!(
+    writeln!(
         out,
-        "<section id=\"images\"><h2>{} ({})</h2>\n",
+        "<section id=\"images\"><h2>{} ({})</h2>",
         Escaped(&title),
         thousands(listed.total)
     )?;
@@ -389,9 +385,9 @@ fn other_targets(out: &mut String, page: &Page, listed: &Listed<&TargetView>) ->
         }
         None => "Other targets".to_string(),
     };
-    write!(
+    writeln!(
         out,
-        "<section id=\"targets\"><h2>{} ({})</h2>\n",
+        "<section id=\"targets\"><h2>{} ({})</h2>",
         Escaped(&title),
         thousands(listed.total)
     )?;
@@ -536,7 +532,7 @@ pub(super) fn thousands(n: usize) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, digit) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(digit);
