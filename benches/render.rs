@@ -104,6 +104,7 @@ pub fn populated_snapshot(images: usize) -> Snapshot {
         },
         interval: Duration::from_secs(300),
         max_staleness: Duration::from_secs(900),
+        metrics: Arc::default(),
     }
 }
 

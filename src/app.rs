@@ -61,6 +61,8 @@ struct Supervisor {
 impl Supervisor {
     /// Plans `config` and reconciles the registry to it; None when shutdown came first.
     async fn replan(&mut self, config: &Config) -> Option<(usize, ReconcileReport)> {
+        // What is served applies at once; a scrape never needs the plan for it.
+        self.registry.set_metrics_filter(config.metrics.clone());
         let plan = tokio::select! {
             plan = self.planner.plan(config) => plan,
             _ = self.shutdown.cancelled() => return None,
@@ -234,6 +236,7 @@ pub async fn collect_once(
 ) -> (String, bool) {
     let connect: Arc<dyn Connect> = Arc::new(connect);
     let registry = Registry::new(connect.clone(), CancellationToken::new());
+    registry.set_metrics_filter(config.metrics.clone());
     log_warnings(config);
     let planner = Planner::new(connect.clone(), shard, connect.home_region());
     let plan = planner.plan(config).await;

@@ -584,24 +584,37 @@ pub fn demo_config(options: &DemoOptions) -> Config {
             wait_time: crate::config::DEFAULT_WAIT_TIME,
             max_messages: 10,
         }),
+        metrics: crate::config::MetricsFilter::default(),
     }
 }
 
-/// Runs the simulator on a loopback port and the normal exporter against it until `shutdown`.
+/// Runs the simulator on a loopback port and the normal exporter against it until `shutdown`;
+/// with `simulator`, against the simulator another process serves ([`simulate`], started with
+/// the same options), so that the exporter's own memory and CPU show apart from the world's.
 pub async fn run(
     options: DemoOptions,
+    simulator: Option<String>,
     listeners: Vec<TcpListener>,
     web: WebOptions,
     shutdown: CancellationToken,
 ) -> Result<(), String> {
     options.check()?;
-    let simulator_listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| format!("cannot start the simulator: {e}"))?;
-    let simulator = Simulator::start(simulator_listener, build_world(&options))
-        .map_err(|e| format!("cannot start the simulator: {e}"))?;
+    let in_process = match simulator {
+        Some(_) => None,
+        None => {
+            let listener = TcpListener::bind("127.0.0.1:0")
+                .await
+                .map_err(|e| format!("cannot start the simulator: {e}"))?;
+            Some(start_simulator(&options, listener)?)
+        }
+    };
+    let url = match (&in_process, simulator) {
+        (Some(simulator), _) => simulator.url(),
+        (None, Some(url)) => url,
+        (None, None) => unreachable!("one of the two is set"),
+    };
     // The ordinary endpoint override, as AWS_ENDPOINT_URL would set it, with static credentials.
-    let base = Base::with_endpoint(&simulator.url(), DEMO_REGIONS[0], DEMO_KEY, DEMO_SECRET).await;
+    let base = Base::with_endpoint(&url, DEMO_REGIONS[0], DEMO_KEY, DEMO_SECRET).await;
     let address = listeners
         .first()
         .and_then(|l| l.local_addr().ok())
@@ -609,35 +622,14 @@ pub async fn run(
         .unwrap_or_default();
     let (account, region, image) = pinned_failed_image();
     info!(
-        simulator = %simulator.url(),
-        accounts = options.accounts,
-        regions = options.regions,
-        images_per_target = options.images,
-        throttled_region = DEMO_REGIONS[options.regions - 1],
-        "demo: simulated EC2 fast launch world started"
-    );
-    info!(
         metrics = %format!("http://{address}{}", web.telemetry_path),
         targets = %format!("http://{address}/"),
         failed_image = %format!("{image} in {account}/{region}"),
         "demo: open these to watch the metrics change"
     );
-    let churn_task = async {
-        let mut rng = fastrand::Rng::with_seed(options.seed.wrapping_add(1));
-        let mut next_id = options.images;
-        let mut cloudwatch = DemoCloudWatch::default();
-        let mut ticker = tokio::time::interval(CHURN_TICK);
-        loop {
-            tokio::select! {
-                _ = ticker.tick() => {
-                    let mut world = simulator.world();
-                    churn(&mut world, &options, &mut rng, &mut next_id);
-                    if options.cloudwatch {
-                        cloudwatch.publish(&mut world, &mut rng, unix_now());
-                    }
-                }
-                _ = shutdown.cancelled() => break,
-            }
+    let world = async {
+        if let Some(simulator) = &in_process {
+            move_world(simulator, &options, &shutdown).await;
         }
     };
     tokio::join!(
@@ -650,9 +642,57 @@ pub async fn run(
             None,
             shutdown.clone()
         ),
-        churn_task
+        world
     );
     Ok(())
+}
+
+/// Serves the simulated world of `options` on `listener` until `shutdown`, for a `demo
+/// --demo.simulator URL` in another process.
+pub async fn simulate(
+    options: DemoOptions,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), String> {
+    options.check()?;
+    let simulator = start_simulator(&options, listener)?;
+    move_world(&simulator, &options, &shutdown).await;
+    Ok(())
+}
+
+/// The simulator of `options`' world, serving on `listener`.
+fn start_simulator(options: &DemoOptions, listener: TcpListener) -> Result<Simulator, String> {
+    let simulator = Simulator::start(listener, build_world(options))
+        .map_err(|e| format!("cannot start the simulator: {e}"))?;
+    info!(
+        simulator = %simulator.url(),
+        accounts = options.accounts,
+        regions = options.regions,
+        images_per_target = options.images,
+        throttled_region = DEMO_REGIONS[options.regions - 1],
+        "demo: simulated EC2 fast launch world started"
+    );
+    Ok(simulator)
+}
+
+/// Moves the world (churn, CloudWatch launches) every tick until `shutdown`.
+async fn move_world(simulator: &Simulator, options: &DemoOptions, shutdown: &CancellationToken) {
+    let mut rng = fastrand::Rng::with_seed(options.seed.wrapping_add(1));
+    let mut next_id = options.images;
+    let mut cloudwatch = DemoCloudWatch::default();
+    let mut ticker = tokio::time::interval(CHURN_TICK);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {
+                let mut world = simulator.world();
+                churn(&mut world, options, &mut rng, &mut next_id);
+                if options.cloudwatch {
+                    cloudwatch.publish(&mut world, &mut rng, unix_now());
+                }
+            }
+            _ = shutdown.cancelled() => break,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -121,6 +121,11 @@ enum Command {
     /// accounts x regions of images that change state over minutes, one region throttled now and then.
     #[cfg(feature = "demo")]
     Demo(DemoFlags),
+    /// Serve only the demo's simulated AWS (same --demo.* flags) on --web.listen-address, for a
+    /// `demo --demo.simulator URL` in another process (benchmarks measure the exporter alone).
+    #[cfg(feature = "demo")]
+    #[command(hide = true)]
+    Simulate(DemoFlags),
     /// Validate the configuration file, print the resolved targets and exit (0 valid, 2 invalid).
     CheckConfig,
     /// For every target, assume its role and call DescribeFastLaunchImages with DryRun=true;
@@ -205,6 +210,10 @@ struct DemoFlags {
     /// Whether the exporter reads the simulated CloudWatch fast launch metrics (true or false).
     #[arg(long = "demo.cloudwatch", default_value_t = true, action = clap::ArgAction::Set)]
     cloudwatch: bool,
+    /// The simulated AWS another process serves (`simulate` with the same --demo.* flags)
+    /// instead of one in this process.
+    #[arg(long = "demo.simulator", hide = true)]
+    simulator: Option<String>,
 }
 
 #[cfg(feature = "demo")]
@@ -382,6 +391,8 @@ async fn exporter_main() -> ExitCode {
         Some(Command::Healthcheck) => run_healthcheck(&flags).await,
         #[cfg(feature = "demo")]
         Some(Command::Demo(demo_flags)) => run_demo(&flags, demo_flags).await,
+        #[cfg(feature = "demo")]
+        Some(Command::Simulate(demo_flags)) => run_simulator(&flags, demo_flags).await,
         Some(Command::CheckConfig) => check_config(&flags).await,
         Some(Command::CheckPermissions { output }) => check_permissions(&flags, *output).await,
         None => run_exporter(&flags).await,
@@ -433,13 +444,39 @@ async fn run_demo(flags: &Flags, demo_flags: &DemoFlags) -> Result<ExitCode, Exi
     tokio::spawn(shutdown_signal(shutdown.clone()));
     let mut options: DemoOptions = demo_flags.clone().into();
     options.shard = shard(flags)?;
-    Ok(match demo::run(options, listeners, web, shutdown).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("fast-launch-exporter: {e}");
-            ExitCode::from(EXIT_CONFIG)
-        }
-    })
+    let simulator = demo_flags.simulator.clone();
+    Ok(
+        match demo::run(options, simulator, listeners, web, shutdown).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("fast-launch-exporter: {e}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        },
+    )
+}
+
+/// `simulate`: the demo's simulated AWS alone, on the first --web.listen-address.
+#[cfg(feature = "demo")]
+async fn run_simulator(flags: &Flags, demo_flags: &DemoFlags) -> Result<ExitCode, ExitCode> {
+    let listener = bind(&flags.listen_address[0]).await.map_err(|e| {
+        eprintln!(
+            "fast-launch-exporter: cannot listen on {}: {e}",
+            flags.listen_address[0]
+        );
+        ExitCode::FAILURE
+    })?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(shutdown_signal(shutdown.clone()));
+    Ok(
+        match demo::simulate(demo_flags.clone().into(), listener, shutdown).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("fast-launch-exporter: {e}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        },
+    )
 }
 
 /// `check-config`: validates the file and prints the resolved targets.

@@ -7,6 +7,7 @@
 mod accounts;
 mod discovery;
 mod events;
+mod metrics;
 mod raw;
 pub mod web;
 
@@ -19,8 +20,10 @@ use serde::Deserialize;
 use self::accounts::*;
 use self::discovery::*;
 use self::events::*;
+use self::metrics::validate_metrics;
 use self::raw::*;
 
+pub use crate::domain::families::MetricsFilter;
 use crate::domain::ids::{
     check_account_id, check_region, queue_url_parts, role_account_id, KNOWN_REGIONS,
 };
@@ -186,6 +189,8 @@ pub struct Config {
     /// The top-level settings discovered accounts take: regions (and `regions: all`), query,
     /// CloudWatch.
     pub defaults: AccountDefaults,
+    /// The metric families served (`metrics.include`, `metrics.exclude`).
+    pub metrics: MetricsFilter,
 }
 
 /// What a discovered account takes from the top level.
@@ -383,6 +388,7 @@ impl TryFrom<RawConfig> for Config {
 
     fn try_from(raw: RawConfig) -> Result<Config, ConfigError> {
         let mut collection = validate_collection(&raw.collection)?;
+        let metrics = validate_metrics(raw.metrics)?;
         let events = match raw.events {
             None => None,
             Some(raw_events) => Some(validate_events(raw_events, &mut collection)?),
@@ -479,6 +485,7 @@ impl TryFrom<RawConfig> for Config {
                 },
                 cloudwatch: top_cloudwatch,
             },
+            metrics,
         })
     }
 }

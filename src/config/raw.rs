@@ -14,6 +14,17 @@ pub(super) struct RawConfig {
     pub(super) events: Option<RawEvents>,
     pub(super) cloudwatch: Option<RawCloudWatch>,
     pub(super) discovery: Option<RawDiscovery>,
+    pub(super) metrics: Option<RawMetrics>,
+}
+
+/// `metrics`: the families served. Entries are family names or regular expressions.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMetrics {
+    #[serde(default)]
+    pub(super) include: Vec<String>,
+    #[serde(default)]
+    pub(super) exclude: Vec<String>,
 }
 
 /// `regions`: a list, or the word `all` (every region enabled for the account).

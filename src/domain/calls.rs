@@ -341,6 +341,9 @@ pub struct ApiCounters {
     /// The API whose attempt is on the wire now (index + 1; 0 = none). A target's calls are
     /// sequential, so one slot suffices; a collection cut by its timeout reads it.
     in_flight: AtomicU8,
+    /// Counts every change of the counters: a renderer that kept their lines knows from it
+    /// whether they are still current.
+    changes: AtomicU64,
 }
 
 impl Default for ApiCounters {
@@ -350,6 +353,7 @@ impl Default for ApiCounters {
             requests: Default::default(),
             errors: Default::default(),
             in_flight: Default::default(),
+            changes: Default::default(),
         }
     }
 }
@@ -365,6 +369,11 @@ impl ApiCounters {
         self.requests[api.index()].load(Ordering::Relaxed)
     }
 
+    /// How many times the counters changed: equal values, equal counters.
+    pub fn changes(&self) -> u64 {
+        self.changes.load(Ordering::Acquire)
+    }
+
     /// Failed attempts by (api, error code label).
     pub fn errors(&self) -> BTreeMap<(Api, &'static str), u64> {
         lock(&self.errors).clone()
@@ -373,6 +382,7 @@ impl ApiCounters {
     /// Counts one failed attempt.
     pub fn count_error(&self, api: Api, code: &ErrorCode) {
         *lock(&self.errors).entry((api, code.label())).or_default() += 1;
+        self.changes.fetch_add(1, Ordering::Release);
     }
 
     /// Takes the API of the attempt on the wire, if any (it will not finish by itself).
@@ -395,6 +405,7 @@ impl ApiCounters {
 impl AttemptSink for ApiCounters {
     fn attempt_sent(&self, api: Api) {
         self.requests[api.index()].fetch_add(1, Ordering::Relaxed);
+        self.changes.fetch_add(1, Ordering::Release);
         self.in_flight
             .store(api.index() as u8 + 1, Ordering::Relaxed);
     }

@@ -2,6 +2,7 @@
 //! nothing else from the crate, so that every other layer can import it.
 
 pub mod calls;
+pub mod families;
 pub mod ids;
 pub mod launches;
 pub mod model;

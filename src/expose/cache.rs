@@ -1,5 +1,5 @@
-//! The cache of one target's per-image lines: rendered once per change of its data and shared
-//! by every scrape until the data changes again.
+//! The cache of one block's per-image lines (see [`super::blocks`]): rendered once per change
+//! of its targets' data and shared by every scrape until the data changes again.
 
 use std::sync::{Arc, OnceLock};
 
@@ -9,23 +9,32 @@ use super::body::{AgeLines, Chunk};
 use super::images::{image_lines, ImageFamily, ImageGroup};
 use super::writer::Exposition;
 use super::Format;
+use crate::domain::families::MetricsFilter;
 use crate::domain::launches::Launches;
 use crate::domain::model::{FastLaunchImage, TargetKey};
 
-/// What is cached of one target's images: every per-image family's lines, rendered once for
+/// What is cached of one block's images: every per-image family's lines, rendered once for
 /// the data they were rendered from (kept here, compared by identity) and shared by every
 /// scrape until that data changes. The CloudWatch families are kept apart: they change at every
 /// CloudWatch query, the others only when DescribeFastLaunchImages says something new.
-pub(super) struct TargetChunks {
-    key: TargetKey,
-    account_id: String,
-    images: Arc<Vec<FastLaunchImage>>,
-    launches: Option<Arc<Launches>>,
+pub(super) struct BlockChunks {
+    /// The block's targets that have images, in order.
+    members: Vec<Member>,
+    /// The families served when these were rendered: an excluded family's chunks are empty.
+    filter: Arc<MetricsFilter>,
     /// The families read from DescribeFastLaunchImages; shared with the entry that replaces
     /// this one when only the CloudWatch values changed.
     pub(super) rendered: Arc<OnceLock<RenderedImages>>,
     /// The CloudWatch families.
     from_cloudwatch: OnceLock<CloudWatchChunks>,
+}
+
+/// The data one target's lines were rendered from.
+struct Member {
+    key: TargetKey,
+    account_id: String,
+    images: Arc<Vec<FastLaunchImage>>,
+    launches: Option<Arc<Launches>>,
 }
 
 /// The empty chunk, shared (a slot of [`RenderedImages::families`] no lines go in).
@@ -36,7 +45,7 @@ fn empty_chunk() -> Arc<Chunk> {
         .clone()
 }
 
-/// The rendered lines of [`TargetChunks`] read from DescribeFastLaunchImages.
+/// The rendered lines of [`BlockChunks`] read from DescribeFastLaunchImages.
 pub(super) struct RenderedImages {
     /// One chunk per [`ImageFamily::ALL`] in text format (empty for `StateAge` and the
     /// CloudWatch families).
@@ -44,7 +53,7 @@ pub(super) struct RenderedImages {
     pub(super) ages: Arc<AgeLines>,
 }
 
-/// The rendered CloudWatch families of [`TargetChunks`].
+/// The rendered CloudWatch families of [`BlockChunks`].
 struct CloudWatchChunks {
     /// Available snapshots, fast launches, cold launches, in text format.
     text: [Arc<Chunk>; 3],
@@ -62,43 +71,59 @@ pub(super) enum Kept {
     Stale,
 }
 
-impl TargetChunks {
+impl BlockChunks {
     pub(super) fn new(
-        group: &ImageGroup<'_>,
+        groups: &[ImageGroup<'_>],
         rendered: Arc<OnceLock<RenderedImages>>,
-    ) -> TargetChunks {
-        TargetChunks {
-            key: group.key.clone(),
-            account_id: group.account_id.to_string(),
-            images: group.images.clone(),
-            launches: group.launches.cloned(),
+        filter: &Arc<MetricsFilter>,
+    ) -> BlockChunks {
+        BlockChunks {
+            members: groups
+                .iter()
+                .map(|group| Member {
+                    key: group.key.clone(),
+                    account_id: group.account_id.to_string(),
+                    images: group.images.clone(),
+                    launches: group.launches.cloned(),
+                })
+                .collect(),
+            filter: filter.clone(),
             rendered,
             from_cloudwatch: OnceLock::new(),
         }
     }
 
-    /// Whether these chunks were rendered from `group`'s data.
-    pub(super) fn kept_for(&self, group: &ImageGroup<'_>) -> Kept {
-        if !Arc::ptr_eq(&self.images, group.images)
-            || self.account_id != group.account_id
-            || self.key != *group.key
+    /// Whether these chunks were rendered from `groups`' data, for `filter`.
+    pub(super) fn kept_for(&self, groups: &[ImageGroup<'_>], filter: &Arc<MetricsFilter>) -> Kept {
+        if self.members.len() != groups.len()
+            || !(Arc::ptr_eq(&self.filter, filter) || self.filter == *filter)
         {
             return Kept::Stale;
         }
-        match (&self.launches, group.launches) {
-            (Some(kept), Some(now)) if Arc::ptr_eq(kept, now) => Kept::Same,
-            (None, None) => Kept::Same,
-            _ => Kept::ImagesOnly,
+        let mut kept = Kept::Same;
+        for (member, group) in self.members.iter().zip(groups) {
+            if !Arc::ptr_eq(&member.images, group.images)
+                || member.account_id != group.account_id
+                || member.key != *group.key
+            {
+                return Kept::Stale;
+            }
+            match (&member.launches, group.launches) {
+                (Some(kept), Some(now)) if Arc::ptr_eq(kept, now) => {}
+                (None, None) => {}
+                _ => kept = Kept::ImagesOnly,
+            }
         }
+        kept
     }
 
-    fn group(&self) -> ImageGroup<'_> {
-        ImageGroup {
-            key: &self.key,
-            account_id: &self.account_id,
-            images: &self.images,
-            launches: self.launches.as_ref(),
-        }
+    fn groups(&self) -> impl Iterator<Item = ImageGroup<'_>> {
+        self.members.iter().map(|member| ImageGroup {
+            key: &member.key,
+            account_id: &member.account_id,
+            images: &member.images,
+            launches: member.launches.as_ref(),
+        })
     }
 
     /// The chunk of `family` in `format`.
@@ -133,10 +158,15 @@ impl TargetChunks {
         }
     }
 
-    /// One family's lines of this target.
+    /// One family's lines of this block (none when the filter excludes it).
     fn render(&self, family: ImageFamily, format: Format) -> Arc<Chunk> {
+        if !self.filter.serves(family.name()) {
+            return empty_chunk();
+        }
         let mut x = Exposition::new(format);
-        image_lines(&mut x, family, &self.group(), 0.0);
+        for group in self.groups() {
+            image_lines(&mut x, family, &group, 0.0);
+        }
         // Kept until the data changes: without the slack of a buffer grown by doubling (up to
         // half of it, for every chunk).
         x.out.shrink_to_fit();
@@ -158,18 +188,21 @@ impl TargetChunks {
             let mut ages = AgeLines::default();
             let mut prefix = Exposition::new(Format::Text);
             let name = ImageFamily::StateAge.name();
-            for image in self.images.iter() {
-                if let Some(at) = image.state_transition_time {
-                    prefix.out.clear();
-                    prefix.sample_prefix(
-                        name,
-                        &[
-                            ("aws_account_id", &self.account_id),
-                            ("aws_region", &self.key.region),
-                            ("image_id", image.image_id.as_str()),
-                        ],
-                    );
-                    ages.push(&prefix.out, at);
+            let ages_served = self.filter.serves(name);
+            for member in self.members.iter().filter(|_| ages_served) {
+                for image in member.images.iter() {
+                    if let Some(at) = image.state_transition_time {
+                        prefix.out.clear();
+                        prefix.sample_prefix(
+                            name,
+                            &[
+                                ("aws_account_id", &member.account_id),
+                                ("aws_region", &member.key.region),
+                                ("image_id", image.image_id.as_str()),
+                            ],
+                        );
+                        ages.push(&prefix.out, at);
+                    }
                 }
             }
             RenderedImages {

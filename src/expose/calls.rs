@@ -4,28 +4,60 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Mutex;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
 
+use super::body::Chunk;
+use super::stamped::StampedCache;
 use super::writer::{unix_seconds, Exposition, Kind};
+use super::Format;
 use crate::domain::calls::{Api, ApiCounters, Caller};
+use crate::domain::model::TargetKey;
 use crate::domain::sync::lock;
 
 /// A counter series of the AWS calls: account id, region, api, error code ("" for requests).
-pub(super) type CallSeries = (String, String, Api, &'static str);
+pub(super) type CallSeriesRef<'a> = (&'a str, &'a str, Api, &'static str);
 
 /// The callers that share an account id and region (a target, discovery's DescribeRegions, the
 /// event queue, Organizations) add up into one series. When one of them goes while the others
 /// stay, the sum would go down, which Prometheus reads as a counter reset; the floor keeps what
-/// the series had counted instead (until the series itself goes).
+/// the series had counted instead (until the series itself goes). Only series that more than one
+/// caller shares (or shared) are kept here: one caller's counters never go down.
 #[derive(Debug, Default)]
 pub(super) struct CounterFloor {
-    /// Per series: the value last exported, and what callers that went had counted.
-    series: HashMap<CallSeries, (u64, u64)>,
+    /// Per account id, per (region, api, error code): the value last exported, and what
+    /// callers that went had counted.
+    series: HashMap<String, Vec<(FloorKey, Floor)>>,
 }
 
+/// A series of one account id in [`CounterFloor`]: region, api, error code.
+type FloorKey = (String, Api, &'static str);
+/// The value last exported, and what callers that went had counted.
+type Floor = (u64, u64);
+
 impl CounterFloor {
-    pub(super) fn value(&mut self, series: CallSeries, sum: u64) -> u64 {
-        let (last, retired) = self.series.entry(series).or_default();
+    /// The value of `series` whose callers count `sum` between them; `shared` when more than
+    /// one caller counts it.
+    pub(super) fn value(&mut self, series: CallSeriesRef<'_>, sum: u64, shared: bool) -> u64 {
+        let (account, region, api, code) = series;
+        let same =
+            |(key, _): &(FloorKey, (u64, u64))| key.0 == region && key.1 == api && key.2 == code;
+        let found = self
+            .series
+            .get(account)
+            .and_then(|list| list.iter().position(same));
+        let list = match found {
+            Some(_) => self.series.get_mut(account).expect("found above"),
+            None if !shared => return sum,
+            None => {
+                let list = self.series.entry(account.to_string()).or_default();
+                list.push(((region.to_string(), api, code), (0, 0)));
+                list
+            }
+        };
+        let index = found.unwrap_or(list.len() - 1);
+        let (last, retired) = &mut list[index].1;
         let mut value = sum + *retired;
         if value < *last {
             *retired += *last - value;
@@ -35,9 +67,12 @@ impl CounterFloor {
         value
     }
 
-    /// Forgets the series not exported this time.
-    pub(super) fn keep_only(&mut self, exported: &HashSet<CallSeries>) {
-        self.series.retain(|series, _| exported.contains(series));
+    /// Forgets the series of account ids and regions no caller has any more.
+    pub(super) fn keep_only(&mut self, callers: &HashSet<(&str, &str)>) {
+        for (account, list) in self.series.iter_mut() {
+            list.retain(|((region, ..), _)| callers.contains(&(account.as_str(), region.as_str())));
+        }
+        self.series.retain(|_, list| !list.is_empty());
     }
 }
 
@@ -70,6 +105,8 @@ impl<'a> From<&'a Caller> for CallerRef<'a> {
 
 /// Callers that share an account id and region, merged: their APIs and their counters.
 struct Merged<'a> {
+    /// The index of the first target among the callers (None: no target).
+    target: Option<usize>,
     account_id: &'a str,
     region: &'a str,
     apis: Cow<'a, [Api]>,
@@ -106,6 +143,7 @@ fn merge<'a>(targets: Vec<CallerRef<'a>>, others: &'a [Caller]) -> Vec<Merged<'a
             None => {
                 index_of.insert(key, merged.len());
                 merged.push(Merged {
+                    target: (index < own).then_some(index),
                     account_id: key.0,
                     region: key.1,
                     apis,
@@ -117,34 +155,135 @@ fn merge<'a>(targets: Vec<CallerRef<'a>>, others: &'a [Caller]) -> Vec<Merged<'a
     merged
 }
 
+const REQUESTS: &str = "fast_launch_exporter_aws_requests_total";
+const ERRORS: &str = "fast_launch_exporter_aws_errors_total";
+
 /// The requests and errors families of `targets` and the `others` callers; `floor` keeps
-/// their counters from going down.
+/// their counters from going down. The targets' lines come from `cache` by block (the first
+/// target's key and the targets' range) when it is given: a block's lines are rendered again
+/// when a counter in it moved.
 pub(super) fn render_calls(
     x: &mut Exposition,
     targets: Vec<CallerRef<'_>>,
     others: &[Caller],
     floor: &Mutex<CounterFloor>,
+    blocks: &[(&TargetKey, Range<usize>)],
+    cache: Option<&StampedCache>,
 ) {
     let callers = merge(targets, others);
-    const REQUESTS: &str = "fast_launch_exporter_aws_requests_total";
+    {
+        let mut floor = lock(floor);
+        if !floor.series.is_empty() {
+            floor.keep_only(&callers.iter().map(|c| (c.account_id, c.region)).collect());
+        }
+    }
+    // The merged callers of each block (in target order), then those of no target.
+    let mut by_block: Vec<&[Merged<'_>]> = Vec::with_capacity(blocks.len());
+    let mut rest: &[Merged<'_>] = &callers;
+    for (_, range) in blocks {
+        let inside = rest
+            .iter()
+            .take_while(|c| c.target.is_some_and(|t| t < range.end))
+            .count();
+        let (block, after) = rest.split_at(inside);
+        by_block.push(block);
+        rest = after;
+    }
+    let format = x.format;
+    // Excluded families (`metrics.exclude`) are not rendered into the cache either.
+    let served = [x.serves(REQUESTS), x.serves(ERRORS)];
+    let entries = cache.map(|cache| {
+        cache.entries(
+            blocks
+                .iter()
+                .zip(&by_block)
+                .map(|((key, _), callers)| (*key, stamp(callers, served))),
+        )
+    });
+    let chunks: Option<Vec<&[Arc<Chunk>]>> = entries.as_ref().map(|entries| {
+        entries
+            .iter()
+            .zip(&by_block)
+            .map(|(entry, callers)| {
+                entry.chunks(format, || render_block(callers, floor, served, format))
+            })
+            .collect()
+    });
     x.family(
         REQUESTS,
         Kind::Counter,
         "AWS API attempts sent, retries included, by the account id and region they were made in (a target, the event queue, Organizations discovery, DescribeRegions).",
     );
+    match &chunks {
+        Some(chunks) => chunks.iter().for_each(|c| x.cached(&c[0])),
+        None => write_requests(x, &callers[..callers.len() - rest.len()], floor),
+    }
+    write_requests(x, rest, floor);
+    x.family(
+        ERRORS,
+        Kind::Counter,
+        "Failed AWS API attempts, retried or not, by the account id and region they were made in and by AWS error code (or timeout, connection, other).",
+    );
+    match &chunks {
+        Some(chunks) => chunks.iter().for_each(|c| x.cached(&c[1])),
+        None => write_errors(x, &callers[..callers.len() - rest.len()], floor),
+    }
+    write_errors(x, rest, floor);
+}
+
+/// The requests and the errors chunk of one block's callers.
+fn render_block(
+    callers: &[Merged<'_>],
+    floor: &Mutex<CounterFloor>,
+    [requests_served, errors_served]: [bool; 2],
+    format: Format,
+) -> Vec<Arc<Chunk>> {
+    let mut requests = Exposition::new(format);
+    if requests_served {
+        write_requests(&mut requests, callers, floor);
+    }
+    let mut errors = Exposition::new(format);
+    if errors_served {
+        write_errors(&mut errors, callers, floor);
+    }
+    [requests, errors]
+        .into_iter()
+        .map(|mut lines| {
+            lines.out.shrink_to_fit();
+            Arc::new(Chunk::new(lines.out))
+        })
+        .collect()
+}
+
+/// A hash of everything the lines of `callers` show: which callers (their counters' identity
+/// and start) and how often their counters changed.
+fn stamp(callers: &[Merged<'_>], served: [bool; 2]) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    served.hash(&mut hasher);
+    for caller in callers {
+        (caller.account_id, caller.region).hash(&mut hasher);
+        caller.apis.hash(&mut hasher);
+        for counters in &caller.counters {
+            std::ptr::hash(*counters, &mut hasher);
+            counters.created().hash(&mut hasher);
+            counters.changes().hash(&mut hasher);
+        }
+    }
+    hasher.finish()
+}
+
+fn write_requests(x: &mut Exposition, callers: &[Merged<'_>], floor: &Mutex<CounterFloor>) {
     let mut floor = lock(floor);
-    let mut exported = HashSet::new();
-    for caller in &callers {
+    for caller in callers {
         let (account, region) = (caller.account_id, caller.region);
+        let shared = caller.counters.len() > 1;
         for api in caller.apis.iter() {
-            let series = (account.to_string(), region.to_string(), *api, "");
+            let series = (account, region, *api, "");
             let sum = caller
                 .counters
                 .iter()
                 .map(|c| c.requests(*api))
                 .sum::<u64>();
-            let value = floor.value(series.clone(), sum);
-            exported.insert(series);
             x.counter(
                 REQUESTS,
                 &[
@@ -152,19 +291,18 @@ pub(super) fn render_calls(
                     ("aws_region", region),
                     ("api", api.as_str()),
                 ],
-                value as f64,
+                floor.value(series, sum, shared) as f64,
                 created_of(&caller.counters),
             );
         }
     }
-    const ERRORS: &str = "fast_launch_exporter_aws_errors_total";
-    x.family(
-        ERRORS,
-        Kind::Counter,
-        "Failed AWS API attempts, retried or not, by the account id and region they were made in and by AWS error code (or timeout, connection, other).",
-    );
-    for caller in &callers {
+}
+
+fn write_errors(x: &mut Exposition, callers: &[Merged<'_>], floor: &Mutex<CounterFloor>) {
+    let mut floor = lock(floor);
+    for caller in callers {
         let (account, region) = (caller.account_id, caller.region);
+        let shared = caller.counters.len() > 1;
         let mut errors: BTreeMap<(Api, &'static str), u64> = BTreeMap::new();
         for ((api, code), count) in caller.counters.iter().flat_map(|c| c.errors()) {
             *errors.entry((api, code)).or_default() += count;
@@ -174,8 +312,7 @@ pub(super) fn render_calls(
             if !caller.apis.contains(&api) {
                 continue;
             }
-            let series = (account.to_string(), region.to_string(), api, code);
-            exported.insert(series.clone());
+            let series = (account, region, api, code);
             x.counter(
                 ERRORS,
                 &[
@@ -184,10 +321,9 @@ pub(super) fn render_calls(
                     ("api", api.as_str()),
                     ("error_code", code),
                 ],
-                floor.value(series, count) as f64,
+                floor.value(series, count, shared) as f64,
                 created_of(&caller.counters),
             );
         }
     }
-    floor.keep_only(&exported);
 }

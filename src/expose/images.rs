@@ -1,8 +1,9 @@
 //! The per-image families: one series (or a few) per image, for every served target's images.
 
+use std::ops::Range;
 use std::sync::Arc;
 
-use super::cache::TargetChunks;
+use super::cache::BlockChunks;
 use super::writer::{Exposition, Kind};
 use super::{CACHED, MAX_REASON_CHARS};
 use crate::domain::launches::Launches;
@@ -18,18 +19,28 @@ pub(super) struct ImageGroup<'a> {
     pub(super) launches: Option<&'a Arc<Launches>>,
 }
 
-/// The served targets that have images.
-pub(super) fn image_groups<'a>(targets: &[&'a TargetView]) -> Vec<ImageGroup<'a>> {
-    targets
+/// The served targets that have images, by block (see [`super::blocks`]): blocks without
+/// images are left out.
+pub(super) fn image_blocks<'a>(
+    targets: &[&'a TargetView],
+    blocks: &[Range<usize>],
+) -> Vec<Vec<ImageGroup<'a>>> {
+    blocks
         .iter()
-        .filter_map(|t| {
-            Some(ImageGroup {
-                key: &t.key,
-                account_id: t.account_id.as_deref().unwrap_or(""),
-                images: t.images.as_ref()?,
-                launches: t.cloudwatch.as_ref().map(|c| &c.launches),
-            })
+        .map(|block| {
+            targets[block.clone()]
+                .iter()
+                .filter_map(|t| {
+                    Some(ImageGroup {
+                        key: &t.key,
+                        account_id: t.account_id.as_deref().unwrap_or(""),
+                        images: t.images.as_ref()?,
+                        launches: t.cloudwatch.as_ref().map(|c| &c.launches),
+                    })
+                })
+                .collect::<Vec<_>>()
         })
+        .filter(|groups| !groups.is_empty())
         .collect()
 }
 
@@ -239,23 +250,24 @@ pub(super) fn image_lines(
 }
 
 /// The per-image families, each written whole over every target's images: from the cached
-/// chunks when `cached` holds one entry per group, else line by line.
+/// chunks when `cached` holds one entry per block, else line by line.
 pub(super) fn render_images(
     x: &mut Exposition,
-    groups: &[ImageGroup<'_>],
-    cached: Option<&[Arc<TargetChunks>]>,
+    blocks: &[Vec<ImageGroup<'_>>],
+    cached: Option<&[Arc<BlockChunks>]>,
     now: f64,
 ) {
-    let cloudwatch = groups
+    let cloudwatch = blocks
         .iter()
+        .flatten()
         .any(|g| g.launches.is_some_and(|l| !l.is_empty()));
     for family in ImageFamily::ALL {
-        if family.is_cloudwatch() && !cloudwatch {
+        if !x.serves(family.name()) || (family.is_cloudwatch() && !cloudwatch) {
             continue;
         }
         let (name, kind, help) = family.header();
         x.family(name, kind, &help);
-        for (index, group) in groups.iter().enumerate() {
+        for (index, groups) in blocks.iter().enumerate() {
             match cached.map(|entries| &entries[index]) {
                 Some(entry) if family == ImageFamily::StateAge => {
                     x.ages(&entry.rendered().ages, now);
@@ -264,7 +276,11 @@ pub(super) fn render_images(
                     let format = x.format;
                     x.cached(entry.chunk(family, format));
                 }
-                None => image_lines(x, family, group, now),
+                None => {
+                    for group in groups {
+                        image_lines(x, family, group, now);
+                    }
+                }
             }
         }
     }

@@ -8,6 +8,7 @@ use bytes::Bytes;
 
 use super::body::{write_value, AgeLines, Chunk, Part};
 use super::Format;
+use crate::domain::families::MetricsFilter;
 pub(super) use crate::domain::model::unix_seconds;
 
 /// A metric family's type.
@@ -36,6 +37,11 @@ pub(super) struct Exposition {
     parts: Vec<Part>,
     /// Whether fresh lines are cut into parts of about [`FRESH_PART`] bytes.
     pub(super) split_fresh: bool,
+    /// The families written (None: every one). An excluded family is never rendered: its
+    /// header, samples, cached chunks and age lines are all left out.
+    pub(super) filter: Option<Arc<MetricsFilter>>,
+    /// Whether the family being written is excluded.
+    skipping: bool,
 }
 
 /// The size fresh lines are cut into parts at (see [`Exposition::sample`]); small in unit tests,
@@ -49,7 +55,14 @@ impl Exposition {
             format,
             parts: Vec::new(),
             split_fresh: false,
+            filter: None,
+            skipping: false,
         }
+    }
+
+    /// Whether the family `name` (as in the text format) is written.
+    pub(super) fn serves(&self, name: &str) -> bool {
+        self.filter.as_ref().is_none_or(|f| f.serves(name))
     }
 
     /// Ends the fresh lines written so far as a part.
@@ -62,7 +75,7 @@ impl Exposition {
 
     /// Cached lines, next.
     pub(super) fn cached(&mut self, chunk: &Arc<Chunk>) {
-        if !chunk.plain().is_empty() {
+        if !self.skipping && !chunk.plain().is_empty() {
             self.end_fresh();
             self.parts.push(Part::Cached(chunk.clone()));
         }
@@ -70,7 +83,7 @@ impl Exposition {
 
     /// `state_age_seconds` lines valued at `now`, next.
     pub(super) fn ages(&mut self, lines: &Arc<AgeLines>, now: f64) {
-        if !lines.is_empty() {
+        if !self.skipping && !lines.is_empty() {
             self.end_fresh();
             self.parts.push(Part::Ages(lines.clone(), now));
         }
@@ -82,8 +95,13 @@ impl Exposition {
         self.parts
     }
 
-    /// A family's `# HELP` and `# TYPE` lines.
+    /// A family's `# HELP` and `# TYPE` lines; nothing, and none of its lines until the next
+    /// family, when the filter excludes it.
     pub(super) fn family(&mut self, name: &str, kind: Kind, help: &str) {
+        self.skipping = !self.serves(name);
+        if self.skipping {
+            return;
+        }
         let open_metrics = self.format == Format::OpenMetrics;
         let name = match (open_metrics, kind) {
             (true, Kind::Counter) => name.strip_suffix("_total").unwrap_or(name),
@@ -119,6 +137,9 @@ impl Exposition {
     }
 
     pub(super) fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        if self.skipping {
+            return;
+        }
         self.sample_prefix(name, labels);
         write_value(&mut self.out, value);
         self.out.push('\n');

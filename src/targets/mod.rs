@@ -27,6 +27,7 @@ pub use self::view::{AccountView, CloudWatchView, Health, ReloadStatus, Snapshot
 use crate::collect::{self, TargetRun};
 use crate::config::CollectionSettings;
 use crate::domain::calls::ApiCounters;
+use crate::domain::families::MetricsFilter;
 use crate::domain::launches::Launches;
 use crate::domain::model::{FastLaunchImage, TargetKey, TargetSpec};
 use crate::domain::ports::{CollectNow, Connect};
@@ -107,6 +108,8 @@ struct State {
     /// Whether the targets are all known (see [`Registry::set_plan_complete`]).
     plan_complete: bool,
     reload: ReloadStatus,
+    /// The families served (the configuration's `metrics`), handed to every snapshot.
+    metrics: Arc<MetricsFilter>,
 }
 
 impl State {
@@ -170,6 +173,7 @@ impl Registry {
                     successful: true,
                     last_success: SystemTime::now(),
                 },
+                metrics: Arc::default(),
             }),
             reconciling: tokio::sync::Mutex::new(()),
             identity_gates: Mutex::new(BTreeMap::new()),
@@ -394,6 +398,18 @@ impl Registry {
             state.first_pending = None;
         }
         state.plan_complete = complete;
+    }
+
+    /// Serves the families `filter` lets through from the next snapshot on (the
+    /// configuration's `metrics`, at start and on reload). The same filter again changes
+    /// nothing, so that what was rendered for it stays valid.
+    pub fn set_metrics_filter(&self, filter: MetricsFilter) {
+        let mut state = lock(&self.state);
+        if *state.metrics != filter {
+            state.metrics = Arc::new(filter);
+            drop(state);
+            self.changes.send_replace(());
+        }
     }
 
     /// Records the outcome of a reload attempt.

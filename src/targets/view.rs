@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use super::Registry;
 use crate::domain::calls::{Api, ApiCounters};
+use crate::domain::families::MetricsFilter;
 use crate::domain::launches::Launches;
 use crate::domain::model::{FastLaunchImage, TargetKey};
 use crate::domain::sync::lock;
@@ -103,6 +104,8 @@ pub struct Snapshot {
     pub interval: Duration,
     /// See `interval`.
     pub max_staleness: Duration,
+    /// The families served (the configuration's `metrics`).
+    pub metrics: Arc<MetricsFilter>,
 }
 
 impl Registry {
@@ -210,6 +213,7 @@ impl Registry {
                 .settings
                 .as_ref()
                 .map_or(Duration::ZERO, |s| s.max_staleness),
+            metrics: state.metrics.clone(),
         }
     }
 }

@@ -304,29 +304,13 @@ fn dockerfile_builds_what_the_readme_runs_and_runs_as_non_root() {
 
 /// The PromQL of every dashboard panel, with Grafana's variables replaced for a direct query.
 fn dashboard_queries() -> Vec<(String, String)> {
-    let text = std::fs::read_to_string(root().join("deploy/grafana/fast-launch.json")).unwrap();
-    let dashboard: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let mut queries = Vec::new();
-    for panel in dashboard["panels"].as_array().unwrap() {
-        for target in panel["targets"]
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or_default()
-        {
-            let expr = target["expr"]
-                .as_str()
-                .unwrap()
-                // Grafana's "All" (allValue) for every variable, and $__rate_interval as
-                // 4 × the 15 s scrape interval.
-                .replace("$account", ".*")
-                .replace("$region", ".*")
-                .replace("$image", ".*")
-                .replace("$__rate_interval", "1m")
-                .replace("$__range", "5m")
-                .replace("$__interval", "15s");
-            queries.push((panel["title"].as_str().unwrap().to_string(), expr));
-        }
-    }
+    let dashboard = crate::dashboard::dashboard();
+    let queries = crate::dashboard::panel_queries(&dashboard)
+        .into_iter()
+        // Grafana's "All" (allValue) for every variable, and $__rate_interval as 4 × the 15 s
+        // scrape interval.
+        .map(|q| (q.title.clone(), q.with(".*", ".*", ".*", "1m")))
+        .collect();
     let variables = dashboard["templating"]["list"].as_array().unwrap();
     let names: Vec<&str> = variables
         .iter()
@@ -350,7 +334,8 @@ fn dashboard_queries() -> Vec<(String, String)> {
     queries
 }
 
-struct Prometheus {
+/// A real Prometheus on a free port, with its data in a temporary folder. Killed when dropped.
+pub(crate) struct Prometheus {
     child: Child,
     address: String,
     _dir: tempfile::TempDir,
@@ -374,7 +359,8 @@ impl Prometheus {
         Prometheus::with_config(&config).await
     }
 
-    async fn with_config(config: &str) -> Prometheus {
+    /// Starts Prometheus with `config` as its prometheus.yml and waits until it is ready.
+    pub(crate) async fn with_config(config: &str) -> Prometheus {
         let dir = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -423,13 +409,15 @@ impl Prometheus {
         prometheus
     }
 
-    async fn api(&self, path: &str) -> serde_json::Value {
+    /// GET `path` of the HTTP API, as JSON.
+    pub(crate) async fn api(&self, path: &str) -> serde_json::Value {
         let response = request(&self.address, "GET", path, &[]).await;
         serde_json::from_slice(&response.body)
             .unwrap_or_else(|e| panic!("{path}: {e}: {}", response.text()))
     }
 
-    async fn query(&self, promql: &str) -> serde_json::Value {
+    /// An instant query at the current time.
+    pub(crate) async fn query(&self, promql: &str) -> serde_json::Value {
         let query: String = form_urlencoded::Serializer::new(String::new())
             .append_pair("query", promql)
             .finish();
