@@ -262,7 +262,6 @@ async fn serve_connection<S>(
 
 #[cfg(test)]
 mod tests {
-    use super::landing::escape;
     use super::routes::{accepts_gzip, negotiate};
     use super::*;
 
@@ -304,10 +303,5 @@ mod tests {
         assert_eq!(with("*/*"), Format::Text);
         assert_eq!(with("application/openmetrics-text;q=0"), Format::Text);
         assert_eq!(negotiate(&Request::new(())), Format::Text);
-    }
-
-    #[test]
-    fn html_is_escaped() {
-        assert_eq!(escape("<a href='x'>&"), "&lt;a href=&#39;x&#39;&gt;&amp;");
     }
 }

@@ -15,6 +15,7 @@ mod harness;
 mod helm;
 mod iam;
 mod kubernetes;
+mod landing;
 mod operations;
 mod organization_assets;
 mod project_files;

@@ -287,7 +287,7 @@ async fn a_reload_that_adds_a_target_leaves_a_ready_exporter_ready() {
     }
     let page = exporter.get("/").await.text();
     assert!(
-        page.contains("<td>eu-west-1</td><td>not yet collected</td>"),
+        page.contains("\">eu-west-1</a></td><td>not yet collected</td>"),
         "{page}"
     );
 }

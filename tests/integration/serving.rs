@@ -208,8 +208,11 @@ async fn http_endpoints_answer_as_documented() {
         .starts_with("text/html"));
     let page = landing.text();
     assert!(page.contains("href=\"/metrics\""), "{page}");
+    // The account by name and id, linked to the page filtered to it; the region likewise.
     assert!(
-        page.contains(ROLE_ACCOUNT) && page.contains("(prod)") && page.contains("us-east-1"),
+        page.contains(&format!(
+            "<a href=\"?account={ROLE_ACCOUNT}\">prod</a> <span class=\"id\">{ROLE_ACCOUNT}</span>"
+        )) && page.contains(">us-east-1</a>"),
         "{page}"
     );
 
