@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use super::Registry;
+use super::{Registry, State};
 use crate::domain::calls::{Api, ApiCounters};
 use crate::domain::families::MetricsFilter;
 use crate::domain::launches::Launches;
@@ -159,64 +159,7 @@ impl Registry {
                 })
             })
             .collect();
-        // One account_info row per account id. An account whose id is configured (a role) wins
-        // over one that learnt the same id (base credentials), then the first in config order;
-        // rows keep config order. An account none of whose targets is served has no row.
-        // One pass over the targets (this runs on every scrape): per account, in config order,
-        // its first target and whether any of its targets is served.
-        let mut per_account: Vec<(&TargetView, bool)> = Vec::new();
-        let mut position: HashMap<&str, usize> = HashMap::new();
-        for target in &targets {
-            match position.get(target.key.account.as_str()) {
-                Some(&i) => per_account[i].1 |= target.is_served(),
-                None => {
-                    position.insert(&target.key.account, per_account.len());
-                    per_account.push((target, target.is_served()));
-                }
-            }
-        }
-        // Static labels are an account's: the union over the accounts' first targets.
-        let static_label_names: BTreeSet<&str> = per_account
-            .iter()
-            .flat_map(|(first, _)| state.targets[&first.key].spec.labels.keys())
-            .map(String::as_str)
-            .collect();
-        let static_label_names: Vec<String> =
-            static_label_names.into_iter().map(str::to_string).collect();
-        let candidates: Vec<(bool, AccountView)> = per_account
-            .into_iter()
-            .filter(|(_, served)| *served)
-            .map(|(first, _)| {
-                let spec = &state.targets[&first.key].spec;
-                (
-                    spec.configured_account_id().is_some(),
-                    AccountView {
-                        key: first.key.account.clone(),
-                        account_id: first.account_id.clone(),
-                        name: first.account_name.clone(),
-                        labels: spec.labels.clone(),
-                    },
-                )
-            })
-            .collect();
-        let configured_ids: HashSet<&str> = candidates
-            .iter()
-            .filter(|(configured, _)| *configured)
-            .filter_map(|(_, a)| a.account_id.as_deref())
-            .collect();
-        let mut emitted_ids: HashSet<String> = HashSet::new();
-        let mut accounts: Vec<AccountView> = Vec::new();
-        for (configured, account) in &candidates {
-            if let Some(id) = &account.account_id {
-                // Config validation allows one configured account per id, so a configured
-                // candidate is never beaten by another configured one.
-                let beaten = !configured && configured_ids.contains(id.as_str());
-                if beaten || !emitted_ids.insert(id.clone()) {
-                    continue;
-                }
-            }
-            accounts.push(account.clone());
-        }
+        let (accounts, static_label_names) = account_rows(&state, &targets);
         Snapshot {
             accounts,
             targets,
@@ -233,6 +176,69 @@ impl Registry {
             metrics: state.metrics.clone(),
         }
     }
+}
+
+/// One `account_info` row per account id, and the static label names (the union over the
+/// accounts). An account whose id is configured (a role) wins over one that learnt the same id
+/// (base credentials), then the first in config order; rows keep config order. An account none
+/// of whose targets is served has no row.
+fn account_rows(state: &State, targets: &[TargetView]) -> (Vec<AccountView>, Vec<String>) {
+    // One pass over the targets (this runs on every scrape): per account, in config order,
+    // its first target and whether any of its targets is served.
+    let mut per_account: Vec<(&TargetView, bool)> = Vec::new();
+    let mut position: HashMap<&str, usize> = HashMap::new();
+    for target in targets {
+        match position.get(target.key.account.as_str()) {
+            Some(&i) => per_account[i].1 |= target.is_served(),
+            None => {
+                position.insert(&target.key.account, per_account.len());
+                per_account.push((target, target.is_served()));
+            }
+        }
+    }
+    // Static labels are an account's: the union over the accounts' first targets.
+    let static_label_names: BTreeSet<&str> = per_account
+        .iter()
+        .flat_map(|(first, _)| state.targets[&first.key].spec.labels.keys())
+        .map(String::as_str)
+        .collect();
+    let static_label_names: Vec<String> =
+        static_label_names.into_iter().map(str::to_string).collect();
+    let candidates: Vec<(bool, AccountView)> = per_account
+        .into_iter()
+        .filter(|(_, served)| *served)
+        .map(|(first, _)| {
+            let spec = &state.targets[&first.key].spec;
+            (
+                spec.configured_account_id().is_some(),
+                AccountView {
+                    key: first.key.account.clone(),
+                    account_id: first.account_id.clone(),
+                    name: first.account_name.clone(),
+                    labels: spec.labels.clone(),
+                },
+            )
+        })
+        .collect();
+    let configured_ids: HashSet<&str> = candidates
+        .iter()
+        .filter(|(configured, _)| *configured)
+        .filter_map(|(_, a)| a.account_id.as_deref())
+        .collect();
+    let mut emitted_ids: HashSet<String> = HashSet::new();
+    let mut accounts: Vec<AccountView> = Vec::new();
+    for (configured, account) in &candidates {
+        if let Some(id) = &account.account_id {
+            // Config validation allows one configured account per id, so a configured
+            // candidate is never beaten by another configured one.
+            let beaten = !configured && configured_ids.contains(id.as_str());
+            if beaten || !emitted_ids.insert(id.clone()) {
+                continue;
+            }
+        }
+        accounts.push(account.clone());
+    }
+    (accounts, static_label_names)
 }
 
 /// Whether data whose last success was at `last_success` is still served at `now`.
