@@ -22,8 +22,9 @@ pub(super) type CallSeriesRef<'a> = (&'a str, &'a str, Api, &'static str);
 /// The callers that share an account id and region (a target, discovery's DescribeRegions, the
 /// event queue, Organizations) add up into one series. When one of them goes while the others
 /// stay, the sum would go down, which Prometheus reads as a counter reset; the floor keeps what
-/// the series had counted instead (until the series itself goes). Only series that more than one
-/// caller shares (or shared) are kept here: one caller's counters never go down.
+/// the series had counted instead (until the series itself goes). The same holds when a caller
+/// is replaced by another with fewer counts (a duplicate target takes over from the one that
+/// went, a target's key changes but not its account id and region).
 #[derive(Debug, Default)]
 pub(super) struct CounterFloor {
     /// Per account id, per (region, api, error code): the value last exported, and what
@@ -37,9 +38,9 @@ type FloorKey = (String, Api, &'static str);
 type Floor = (u64, u64);
 
 impl CounterFloor {
-    /// The value of `series` whose callers count `sum` between them; `shared` when more than
-    /// one caller counts it.
-    pub(super) fn value(&mut self, series: CallSeriesRef<'_>, sum: u64, shared: bool) -> u64 {
+    /// The value of `series` whose callers count `sum` between them. Looked up without
+    /// building a key: a series is stored once, when it first appears.
+    pub(super) fn value(&mut self, series: CallSeriesRef<'_>, sum: u64) -> u64 {
         let (account, region, api, code) = series;
         let same =
             |(key, _): &(FloorKey, (u64, u64))| key.0 == region && key.1 == api && key.2 == code;
@@ -49,7 +50,6 @@ impl CounterFloor {
             .and_then(|list| list.iter().position(same));
         let list = match found {
             Some(_) => self.series.get_mut(account).expect("found above"),
-            None if !shared => return sum,
             None => {
                 let list = self.series.entry(account.to_string()).or_default();
                 list.push(((region.to_string(), api, code), (0, 0)));
@@ -276,7 +276,6 @@ fn write_requests(x: &mut Exposition, callers: &[Merged<'_>], floor: &Mutex<Coun
     let mut floor = lock(floor);
     for caller in callers {
         let (account, region) = (caller.account_id, caller.region);
-        let shared = caller.counters.len() > 1;
         for api in caller.apis.iter() {
             let series = (account, region, *api, "");
             let sum = caller
@@ -291,7 +290,7 @@ fn write_requests(x: &mut Exposition, callers: &[Merged<'_>], floor: &Mutex<Coun
                     ("aws_region", region),
                     ("api", api.as_str()),
                 ],
-                floor.value(series, sum, shared) as f64,
+                floor.value(series, sum) as f64,
                 created_of(&caller.counters),
             );
         }
@@ -302,7 +301,6 @@ fn write_errors(x: &mut Exposition, callers: &[Merged<'_>], floor: &Mutex<Counte
     let mut floor = lock(floor);
     for caller in callers {
         let (account, region) = (caller.account_id, caller.region);
-        let shared = caller.counters.len() > 1;
         let mut errors: BTreeMap<(Api, &'static str), u64> = BTreeMap::new();
         for ((api, code), count) in caller.counters.iter().flat_map(|c| c.errors()) {
             *errors.entry((api, code)).or_default() += count;
@@ -321,7 +319,7 @@ fn write_errors(x: &mut Exposition, callers: &[Merged<'_>], floor: &Mutex<Counte
                     ("api", api.as_str()),
                     ("error_code", code),
                 ],
-                floor.value(series, count, shared) as f64,
+                floor.value(series, count) as f64,
                 created_of(&caller.counters),
             );
         }

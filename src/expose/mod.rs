@@ -407,23 +407,23 @@ mod tests {
     fn shared_call_counters_never_go_down() {
         let mut floor = CounterFloor::default();
         let series: CallSeriesRef = ("1", "us-east-1", Api::AssumeRole, "");
-        // A target alone: nothing to keep.
-        assert_eq!(floor.value(series, 3, false), 3);
-        assert_eq!(floor.value(series, 2, false), 2);
         // A target (4) and DescribeRegions (6) in one account and region.
-        assert_eq!(floor.value(series, 10, true), 10);
+        assert_eq!(floor.value(series, 10), 10);
         // DescribeRegions goes: the target alone has 4, and then 5.
-        assert_eq!(floor.value(series, 4, false), 10);
-        assert_eq!(floor.value(series, 5, false), 11);
-        // Another series of the account is not the same.
+        assert_eq!(floor.value(series, 4), 10);
+        assert_eq!(floor.value(series, 5), 11);
+        // Another series of the account is its own.
         assert_eq!(
-            floor.value(("1", "us-east-1", Api::AssumeRole, "Throttling"), 2, false),
+            floor.value(("1", "us-east-1", Api::AssumeRole, "Throttling"), 2),
             2
         );
+        // The target is replaced by a duplicate that counted 1: still no reset.
         floor.keep_only(&std::collections::HashSet::from([("1", "us-east-1")]));
-        assert_eq!(floor.value(series, 6, false), 12);
+        assert_eq!(floor.value(series, 1), 11);
+        assert_eq!(floor.value(series, 3), 13);
+        // The series goes, and comes back: a new series.
         floor.keep_only(&std::collections::HashSet::new());
-        assert_eq!(floor.value(series, 5, false), 5);
+        assert_eq!(floor.value(series, 5), 5);
     }
 
     #[test]
@@ -733,6 +733,33 @@ mod tests {
             );
         }
         drop(first);
+    }
+
+    /// A caller that is no target (the event queue) merged into a target's series: the cached
+    /// path is the full render, before and after it calls AWS.
+    #[test]
+    fn merged_callers_are_cached_with_their_target() {
+        use crate::domain::calls::AttemptSink;
+        use crate::domain::stats::EventStats;
+        let renderer = MetricsRenderer::without_process();
+        let events = Arc::new(EventStats::new(
+            "111111111111",
+            "us-east-1",
+            vec![Api::ReceiveMessage],
+        ));
+        renderer.show_events(events.clone());
+        let now = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_795_100_000);
+        let snapshot = snapshot(now);
+        let merged = "fast_launch_exporter_aws_requests_total{aws_account_id=\"111111111111\",aws_region=\"us-east-1\",api=\"ReceiveMessage\"} ";
+        for count in ["0\n", "1\n"] {
+            for format in [Format::Text, Format::OpenMetrics] {
+                let parts = renderer.exposition_of(&snapshot, now, format);
+                let text = String::from_utf8(crate::expose::body::collect(parts, false)).unwrap();
+                assert_eq!(text, renderer.render_snapshot_as(&snapshot, now, format));
+                assert!(text.contains(&format!("{merged}{count}")), "{text}");
+            }
+            events.caller().counters.attempt_sent(Api::ReceiveMessage);
+        }
     }
 
     /// With the process metrics on, the two paths differ only in the process series' values.
