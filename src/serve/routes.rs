@@ -78,16 +78,21 @@ async fn handle(state: &Arc<AppState>, request: Request<Incoming>) -> Response<B
             .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         return response;
     }
-    if path == state.telemetry_path {
+    // Both snapshot every target (megabytes at 17,000): they share --web.max-requests.
+    let permit = if path == state.telemetry_path || path == "/" {
         const BUSY: &str =
             "503 too many concurrent scrapes (--web.max-requests); try again later\n";
-        let permit = match &state.scrapes {
+        match &state.scrapes {
             None => None,
             Some(scrapes) => match scrapes.clone().try_acquire_owned() {
                 Ok(permit) => Some(permit),
                 Err(_) => return text(StatusCode::SERVICE_UNAVAILABLE, BUSY),
             },
-        };
+        }
+    } else {
+        None
+    };
+    if path == state.telemetry_path {
         let format = negotiate(&request);
         let gzip = accepts_gzip(&request);
         if request.method() == Method::HEAD {
@@ -125,13 +130,19 @@ async fn handle(state: &Arc<AppState>, request: Request<Incoming>) -> Response<B
             StatusCode::SERVICE_UNAVAILABLE,
             "Not ready: not every target of the configuration has been collected yet\n",
         ),
+        // hyper sends no body for HEAD: nothing rendered.
+        _ if request.method() == Method::HEAD => html(String::new()),
         _ => {
             // Counting and sorting every target (milliseconds at 17,000) on the blocking pool,
             // as the metrics are rendered: no runtime worker waits for it.
             let shared = Arc::clone(state);
             let query = request.uri().query().map(str::to_string);
-            match tokio::task::spawn_blocking(move || landing_page(&shared, query.as_deref())).await
-            {
+            let page = tokio::task::spawn_blocking(move || {
+                let page = landing_page(&shared, query.as_deref());
+                drop(permit);
+                page
+            });
+            match page.await {
                 Ok(page) => html(page),
                 Err(error) => {
                     warn!(error = %error, "rendering the landing page failed");
