@@ -12,7 +12,7 @@
 //! collect    one target's schedule and collection, reporting through its ResultSink
 //! events     the SQS receiver: EventBridge events ask targets to collect now (its Trigger)
 //! targets    where a target lives: desired state in, one reconcile, claims, views
-//! expose     the exposition: text/OpenMetrics writer, per-target chunk cache, stitched body
+//! expose     the exposition: text/OpenMetrics writer, per-block chunk caches, stitched body
 //! serve      the HTTP server: /metrics, landing page, health, reload, TLS and auth
 //! app        the supervisor: plan -> reconcile, reload, shutdown
 //! cli        check-config, check-permissions, healthcheck, logging
