@@ -222,8 +222,10 @@ pub async fn run_target(
                 collect_cloudwatch(sink.as_ref(), &run, &settings, &semaphore, &image_ids).await;
             }
         };
+        // Boxed: the collection's state lives only while it runs, so that 17,000 idle targets
+        // do not each hold room for it.
         tokio::select! {
-            _ = cycle => {}
+            _ = Box::pin(cycle) => {}
             _ = cancel.cancelled() => return,
         }
     }

@@ -113,6 +113,9 @@ pub struct AppState {
     /// `--web.max-requests`: the `/metrics` requests served at once (None: no limit); one more
     /// is answered 503 at once, as the exporter-toolkit does.
     pub scrapes: Option<Arc<Semaphore>>,
+    /// The renders (a snapshot of every target, megabytes at 17,000) run at once: one per core.
+    /// They are CPU work, so more at once are no faster, and each would hold its own snapshot.
+    pub renders: Semaphore,
 }
 
 impl AppState {
@@ -131,6 +134,9 @@ impl AppState {
             reload,
             web_config: LiveWebConfig::new(web.web_config_file.clone(), web.web_config.clone()),
             scrapes: (web.max_requests > 0).then(|| Arc::new(Semaphore::new(web.max_requests))),
+            renders: Semaphore::new(
+                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+            ),
         }
     }
 }

@@ -104,6 +104,7 @@ async fn handle(state: &Arc<AppState>, request: Request<Incoming>) -> Response<B
         // large target, on the blocking pool so that no runtime worker (probes, other
         // connections) waits for it. Sending compresses only the fresh lines, a piece at a time.
         let shared = Arc::clone(state);
+        let render = state.renders.acquire().await;
         let body = tokio::task::spawn_blocking(move || {
             let parts =
                 shared
@@ -112,6 +113,7 @@ async fn handle(state: &Arc<AppState>, request: Request<Incoming>) -> Response<B
             Stitched::new(parts, gzip, permit)
         })
         .await;
+        drop(render);
         return match body {
             Ok(body) => metrics_response(body, format, gzip),
             Err(error) => {
@@ -137,12 +139,15 @@ async fn handle(state: &Arc<AppState>, request: Request<Incoming>) -> Response<B
             // as the metrics are rendered: no runtime worker waits for it.
             let shared = Arc::clone(state);
             let query = request.uri().query().map(str::to_string);
+            let render = state.renders.acquire().await;
             let page = tokio::task::spawn_blocking(move || {
                 let page = landing_page(&shared, query.as_deref());
                 drop(permit);
                 page
             });
-            match page.await {
+            let page = page.await;
+            drop(render);
+            match page {
                 Ok(page) => html(page),
                 Err(error) => {
                     warn!(error = %error, "rendering the landing page failed");
