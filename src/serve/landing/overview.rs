@@ -285,7 +285,8 @@ fn choose(values: &[String], targets: &[TargetView], problems: &mut Vec<String>)
             || targets
                 .iter()
                 .flat_map(|t| t.images.iter().flat_map(|i| i.iter()))
-                .any(|image| state_name(image) == value);
+                // `state=` is lowercased; a state AWS adds may not be.
+                .any(|image| state_name(image).eq_ignore_ascii_case(value));
         if known {
             chosen.states.push(value.clone());
         } else {
@@ -342,7 +343,10 @@ fn lists<'a>(
     });
     let image_wanted = |image: &FastLaunchImage| match chosen {
         None => image.state != Some(FastLaunchState::Enabled),
-        Some(c) => c.states.iter().any(|s| s == state_name(image)),
+        Some(c) => c
+            .states
+            .iter()
+            .any(|s| s.eq_ignore_ascii_case(state_name(image))),
     };
     let images = chosen.is_none_or(|c| !c.states.is_empty()).then(|| {
         let mut images: Vec<ImageRow> = scope

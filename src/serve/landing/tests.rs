@@ -298,3 +298,18 @@ fn failing_targets_that_never_succeeded_come_before_older_successes() {
         .collect();
     assert_eq!(names, ["never", "old", "recent"]);
 }
+
+/// A state AWS adds, written in capitals, is found by `state=` (which is lowercased).
+#[test]
+fn a_new_state_in_capitals_is_found_by_the_filter() {
+    let mut paused = target("prod", "111111111111", "us-east-1", Outcome::Ok);
+    paused.images = Some(Arc::new(vec![image(
+        1,
+        FastLaunchState::Unknown("Paused".into()),
+        2,
+        "Server.Paused",
+    )]));
+    let html = render(&[paused], "state=Paused", 100);
+    assert!(!html.contains("neither a target result"), "{html}");
+    assert!(html.contains("ami-00000000000000001"), "{html}");
+}
