@@ -7,11 +7,15 @@
 //! A collection asks AWS through the [`Fetch`] port and reports through the [`ResultSink`]
 //! defined here, which the registry implements: the loop never names the registry.
 
+mod triggers;
+
+pub use self::triggers::Triggers;
+
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info_span, warn, Instrument};
@@ -160,19 +164,19 @@ pub fn start_jitter(interval: Duration, draw: f64) -> Duration {
 /// of both when `cancel` came first.
 async fn next_cause(
     ticker: &mut tokio::time::Interval,
-    triggers: &mut mpsc::Receiver<CollectNow>,
+    triggers: &Triggers,
     debounce: Duration,
     cancel: &CancellationToken,
 ) -> Option<Option<CollectNow>> {
     tokio::select! {
         _ = ticker.tick() => Some(None),
-        Some(mut latest) = triggers.recv() => {
+        mut latest = triggers.next() => {
             let window = tokio::time::sleep(debounce);
             tokio::pin!(window);
             loop {
                 tokio::select! {
                     _ = &mut window => break,
-                    Some(next) = triggers.recv() => {
+                    next = triggers.next() => {
                         latest.happened = latest.happened.max(next.happened);
                     }
                     _ = cancel.cancelled() => return None,
@@ -194,7 +198,7 @@ pub async fn run_target(
     settings: CollectionSettings,
     semaphore: Arc<Semaphore>,
     cancel: CancellationToken,
-    mut triggers: mpsc::Receiver<CollectNow>,
+    triggers: Arc<Triggers>,
 ) {
     let jitter = start_jitter(settings.interval, fastrand::f64());
     tokio::select! {
@@ -206,7 +210,7 @@ pub async fn run_target(
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         let Some(event) =
-            next_cause(&mut ticker, &mut triggers, settings.event_debounce, &cancel).await
+            next_cause(&mut ticker, &triggers, settings.event_debounce, &cancel).await
         else {
             return;
         };

@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
@@ -30,7 +30,7 @@ use crate::domain::calls::ApiCounters;
 use crate::domain::families::MetricsFilter;
 use crate::domain::launches::Launches;
 use crate::domain::model::{FastLaunchImage, TargetKey, TargetSpec};
-use crate::domain::ports::{CollectNow, Connect};
+use crate::domain::ports::Connect;
 use crate::domain::sync::lock;
 
 /// What a reconcile changed.
@@ -84,7 +84,7 @@ struct Task {
     cancel: CancellationToken,
     handle: JoinHandle<()>,
     /// Asks the task to collect now (an event), with the event's time.
-    trigger: mpsc::Sender<CollectNow>,
+    trigger: Arc<collect::Triggers>,
 }
 
 /// The registry's state, under one `std` mutex.
@@ -349,15 +349,14 @@ impl Registry {
         for (key, spec, counters) in starting {
             let run = self.target_run(spec, counters, settings);
             let cancel = self.shutdown.child_token();
-            // A few pending events are plenty: they are debounced into one collection anyway.
-            let (trigger, triggers) = mpsc::channel(16);
+            let trigger = Arc::new(collect::Triggers::default());
             let handle = tokio::spawn(collect::run_target(
                 self.clone(),
                 run,
                 settings.clone(),
                 semaphore.clone(),
                 cancel.clone(),
-                triggers,
+                trigger.clone(),
             ));
             tasks.push((
                 key,

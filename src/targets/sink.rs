@@ -186,8 +186,7 @@ impl Trigger for Registry {
                 continue;
             }
             if let Some(task) = state.tasks.get(key) {
-                // A full channel already holds events that will cause a collection.
-                let _ = task.trigger.try_send(request.clone());
+                task.trigger.fire(request.clone());
                 asked = true;
             }
         }
