@@ -11,6 +11,8 @@
 #   cargo build --release && benches/organization-scrape.sh   (needs wrk and nginx)
 # ACCOUNTS=1000 REGIONS=17 IMAGES=3 LATENCY_MS=50 CONCURRENCY=64 DURATION=10s. Loopback only.
 set -euo pipefail
+# shellcheck source=benches/nginx.sh
+source "$(dirname "$0")/nginx.sh"
 BIN=${BIN:-target/release/fast-launch-exporter}
 ACCOUNTS=${ACCOUNTS:-1000}
 REGIONS=${REGIONS:-17}
@@ -58,19 +60,7 @@ plain=$(stat -c %s "$work/metrics")
 gz=$(curl -s -H 'Accept-Encoding: gzip' "$url" | wc -c)
 chmod -R a+rX "$work"   # nginx workers run as www-data
 
-cat > "$work/nginx.conf" <<CONF
-worker_processes 2;
-daemon on;
-pid $work/nginx.pid;
-error_log $work/nginx.err;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  gzip on; gzip_types text/plain; gzip_comp_level 1; gzip_min_length 0;
-  server { listen 127.0.0.1:$NGINX_PORT; root $work; location / { default_type text/plain; } }
-}
-CONF
-nginx -c "$work/nginx.conf"; sleep 0.5
+nginx_serve "$work" "$NGINX_PORT"
 nginx_gz=$(curl -s -H 'Accept-Encoding: gzip' "http://127.0.0.1:$NGINX_PORT/metrics" | wc -c)
 
 p50() { # url gzip? -> milliseconds

@@ -3,6 +3,8 @@
 #   cargo build --release && benches/scrape.sh            (needs wrk and nginx: apt-get install wrk nginx)
 # Prints one markdown table row per (images, encoding, clients). Loopback only.
 set -euo pipefail
+# shellcheck source=benches/nginx.sh
+source "$(dirname "$0")/nginx.sh"
 BIN=${BIN:-target/release/fast-launch-exporter}
 DURATION=${DURATION:-10s}
 PORT=19900
@@ -35,18 +37,6 @@ measure() { # url clients gzip?
   echo "$p50 $rps"
 }
 
-cat > "$work/nginx.conf" <<CONF
-worker_processes 2;
-daemon on;
-pid $work/nginx.pid;
-error_log $work/nginx.err;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  gzip on; gzip_types text/plain; gzip_comp_level 1; gzip_min_length 0;
-  server { listen 127.0.0.1:$NGINX_PORT; root $work; location / { default_type text/plain; } }
-}
-CONF
 
 echo "| images | bytes (plain / gzip) | RSS idle | idle CPU (30 s) | encoding | clients | exporter p50 | exporter req/s | nginx p50 | nginx req/s | exporter ÷ nginx req/s |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|"
@@ -67,7 +57,7 @@ for spec in "100 1 1 100" "1000 1 10 100" "10000 10 10 100" "100000 10 10 1000";
   rss=$(rss_kib "$demo_pid")
   t0=$(cpu_ticks "$demo_pid"); sleep 30; t1=$(cpu_ticks "$demo_pid")
   idle_cpu=$(awk -v d=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.2f s", d / hz}')
-  rm -f "$work/nginx.pid"; nginx -c "$work/nginx.conf"; sleep 0.5
+  nginx_serve "$work" "$NGINX_PORT"
   for encoding in plain gzip; do
     for clients in 1 16; do
       read -r e_p50 e_rps < <(measure "http://127.0.0.1:$PORT/metrics" "$clients" "$encoding")

@@ -119,6 +119,18 @@ pub struct MetricsRenderer {
     asked: Mutex<Asked>,
 }
 
+/// Why the exposition is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    /// Every line for this call (`--once`, the reference of the tests).
+    Straight,
+    /// For a scrape: cached blocks, fresh lines around them.
+    Scrape,
+    /// Ahead of the next scrape, to fill the caches: the `process_*` series (read from `/proc`)
+    /// are left out.
+    Ahead,
+}
+
 /// What scrapes have asked for so far.
 #[derive(Debug, Default, Clone, Copy)]
 struct Asked {
@@ -200,7 +212,8 @@ impl MetricsRenderer {
         now: SystemTime,
         format: Format,
     ) -> String {
-        let body = crate::expose::body::collect(self.write(snapshot, now, format, false), false);
+        let body =
+            crate::expose::body::collect(self.write(snapshot, now, format, Pass::Straight), false);
         // Written from `&str`s only.
         String::from_utf8_lossy(&body).into_owned()
     }
@@ -237,7 +250,7 @@ impl MetricsRenderer {
             formats.push(Format::OpenMetrics);
         }
         for format in formats {
-            for part in self.exposition_of(&snapshot, now, format) {
+            for part in self.write(&snapshot, now, format, Pass::Ahead) {
                 if let (Part::Cached(chunk), true) = (part, asked.gzip) {
                     chunk.compress();
                 }
@@ -247,7 +260,7 @@ impl MetricsRenderer {
 
     /// [`MetricsRenderer::exposition`] of `snapshot`.
     pub fn exposition_of(&self, snapshot: &Snapshot, now: SystemTime, format: Format) -> Vec<Part> {
-        self.write(snapshot, now, format, true)
+        self.write(snapshot, now, format, Pass::Scrape)
     }
 
     /// The cache entries of the image `blocks`, in order: kept when their data is the same,
@@ -283,13 +296,8 @@ impl MetricsRenderer {
         entries
     }
 
-    fn write(
-        &self,
-        snapshot: &Snapshot,
-        now: SystemTime,
-        format: Format,
-        cached: bool,
-    ) -> Vec<Part> {
+    fn write(&self, snapshot: &Snapshot, now: SystemTime, format: Format, pass: Pass) -> Vec<Part> {
+        let cached = pass != Pass::Straight;
         let targets: Vec<&TargetView> = snapshot.targets.iter().filter(|t| t.is_served()).collect();
         let mut x = Exposition::new(format);
         x.split_fresh = cached;
@@ -314,7 +322,8 @@ impl MetricsRenderer {
         render_targets(&mut x, &targets, &blocks, snapshot, target_lines);
         self.render_sources(&mut x, &targets, &blocks, cached);
         own::render_build_and_reload(&mut x, snapshot.reload);
-        if let Some(process) = &self.process {
+        // Rendering ahead only fills the caches: nothing it writes is sent.
+        if let (Some(process), false) = (&self.process, pass == Pass::Ahead) {
             own::render_process(&mut x, process);
         }
         if format == Format::OpenMetrics {

@@ -115,7 +115,11 @@ struct State {
 impl State {
     /// The account id of target `key`: from its role ARN, or learnt with GetCallerIdentity.
     fn account_id(&self, key: &TargetKey) -> Option<&str> {
-        let target = self.targets.get(key)?;
+        self.account_id_of(key, self.targets.get(key)?)
+    }
+
+    /// [`State::account_id`] of a target already at hand.
+    fn account_id_of<'a>(&'a self, key: &TargetKey, target: &'a Target) -> Option<&'a str> {
         target
             .spec
             .configured_account_id()

@@ -128,10 +128,7 @@ impl Registry {
         let mut targets: Vec<TargetView> = Vec::with_capacity(state.order.len());
         targets.extend(state.order.iter().filter_map(|key| {
             let t = state.targets.get(key)?;
-            let account_id = t
-                .spec
-                .configured_account_id()
-                .or_else(|| state.resolved_ids.get(&key.account).map(String::as_str));
+            let account_id = state.account_id_of(key, t);
             // Its id is known but another target holds the claim: a duplicate even before
             // its own next collection says so.
             let served_by_other = || {
