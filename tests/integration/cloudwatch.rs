@@ -330,7 +330,7 @@ async fn cloudwatch_denied_leaves_the_fast_launch_data_served_then_heals() {
         "{text}"
     );
     assert!(find(&text, "aws_ec2_fast_launch_image_available_snapshots", &[]).is_empty());
-    assert!(exporter.logs().contains("CloudWatch query failed"));
+    exporter.wait_for_log("CloudWatch query failed").await;
 
     sim.world().clear_faults();
     let text = exporter

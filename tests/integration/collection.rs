@@ -610,7 +610,7 @@ async fn denied_assume_role_counts_the_sts_error_and_fails_only_that_account() {
         ]
     )
     .is_empty());
-    assert!(exporter.logs().contains("AccessDenied"));
+    exporter.wait_for_log("AccessDenied").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -811,11 +811,7 @@ async fn unknown_state_is_exported_under_its_raw_name() {
         ),
         Some(1.0)
     );
-    assert!(
-        exporter.logs().contains("unknown fast launch state"),
-        "{}",
-        exporter.logs()
-    );
+    exporter.wait_for_log("unknown fast launch state").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1099,13 +1095,9 @@ async fn failed_get_caller_identity_is_retried_on_the_next_cycle() {
         &[("aws_account_id", "")]
     )
     .is_empty());
-    assert!(
-        exporter
-            .logs()
-            .contains("error=\"GetCallerIdentity failed: AccessDenied: "),
-        "{}",
-        exporter.logs()
-    );
+    exporter
+        .wait_for_log("error=\"GetCallerIdentity failed: AccessDenied: ")
+        .await;
 }
 
 /// The image ids a collection exported.

@@ -283,7 +283,7 @@ async fn a_denied_queue_is_retried_and_shown_while_collection_goes_on() {
             state(t, 1, "disabling") == Some(1.0)
         })
         .await;
-    assert!(exporter.logs().contains("cannot receive events"));
+    exporter.wait_for_log("cannot receive events").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -333,11 +333,9 @@ async fn a_missing_queue_is_named_and_a_hung_one_times_out() {
             value(t, "fast_launch_exporter_events_receive_success", &[]) == Some(0.0)
         })
         .await;
-    assert!(
-        exporter.logs().contains("ReceiveMessage failed: timeout"),
-        "{}",
-        exporter.logs()
-    );
+    exporter
+        .wait_for_log("ReceiveMessage failed: timeout")
+        .await;
     assert_eq!(
         value(
             &exporter.metrics().await,

@@ -292,6 +292,17 @@ impl Exporter {
         self.logs.lock().unwrap().clone()
     }
 
+    /// Waits until the exporter has logged `needle`: its stderr is read by another thread, so
+    /// a line written just before an answer may reach [`Self::logs`] just after it.
+    pub async fn wait_for_log(&self, needle: &str) {
+        wait_until(
+            &format!("the log line {needle:?}"),
+            || self.logs().contains(needle),
+            || self.logs(),
+        )
+        .await;
+    }
+
     /// Sends the signal `name` (`TERM`, `INT`) and waits for the exit status, at most `limit`.
     pub async fn stop_with(&mut self, name: &str, limit: Duration) -> Option<ExitStatus> {
         self.signal(name);

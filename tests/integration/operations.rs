@@ -132,11 +132,7 @@ async fn reload_adds_and_removes_targets_keeps_the_others_and_refuses_bad_files(
         Some(reloaded_at)
     );
     assert_eq!(find(&text, "aws_ec2_fast_launch_image_info", &[]).len(), 2);
-    assert!(
-        exporter.logs().contains("configuration reload refused"),
-        "{}",
-        exporter.logs()
-    );
+    exporter.wait_for_log("configuration reload refused").await;
 
     // A valid file again: accepted.
     std::fs::write(
