@@ -60,7 +60,7 @@ pub fn populated_snapshot(images: usize) -> Snapshot {
                     }
                 })
                 .collect();
-            targets.push(TargetView {
+            targets.push(Arc::new(TargetView {
                 key: TargetKey {
                     account: account.into(),
                     region: region.into(),
@@ -83,7 +83,7 @@ pub fn populated_snapshot(images: usize) -> Snapshot {
                 counters: Arc::new(ApiCounters::default()),
                 duplicate_of: None,
                 cloudwatch: None,
-            });
+            }));
         }
     }
     Snapshot {

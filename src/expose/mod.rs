@@ -298,7 +298,12 @@ impl MetricsRenderer {
 
     fn write(&self, snapshot: &Snapshot, now: SystemTime, format: Format, pass: Pass) -> Vec<Part> {
         let cached = pass != Pass::Straight;
-        let targets: Vec<&TargetView> = snapshot.targets.iter().filter(|t| t.is_served()).collect();
+        let targets: Vec<&TargetView> = snapshot
+            .targets
+            .iter()
+            .map(AsRef::as_ref)
+            .filter(|t| t.is_served())
+            .collect();
         let mut x = Exposition::new(format);
         x.split_fresh = cached;
         x.filter = Some(snapshot.metrics.clone());
@@ -536,13 +541,15 @@ mod tests {
                 name: Some("prod".into()),
                 labels: BTreeMap::new(),
             }],
-            targets: vec![
+            targets: [
                 watched,
                 target("base", "111111111111", "eu-west-1", Some(odd)),
                 duplicate,
                 target("base", "111111111111", "ap-south-1", None),
                 target("base", "111111111111", "us-west-2", Some(images(200, 3))),
-            ],
+            ]
+            .map(Arc::new)
+            .into(),
             static_label_names: Vec::new(),
             reload: ReloadStatus {
                 successful: true,
@@ -619,7 +626,7 @@ mod tests {
         // us-east-1's stay.
         let mut changed = snapshot.targets[1].images.as_deref().unwrap().clone();
         changed[0].state = Some(FastLaunchState::EnabledFailed);
-        snapshot.targets[1].images = Some(Arc::new(changed));
+        Arc::make_mut(&mut snapshot.targets[1]).images = Some(Arc::new(changed));
         snapshot.targets.pop();
         let parts = renderer.exposition_of(&snapshot, later, Format::Text);
         let now_pointers = chunk_pointers(&parts);
@@ -662,7 +669,7 @@ mod tests {
             .iter()
             .flat_map(|images| images.iter().map(|i| i.image_id.clone()))
             .collect();
-        let cloudwatch = snapshot.targets[0].cloudwatch.as_mut().unwrap();
+        let cloudwatch = Arc::make_mut(&mut snapshot.targets[0]).cloudwatch.as_mut().unwrap();
         let launches = cloudwatch.launches.without_available();
         let launches = launches.advanced(&spec, 1_795_003_000, &ids, &[]);
         cloudwatch.launches = Arc::new(launches);
@@ -680,7 +687,7 @@ mod tests {
             renderer.render_snapshot_as(&snapshot, later, Format::OpenMetrics)
         );
 
-        snapshot.targets[0].account_id = Some("999999999999".into());
+        Arc::make_mut(&mut snapshot.targets[0]).account_id = Some("999999999999".into());
         let moved = renderer.exposition_of(&snapshot, later, Format::Text);
         assert!(chunks_of(&moved, info).is_empty());
         assert_eq!(
@@ -726,7 +733,7 @@ mod tests {
         snapshot.targets[1]
             .counters
             .attempt_sent(Api::DescribeFastLaunchImages);
-        snapshot.targets[1].health.last_ok = false;
+        Arc::make_mut(&mut snapshot.targets[1]).health.last_ok = false;
         let later = renderer.exposition_of(&snapshot, now, Format::Text);
         for needle in [requests, success] {
             let (before, after) = (chunks_of(&first, needle), chunks_of(&later, needle));

@@ -16,10 +16,13 @@ pub(super) fn claim_in(
     let claim = (account_id.to_string(), key.region.clone());
     match state.claims.get(&claim) {
         Some(owner) if owner != key => {
-            if let Some(target) = state.targets.get_mut(key) {
+            let owner = owner.clone();
+            let target = state.targets.get_mut(key);
+            if let Some(target) = target.filter(|t| t.duplicate_of.as_ref() != Some(&owner)) {
                 target.duplicate_of = Some(owner.clone());
+                state.target_changed(key);
             }
-            Err(owner.clone())
+            Err(owner)
         }
         Some(_) => Ok(()),
         None => {
@@ -30,6 +33,8 @@ pub(super) fn claim_in(
             if let Some(target) = state.targets.get_mut(key) {
                 target.duplicate_of = None;
             }
+            // Whether another target is a duplicate of this one may have changed.
+            state.views_changed();
             Ok(())
         }
     }
@@ -41,6 +46,7 @@ pub(super) fn release_claim(state: &mut State, key: &TargetKey) {
         if state.claims.get(&claim) == Some(key) {
             state.claims.remove(&claim);
         }
+        state.views_changed();
     }
 }
 

@@ -60,6 +60,9 @@ struct Target {
     cloudwatch_ok: Option<bool>,
     /// The CloudWatch values, from the last successful query.
     launches: Arc<Launches>,
+    /// What a scrape sees of it, kept until it changes: built at [`State::epoch`] (cleared when
+    /// the target changes; a change that may touch every target moves the epoch).
+    view: Option<(u64, Arc<TargetView>)>,
 }
 
 impl Target {
@@ -74,6 +77,7 @@ impl Target {
             logged_owner: None,
             cloudwatch_ok: None,
             launches: Arc::default(),
+            view: None,
         }
     }
 }
@@ -110,9 +114,36 @@ struct State {
     reload: ReloadStatus,
     /// The families served (the configuration's `metrics`), handed to every snapshot.
     metrics: Arc<MetricsFilter>,
+    /// Moves when anything a snapshot shows changes: the last snapshot is shared until then.
+    generation: u64,
+    /// Moves when a change may touch the view of any target (an account id learnt, a claim, a
+    /// reconcile): every kept [`Target::view`] is then stale.
+    epoch: u64,
+    /// The last snapshot, shared by the scrapes until something changes.
+    snapshot: Option<view::KeptSnapshot>,
 }
 
 impl State {
+    /// Something a snapshot shows changed (not a target's view: see [`State::target_changed`]
+    /// and [`State::views_changed`]).
+    fn changed(&mut self) {
+        self.generation = self.generation.wrapping_add(1);
+    }
+
+    /// Target `key` changed: its view is built again.
+    fn target_changed(&mut self, key: &TargetKey) {
+        if let Some(target) = self.targets.get_mut(key) {
+            target.view = None;
+        }
+        self.changed();
+    }
+
+    /// Something that may touch every target's view changed.
+    fn views_changed(&mut self) {
+        self.epoch = self.epoch.wrapping_add(1);
+        self.changed();
+    }
+
     /// The account id of target `key`: from its role ARN, or learnt with GetCallerIdentity.
     fn account_id(&self, key: &TargetKey) -> Option<&str> {
         self.account_id_of(key, self.targets.get(key)?)
@@ -178,6 +209,9 @@ impl Registry {
                     last_success: SystemTime::now(),
                 },
                 metrics: Arc::default(),
+                generation: 0,
+                epoch: 0,
+                snapshot: None,
             }),
             reconciling: tokio::sync::Mutex::new(()),
             identity_gates: Mutex::new(BTreeMap::new()),
@@ -283,6 +317,8 @@ impl Registry {
         // 2. Change the data, then start the tasks that are missing.
         let mut report = ReconcileReport::default();
         let mut state = lock(&self.state);
+        // Specs, order, claims and data may all change here.
+        state.views_changed();
         take_settings(&mut state, &settings);
         report.removed = remove_unwanted(&mut state, &wanted);
         let to_start = update_wanted(&mut state, &wanted, &order, &mut report);
@@ -410,6 +446,7 @@ impl Registry {
         let mut state = lock(&self.state);
         if *state.metrics != filter {
             state.metrics = Arc::new(filter);
+            state.changed();
             drop(state);
             self.changes.send_replace(());
         }
@@ -422,6 +459,7 @@ impl Registry {
         if successful {
             state.reload.last_success = at;
         }
+        state.changed();
     }
 
     /// Whether every target of the first configuration has been tried. Once true, it stays true:

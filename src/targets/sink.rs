@@ -42,6 +42,7 @@ impl Registry {
         info!(account_id = %id, "account id resolved with GetCallerIdentity");
         let mut state = lock(&self.state);
         state.resolved_ids.insert(account.clone(), id.clone());
+        state.views_changed();
         // Every target of the account claims its (id, region) now, so that none of them is
         // served under an id another target already serves until its own next collection.
         let keys: Vec<TargetKey> = state
@@ -129,6 +130,7 @@ impl ResultSink for Registry {
                 target.duplicate_of = Some(owner);
             }
         }
+        state.target_changed(key);
         if let Some(pending) = &mut state.first_pending {
             pending.remove(key);
         }
@@ -172,6 +174,7 @@ impl ResultSink for Registry {
             target.launches = Arc::new(launches);
         }
         target.cloudwatch_ok = Some(ok);
+        state.target_changed(key);
         drop(state);
         self.changes.send_replace(());
     }

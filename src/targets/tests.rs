@@ -16,6 +16,7 @@ use crate::domain::ports::{
     BoxFuture, CollectNow, Fetch, Organization, Probe, Queue, RegionList, Unsupported,
 };
 use crate::domain::stats::EventStats;
+use crate::collect::{Outcome, ResultSink};
 use crate::events::Trigger;
 
 const ROLE_ACCOUNT: &str = "222222222222";
@@ -281,12 +282,20 @@ fn registry(aws: &Arc<FakeAws>) -> Arc<Registry> {
     Registry::new(Arc::new(FakeConnect(aws.clone())), CancellationToken::new())
 }
 
+/// The registry's snapshot at `now`, checked against one built from nothing kept.
+fn snapshot_at(registry: &Registry, now: SystemTime) -> Arc<Snapshot> {
+    let kept = registry.snapshot(now);
+    let fresh = registry.snapshot_from_scratch(now);
+    assert_eq!(format!("{kept:?}"), format!("{fresh:?}"), "kept snapshot differs");
+    kept
+}
+
 fn view(registry: &Registry, key: &TargetKey) -> Option<TargetView> {
-    registry
-        .snapshot(SystemTime::now())
+    snapshot_at(registry, SystemTime::now())
         .targets
-        .into_iter()
+        .iter()
         .find(|t| &t.key == key)
+        .map(|t| TargetView::clone(t))
 }
 
 fn image_ids(registry: &Registry, key: &TargetKey) -> Vec<String> {
@@ -541,7 +550,7 @@ async fn base_credentials_in_a_configured_account_give_one_series_set() {
         )
         .await;
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let snapshot = registry.snapshot(SystemTime::now());
+    let snapshot = snapshot_at(&registry, SystemTime::now());
     let served: Vec<(Option<String>, String)> = snapshot
         .targets
         .iter()
@@ -693,5 +702,50 @@ async fn cloudwatch_failing_or_hanging_never_touches_the_fast_launch_data() {
         .calls_of(&spec.key, Instant::now() - Duration::from_secs(3600))
         .len();
     assert_eq!(calls_after - calls_before, 2, "the schedule goes on");
+    registry.stop().await;
+}
+
+/// Scrapes share one snapshot until something it shows changes; then only the changed target's
+/// view is built again; images turn stale on time even when nothing else changes.
+#[tokio::test(start_paused = true)]
+async fn snapshots_are_shared_until_something_changes() {
+    let aws = FakeAws::new();
+    let registry = registry(&aws);
+    let (east, west) = (base_spec("us-east-1"), base_spec("eu-west-1"));
+    registry
+        .reconcile(vec![east.clone(), west.clone()], settings(10, 4))
+        .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let now = SystemTime::now();
+    let first = registry.snapshot(now);
+    let again = registry.snapshot(now);
+    assert!(Arc::ptr_eq(&first, &again), "nothing changed: the same snapshot");
+
+    // A collection of one target lands: a new snapshot, the other target's view is kept.
+    registry.record(
+        &east.key,
+        Outcome::Collected(vec![FastLaunchImage {
+            image_id: "ami-new".into(),
+            ..FastLaunchImage::default()
+        }]),
+        Duration::from_millis(5),
+        now,
+    );
+    let after = registry.snapshot(now);
+    assert!(!Arc::ptr_eq(&first, &after));
+    let position = |key: &TargetKey| after.targets.iter().position(|t| &t.key == key).unwrap();
+    let (e, w) = (position(&east.key), position(&west.key));
+    assert!(Arc::ptr_eq(&after.targets[w], &first.targets[w]), "untouched view kept");
+    assert!(!Arc::ptr_eq(&after.targets[e], &first.targets[e]));
+    snapshot_at(&registry, now);
+    assert_eq!(image_ids(&registry, &east.key), ["ami-new"]);
+
+    // Past max_staleness (30 s here) with no collection: the images go, though nothing changed.
+    let later = now + Duration::from_secs(31);
+    let stale = snapshot_at(&registry, later);
+    assert!(stale.targets.iter().all(|t| t.images.is_none()), "{stale:?}");
+    // A reload's outcome is shown too.
+    registry.record_reload(false, later);
+    assert!(!snapshot_at(&registry, later).reload.successful);
     registry.stop().await;
 }

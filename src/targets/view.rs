@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use super::{Registry, State};
+use super::{Registry, State, Target};
 use crate::domain::calls::{Api, ApiCounters};
 use crate::domain::families::MetricsFilter;
 use crate::domain::launches::Launches;
@@ -94,7 +94,7 @@ pub struct Snapshot {
     /// One per account id (the first account configured with it), in config order.
     pub accounts: Vec<AccountView>,
     /// Every target, in config order, duplicates included (see [`TargetView::is_served`]).
-    pub targets: Vec<TargetView>,
+    pub targets: Vec<Arc<TargetView>>,
     /// The union of static label names over all accounts, sorted.
     pub static_label_names: Vec<String>,
     /// The last reload.
@@ -108,55 +108,68 @@ pub struct Snapshot {
     pub metrics: Arc<MetricsFilter>,
 }
 
+/// The last snapshot and how long it stays true.
+#[derive(Debug)]
+pub(super) struct KeptSnapshot {
+    /// The [`State::generation`] it was taken at.
+    generation: u64,
+    /// When it was taken, and the first instant after it when a target's images it serves turn
+    /// stale: between the two, a snapshot of the same generation is the same.
+    taken: SystemTime,
+    fresh_until: SystemTime,
+    snapshot: Arc<Snapshot>,
+}
+
 impl Registry {
-    /// The targets and accounts as of `now`, with stale image lists left out.
-    pub fn snapshot(&self, now: SystemTime) -> Snapshot {
-        let state = lock(&self.state);
+    /// The targets and accounts as of `now`, with stale image lists left out. Scrapes share it
+    /// until something it shows changes; a target's view is built again only when it changed.
+    pub fn snapshot(&self, now: SystemTime) -> Arc<Snapshot> {
+        let mut guard = lock(&self.state);
+        let state = &mut *guard;
+        if let Some(kept) = &state.snapshot {
+            if kept.generation == state.generation && kept.taken <= now && now <= kept.fresh_until
+            {
+                return kept.snapshot.clone();
+            }
+        }
         let max_staleness = state
             .settings
             .as_ref()
             .map_or(Duration::MAX, |s| s.max_staleness);
-        // Which target serves each (account id, region), borrowed: looked up per target without
-        // building a key (this runs on every scrape, for every target).
-        let claims: HashMap<(&str, &str), &TargetKey> = state
-            .claims
-            .iter()
-            .map(|((id, region), owner)| ((id.as_str(), region.as_str()), owner))
-            .collect();
+        let mut fresh_until = SystemTime::UNIX_EPOCH + Duration::from_secs(u64::MAX >> 2);
         // Sized up front: grown by doubling, the views of 17,000 targets would take twice their
         // room while they are copied.
-        let mut targets: Vec<TargetView> = Vec::with_capacity(state.order.len());
-        targets.extend(state.order.iter().filter_map(|key| {
-            let t = state.targets.get(key)?;
-            let account_id = state.account_id_of(key, t);
-            // Its id is known but another target holds the claim: a duplicate even before
-            // its own next collection says so.
-            let served_by_other = || {
-                claims
-                    .get(&(account_id?, key.region.as_str()))
-                    .filter(|owner| **owner != key)
-                    .map(|owner| (*owner).clone())
+        let mut targets: Vec<Arc<TargetView>> = Vec::with_capacity(state.order.len());
+        for key in &state.order {
+            let Some(target) = state.targets.get(key) else {
+                continue;
             };
-            Some(TargetView {
-                key: key.clone(),
-                account_name: t.spec.account_name.clone(),
-                account_id: account_id.map(str::to_string),
-                apis: crate::collect::apis(&t.spec),
-                health: t.health.clone(),
-                images: t
-                    .images
-                    .clone()
-                    .filter(|_| is_fresh(t.health.last_success, now, max_staleness)),
-                counters: t.counters.clone(),
-                duplicate_of: t.duplicate_of.clone().or_else(served_by_other),
-                cloudwatch: t.spec.cloudwatch.map(|_| CloudWatchView {
-                    last_ok: t.cloudwatch_ok,
-                    launches: t.launches.clone(),
+            let view = match &target.view {
+                Some((epoch, view)) if *epoch == state.epoch => view.clone(),
+                _ => {
+                    let view = Arc::new(view_of(state, key, target));
+                    if let Some(target) = state.targets.get_mut(key) {
+                        target.view = Some((state.epoch, view.clone()));
+                    }
+                    view
+                }
+            };
+            // The images are served while fresh: the view keeps them, the snapshot drops them.
+            let view = match (view.images.is_some(), view.health.last_success) {
+                (true, Some(at)) if is_fresh(Some(at), now, max_staleness) => {
+                    fresh_until = fresh_until.min(at.checked_add(max_staleness).unwrap_or(fresh_until));
+                    view
+                }
+                (true, _) => Arc::new(TargetView {
+                    images: None,
+                    ..(*view).clone()
                 }),
-            })
-        }));
-        let (accounts, static_label_names) = account_rows(&state, &targets);
-        Snapshot {
+                (false, _) => view,
+            };
+            targets.push(view);
+        }
+        let (accounts, static_label_names) = account_rows(state, &targets);
+        let snapshot = Arc::new(Snapshot {
             accounts,
             targets,
             static_label_names,
@@ -170,7 +183,51 @@ impl Registry {
                 .as_ref()
                 .map_or(Duration::ZERO, |s| s.max_staleness),
             metrics: state.metrics.clone(),
-        }
+        });
+        state.snapshot = Some(KeptSnapshot {
+            generation: state.generation,
+            taken: now,
+            fresh_until,
+            snapshot: snapshot.clone(),
+        });
+        snapshot
+    }
+}
+
+#[cfg(test)]
+impl Registry {
+    /// [`Registry::snapshot`] built from nothing kept, to check what is kept against.
+    pub(super) fn snapshot_from_scratch(&self, now: SystemTime) -> Arc<Snapshot> {
+        lock(&self.state).views_changed();
+        self.snapshot(now)
+    }
+}
+
+/// What a scrape sees of target `key`, its images unfiltered.
+fn view_of(state: &State, key: &TargetKey, target: &Target) -> TargetView {
+    let account_id = state.account_id_of(key, target);
+    // Its id is known but another target holds the claim: a duplicate even before its own
+    // next collection says so.
+    let served_by_other = || {
+        state
+            .claims
+            .get(&(account_id?.to_string(), key.region.clone()))
+            .filter(|owner| *owner != key)
+            .cloned()
+    };
+    TargetView {
+        key: key.clone(),
+        account_name: target.spec.account_name.clone(),
+        account_id: account_id.map(str::to_string),
+        apis: crate::collect::apis(&target.spec),
+        health: target.health.clone(),
+        images: target.images.clone(),
+        counters: target.counters.clone(),
+        duplicate_of: target.duplicate_of.clone().or_else(served_by_other),
+        cloudwatch: target.spec.cloudwatch.map(|_| CloudWatchView {
+            last_ok: target.cloudwatch_ok,
+            launches: target.launches.clone(),
+        }),
     }
 }
 
@@ -178,10 +235,10 @@ impl Registry {
 /// accounts). An account whose id is configured (a role) wins over one that learnt the same id
 /// (base credentials), then the first in config order; rows keep config order. An account none
 /// of whose targets is served has no row.
-fn account_rows(state: &State, targets: &[TargetView]) -> (Vec<AccountView>, Vec<String>) {
+fn account_rows(state: &State, targets: &[Arc<TargetView>]) -> (Vec<AccountView>, Vec<String>) {
     // One pass over the targets (this runs on every scrape): per account, in config order,
     // its first target and whether any of its targets is served.
-    let mut per_account: Vec<(&TargetView, bool)> = Vec::new();
+    let mut per_account: Vec<(&TargetView, bool)> = Vec::with_capacity(targets.len() / 8);
     let mut position: HashMap<&str, usize> = HashMap::new();
     for target in targets {
         match position.get(target.key.account.as_str()) {

@@ -4,6 +4,7 @@
 //! first rows.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use super::query::{passes, quoted, Filters};
 use crate::domain::model::{FastLaunchImage, FastLaunchState};
@@ -180,10 +181,11 @@ fn is_account(target: &TargetView, value: &str) -> bool {
 
 impl<'a> Overview<'a> {
     /// The page's content for `targets` (a snapshot's) under `filters`, each list cut to `rows`.
-    pub(super) fn build(targets: &'a [TargetView], filters: &Filters, rows: usize) -> Overview<'a> {
+    pub(super) fn build(targets: &'a [Arc<TargetView>], filters: &Filters, rows: usize) -> Overview<'a> {
         let mut problems = unknown_names(targets, filters);
         let scope: Vec<(&TargetView, Outcome)> = targets
             .iter()
+            .map(AsRef::as_ref)
             .filter(|t| passes(&filters.accounts, |v| is_account(t, v)))
             .filter(|t| passes(&filters.regions, |v| t.key.region == v))
             .map(|t| (t, Outcome::of(t)))
@@ -251,7 +253,7 @@ fn distinct<'a>(names: impl Iterator<Item = &'a str>) -> usize {
 
 /// A message for each account or region value no target has: a typo shows as one, not as an
 /// empty page without a word.
-fn unknown_names(targets: &[TargetView], filters: &Filters) -> Vec<String> {
+fn unknown_names(targets: &[Arc<TargetView>], filters: &Filters) -> Vec<String> {
     let mut problems = Vec::new();
     for value in filters.accounts.iter().flatten() {
         if !targets.iter().any(|t| is_account(t, value)) {
@@ -274,7 +276,7 @@ fn unknown_names(targets: &[TargetView], filters: &Filters) -> Vec<String> {
 
 /// Splits the `state=` values into target results and image states; a value that is neither
 /// (nor a state some image has now) gets a message and matches nothing.
-fn choose(values: &[String], targets: &[TargetView], problems: &mut Vec<String>) -> Chosen {
+fn choose(values: &[String], targets: &[Arc<TargetView>], problems: &mut Vec<String>) -> Chosen {
     let mut chosen = Chosen::default();
     for value in values {
         if let Some(outcome) = Outcome::ALL.into_iter().find(|o| o.name() == value) {

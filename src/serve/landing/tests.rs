@@ -61,7 +61,8 @@ fn image(n: u32, state: FastLaunchState, hours_ago: u64, reason: &str) -> FastLa
 
 fn render(targets: &[TargetView], query: &str, rows: usize) -> String {
     let filters = Filters::parse(Some(query));
-    let overview = Overview::build(targets, &filters, rows);
+    let targets: Vec<Arc<TargetView>> = targets.iter().cloned().map(Arc::new).collect();
+    let overview = Overview::build(&targets, &filters, rows);
     page(&Page {
         overview: &overview,
         filters: &filters,
@@ -286,7 +287,7 @@ fn failing_targets_that_never_succeeded_come_before_older_successes() {
     let mut old = target("old", "666666666666", "us-east-1", Outcome::Failed);
     old.health.last_success = Some(now() - Duration::from_secs(86_400));
     let never = target("never", "777777777777", "us-east-1", Outcome::Failed);
-    let targets = [recent, old, never];
+    let targets = [recent, old, never].map(Arc::new);
     let overview = Overview::build(&targets, &Filters::default(), 100);
     let names: Vec<&str> = overview
         .failing
