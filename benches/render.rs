@@ -87,6 +87,7 @@ pub fn populated_snapshot(images: usize) -> Snapshot {
         }
     }
     Snapshot {
+        id: 0,
         accounts: accounts
             .iter()
             .map(|(key, id, name)| AccountView {

@@ -249,37 +249,48 @@ pub(super) fn image_lines(
     }
 }
 
-/// The per-image families, each written whole over every target's images: from the cached
-/// chunks when `cached` holds one entry per block, else line by line.
-pub(super) fn render_images(
-    x: &mut Exposition,
-    blocks: &[Vec<ImageGroup<'_>>],
-    cached: Option<&[Arc<BlockChunks>]>,
-    now: f64,
-) {
-    let cloudwatch = blocks
-        .iter()
-        .flatten()
-        .any(|g| g.launches.is_some_and(|l| !l.is_empty()));
+/// What the per-image families are written from.
+pub(super) enum Images<'a> {
+    /// Line by line, from the targets' images in blocks (see [`image_blocks`]).
+    Lines(&'a [Vec<ImageGroup<'a>>]),
+    /// From the cache entries of the blocks that have images; `cloudwatch` says whether some
+    /// target has CloudWatch values.
+    Cached {
+        entries: &'a [Arc<BlockChunks>],
+        cloudwatch: bool,
+    },
+}
+
+/// The per-image families, each written whole over every target's images.
+pub(super) fn render_images(x: &mut Exposition, images: Images<'_>, now: f64) {
+    let cloudwatch = match images {
+        Images::Lines(blocks) => blocks
+            .iter()
+            .flatten()
+            .any(|g| g.launches.is_some_and(|l| !l.is_empty())),
+        Images::Cached { cloudwatch, .. } => cloudwatch,
+    };
     for family in ImageFamily::ALL {
         if !x.serves(family.name()) || (family.is_cloudwatch() && !cloudwatch) {
             continue;
         }
         let (name, kind, help) = family.header();
         x.family(name, kind, &help);
-        for (index, groups) in blocks.iter().enumerate() {
-            match cached.map(|entries| &entries[index]) {
-                Some(entry) if family == ImageFamily::StateAge => {
+        match images {
+            Images::Cached { entries, .. } if family == ImageFamily::StateAge => {
+                for entry in entries {
                     x.ages(&entry.rendered().ages, now);
                 }
-                Some(entry) => {
-                    let format = x.format;
+            }
+            Images::Cached { entries, .. } => {
+                let format = x.format;
+                for entry in entries {
                     x.cached(entry.chunk(family, format));
                 }
-                None => {
-                    for group in groups {
-                        image_lines(x, family, group, now);
-                    }
+            }
+            Images::Lines(blocks) => {
+                for group in blocks.iter().flatten() {
+                    image_lines(x, family, group, now);
                 }
             }
         }

@@ -24,6 +24,7 @@ mod calls;
 #[cfg(test)]
 mod filter_tests;
 mod images;
+mod layout;
 mod own;
 mod stamped;
 mod targets;
@@ -39,7 +40,8 @@ use self::blocks::blocks;
 use self::body::Part;
 use self::cache::{BlockChunks, Kept};
 use self::calls::CounterFloor;
-use self::images::{image_blocks, render_images, ImageGroup};
+use self::images::{image_blocks, render_images, ImageGroup, Images};
+use self::layout::Layout;
 use self::stamped::StampedCache;
 use self::targets::render_targets;
 use self::writer::{unix_seconds, Exposition, Kind};
@@ -113,6 +115,8 @@ pub struct MetricsRenderer {
     cache: Mutex<HashMap<TargetKey, Arc<BlockChunks>>>,
     /// Every block's per-target lines, rendered once per change of its targets' health.
     target_lines: StampedCache,
+    /// What the last scrape worked out from its snapshot, for the next scrape of the same.
+    layout: Mutex<Option<Arc<Layout>>>,
     /// Every block's AWS call counter lines, rendered once per change of its counters.
     call_lines: StampedCache,
     /// Whether a scrape asked for OpenMetrics, and for gzip: what rendering ahead prepares.
@@ -162,6 +166,7 @@ impl MetricsRenderer {
             floor: Default::default(),
             cache: Default::default(),
             target_lines: Default::default(),
+            layout: Default::default(),
             call_lines: Default::default(),
             asked: Default::default(),
         }
@@ -176,6 +181,7 @@ impl MetricsRenderer {
             floor: Default::default(),
             cache: Default::default(),
             target_lines: Default::default(),
+            layout: Default::default(),
             call_lines: Default::default(),
             asked: Default::default(),
         }
@@ -298,12 +304,17 @@ impl MetricsRenderer {
 
     fn write(&self, snapshot: &Snapshot, now: SystemTime, format: Format, pass: Pass) -> Vec<Part> {
         let cached = pass != Pass::Straight;
-        let targets: Vec<&TargetView> = snapshot
-            .targets
-            .iter()
-            .map(AsRef::as_ref)
-            .filter(|t| t.is_served())
-            .collect();
+        // Worked out once per snapshot for the caches; the straight render works out nothing.
+        let layout = cached.then(|| self.layout(snapshot));
+        let targets: Vec<&TargetView> = match &layout {
+            Some(layout) => layout.served(snapshot),
+            None => snapshot
+                .targets
+                .iter()
+                .map(AsRef::as_ref)
+                .filter(|t| t.is_served())
+                .collect(),
+        };
         let mut x = Exposition::new(format);
         x.split_fresh = cached;
         x.filter = Some(snapshot.metrics.clone());
@@ -315,17 +326,29 @@ impl MetricsRenderer {
                 .sum();
             x.out.reserve(4096 + images * 1500);
         }
-        let blocks = blocks(&targets);
-        let image_blocks = image_blocks(&targets, &blocks);
-        let entries = cached.then(|| self.cached(&image_blocks, &snapshot.metrics));
         // Ages in whole seconds: the gzip scrapes of one second share their compressed lines.
         let age_now = unix_seconds(now).floor();
-        render_images(&mut x, &image_blocks, entries.as_deref(), age_now);
-
-        render_accounts(&mut x, snapshot);
-        let target_lines = cached.then_some(&self.target_lines);
-        render_targets(&mut x, &targets, &blocks, snapshot, target_lines);
-        self.render_sources(&mut x, &targets, &blocks, cached);
+        match &layout {
+            Some(layout) => {
+                let images = Images::Cached {
+                    entries: &layout.images,
+                    cloudwatch: layout.cloudwatch,
+                };
+                render_images(&mut x, images, age_now);
+                render_accounts(&mut x, snapshot);
+                let entries = Some(layout.targets.as_slice());
+                render_targets(&mut x, &targets, &layout.blocks, snapshot, entries);
+                self.render_sources(&mut x, &targets, &layout.blocks, cached);
+            }
+            None => {
+                let blocks = blocks(&targets);
+                let image_blocks = image_blocks(&targets, &blocks);
+                render_images(&mut x, Images::Lines(&image_blocks), age_now);
+                render_accounts(&mut x, snapshot);
+                render_targets(&mut x, &targets, &blocks, snapshot, None);
+                self.render_sources(&mut x, &targets, &blocks, cached);
+            }
+        }
         own::render_build_and_reload(&mut x, snapshot.reload);
         // Rendering ahead only fills the caches: nothing it writes is sent.
         if let (Some(process), false) = (&self.process, pass == Pass::Ahead) {
@@ -535,6 +558,7 @@ mod tests {
         let mut duplicate = target("dup", "111111111111", "us-east-1", Some(images(0, 4)));
         duplicate.duplicate_of = Some(watched.key.clone());
         Snapshot {
+            id: 1,
             accounts: vec![AccountView {
                 key: "base".into(),
                 account_id: Some("111111111111".into()),
@@ -559,6 +583,13 @@ mod tests {
             max_staleness: std::time::Duration::from_secs(900),
             metrics: Arc::default(),
         }
+    }
+
+    /// Target `index` of `snapshot`, to change: the snapshot is then another one, as a
+    /// registry would hand out (what was worked out from the old one is not kept for it).
+    pub(super) fn target_mut(snapshot: &mut Snapshot, index: usize) -> &mut TargetView {
+        snapshot.id += 1;
+        Arc::make_mut(&mut snapshot.targets[index])
     }
 
     pub(super) fn gunzip(bytes: &[u8]) -> String {
@@ -626,7 +657,7 @@ mod tests {
         // us-east-1's stay.
         let mut changed = snapshot.targets[1].images.as_deref().unwrap().clone();
         changed[0].state = Some(FastLaunchState::EnabledFailed);
-        Arc::make_mut(&mut snapshot.targets[1]).images = Some(Arc::new(changed));
+        target_mut(&mut snapshot, 1).images = Some(Arc::new(changed));
         snapshot.targets.pop();
         let parts = renderer.exposition_of(&snapshot, later, Format::Text);
         let now_pointers = chunk_pointers(&parts);
@@ -669,7 +700,7 @@ mod tests {
             .iter()
             .flat_map(|images| images.iter().map(|i| i.image_id.clone()))
             .collect();
-        let cloudwatch = Arc::make_mut(&mut snapshot.targets[0]).cloudwatch.as_mut().unwrap();
+        let cloudwatch = target_mut(&mut snapshot, 0).cloudwatch.as_mut().unwrap();
         let launches = cloudwatch.launches.without_available();
         let launches = launches.advanced(&spec, 1_795_003_000, &ids, &[]);
         cloudwatch.launches = Arc::new(launches);
@@ -687,7 +718,7 @@ mod tests {
             renderer.render_snapshot_as(&snapshot, later, Format::OpenMetrics)
         );
 
-        Arc::make_mut(&mut snapshot.targets[0]).account_id = Some("999999999999".into());
+        target_mut(&mut snapshot, 0).account_id = Some("999999999999".into());
         let moved = renderer.exposition_of(&snapshot, later, Format::Text);
         assert!(chunks_of(&moved, info).is_empty());
         assert_eq!(
@@ -733,7 +764,7 @@ mod tests {
         snapshot.targets[1]
             .counters
             .attempt_sent(Api::DescribeFastLaunchImages);
-        Arc::make_mut(&mut snapshot.targets[1]).health.last_ok = false;
+        target_mut(&mut snapshot, 1).health.last_ok = false;
         let later = renderer.exposition_of(&snapshot, now, Format::Text);
         for needle in [requests, success] {
             let (before, after) = (chunks_of(&first, needle), chunks_of(&later, needle));

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::body::Chunk;
-use super::stamped::StampedCache;
+use super::stamped::{Stamped, StampedCache};
 use super::writer::{unix_seconds, Exposition, Kind};
 use super::Format;
 use crate::targets::{Snapshot, TargetView};
@@ -72,29 +72,47 @@ const FAMILIES: [TargetGauge; 7] = [
     ),
 ];
 
-/// The per-target families of the served `targets`, in `blocks`: from `cache` when given,
-/// else line by line.
+/// The collection settings of `snapshot`.
+fn settings(snapshot: &Snapshot) -> Settings {
+    Settings {
+        interval: snapshot.interval,
+        max_staleness: snapshot.max_staleness,
+    }
+}
+
+/// The families of [`FAMILIES`] that `snapshot` serves (`metrics.exclude`): the others are not
+/// rendered into the cache either.
+fn served(snapshot: &Snapshot) -> [bool; FAMILIES.len()] {
+    FAMILIES.map(|(name, ..)| snapshot.metrics.serves(name))
+}
+
+/// The entries of `cache` for the per-target lines of the served `targets` of `snapshot`, one
+/// per block: kept when the block shows the same values.
+pub(super) fn target_entries(
+    cache: &StampedCache,
+    targets: &[&TargetView],
+    blocks: &[Range<usize>],
+    snapshot: &Snapshot,
+) -> Vec<Arc<Stamped>> {
+    let (settings, served) = (settings(snapshot), served(snapshot));
+    cache.entries(blocks.iter().map(|block| {
+        let block = &targets[block.clone()];
+        (&block[0].key, stamp(block, &settings, &served))
+    }))
+}
+
+/// The per-target families of the served `targets`, in `blocks`: from the cache `entries`
+/// (see [`target_entries`]) when given, else line by line.
 pub(super) fn render_targets(
     x: &mut Exposition,
     targets: &[&TargetView],
     blocks: &[Range<usize>],
     snapshot: &Snapshot,
-    cache: Option<&StampedCache>,
+    entries: Option<&[Arc<Stamped>]>,
 ) {
-    let settings = Settings {
-        interval: snapshot.interval,
-        max_staleness: snapshot.max_staleness,
-    };
-    // Excluded families (`metrics.exclude`) are not rendered into the cache either.
-    let served = FAMILIES.map(|(name, ..)| x.serves(name));
-    let entries = cache.map(|cache| {
-        cache.entries(blocks.iter().map(|block| {
-            let block = &targets[block.clone()];
-            (&block[0].key, stamp(block, &settings, &served))
-        }))
-    });
+    let (settings, served) = (settings(snapshot), served(snapshot));
     let format = x.format;
-    let chunks: Option<Vec<&[Arc<Chunk>]>> = entries.as_ref().map(|entries| {
+    let chunks: Option<Vec<&[Arc<Chunk>]>> = entries.map(|entries| {
         entries
             .iter()
             .zip(blocks)

@@ -1,6 +1,7 @@
 //! What a scrape sees of the targets: a [`Snapshot`] of views, taken in one short lock.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -91,6 +92,10 @@ pub struct ReloadStatus {
 /// Everything a scrape renders, as of one instant.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
+    /// Which snapshot this is: the registry numbers those it hands out from 1, so that what is
+    /// worked out from one can be kept for the next scrape of the same; 0 for one built
+    /// elsewhere (never kept).
+    pub id: u64,
     /// One per account id (the first account configured with it), in config order.
     pub accounts: Vec<AccountView>,
     /// Every target, in config order, duplicates included (see [`TargetView::is_served`]).
@@ -127,8 +132,7 @@ impl Registry {
         let mut guard = lock(&self.state);
         let state = &mut *guard;
         if let Some(kept) = &state.snapshot {
-            if kept.generation == state.generation && kept.taken <= now && now <= kept.fresh_until
-            {
+            if kept.generation == state.generation && kept.taken <= now && now <= kept.fresh_until {
                 return kept.snapshot.clone();
             }
         }
@@ -157,7 +161,8 @@ impl Registry {
             // The images are served while fresh: the view keeps them, the snapshot drops them.
             let view = match (view.images.is_some(), view.health.last_success) {
                 (true, Some(at)) if is_fresh(Some(at), now, max_staleness) => {
-                    fresh_until = fresh_until.min(at.checked_add(max_staleness).unwrap_or(fresh_until));
+                    fresh_until =
+                        fresh_until.min(at.checked_add(max_staleness).unwrap_or(fresh_until));
                     view
                 }
                 (true, _) => Arc::new(TargetView {
@@ -169,7 +174,9 @@ impl Registry {
             targets.push(view);
         }
         let (accounts, static_label_names) = account_rows(state, &targets);
+        static TAKEN: AtomicU64 = AtomicU64::new(1);
         let snapshot = Arc::new(Snapshot {
+            id: TAKEN.fetch_add(1, Ordering::Relaxed),
             accounts,
             targets,
             static_label_names,

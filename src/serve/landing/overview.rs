@@ -181,7 +181,11 @@ fn is_account(target: &TargetView, value: &str) -> bool {
 
 impl<'a> Overview<'a> {
     /// The page's content for `targets` (a snapshot's) under `filters`, each list cut to `rows`.
-    pub(super) fn build(targets: &'a [Arc<TargetView>], filters: &Filters, rows: usize) -> Overview<'a> {
+    pub(super) fn build(
+        targets: &'a [Arc<TargetView>],
+        filters: &Filters,
+        rows: usize,
+    ) -> Overview<'a> {
         let mut problems = unknown_names(targets, filters);
         let scope: Vec<(&TargetView, Outcome)> = targets
             .iter()
