@@ -3,12 +3,13 @@
 //! DescribeRegions) with the APIs it calls; callers in one account and region add up.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
 use super::body::Chunk;
+use super::fast_hash::{FastHasher, FastMap, FastSet};
 use super::stamped::StampedCache;
 use super::writer::{unix_seconds, Exposition, Kind};
 use super::Format;
@@ -29,7 +30,10 @@ pub(super) type CallSeriesRef<'a> = (&'a str, &'a str, Api, &'static str);
 pub(super) struct CounterFloor {
     /// Per account id, per (region, api, error code): the value last exported, and what
     /// callers that went had counted.
-    series: HashMap<String, Vec<(FloorKey, Floor)>>,
+    series: FastMap<String, Vec<(FloorKey, Floor)>>,
+    /// The callers [`CounterFloor::keep_only`] last kept, as a hash of who they were: the same
+    /// callers again need no pass over every series.
+    kept_for: Option<u64>,
 }
 
 /// A series of one account id in [`CounterFloor`]: region, api, error code.
@@ -68,7 +72,7 @@ impl CounterFloor {
     }
 
     /// Forgets the series of account ids and regions no caller has any more.
-    pub(super) fn keep_only(&mut self, callers: &HashSet<(&str, &str)>) {
+    pub(super) fn keep_only(&mut self, callers: &FastSet<(&str, &str)>) {
         for (account, list) in self.series.iter_mut() {
             list.retain(|((region, ..), _)| callers.contains(&(account.as_str(), region.as_str())));
         }
@@ -77,9 +81,8 @@ impl CounterFloor {
 }
 
 /// When the first of `counters` started: the `_created` of their shared series.
-fn created_of(counters: &[&ApiCounters]) -> f64 {
+fn created_of<'c>(counters: impl Iterator<Item = &'c ApiCounters>) -> f64 {
     counters
-        .iter()
         .map(|c| unix_seconds(c.created()))
         .fold(f64::INFINITY, f64::min)
 }
@@ -110,7 +113,17 @@ struct Merged<'a> {
     account_id: &'a str,
     region: &'a str,
     apis: Cow<'a, [Api]>,
-    counters: Vec<&'a ApiCounters>,
+    /// The first caller's counters, and those of the others (most series have one caller:
+    /// no allocation for them).
+    first: &'a ApiCounters,
+    more: Vec<&'a ApiCounters>,
+}
+
+impl<'a> Merged<'a> {
+    /// The counters of every caller merged here.
+    fn counters(&self) -> impl Iterator<Item = &'a ApiCounters> + '_ {
+        std::iter::once(self.first).chain(self.more.iter().copied())
+    }
 }
 
 /// Callers in one account and region (a target, discovery's DescribeRegions, the queue,
@@ -120,7 +133,8 @@ struct Merged<'a> {
 fn merge<'a>(targets: Vec<CallerRef<'a>>, others: &'a [Caller]) -> Vec<Merged<'a>> {
     let own = targets.len();
     let mut merged: Vec<Merged<'a>> = Vec::with_capacity(own + others.len());
-    let mut index_of: HashMap<(&str, &str), usize> = HashMap::with_capacity(own);
+    let mut index_of: FastMap<(&str, &str), usize> =
+        FastMap::with_capacity_and_hasher(own, Default::default());
     let callers = targets
         .into_iter()
         .chain(others.iter().map(CallerRef::from));
@@ -138,7 +152,7 @@ fn merge<'a>(targets: Vec<CallerRef<'a>>, others: &'a [Caller]) -> Vec<Merged<'a
                         kept.apis.to_mut().push(*api);
                     }
                 }
-                kept.counters.push(caller.counters);
+                kept.more.push(caller.counters);
             }
             None => {
                 index_of.insert(key, merged.len());
@@ -147,7 +161,8 @@ fn merge<'a>(targets: Vec<CallerRef<'a>>, others: &'a [Caller]) -> Vec<Merged<'a
                     account_id: key.0,
                     region: key.1,
                     apis,
-                    counters: vec![caller.counters],
+                    first: caller.counters,
+                    more: Vec::new(),
                 });
             }
         }
@@ -173,8 +188,10 @@ pub(super) fn render_calls(
     let callers = merge(targets, others);
     {
         let mut floor = lock(floor);
-        if !floor.series.is_empty() {
+        let who = composition(&callers);
+        if !floor.series.is_empty() && floor.kept_for != Some(who) {
             floor.keep_only(&callers.iter().map(|c| (c.account_id, c.region)).collect());
+            floor.kept_for = Some(who);
         }
     }
     // The merged callers of each block (in target order), then those of no target.
@@ -231,6 +248,15 @@ pub(super) fn render_calls(
     write_errors(x, rest, floor);
 }
 
+/// Who `callers` are: a hash of their account ids and regions.
+fn composition(callers: &[Merged<'_>]) -> u64 {
+    let mut hasher = FastHasher::default();
+    for caller in callers {
+        (caller.account_id, caller.region).hash(&mut hasher);
+    }
+    hasher.finish()
+}
+
 /// The requests and the errors chunk of one block's callers.
 fn render_block(
     callers: &[Merged<'_>],
@@ -258,13 +284,15 @@ fn render_block(
 /// A hash of everything the lines of `callers` show: which callers (their counters' identity
 /// and start) and how often their counters changed.
 fn stamp(callers: &[Merged<'_>], served: [bool; 2]) -> u64 {
-    let mut hasher = DefaultHasher::new();
+    // Fast, and still apart for two states that differ in one value (each step of the hash is
+    // a bijection): the usual change, one counter moved.
+    let mut hasher = FastHasher::default();
     served.hash(&mut hasher);
     for caller in callers {
         (caller.account_id, caller.region).hash(&mut hasher);
         caller.apis.hash(&mut hasher);
-        for counters in &caller.counters {
-            std::ptr::hash(*counters, &mut hasher);
+        for counters in caller.counters() {
+            std::ptr::hash(counters, &mut hasher);
             counters.created().hash(&mut hasher);
             counters.changes().hash(&mut hasher);
         }
@@ -278,11 +306,7 @@ fn write_requests(x: &mut Exposition, callers: &[Merged<'_>], floor: &Mutex<Coun
         let (account, region) = (caller.account_id, caller.region);
         for api in caller.apis.iter() {
             let series = (account, region, *api, "");
-            let sum = caller
-                .counters
-                .iter()
-                .map(|c| c.requests(*api))
-                .sum::<u64>();
+            let sum = caller.counters().map(|c| c.requests(*api)).sum::<u64>();
             x.counter(
                 REQUESTS,
                 &[
@@ -291,7 +315,7 @@ fn write_requests(x: &mut Exposition, callers: &[Merged<'_>], floor: &Mutex<Coun
                     ("api", api.as_str()),
                 ],
                 floor.value(series, sum) as f64,
-                created_of(&caller.counters),
+                created_of(caller.counters()),
             );
         }
     }
@@ -302,7 +326,7 @@ fn write_errors(x: &mut Exposition, callers: &[Merged<'_>], floor: &Mutex<Counte
     for caller in callers {
         let (account, region) = (caller.account_id, caller.region);
         let mut errors: BTreeMap<(Api, &'static str), u64> = BTreeMap::new();
-        for ((api, code), count) in caller.counters.iter().flat_map(|c| c.errors()) {
+        for ((api, code), count) in caller.counters().flat_map(|c| c.errors()) {
             *errors.entry((api, code)).or_default() += count;
         }
         for ((api, code), count) in errors {
@@ -320,7 +344,7 @@ fn write_errors(x: &mut Exposition, callers: &[Merged<'_>], floor: &Mutex<Counte
                     ("error_code", code),
                 ],
                 floor.value(series, count) as f64,
-                created_of(&caller.counters),
+                created_of(caller.counters()),
             );
         }
     }

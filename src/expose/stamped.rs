@@ -3,10 +3,10 @@
 //! collection, so a block's lines are rendered again when a collection in it landed or a
 //! counter in it moved, and shared by every scrape in between.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use super::body::Chunk;
+use super::fast_hash::FastMap;
 use super::Format;
 use crate::domain::model::TargetKey;
 use crate::domain::sync::lock;
@@ -34,7 +34,7 @@ impl Stamped {
 /// The [`Stamped`] lines of every block, by the block's first target.
 #[derive(Default)]
 pub(super) struct StampedCache {
-    entries: Mutex<HashMap<TargetKey, Arc<Stamped>>>,
+    entries: Mutex<FastMap<TargetKey, Arc<Stamped>>>,
 }
 
 impl StampedCache {
