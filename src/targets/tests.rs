@@ -591,10 +591,7 @@ async fn events_collect_now_debounced_and_only_for_served_targets() {
     let aws = FakeAws::new();
     let registry = registry(&aws);
     let stats = Arc::new(EventStats::default());
-    let event = |happened: Option<SystemTime>| CollectNow {
-        happened,
-        stats: stats.clone(),
-    };
+    let event = |happened: Option<SystemTime>| CollectNow::new(happened, stats.clone());
     let start = Instant::now();
     let target = role_spec("us-east-1");
     let settings = CollectionSettings {
