@@ -528,11 +528,7 @@ async fn shutdown_stops_the_receiver_during_a_delete() {
     let running = start(&queue, &FakeTrigger::knowing(&[]), Shard::default());
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(queue.batches("delete"), [["m"]], "still on the wire");
-    assert_eq!(
-        queue.receive_times(),
-        [0, 0],
-        "receiving goes on meanwhile"
-    );
+    assert_eq!(queue.receive_times(), [0, 0], "receiving goes on meanwhile");
     running.stop_at_once().await;
 }
 

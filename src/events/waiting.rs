@@ -205,10 +205,7 @@ mod tests {
         let held: Vec<_> = (0..3)
             .map(|i| waiting.hold(&message(&format!("m{i}"), "r")))
             .collect();
-        let wait = tokio::time::timeout(
-            std::time::Duration::from_secs(1),
-            waiting.fewer_than(3),
-        );
+        let wait = tokio::time::timeout(std::time::Duration::from_secs(1), waiting.fewer_than(3));
         assert!(wait.await.is_err(), "three wait");
         let mut held = held;
         let released = tokio::spawn(async move {

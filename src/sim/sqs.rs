@@ -321,7 +321,9 @@ pub(super) fn answer(
         }
         "ChangeMessageVisibilityBatch" => {
             let queue = world.queues.get_mut(url).expect("checked above");
-            batch(body, |receipt, entry| change_visibility(queue, receipt, entry))
+            batch(body, |receipt, entry| {
+                change_visibility(queue, receipt, entry)
+            })
         }
         other => SqsAnswer::error(
             400,
@@ -333,10 +335,7 @@ pub(super) fn answer(
 }
 
 /// A batch action's answer: `apply` each entry by its receipt handle.
-fn batch(
-    body: &Value,
-    mut apply: impl FnMut(&str, &Value) -> Result<(), EntryError>,
-) -> SqsAnswer {
+fn batch(body: &Value, mut apply: impl FnMut(&str, &Value) -> Result<(), EntryError>) -> SqsAnswer {
     let mut successful = Vec::new();
     let mut failed = Vec::new();
     for entry in body

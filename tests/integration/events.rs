@@ -480,7 +480,10 @@ async fn an_event_received_by_an_exporter_that_stops_before_its_collection_comes
     // Stopped (gracefully: shutdown deletes nothing it has not collected for).
     let status = first.stop_with("TERM", DEADLINE).await;
     assert!(status.is_some_and(|s| s.success()), "{status:?}");
-    assert!(sim.world().deleted_messages().is_empty(), "lost at the stop");
+    assert!(
+        sim.world().deleted_messages().is_empty(),
+        "lost at the stop"
+    );
     assert_eq!(receive_count(&sim, &id), 1);
 
     // The next exporter gets it once its visibility timeout ran out, collects and deletes it.
@@ -509,7 +512,11 @@ fn sqs_client(sim: &Simulator) -> aws_sdk_sqs::Client {
         .region(aws_sdk_sqs::config::Region::new("us-east-1"))
         .endpoint_url(sim.url())
         .credentials_provider(aws_credential_types::Credentials::new(
-            BASE_KEY, BASE_SECRET, None, None, "test",
+            BASE_KEY,
+            BASE_SECRET,
+            None,
+            None,
+            "test",
         ))
         .build();
     aws_sdk_sqs::Client::from_conf(config)
@@ -575,7 +582,11 @@ async fn the_simulated_queue_keeps_the_visibility_timeout_as_sqs_does() {
     let (third, count) = one(receive(Some(30)).await.unwrap()).unwrap();
     assert_eq!(count, "3");
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    assert_eq!(one(receive(None).await.unwrap()), None, "the receive's timeout");
+    assert_eq!(
+        one(receive(None).await.unwrap()),
+        None,
+        "the receive's timeout"
+    );
     // Not in flight by a stale handle; a timeout past 12 hours refused.
     let error = sqs
         .change_message_visibility()
@@ -585,7 +596,10 @@ async fn the_simulated_queue_keeps_the_visibility_timeout_as_sqs_does() {
         .send()
         .await
         .unwrap_err();
-    assert_eq!(error.code(), Some("AWS.SimpleQueueService.MessageNotInflight"));
+    assert_eq!(
+        error.code(),
+        Some("AWS.SimpleQueueService.MessageNotInflight")
+    );
     let error = sqs
         .change_message_visibility()
         .queue_url(QUEUE)
@@ -620,7 +634,7 @@ async fn the_simulated_queue_keeps_the_visibility_timeout_as_sqs_does() {
         .await
         .unwrap();
     assert!(batch.failed().is_empty(), "{batch:?}");
-    assert_eq!(sim.world().deleted_messages(), [id.clone()]);
+    assert_eq!(sim.world().deleted_messages(), std::slice::from_ref(&id));
     assert_eq!(sim.world().queue_depth(QUEUE), (0, 0));
     sqs.delete_message()
         .queue_url(QUEUE)
@@ -641,5 +655,8 @@ async fn the_simulated_queue_keeps_the_visibility_timeout_as_sqs_does() {
         .send()
         .await
         .unwrap_err();
-    assert_eq!(error.code(), Some("AWS.SimpleQueueService.MessageNotInflight"));
+    assert_eq!(
+        error.code(),
+        Some("AWS.SimpleQueueService.MessageNotInflight")
+    );
 }
