@@ -160,8 +160,8 @@ pub fn start_jitter(interval: Duration, draw: f64) -> Duration {
 }
 
 /// Waits for the next reason to collect: the schedule (None) or an event (Some), whose
-/// requests within `debounce` of the first are merged into one (the latest time wins). None
-/// of both when `cancel` came first.
+/// requests within `debounce` of the first are merged into one (the latest time wins, the
+/// messages of all of them wait for it). None of both when `cancel` came first.
 async fn next_cause(
     ticker: &mut tokio::time::Interval,
     triggers: &Triggers,
@@ -176,9 +176,7 @@ async fn next_cause(
             loop {
                 tokio::select! {
                     _ = &mut window => break,
-                    next = triggers.next() => {
-                        latest.happened = latest.happened.max(next.happened);
-                    }
+                    next = triggers.next() => latest.merge(next),
                     _ = cancel.cancelled() => return None,
                 }
             }
@@ -191,7 +189,8 @@ async fn next_cause(
 /// One target's loop: collect after a jitter, then every interval, and when an event asks
 /// (`triggers`), until `cancel`. Events within `event_debounce` of the first share one
 /// collection; the loop is sequential, so an event's collection never overlaps the scheduled
-/// one.
+/// one. The queue messages of an event's collection are told how its fast launch part ended
+/// (deleted when it succeeded); cancelled first, they are dropped untold and left on the queue.
 pub async fn run_target(
     sink: Arc<dyn ResultSink>,
     run: TargetRun,
@@ -218,7 +217,8 @@ pub async fn run_target(
             let collected =
                 collect_fast_launch(sink.as_ref(), &run, &settings, &semaphore, event.as_ref())
                     .await;
-            if event.is_some() {
+            if let Some(event) = event {
+                event.settle(collected.is_some());
                 // The event's collection stands for the tick that fell due meanwhile.
                 ticker.reset();
             }
@@ -265,6 +265,7 @@ async fn collect_fast_launch(
     if let Some(CollectNow {
         happened: Some(happened),
         stats,
+        ..
     }) = event
     {
         stats.record_lag(

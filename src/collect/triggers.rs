@@ -1,7 +1,8 @@
 //! The collections events ask of one target: one slot, not a queue. Asks that arrive before the
 //! target takes them merge into one (the latest event time), as the debounce would merge them
-//! anyway; a slot costs a few dozen bytes where a channel's first block of 32 messages cost
-//! 800 bytes a target (13.6 MB at 17,000 targets).
+//! anyway, and the queue messages waiting for either wait for that one collection. A slot costs
+//! a few dozen bytes where a channel's first block of 32 messages cost 800 bytes a target
+//! (13.6 MB at 17,000 targets).
 
 use std::sync::Mutex;
 
@@ -23,7 +24,7 @@ impl Triggers {
         {
             let mut slot = lock(&self.slot);
             match &mut *slot {
-                Some(pending) => pending.happened = pending.happened.max(ask.happened),
+                Some(pending) => pending.merge(ask),
                 None => *slot = Some(ask),
             }
         }
@@ -50,10 +51,10 @@ mod tests {
     use crate::domain::stats::EventStats;
 
     fn ask(seconds: u64) -> CollectNow {
-        CollectNow {
-            happened: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(seconds)),
-            stats: Arc::new(EventStats::new("111111111111", "us-east-1", Vec::new())),
-        }
+        CollectNow::new(
+            Some(SystemTime::UNIX_EPOCH + Duration::from_secs(seconds)),
+            Arc::new(EventStats::new("111111111111", "us-east-1", Vec::new())),
+        )
     }
 
     /// Asks not yet taken merge into one with the latest time; a later ask wakes a waiter.

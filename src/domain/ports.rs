@@ -99,6 +99,42 @@ pub struct CollectNow {
     pub happened: Option<SystemTime>,
     /// Where the lag from `happened` to the end of the collection is recorded.
     pub stats: Arc<EventStats>,
+    /// The queue messages waiting for this collection, told how it ended. Dropped untold (the
+    /// target stopped first), they are left on the queue.
+    pub deliveries: Vec<Arc<dyn Delivery>>,
+}
+
+impl CollectNow {
+    /// A request for the collection of an event that happened at `happened`, with no message
+    /// waiting for it.
+    pub fn new(happened: Option<SystemTime>, stats: Arc<EventStats>) -> CollectNow {
+        CollectNow {
+            happened,
+            stats,
+            deliveries: Vec::new(),
+        }
+    }
+
+    /// Merges a later request into this one: one collection serves both (the latest time wins,
+    /// every waiting message waits for it).
+    pub fn merge(&mut self, later: CollectNow) {
+        self.happened = self.happened.max(later.happened);
+        self.deliveries.extend(later.deliveries);
+    }
+
+    /// Tells every waiting message how its collection ended.
+    pub fn settle(self, succeeded: bool) {
+        for delivery in self.deliveries {
+            delivery.collected(succeeded);
+        }
+    }
+}
+
+/// A received queue message waiting for the collection it asked for (implemented by the event
+/// receiver, which deletes it from the queue once that collection succeeded).
+pub trait Delivery: Send + Sync + std::fmt::Debug {
+    /// How one collection it asked for ended: the fast launch images were read, or not.
+    fn collected(&self, succeeded: bool);
 }
 
 /// One message as the queue gave it.

@@ -3,14 +3,18 @@
 //! an event only asks for a collection, whose result replaces the target's data by the normal
 //! path.
 //!
-//! The receiver long-polls `ReceiveMessage`, handles every message (applied, ignored or
-//! malformed) and only then deletes them with `DeleteMessageBatch`. A failing queue is retried
-//! with backoff and shown in metrics; collection goes on by schedule meanwhile.
+//! The receiver long-polls `ReceiveMessage` and handles every message. An applied one (it asks
+//! a target to collect) is deleted with `DeleteMessageBatch` only once that collection
+//! succeeded: when it fails, or the target or the process stops first, the message is left on
+//! the queue and comes back after the queue's visibility timeout (see `waiting`). Ignored and
+//! malformed ones are deleted once handled: nothing would come of them again. A failing queue
+//! is retried with backoff and shown in metrics; collection goes on by schedule meanwhile.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -20,6 +24,10 @@ use crate::domain::ids::{check_account_id, check_region};
 use crate::domain::ports::{CollectNow, Queue, QueueMessage};
 use crate::domain::shard::Shard;
 use crate::domain::stats::{EventResult, EventStats};
+
+mod waiting;
+
+use self::waiting::{Waiting, MAX_WAITING};
 
 /// What an event asks for: that the targets of an account and region collect now (implemented
 /// by the registry: the receiver never names it).
@@ -139,8 +147,10 @@ pub fn state_change_event(
     .to_string()
 }
 
-/// Receives events until `shutdown`: every message is handled, then deleted; events for another
-/// shard's targets are handed back to the queue for it.
+/// Receives events until `shutdown`. A message whose event asks a target to collect is deleted
+/// once that collection succeeded (by a second task, so that a long poll does not hold the
+/// delete back); the others are deleted once handled; events for another shard's targets are
+/// handed back to the queue for it.
 pub async fn run_receiver(
     queue: Arc<dyn Queue>,
     settings: EventsSettings,
@@ -150,18 +160,45 @@ pub async fn run_receiver(
     shutdown: CancellationToken,
 ) {
     info!(queue = %settings.queue.url, "receiving fast launch events");
-    let mut backoff = BACKOFF.0;
-    let mut handler = Handler {
+    let (to_delete, deletes) = mpsc::unbounded_channel();
+    let handler = Handler {
         shard,
         trigger,
-        stats: stats.clone(),
+        stats,
+        waiting: Waiting::new(to_delete.clone()),
         logged_kinds: Default::default(),
     };
+    tokio::join!(
+        receive(queue.as_ref(), &settings, handler, to_delete, &shutdown),
+        delete_in_batches(queue.as_ref(), deletes, &shutdown),
+    );
+}
+
+/// The receiving half of [`run_receiver`]: long-polls, handles, hands back, and sends what is
+/// handled to `to_delete`.
+async fn receive(
+    queue: &dyn Queue,
+    settings: &EventsSettings,
+    mut handler: Handler,
+    to_delete: mpsc::UnboundedSender<QueueMessage>,
+    shutdown: &CancellationToken,
+) {
+    let mut backoff = BACKOFF.0;
     let waited = format!(
         "no answer within the long-poll wait plus {}s",
         CALL_GRACE.as_secs()
     );
     loop {
+        if handler.waiting.still_waiting() >= MAX_WAITING {
+            warn!(
+                waiting = MAX_WAITING,
+                "events wait for their collections; receiving paused until fewer do"
+            );
+            tokio::select! {
+                _ = handler.waiting.fewer_than(MAX_WAITING) => {}
+                _ = shutdown.cancelled() => return,
+            }
+        }
         let receive = within(
             settings.wait_time + CALL_GRACE,
             Api::ReceiveMessage,
@@ -174,12 +211,12 @@ pub async fn run_receiver(
         };
         let messages = match received {
             Ok(messages) => {
-                stats.record_receive(true);
+                handler.stats.record_receive(true);
                 backoff = BACKOFF.0;
                 messages
             }
             Err(error) => {
-                stats.record_receive(false);
+                handler.stats.record_receive(false);
                 warn!(error = %error, retry_in_s = backoff.as_secs(), "cannot receive events; collection goes on by schedule");
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
@@ -189,15 +226,45 @@ pub async fn run_receiver(
                 continue;
             }
         };
-        let (handled, others) = handler.sort(&messages);
-        let finish = async {
-            send_back(queue.as_ref(), &others).await;
-            delete(queue.as_ref(), &handled).await;
-        };
+        let (handled, others) = handler.sort(messages);
+        for message in handled {
+            // The other half stops only at shutdown, when this one does.
+            let _ = to_delete.send(message);
+        }
         tokio::select! {
-            _ = finish => {}
+            _ = send_back(queue, &others) => {}
             _ = shutdown.cancelled() => return,
         }
+    }
+}
+
+/// The deleting half of [`run_receiver`]: deletes the messages sent to it, up to 10 a call
+/// (as many as are waiting), until `shutdown`. What is not deleted by then comes back to the
+/// next receiver.
+async fn delete_in_batches(
+    queue: &dyn Queue,
+    mut deletes: mpsc::UnboundedReceiver<QueueMessage>,
+    shutdown: &CancellationToken,
+) {
+    let mut batch = Vec::with_capacity(10);
+    loop {
+        let first = tokio::select! {
+            message = deletes.recv() => message,
+            _ = shutdown.cancelled() => return,
+        };
+        let Some(first) = first else { return };
+        batch.push(first);
+        while batch.len() < 10 {
+            match deletes.try_recv() {
+                Ok(message) => batch.push(message),
+                Err(_) => break,
+            }
+        }
+        tokio::select! {
+            _ = delete(queue, &batch) => {}
+            _ = shutdown.cancelled() => return,
+        }
+        batch.clear();
     }
 }
 
@@ -207,23 +274,33 @@ struct Handler {
     shard: Shard,
     trigger: Arc<dyn Trigger>,
     stats: Arc<EventStats>,
+    /// The applied messages waiting for their collections.
+    waiting: Waiting,
     /// What was logged once already (per kind of ignored or malformed message).
     logged_kinds: std::collections::BTreeSet<String>,
 }
 
 impl Handler {
-    /// Handles `messages`: (the ones handled here, the ones for another shard's targets).
-    fn sort(&mut self, messages: &[QueueMessage]) -> (Vec<QueueMessage>, Vec<QueueMessage>) {
+    /// Handles `messages`: (the ones to delete now, the ones for another shard's targets). An
+    /// applied message is in neither: it waits for its collection.
+    fn sort(&mut self, messages: Vec<QueueMessage>) -> (Vec<QueueMessage>, Vec<QueueMessage>) {
         let mut handled: Vec<QueueMessage> = Vec::with_capacity(messages.len());
         let mut others: Vec<QueueMessage> = Vec::new();
         for message in messages {
             let result = match parse_event(&message.body) {
                 Ok(Some(change)) if !self.shard.owns(&change.account_id, &change.region) => {
                     debug!(account_id = %change.account_id, region = %change.region, "event for another shard's target; left on the queue for it");
-                    others.push(message.clone());
+                    others.push(message);
                     continue;
                 }
-                Ok(Some(change)) => self.apply(&change),
+                Ok(Some(change)) => {
+                    let result = self.apply(&change, &message);
+                    self.stats.count(result);
+                    if result != EventResult::Applied {
+                        handled.push(message);
+                    }
+                    continue;
+                }
                 Ok(None) => {
                     if self.logged_kinds.insert("other".to_string()) {
                         debug!("event of another detail-type or source; ignored");
@@ -238,16 +315,24 @@ impl Handler {
                 }
             };
             self.stats.count(result);
-            handled.push(message.clone());
+            handled.push(message);
         }
         (handled, others)
     }
 
-    /// Asks the targets `change` names to collect now.
-    fn apply(&mut self, change: &StateChange) -> EventResult {
+    /// Asks the targets `change` names to collect now, with `message` waiting for that
+    /// collection. A message received again while it still waits asks nothing more: the
+    /// collection it waits for is still to come.
+    fn apply(&mut self, change: &StateChange, message: &QueueMessage) -> EventResult {
+        if self.waiting.received_again(message) {
+            debug!(message_id = %message.id, "event received again while its collection is still to come");
+            return EventResult::Applied;
+        }
+        let held = self.waiting.hold(message);
         let request = CollectNow {
             happened: change.time,
             stats: self.stats.clone(),
+            deliveries: vec![held],
         };
         if self
             .trigger
@@ -282,20 +367,18 @@ async fn send_back(queue: &dyn Queue, messages: &[QueueMessage]) {
     }
 }
 
-/// Deletes handled `messages`, 10 at a time. A failed delete means they come back and are
-/// handled again, which only costs one more collection.
+/// Deletes `messages` (at most 10). A failed delete means they come back and are handled
+/// again, which only costs one more collection.
 async fn delete(queue: &dyn Queue, messages: &[QueueMessage]) {
     let waited = format!("no answer within {}s", CALL_GRACE.as_secs());
-    for batch in messages.chunks(10) {
-        let deleted = within(
-            CALL_GRACE,
-            Api::DeleteMessageBatch,
-            &waited,
-            queue.delete(batch),
-        );
-        if let Err(error) = deleted.await {
-            warn!(error = %error, "cannot delete handled events; they will be received again");
-        }
+    let deleted = within(
+        CALL_GRACE,
+        Api::DeleteMessageBatch,
+        &waited,
+        queue.delete(messages),
+    );
+    if let Err(error) = deleted.await {
+        warn!(error = %error, "cannot delete handled events; they will be received again");
     }
 }
 

@@ -1,5 +1,6 @@
 //! The receiver loop against a fake queue and a fake trigger, on a paused tokio clock: what is
-//! counted, deleted and handed back, the backoff after failed receives, and shutdown.
+//! counted, deleted (an applied message only once its collection succeeded) and handed back,
+//! the backoff after failed receives, and shutdown.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Mutex;
@@ -41,6 +42,8 @@ struct QueueState {
     receives: Vec<(Duration, Duration, i32)>,
     /// Every delete and release, in order, with the message ids of its batch.
     calls: Vec<(&'static str, Vec<String>)>,
+    /// The receipt handles of every delete, in order.
+    deleted_handles: Vec<String>,
     delete_hangs: bool,
 }
 
@@ -54,6 +57,7 @@ impl FakeQueue {
             then,
             receives: Vec::new(),
             calls: Vec::new(),
+            deleted_handles: Vec::new(),
             delete_hangs: false,
         })))
     }
@@ -126,6 +130,9 @@ impl Queue for FakeQueue {
     fn delete<'a>(&'a self, messages: &'a [QueueMessage]) -> BoxFuture<'a, Result<(), ApiError>> {
         Box::pin(async move {
             self.record("delete", messages);
+            lock(&self.0)
+                .deleted_handles
+                .extend(messages.iter().map(|m| m.receipt_handle.clone()));
             if lock(&self.0).delete_hangs {
                 std::future::pending::<()>().await;
             }
@@ -144,7 +151,10 @@ impl Queue for FakeQueue {
 /// A trigger that knows some (account id, region) pairs and records every request.
 struct FakeTrigger {
     known: BTreeSet<(String, String)>,
+    /// The requests whose collections have not ended yet.
     requests: Mutex<Vec<(String, String, CollectNow)>>,
+    /// Every (account id, region) asked, in order.
+    asked: Mutex<Vec<(String, String)>>,
 }
 
 impl FakeTrigger {
@@ -155,19 +165,26 @@ impl FakeTrigger {
                 .map(|(a, r)| (a.to_string(), r.to_string()))
                 .collect(),
             requests: Mutex::new(Vec::new()),
+            asked: Mutex::new(Vec::new()),
         })
     }
 
+    /// Ends the collections asked for so far: `succeeded` or not.
+    fn collected(&self, succeeded: bool) {
+        let requests = std::mem::take(&mut *lock(&self.requests));
+        for (_, _, request) in requests {
+            request.settle(succeeded);
+        }
+    }
+
     fn asked(&self) -> Vec<(String, String)> {
-        lock(&self.requests)
-            .iter()
-            .map(|(a, r, _)| (a.clone(), r.clone()))
-            .collect()
+        lock(&self.asked).clone()
     }
 }
 
 impl Trigger for FakeTrigger {
     fn collect_now(&self, account_id: &str, region: &str, request: CollectNow) -> bool {
+        lock(&self.asked).push((account_id.to_string(), region.to_string()));
         lock(&self.requests).push((account_id.to_string(), region.to_string(), request));
         self.known
             .contains(&(account_id.to_string(), region.to_string()))
@@ -286,18 +303,16 @@ async fn each_message_is_applied_ignored_or_malformed_counted_and_then_deleted()
         queue.calls(),
         [(
             "delete",
-            [
-                "applied",
-                "not-here",
-                "other-type",
-                "not-json",
-                "bad-account"
-            ]
-            .map(String::from)
-            .to_vec()
+            ["not-here", "other-type", "not-json", "bad-account"]
+                .map(String::from)
+                .to_vec()
         )],
-        "every handled message deleted, nothing handed back"
+        "every message that asks no collection deleted, nothing handed back"
     );
+    // The applied one, once the collection it asked for succeeded.
+    request.settle(true);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(queue.batches("delete")[1], ["applied"]);
     // The long poll asks with the configured wait and batch size, then polls on.
     assert_eq!(lock(&queue.0).receives[0].1, WAIT);
     assert_eq!(lock(&queue.0).receives[0].2, 7);
@@ -336,13 +351,18 @@ async fn messages_for_another_shards_targets_are_handed_back_and_not_deleted() {
     let trigger = FakeTrigger::knowing(&[(ACCOUNT, mine), (ACCOUNT, theirs)]);
     let running = start(&queue, &trigger, shard);
     tokio::time::sleep(Duration::from_secs(1)).await;
+    trigger.collected(true);
+    tokio::time::sleep(Duration::from_secs(1)).await;
 
     assert_eq!(
-        queue.calls(),
-        [
-            ("release", vec!["theirs-1".to_string(), "theirs-2".into()]),
-            ("delete", vec!["mine".to_string(), "malformed".into()]),
-        ]
+        queue.batches("release"),
+        [["theirs-1", "theirs-2"]],
+        "handed back at once"
+    );
+    assert_eq!(
+        queue.batches("delete"),
+        [vec!["malformed"], vec!["mine"]],
+        "the malformed one at once, mine once collected"
     );
     assert_eq!(
         trigger.asked(),
@@ -390,6 +410,8 @@ async fn messages_are_deleted_and_handed_back_ten_at_a_time() {
     let queue = FakeQueue::new(vec![Receive::Messages(messages)], Receive::Idle);
     let trigger = FakeTrigger::knowing(&[(ACCOUNT, mine)]);
     let running = start(&queue, &trigger, shard);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    trigger.collected(true);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let sizes = |kind: &str| -> Vec<usize> { queue.batches(kind).iter().map(Vec::len).collect() };
     assert_eq!(sizes("delete"), [10, 10, 3]);
@@ -501,15 +523,103 @@ async fn shutdown_stops_the_receiver_during_a_backoff() {
 #[tokio::test(start_paused = true)]
 async fn shutdown_stops_the_receiver_during_a_delete() {
     let messages = vec![message("m", event(ACCOUNT, "us-east-1"))];
-    let queue = FakeQueue::new(vec![Receive::Messages(messages)], Receive::Idle);
+    let queue = FakeQueue::new(vec![Receive::Messages(messages)], Receive::Hangs);
     lock(&queue.0).delete_hangs = true;
     let running = start(&queue, &FakeTrigger::knowing(&[]), Shard::default());
     tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(queue.batches("delete"), [["m"]], "still on the wire");
+    assert_eq!(queue.receive_times(), [0, 0], "receiving goes on meanwhile");
+    running.stop_at_once().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_message_whose_collection_failed_is_left_on_the_queue_and_asks_again_when_it_comes_back()
+{
+    let first = message("m", event(ACCOUNT, "us-east-1"));
+    // SQS delivers it again after the visibility timeout, with a new receipt handle.
+    let again = QueueMessage {
+        receipt_handle: "receipt-m-2".into(),
+        ..first.clone()
+    };
+    let script = vec![
+        Receive::Messages(vec![first]),
+        Receive::Idle,
+        Receive::Messages(vec![again]),
+    ];
+    let queue = FakeQueue::new(script, Receive::Idle);
+    let trigger = FakeTrigger::knowing(&[(ACCOUNT, "us-east-1")]);
+    let running = start(&queue, &trigger, Shard::default());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    trigger.collected(false);
+    // Past the idle long poll: received again.
+    tokio::time::sleep(Duration::from_secs(25)).await;
+    assert!(queue.calls().is_empty(), "not deleted: {:?}", queue.calls());
+    assert_eq!(trigger.asked().len(), 2, "asked again");
+    trigger.collected(true);
+    tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(queue.batches("delete"), [["m"]]);
-    assert_eq!(
-        queue.receive_times(),
-        [0],
-        "the delete is still on the wire"
-    );
+    let deleted = lock(&queue.0).deleted_handles.clone();
+    assert_eq!(deleted, ["receipt-m-2"], "by its newest receipt handle");
+    assert_eq!(counts(&running.stats), [2, 0, 0]);
+    running.stop_at_once().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_message_received_again_while_it_waits_asks_nothing_more_and_is_deleted_by_its_new_handle(
+) {
+    let first = message("m", event(ACCOUNT, "us-east-1"));
+    let again = QueueMessage {
+        receipt_handle: "receipt-m-2".into(),
+        ..first.clone()
+    };
+    let script = vec![
+        Receive::Messages(vec![first]),
+        Receive::Messages(vec![again]),
+    ];
+    let queue = FakeQueue::new(script, Receive::Idle);
+    let trigger = FakeTrigger::knowing(&[(ACCOUNT, "us-east-1")]);
+    let running = start(&queue, &trigger, Shard::default());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(trigger.asked().len(), 1, "one collection for both receives");
+    trigger.collected(true);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(lock(&queue.0).deleted_handles, ["receipt-m-2"]);
+    assert_eq!(counts(&running.stats), [2, 0, 0]);
+    running.stop_at_once().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn messages_still_waiting_at_shutdown_are_not_deleted() {
+    let messages = vec![message("m", event(ACCOUNT, "us-east-1"))];
+    let queue = FakeQueue::new(vec![Receive::Messages(messages)], Receive::Idle);
+    let trigger = FakeTrigger::knowing(&[(ACCOUNT, "us-east-1")]);
+    let running = start(&queue, &trigger, Shard::default());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    running.stop_at_once().await;
+    // The collection ends after the receiver stopped: the message comes back to the next one.
+    trigger.collected(true);
+    tokio::task::yield_now().await;
+    assert!(queue.calls().is_empty(), "{:?}", queue.calls());
+}
+
+#[tokio::test(start_paused = true)]
+async fn receiving_pauses_while_the_most_messages_wait_for_their_collections() {
+    let batch = |n: usize| {
+        Receive::Messages(
+            (0..10)
+                .map(|i| message(&format!("m{n}-{i}"), event(ACCOUNT, "us-east-1")))
+                .collect(),
+        )
+    };
+    let batches = MAX_WAITING / 10;
+    let queue = FakeQueue::new((0..batches).map(batch).collect(), Receive::Idle);
+    let trigger = FakeTrigger::knowing(&[(ACCOUNT, "us-east-1")]);
+    let running = start(&queue, &trigger, Shard::default());
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(queue.receive_times().len(), batches, "paused");
+    trigger.collected(true);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(queue.receive_times().len(), batches + 1, "receiving again");
+    assert_eq!(queue.batches("delete").len(), batches);
     running.stop_at_once().await;
 }

@@ -1,21 +1,86 @@
 //! SQS in the protocol the Rust SDK speaks to it: awsJson1_0 (`POST /`, `x-amz-target:
 //! AmazonSQS.<Op>`, a JSON body; errors as JSON `__type`/`message` plus the
 //! `x-amzn-query-error: <code>;Sender` header the client takes the code from — see
-//! shared/reference/rust-sdk-notes.md). `ReceiveMessage` long-polls up to `WaitTimeSeconds`; a
-//! received message stays invisible until deleted (no visibility timeout: the tests delete or
-//! lose nothing by accident).
+//! shared/reference/rust-sdk-notes.md). `ReceiveMessage` long-polls up to `WaitTimeSeconds`.
+//!
+//! The visibility timeout as the SQS Developer Guide describes it: a received message is
+//! invisible for the queue's `VisibilityTimeout` (30 s unless set with
+//! [`World::set_visibility_timeout`](super::World::set_visibility_timeout)) or the
+//! `VisibilityTimeout` of the `ReceiveMessage`, then visible again with a new receipt handle at
+//! its next receive; `ApproximateReceiveCount` counts the receives. `DeleteMessage` with the
+//! most recent receipt handle deletes the message even after its timeout ran out; with an older
+//! one "the request will still succeed, but the message might not be deleted" (here: it is
+//! not); a handle SQS never issued is `ReceiptHandleIsInvalid`. `ChangeMessageVisibility`
+//! counts from the call, 0–43,200 s, on a message in flight only (`MessageNotInflight`).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use super::{request_id, FaultKind, World};
 
+/// A queue's `VisibilityTimeout` when none is set (SQS's default).
+pub(super) const DEFAULT_VISIBILITY_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest visibility timeout: 12 hours.
+const MAX_VISIBILITY_TIMEOUT: u64 = 43_200;
+
+/// One message on a simulated queue.
+#[derive(Debug)]
+pub(super) struct SimMessage {
+    pub(super) id: String,
+    pub(super) body: String,
+    /// `ApproximateReceiveCount`.
+    pub(super) receive_count: u32,
+    /// The receipt handle of its most recent receive.
+    pub(super) receipt: Option<String>,
+    /// In flight until then (None: never received, or made visible).
+    pub(super) invisible_until: Option<Instant>,
+}
+
+impl SimMessage {
+    fn in_flight(&self, now: Instant) -> bool {
+        self.invisible_until.is_some_and(|until| until > now)
+    }
+}
+
 /// One simulated queue.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct SimQueue {
-    pub(super) visible: VecDeque<(String, String)>,
-    pub(super) in_flight: BTreeMap<String, (String, String)>,
+    /// Not yet deleted, in the order sent.
+    pub(super) messages: VecDeque<SimMessage>,
+    /// The queue's `VisibilityTimeout`.
+    pub(super) visibility_timeout: Duration,
+    /// Every receipt handle issued, stale ones too, with its message id.
+    receipts: HashMap<String, String>,
+}
+
+impl Default for SimQueue {
+    fn default() -> SimQueue {
+        SimQueue {
+            messages: VecDeque::new(),
+            visibility_timeout: DEFAULT_VISIBILITY_TIMEOUT,
+            receipts: HashMap::new(),
+        }
+    }
+}
+
+impl SimQueue {
+    /// Messages (visible, in flight) at `now`.
+    pub(super) fn depth(&self, now: Instant) -> (usize, usize) {
+        let in_flight = self.messages.iter().filter(|m| m.in_flight(now)).count();
+        (self.messages.len() - in_flight, in_flight)
+    }
+
+    /// The message a receipt handle was issued for: Err when SQS never issued it; Ok(None)
+    /// when the message is gone (deleted) or the handle is not its most recent one.
+    fn by_receipt(&mut self, receipt: &str) -> Result<Option<&mut SimMessage>, ()> {
+        let id = self.receipts.get(receipt).ok_or(())?;
+        Ok(self
+            .messages
+            .iter_mut()
+            .find(|m| &m.id == id && m.receipt.as_deref() == Some(receipt)))
+    }
 }
 
 /// An SQS answer: status, JSON body, and the error code for `x-amzn-query-error`.
@@ -49,25 +114,103 @@ impl SqsAnswer {
             query_error: Some(format!("{query_code};Sender")),
         }
     }
+
+    fn from_entry(error: EntryError) -> SqsAnswer {
+        let (json_type, query_code, message) = error.parts();
+        SqsAnswer::error(400, json_type, query_code, message)
+    }
 }
 
-/// Takes up to `max` visible messages of the queue at `url`: None when there is no such queue.
-pub(super) fn take_messages(world: &mut World, url: &str, max: usize) -> Option<Vec<Value>> {
+/// Why one receipt handle was refused, alone or in a batch.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum EntryError {
+    /// Never issued.
+    InvalidReceipt,
+    /// `ChangeMessageVisibility` of a message not in flight (or by a handle not its latest).
+    NotInFlight,
+    /// `VisibilityTimeout` outside 0–43,200.
+    InvalidTimeout,
+}
+
+impl EntryError {
+    /// (JSON `__type`, query-compatible code, message).
+    fn parts(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            EntryError::InvalidReceipt => (
+                "ReceiptHandleIsInvalid",
+                "ReceiptHandleIsInvalid",
+                "The input receipt handle is invalid.",
+            ),
+            EntryError::NotInFlight => (
+                "MessageNotInflight",
+                "AWS.SimpleQueueService.MessageNotInflight",
+                "The message referred to isn't in flight.",
+            ),
+            EntryError::InvalidTimeout => (
+                "InvalidParameterValue",
+                "InvalidParameterValue",
+                "VisibilityTimeout must be between 0 and 43200 seconds.",
+            ),
+        }
+    }
+}
+
+/// A `VisibilityTimeout` parameter: None when absent, Err when outside 0–43,200 s.
+fn visibility_parameter(value: &Value) -> Result<Option<Duration>, EntryError> {
+    match value.get("VisibilityTimeout") {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .filter(|s| *s <= MAX_VISIBILITY_TIMEOUT)
+            .map(|s| Some(Duration::from_secs(s)))
+            .ok_or(EntryError::InvalidTimeout),
+    }
+}
+
+/// Whether a `ReceiveMessage` asked for `ApproximateReceiveCount` (by name or `All`, in
+/// `MessageSystemAttributeNames` or the older `AttributeNames`).
+fn wants_receive_count(body: &Value) -> bool {
+    ["MessageSystemAttributeNames", "AttributeNames"]
+        .iter()
+        .filter_map(|key| body.get(*key).and_then(Value::as_array))
+        .flatten()
+        .any(|name| matches!(name.as_str(), Some("All" | "ApproximateReceiveCount")))
+}
+
+/// Receives up to `max` visible messages of the queue at `url`, each invisible for `timeout`
+/// (the queue's when None): None when there is no such queue.
+pub(super) fn take_messages(
+    world: &mut World,
+    url: &str,
+    max: usize,
+    timeout: Option<Duration>,
+    with_receive_count: bool,
+) -> Option<Vec<Value>> {
     let queue = world.queues.get_mut(url)?;
+    let now = Instant::now();
+    let until = now + timeout.unwrap_or(queue.visibility_timeout);
     let mut messages = Vec::new();
-    while messages.len() < max {
-        let Some((id, body)) = queue.visible.pop_front() else {
+    for message in queue.messages.iter_mut().filter(|m| !m.in_flight(now)) {
+        if messages.len() == max {
             break;
-        };
+        }
         world.issued_receipts += 1;
-        let receipt = format!("receipt-{}-{id}", world.issued_receipts);
-        messages.push(json!({
-            "MessageId": id,
+        let receipt = format!("receipt-{}-{}", world.issued_receipts, message.id);
+        message.receive_count += 1;
+        message.receipt = Some(receipt.clone());
+        message.invisible_until = Some(until);
+        queue.receipts.insert(receipt.clone(), message.id.clone());
+        let mut answer = json!({
+            "MessageId": message.id,
             "ReceiptHandle": receipt,
-            "MD5OfBody": format!("{:x}", md5_stub(&body)),
-            "Body": body,
-        }));
-        queue.in_flight.insert(receipt, (id, body));
+            "MD5OfBody": format!("{:x}", md5_stub(&message.body)),
+            "Body": message.body,
+        });
+        if with_receive_count {
+            answer["Attributes"] =
+                json!({ "ApproximateReceiveCount": message.receive_count.to_string() });
+        }
+        messages.push(answer);
     }
     Some(messages)
 }
@@ -76,6 +219,36 @@ pub(super) fn take_messages(world: &mut World, url: &str, max: usize) -> Option<
 fn md5_stub(body: &str) -> u128 {
     body.bytes()
         .fold(0u128, |h, b| h.wrapping_mul(31).wrapping_add(u128::from(b)))
+}
+
+/// Deletes the message of `receipt`: Ok also for a stale handle or a message already deleted
+/// (which deletes nothing), as SQS answers them.
+fn delete_one(
+    queue: &mut SimQueue,
+    deleted: &mut Vec<String>,
+    receipt: &str,
+) -> Result<(), EntryError> {
+    let id = match queue.by_receipt(receipt) {
+        Err(()) => return Err(EntryError::InvalidReceipt),
+        Ok(None) => return Ok(()),
+        Ok(Some(message)) => message.id.clone(),
+    };
+    queue.messages.retain(|m| m.id != id);
+    deleted.push(id);
+    Ok(())
+}
+
+/// Makes the message of `receipt` invisible for `timeout` from now (visible at once for 0).
+fn change_visibility(queue: &mut SimQueue, receipt: &str, entry: &Value) -> Result<(), EntryError> {
+    let timeout = visibility_parameter(entry)?.ok_or(EntryError::InvalidTimeout)?;
+    let now = Instant::now();
+    let message = queue
+        .by_receipt(receipt)
+        .map_err(|()| EntryError::InvalidReceipt)?
+        .filter(|m| m.in_flight(now))
+        .ok_or(EntryError::NotInFlight)?;
+    message.invisible_until = (!timeout.is_zero()).then_some(now + timeout);
+    Ok(())
 }
 
 /// The answer to an SQS action other than the waiting part of `ReceiveMessage`.
@@ -104,6 +277,10 @@ pub(super) fn answer(
             "The specified queue does not exist.",
         );
     }
+    let receipt = body
+        .get("ReceiptHandle")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     match action {
         "ReceiveMessage" => {
             let max = body
@@ -111,34 +288,41 @@ pub(super) fn answer(
                 .and_then(Value::as_u64)
                 .unwrap_or(1)
                 .clamp(1, 10) as usize;
-            let messages = take_messages(world, url, max).unwrap_or_default();
+            let timeout = match visibility_parameter(body) {
+                Ok(timeout) => timeout,
+                Err(error) => return SqsAnswer::from_entry(error),
+            };
+            let messages = take_messages(world, url, max, timeout, wants_receive_count(body))
+                .unwrap_or_default();
             if messages.is_empty() {
                 SqsAnswer::ok(json!({}))
             } else {
                 SqsAnswer::ok(json!({ "Messages": messages }))
             }
         }
+        "DeleteMessage" => {
+            let queue = world.queues.get_mut(url).expect("checked above");
+            match delete_one(queue, &mut world.deleted, receipt) {
+                Ok(()) => SqsAnswer::ok(json!({})),
+                Err(error) => SqsAnswer::from_entry(error),
+            }
+        }
         "DeleteMessageBatch" => {
             let queue = world.queues.get_mut(url).expect("checked above");
             let deleted = &mut world.deleted;
-            batch(body, |receipt, _| {
-                let (message_id, _) = queue.in_flight.remove(receipt)?;
-                deleted.push(message_id);
-                Some(())
-            })
+            batch(body, |receipt, _| delete_one(queue, deleted, receipt))
+        }
+        "ChangeMessageVisibility" => {
+            let queue = world.queues.get_mut(url).expect("checked above");
+            match change_visibility(queue, receipt, body) {
+                Ok(()) => SqsAnswer::ok(json!({})),
+                Err(error) => SqsAnswer::from_entry(error),
+            }
         }
         "ChangeMessageVisibilityBatch" => {
-            // VisibilityTimeout 0: the message is visible again at once (any other timeout keeps
-            // it in flight, as the simulator has no visibility clock).
             let queue = world.queues.get_mut(url).expect("checked above");
             batch(body, |receipt, entry| {
-                if entry.get("VisibilityTimeout").and_then(Value::as_i64) == Some(0) {
-                    let message = queue.in_flight.remove(receipt)?;
-                    queue.visible.push_back(message);
-                    Some(())
-                } else {
-                    queue.in_flight.contains_key(receipt).then_some(())
-                }
+                change_visibility(queue, receipt, entry)
             })
         }
         other => SqsAnswer::error(
@@ -150,9 +334,8 @@ pub(super) fn answer(
     }
 }
 
-/// A batch action's answer: `apply` each entry by its receipt handle; None means the handle is
-/// not one in flight.
-fn batch(body: &Value, mut apply: impl FnMut(&str, &Value) -> Option<()>) -> SqsAnswer {
+/// A batch action's answer: `apply` each entry by its receipt handle.
+fn batch(body: &Value, mut apply: impl FnMut(&str, &Value) -> Result<(), EntryError>) -> SqsAnswer {
     let mut successful = Vec::new();
     let mut failed = Vec::new();
     for entry in body
@@ -167,13 +350,16 @@ fn batch(body: &Value, mut apply: impl FnMut(&str, &Value) -> Option<()>) -> Sqs
             .and_then(Value::as_str)
             .unwrap_or_default();
         match apply(receipt, entry) {
-            Some(()) => successful.push(json!({ "Id": id })),
-            None => failed.push(json!({
-                "Id": id,
-                "SenderFault": true,
-                "Code": "ReceiptHandleIsInvalid",
-                "Message": "The receipt handle is not valid.",
-            })),
+            Ok(()) => successful.push(json!({ "Id": id })),
+            Err(error) => {
+                let (_, code, message) = error.parts();
+                failed.push(json!({
+                    "Id": id,
+                    "SenderFault": true,
+                    "Code": code,
+                    "Message": message,
+                }));
+            }
         }
     }
     SqsAnswer::ok(json!({ "Successful": successful, "Failed": failed }))

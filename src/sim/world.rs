@@ -240,9 +240,25 @@ impl World {
         self.queues
             .entry(url.to_string())
             .or_default()
-            .visible
-            .push_back((id.clone(), body.to_string()));
+            .messages
+            .push_back(super::sqs::SimMessage {
+                id: id.clone(),
+                body: body.to_string(),
+                receive_count: 0,
+                receipt: None,
+                invisible_until: None,
+            });
         id
+    }
+
+    /// Sets the `VisibilityTimeout` of the queue at `url` (created if needed): how long a
+    /// received message stays invisible (SQS's default, and the simulator's, is 30 s). Applies
+    /// to the receives from now on.
+    pub fn set_visibility_timeout(&mut self, url: &str, timeout: Duration) {
+        self.queues
+            .entry(url.to_string())
+            .or_default()
+            .visibility_timeout = timeout;
     }
 
     /// Whether a queue exists at `url`.
@@ -250,11 +266,23 @@ impl World {
         self.queues.contains_key(url)
     }
 
-    /// Messages waiting on the queue at `url`, and received but not yet deleted.
+    /// Messages of the queue at `url` now: (visible, in flight: received and still invisible).
+    /// Deleted ones are in neither.
     pub fn queue_depth(&self, url: &str) -> (usize, usize) {
         self.queues
             .get(url)
-            .map_or((0, 0), |q| (q.visible.len(), q.in_flight.len()))
+            .map_or((0, 0), |q| q.depth(std::time::Instant::now()))
+    }
+
+    /// How many times each message not yet deleted from the queue at `url` was received
+    /// (`ApproximateReceiveCount`), by message id, in the order sent.
+    pub fn receive_counts(&self, url: &str) -> Vec<(String, u32)> {
+        self.queues.get(url).map_or_else(Vec::new, |q| {
+            q.messages
+                .iter()
+                .map(|m| (m.id.clone(), m.receive_count))
+                .collect()
+        })
     }
 
     /// The ids of the messages deleted so far.

@@ -601,10 +601,7 @@ async fn events_collect_now_debounced_and_only_for_served_targets() {
     let aws = FakeAws::new();
     let registry = registry(&aws);
     let stats = Arc::new(EventStats::default());
-    let event = |happened: Option<SystemTime>| CollectNow {
-        happened,
-        stats: stats.clone(),
-    };
+    let event = |happened: Option<SystemTime>| CollectNow::new(happened, stats.clone());
     let start = Instant::now();
     let target = role_spec("us-east-1");
     let settings = CollectionSettings {
@@ -757,5 +754,59 @@ async fn snapshots_are_shared_until_something_changes() {
     // A reload's outcome is shown too.
     registry.record_reload(false, later);
     assert!(!snapshot_at(&registry, later).reload.successful);
+    registry.stop().await;
+}
+
+/// A queue message as the receiver would hold it: records what it is told.
+#[derive(Debug, Default)]
+struct Told(Mutex<Vec<bool>>);
+
+impl crate::domain::ports::Delivery for Told {
+    fn collected(&self, succeeded: bool) {
+        lock(&self.0).push(succeeded);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_events_collection_tells_its_messages_how_it_ended_and_a_removed_target_tells_nothing() {
+    let aws = FakeAws::new();
+    let registry = registry(&aws);
+    let stats = Arc::new(EventStats::default());
+    let ask = |told: &Arc<Told>| CollectNow {
+        deliveries: vec![told.clone() as Arc<dyn crate::domain::ports::Delivery>],
+        ..CollectNow::new(None, stats.clone())
+    };
+    let target = role_spec("us-east-1");
+    let settings = CollectionSettings {
+        event_debounce: Duration::from_secs(1),
+        ..settings(3600, 4)
+    };
+    registry
+        .reconcile(vec![target.clone()], settings.clone())
+        .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    // Two messages within one window: both told, once, of the one collection.
+    let (first, second) = (Arc::new(Told::default()), Arc::new(Told::default()));
+    assert!(registry.collect_now(ROLE_ACCOUNT, "us-east-1", ask(&first)));
+    assert!(registry.collect_now(ROLE_ACCOUNT, "us-east-1", ask(&second)));
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(*lock(&first.0), [true]);
+    assert_eq!(*lock(&second.0), [true]);
+    assert_eq!(Arc::strong_count(&first), 1, "let go");
+
+    // Past collection.timeout (2 s here): failed.
+    aws.set_latency("us-east-1", Duration::from_secs(5));
+    let failed = Arc::new(Told::default());
+    assert!(registry.collect_now(ROLE_ACCOUNT, "us-east-1", ask(&failed)));
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(*lock(&failed.0), [false]);
+
+    // Removed by a reload while its ask waits: let go untold (the message stays on the queue).
+    let waiting = Arc::new(Told::default());
+    assert!(registry.collect_now(ROLE_ACCOUNT, "us-east-1", ask(&waiting)));
+    registry.reconcile(Vec::new(), settings).await;
+    assert!(lock(&waiting.0).is_empty());
+    assert_eq!(Arc::strong_count(&waiting), 1, "let go");
     registry.stop().await;
 }

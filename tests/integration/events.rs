@@ -1,6 +1,9 @@
 //! EventBridge events through SQS, through the real `aws-sdk-sqs` client (awsJson1_0) against the
 //! simulator: the event makes the target collect now, events are debounced, bad messages are
-//! deleted and counted, and a failing queue is retried while collection goes on.
+//! deleted and counted, and a failing queue is retried while collection goes on. A message is
+//! deleted only once the collection it asked for succeeded: a failed collection or a stop
+//! leaves it on the queue, and it comes back after the visibility timeout, which the
+//! simulator's queue keeps as SQS does.
 
 use std::time::{Duration, Instant};
 
@@ -151,21 +154,22 @@ async fn events_within_the_debounce_window_share_one_collection() {
     const DEBOUNCE: Duration = Duration::from_secs(5);
     let exporter = started(&sim, "5s").await;
     assert_eq!(describes(&exporter.metrics().await, "eu-west-1"), 1.0);
-    // Each event is sent once the one before was handled and deleted: they reach the receiver
-    // in separate polls.
+    // Each event is sent once the one before was received: they reach the receiver in separate
+    // polls. They wait, in flight, for the collection they asked for.
     for n in 1..=10 {
         sim.world().send_message(
             QUEUE,
             &event(BASE_ACCOUNT, "eu-west-1", &image_id(1), "enabling"),
         );
         wait_until(
-            &format!("event {n} handled and deleted"),
-            || sim.world().deleted_messages().len() == n,
+            &format!("event {n} received"),
+            || sim.world().queue_depth(QUEUE) == (0, n),
             || format!("queue depth {:?}", sim.world().queue_depth(QUEUE)),
         )
         .await;
     }
-    // All inside the window the first opened: none of them has been collected for yet.
+    // All inside the window the first opened: none of them has been collected for yet, and
+    // none deleted.
     let text = exporter.metrics().await;
     assert_eq!(received(&text, "applied"), 10.0);
     assert_eq!(
@@ -173,12 +177,21 @@ async fn events_within_the_debounce_window_share_one_collection() {
         1.0,
         "the debounce window closed before the tenth event was handled ({DEBOUNCE:?} for ten)"
     );
+    assert!(sim.world().deleted_messages().is_empty());
     let text = exporter
         .wait_for_metrics("the collection of the window", |t| {
             describes(t, "eu-west-1") >= 2.0
         })
         .await;
     assert_eq!(describes(&text, "eu-west-1"), 2.0, "{text}");
+    // The one collection succeeded: every message that waited for it is deleted.
+    wait_until(
+        "the ten events deleted",
+        || sim.world().deleted_messages().len() == 10,
+        || format!("queue depth {:?}", sim.world().queue_depth(QUEUE)),
+    )
+    .await;
+    assert_eq!(sim.world().queue_depth(QUEUE), (0, 0));
     // Nothing more comes of them: no second window opens. (A wait for something not to
     // happen: one window and a second more.)
     tokio::time::sleep(DEBOUNCE + Duration::from_secs(1)).await;
@@ -344,5 +357,307 @@ async fn a_missing_queue_is_named_and_a_hung_one_times_out() {
         ),
         Some(1.0),
         "collection goes on"
+    );
+}
+
+/// The config of [`config`] with one attempt per call: a throttled collection fails at once.
+fn config_one_attempt(debounce: &str) -> String {
+    config(debounce).replace(
+        "collection: {interval: 1h}",
+        "collection: {interval: 1h, max_attempts: 1}",
+    )
+}
+
+/// How many `action` requests of the base account in `region` the simulator received.
+fn received_requests(sim: &Simulator, action: &str, region: &str) -> usize {
+    crate::harness::received(sim, action, region)
+        .iter()
+        .filter(|r| r.account == BASE_ACCOUNT)
+        .count()
+}
+
+fn receive_count(sim: &Simulator, id: &str) -> u32 {
+    sim.world()
+        .receive_counts(QUEUE)
+        .iter()
+        .find(|(m, _)| m == id)
+        .map_or(0, |(_, count)| *count)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_collection_leaves_its_event_which_is_applied_and_deleted_once_the_throttle_lifts(
+) {
+    let sim = simulator().await;
+    sim.world()
+        .set_images(BASE_ACCOUNT, "us-east-1", vec![image(1, "enabled")]);
+    sim.world()
+        .set_visibility_timeout(QUEUE, Duration::from_secs(2));
+    let exporter = Exporter::start(&sim.url(), &config_one_attempt("200ms"), &[]).await;
+    exporter.wait_until_ready().await;
+
+    // The account is throttled when the image fails and EventBridge says so.
+    sim.world().add_fault(
+        Fault::error("DescribeFastLaunchImages", "RequestLimitExceeded", 503)
+            .in_account(BASE_ACCOUNT)
+            .in_region("us-east-1"),
+    );
+    sim.world().images_mut(BASE_ACCOUNT, "us-east-1")[0] = image(1, "enabling-failed");
+    let id = sim.world().send_message(
+        QUEUE,
+        &event(BASE_ACCOUNT, "us-east-1", &image_id(1), "enabling-failed"),
+    );
+    // The collection fails; the message is not deleted, comes back after its visibility
+    // timeout and asks again (which fails again).
+    wait_until(
+        "the event received a third time",
+        || receive_count(&sim, &id) >= 3,
+        || format!("{:?}", sim.world().receive_counts(QUEUE)),
+    )
+    .await;
+    assert!(sim.world().deleted_messages().is_empty());
+    let text = exporter.metrics().await;
+    assert_eq!(state(&text, 1, "enabled"), Some(1.0), "still the old state");
+    assert!(received(&text, "applied") >= 2.0);
+    assert!(
+        value(
+            &text,
+            "fast_launch_exporter_aws_errors_total",
+            &[
+                ("aws_region", "us-east-1"),
+                ("api", "DescribeFastLaunchImages"),
+                ("error_code", "RequestLimitExceeded")
+            ]
+        )
+        .unwrap_or(0.0)
+            >= 2.0,
+        "{text}"
+    );
+
+    // The throttle lifts: the next delivery's collection succeeds, and the message goes.
+    sim.world().clear_faults();
+    exporter
+        .wait_for_metrics("the new state", |t| {
+            state(t, 1, "enabling-failed") == Some(1.0)
+        })
+        .await;
+    wait_until(
+        "the event deleted",
+        || sim.world().deleted_messages() == [id.clone()],
+        || format!("{:?}", sim.world().receive_counts(QUEUE)),
+    )
+    .await;
+    assert_eq!(sim.world().queue_depth(QUEUE), (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_received_by_an_exporter_that_stops_before_its_collection_comes_back_to_the_next()
+{
+    let sim = simulator().await;
+    sim.world()
+        .set_images(BASE_ACCOUNT, "us-east-1", vec![image(1, "enabled")]);
+    sim.world()
+        .set_visibility_timeout(QUEUE, Duration::from_secs(2));
+    let mut first = Exporter::start(&sim.url(), &config("200ms"), &[]).await;
+    first.wait_until_ready().await;
+    // The first exporter's collection for the event never ends.
+    sim.world().add_fault(
+        Fault::hang("DescribeFastLaunchImages")
+            .in_account(BASE_ACCOUNT)
+            .in_region("us-east-1"),
+    );
+    sim.world().images_mut(BASE_ACCOUNT, "us-east-1")[0] = image(1, "enabling-failed");
+    let id = sim.world().send_message(
+        QUEUE,
+        &event(BASE_ACCOUNT, "us-east-1", &image_id(1), "enabling-failed"),
+    );
+    wait_until(
+        "the event's collection under way",
+        || received_requests(&sim, "DescribeFastLaunchImages", "us-east-1") == 2,
+        || format!("{:?}", sim.world().queue_depth(QUEUE)),
+    )
+    .await;
+    assert_eq!(received(&first.metrics().await, "applied"), 1.0);
+    // Stopped (gracefully: shutdown deletes nothing it has not collected for).
+    let status = first.stop_with("TERM", DEADLINE).await;
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    assert!(
+        sim.world().deleted_messages().is_empty(),
+        "lost at the stop"
+    );
+    assert_eq!(receive_count(&sim, &id), 1);
+
+    // The next exporter gets it once its visibility timeout ran out, collects and deletes it.
+    sim.world().clear_faults();
+    let second = Exporter::start(&sim.url(), &config("200ms"), &[]).await;
+    second.wait_until_ready().await;
+    // (Whether its collection is the start-up one or one more depends on when it arrives; it is
+    // deleted only once a collection after its receive succeeded.)
+    second
+        .wait_for_metrics("the event applied by the next exporter", |t| {
+            received(t, "applied") == 1.0 && state(t, 1, "enabling-failed") == Some(1.0)
+        })
+        .await;
+    wait_until(
+        "the event deleted",
+        || sim.world().deleted_messages() == [id.clone()],
+        || format!("{:?}", sim.world().receive_counts(QUEUE)),
+    )
+    .await;
+    assert_eq!(sim.world().queue_depth(QUEUE), (0, 0));
+}
+
+/// An SQS client of the simulator, as the exporter builds one (awsJson1_0).
+fn sqs_client(sim: &Simulator) -> aws_sdk_sqs::Client {
+    let config = aws_sdk_sqs::Config::builder()
+        .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+        .region(aws_sdk_sqs::config::Region::new("us-east-1"))
+        .endpoint_url(sim.url())
+        .credentials_provider(aws_credential_types::Credentials::new(
+            BASE_KEY,
+            BASE_SECRET,
+            None,
+            None,
+            "test",
+        ))
+        .build();
+    aws_sdk_sqs::Client::from_conf(config)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulated_queue_keeps_the_visibility_timeout_as_sqs_does() {
+    use aws_sdk_sqs::error::ProvideErrorMetadata;
+    use aws_sdk_sqs::types::MessageSystemAttributeName;
+    let sim = simulator().await;
+    sim.world()
+        .set_visibility_timeout(QUEUE, Duration::from_secs(1));
+    let id = sim.world().send_message(QUEUE, "hello");
+    let sqs = sqs_client(&sim);
+    let receive = |timeout: Option<i32>| {
+        sqs.receive_message()
+            .queue_url(QUEUE)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .set_visibility_timeout(timeout)
+            .send()
+    };
+    // (receipt handle, ApproximateReceiveCount) of the one message received, if any.
+    let one = |output: aws_sdk_sqs::operation::receive_message::ReceiveMessageOutput| {
+        let messages = output.messages();
+        assert!(messages.len() <= 1);
+        messages.first().map(|m| {
+            assert_eq!(m.message_id(), Some(id.as_str()));
+            let count = m
+                .attributes()
+                .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                .cloned();
+            (m.receipt_handle().unwrap().to_string(), count.unwrap())
+        })
+    };
+    let (first, count) = one(receive(None).await.unwrap()).unwrap();
+    assert_eq!(count, "1");
+    assert_eq!(one(receive(None).await.unwrap()), None, "invisible");
+    assert_eq!(sim.world().queue_depth(QUEUE), (0, 1));
+
+    // Visible again at once with a visibility timeout of 0, received with a new handle.
+    sqs.change_message_visibility()
+        .queue_url(QUEUE)
+        .receipt_handle(&first)
+        .visibility_timeout(0)
+        .send()
+        .await
+        .unwrap();
+    let (second, count) = one(receive(None).await.unwrap()).unwrap();
+    assert_ne!(second, first);
+    assert_eq!(count, "2");
+    // A stale handle: the request succeeds, the message is not deleted.
+    sqs.delete_message()
+        .queue_url(QUEUE)
+        .receipt_handle(&first)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sim.world().queue_depth(QUEUE), (0, 1));
+
+    // Back after the queue's timeout (1 s), now invisible for the receive's own 30 s.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(sim.world().queue_depth(QUEUE), (1, 0));
+    let (third, count) = one(receive(Some(30)).await.unwrap()).unwrap();
+    assert_eq!(count, "3");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(
+        one(receive(None).await.unwrap()),
+        None,
+        "the receive's timeout"
+    );
+    // Not in flight by a stale handle; a timeout past 12 hours refused.
+    let error = sqs
+        .change_message_visibility()
+        .queue_url(QUEUE)
+        .receipt_handle(&second)
+        .visibility_timeout(10)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.code(),
+        Some("AWS.SimpleQueueService.MessageNotInflight")
+    );
+    let error = sqs
+        .change_message_visibility()
+        .queue_url(QUEUE)
+        .receipt_handle(&third)
+        .visibility_timeout(43_201)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Some("InvalidParameterValue"));
+    // A handle SQS never issued.
+    let error = sqs
+        .delete_message()
+        .queue_url(QUEUE)
+        .receipt_handle("made-up")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Some("ReceiptHandleIsInvalid"));
+
+    // The newest handle deletes it; deleting it again succeeds and changes nothing.
+    let batch = sqs
+        .delete_message_batch()
+        .queue_url(QUEUE)
+        .entries(
+            aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
+                .id("a")
+                .receipt_handle(&third)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(batch.failed().is_empty(), "{batch:?}");
+    assert_eq!(sim.world().deleted_messages(), std::slice::from_ref(&id));
+    assert_eq!(sim.world().queue_depth(QUEUE), (0, 0));
+    sqs.delete_message()
+        .queue_url(QUEUE)
+        .receipt_handle(&third)
+        .send()
+        .await
+        .unwrap();
+    // A message whose timeout ran out is no longer in flight.
+    sim.world().send_message(QUEUE, "later");
+    let output = receive(Some(1)).await.unwrap();
+    let handle = output.messages()[0].receipt_handle().unwrap().to_string();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let error = sqs
+        .change_message_visibility()
+        .queue_url(QUEUE)
+        .receipt_handle(&handle)
+        .visibility_timeout(10)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.code(),
+        Some("AWS.SimpleQueueService.MessageNotInflight")
     );
 }

@@ -761,7 +761,16 @@ fn events_queue_has_a_dead_letter_queue_and_sse() {
     let dlq_retention = dlq["MessageRetentionPeriod"].as_u64().unwrap();
     assert!((3600..=1_209_600).contains(&retention), "{retention}");
     assert!(dlq_retention >= retention && dlq_retention <= 1_209_600);
-    assert!(queue["VisibilityTimeout"].as_u64().unwrap() >= 30);
+    // A message is deleted once its collection succeeded: the visibility timeout outlasts the
+    // default debounce window plus the default collection timeout, or every event would come
+    // back once before its delete.
+    let visibility = queue["VisibilityTimeout"].as_u64().unwrap();
+    let collection = fast_launch_exporter::config::DEFAULT_DEBOUNCE
+        + fast_launch_exporter::config::DEFAULT_TIMEOUT;
+    assert!(
+        visibility > collection.as_secs(),
+        "VisibilityTimeout {visibility} s, a collection up to {collection:?}"
+    );
 
     // The outputs the README and the other templates name.
     let outputs = &template["Outputs"];
