@@ -1,4 +1,4 @@
-//! Every credential source the README lists, through the real credential chain of the lean AWS
+//! Every credential source docs/iam.md lists, through the real credential chain of the lean AWS
 //! build (no default features): each run is `--once` against the simulator with only that
 //! source's environment, and must collect the account the source's keys belong to.
 

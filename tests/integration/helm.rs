@@ -208,9 +208,12 @@ fn yaml_block_after(text: &str, marker: &str) -> String {
     rest[open..open + close].to_string()
 }
 
-/// The values file of the project README's Helm subsection.
+/// The values file of the EKS walk-through (docs/getting-started-eks.md), step 2.
 fn readme_values() -> String {
-    yaml_block_after(&read(&root().join("README.md")), "#### Helm")
+    yaml_block_after(
+        &read(&root().join("docs/getting-started-eks.md")),
+        "## 2. Install the exporter",
+    )
 }
 
 // --- Values a user would write ---------------------------------------------------------------

@@ -513,11 +513,12 @@ fn kubernetes_kube_prometheus_stack_component_sets_a_configurable_release_label(
     assert_restricted(&docs, "README overlay");
 }
 
-/// The overlay of the README's Deploying section, as the README shows it, with `{base}` for the
-/// path of deploy/kubernetes.
+/// The overlay of docs/kubernetes.md's Kustomize section, as the page shows it, with `{base}` for
+/// the path of deploy/kubernetes.
 fn readme_overlay() -> String {
-    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
-        .expect("README.md");
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/kubernetes.md"))
+            .expect("docs/kubernetes.md");
     let start = readme
         .find("# kustomization.yaml, next to your config.yaml\n")
         .expect("the README's overlay");

@@ -8,6 +8,7 @@ mod collection;
 mod credentials;
 mod dashboard;
 mod discovery;
+mod docs;
 mod events;
 mod exclude;
 mod faults;

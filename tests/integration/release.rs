@@ -783,11 +783,11 @@ fn readme_docs_and_deploy_name_the_released_artifacts_at_the_cargo_version() {
     assert!(seen >= 8, "only {seen} versioned names found");
 
     // Where the image and the binaries come from, and that building them is optional.
-    let readme = read("README.md");
+    let readme = read("docs/install.md");
     let section = |heading: &str| -> &str {
         let start = readme
             .find(&format!("\n{heading}\n"))
-            .unwrap_or_else(|| panic!("README: no {heading}"));
+            .unwrap_or_else(|| panic!("docs/install.md: no {heading}"));
         let rest = &readme[start + heading.len() + 2..];
         // Up to the next heading (a `#` line in a code block is a shell comment).
         let end = ["\n## ", "\n### "]
@@ -797,7 +797,7 @@ fn readme_docs_and_deploy_name_the_released_artifacts_at_the_cargo_version() {
             .unwrap_or(rest.len());
         &rest[..end]
     };
-    let deploying = section("## Deploying");
+    let deploying = section("## Released artifacts");
     for needle in [
         format!("`{IMAGE}:{VERSION}`"),
         format!("`{CHART_REPOSITORY}/fast-launch-exporter`, version `{VERSION}`"),
@@ -808,15 +808,18 @@ fn readme_docs_and_deploy_name_the_released_artifacts_at_the_cargo_version() {
     ] {
         assert!(
             deploying.contains(&needle),
-            "README Deploying lacks {needle}"
+            "docs/install.md Released artifacts lacks {needle}"
         );
     }
-    let docker = section("### Docker");
+    let docker = section("## Docker");
     for needle in [
         format!("IMAGE={IMAGE}:{VERSION}\n"),
         "Building your own is optional".to_string(),
         format!("--build-arg VERSION={VERSION}"),
     ] {
-        assert!(docker.contains(&needle), "README Docker lacks {needle}");
+        assert!(
+            docker.contains(&needle),
+            "docs/install.md Docker lacks {needle}"
+        );
     }
 }
