@@ -92,8 +92,8 @@ pub enum Outcome {
 
 /// What one target's task works with.
 pub struct TargetRun {
-    /// The target.
-    pub spec: TargetSpec,
+    /// The target (shared with the registry: one copy per target).
+    pub spec: Arc<TargetSpec>,
     /// Its AWS calls.
     pub fetch: Arc<dyn Fetch>,
     /// Its attempt counters (the ones `fetch` reports into).

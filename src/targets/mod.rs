@@ -49,7 +49,8 @@ pub struct ReconcileReport {
 /// Everything the registry knows of one target.
 #[derive(Debug)]
 struct Target {
-    spec: TargetSpec,
+    /// Shared with the target's task: one copy per target (17,000 at organisation scale).
+    spec: Arc<TargetSpec>,
     health: Health,
     images: Option<Arc<Vec<FastLaunchImage>>>,
     counters: Arc<ApiCounters>,
@@ -67,7 +68,7 @@ struct Target {
 
 impl Target {
     /// A target of `spec` with no data yet.
-    fn new(spec: TargetSpec) -> Target {
+    fn new(spec: Arc<TargetSpec>) -> Target {
         Target {
             spec,
             health: Health::default(),
@@ -254,7 +255,7 @@ impl Registry {
         self.converge(specs, settings.clone(), false).await;
         let (targets, semaphore) = {
             let state = lock(&self.state);
-            let targets: Vec<(TargetSpec, Arc<ApiCounters>)> = state
+            let targets: Vec<(Arc<TargetSpec>, Arc<ApiCounters>)> = state
                 .order
                 .iter()
                 .map(|key| {
@@ -281,7 +282,7 @@ impl Registry {
 
     fn target_run(
         &self,
-        spec: TargetSpec,
+        spec: Arc<TargetSpec>,
         counters: Arc<ApiCounters>,
         settings: &CollectionSettings,
     ) -> TargetRun {
@@ -330,7 +331,7 @@ impl Registry {
         }
         update_ready(&mut state);
         let semaphore = state.semaphore.clone();
-        let starting: Vec<(TargetKey, TargetSpec, Arc<ApiCounters>)> = to_start
+        let starting: Vec<(TargetKey, Arc<TargetSpec>, Arc<ApiCounters>)> = to_start
             .into_iter()
             .filter(|_| start_tasks)
             .map(|key| {
@@ -348,7 +349,7 @@ impl Registry {
     /// changed, or the owner they duplicate goes) and hands them over to be joined.
     fn stop_changed(
         &self,
-        wanted: &BTreeMap<TargetKey, TargetSpec>,
+        wanted: &BTreeMap<TargetKey, Arc<TargetSpec>>,
         settings: &CollectionSettings,
     ) -> Vec<Task> {
         let mut state = lock(&self.state);
@@ -381,7 +382,7 @@ impl Registry {
     /// under the lock scrapes take.
     fn start_tasks(
         self: &Arc<Self>,
-        starting: Vec<(TargetKey, TargetSpec, Arc<ApiCounters>)>,
+        starting: Vec<(TargetKey, Arc<TargetSpec>, Arc<ApiCounters>)>,
         settings: &CollectionSettings,
         semaphore: Arc<Semaphore>,
     ) {
@@ -478,13 +479,13 @@ impl Registry {
 }
 
 /// The wanted specs by key, and their keys in order (the first of a repeated key wins).
-fn desired(specs: Vec<TargetSpec>) -> (BTreeMap<TargetKey, TargetSpec>, Vec<TargetKey>) {
-    let mut wanted: BTreeMap<TargetKey, TargetSpec> = BTreeMap::new();
+fn desired(specs: Vec<TargetSpec>) -> (BTreeMap<TargetKey, Arc<TargetSpec>>, Vec<TargetKey>) {
+    let mut wanted: BTreeMap<TargetKey, Arc<TargetSpec>> = BTreeMap::new();
     let mut order = Vec::with_capacity(specs.len());
     for spec in specs {
         if !wanted.contains_key(&spec.key) {
             order.push(spec.key.clone());
-            wanted.insert(spec.key.clone(), spec);
+            wanted.insert(spec.key.clone(), Arc::new(spec));
         }
     }
     (wanted, order)
@@ -502,7 +503,10 @@ fn take_settings(state: &mut State, settings: &CollectionSettings) {
 }
 
 /// Removes the targets not wanted (their tasks are already stopped); their keys.
-fn remove_unwanted(state: &mut State, wanted: &BTreeMap<TargetKey, TargetSpec>) -> Vec<TargetKey> {
+fn remove_unwanted(
+    state: &mut State,
+    wanted: &BTreeMap<TargetKey, Arc<TargetSpec>>,
+) -> Vec<TargetKey> {
     let removed: Vec<TargetKey> = state
         .targets
         .keys()
@@ -524,7 +528,7 @@ fn remove_unwanted(state: &mut State, wanted: &BTreeMap<TargetKey, TargetSpec>) 
 /// old data); the keys whose task must start.
 fn update_wanted(
     state: &mut State,
-    wanted: &BTreeMap<TargetKey, TargetSpec>,
+    wanted: &BTreeMap<TargetKey, Arc<TargetSpec>>,
     order: &[TargetKey],
     report: &mut ReconcileReport,
 ) -> Vec<TargetKey> {
