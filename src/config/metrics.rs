@@ -147,10 +147,10 @@ mod tests {
             .collect();
         assert_eq!(excluded(&filter(&block)).len(), 5, "{block}");
 
-        let readme = include_str!("../../README.md");
-        let section = &readme[readme
-            .find("#### Cardinality at organisation scale")
-            .expect("the README's cardinality section")..];
+        let page = include_str!("../../docs/metrics.md");
+        let section = &page[page
+            .find("### Cardinality at organisation scale")
+            .expect("the metrics page's cardinality section")..];
         let start = section.find("```yaml\n").unwrap() + "```yaml\n".len();
         let block = &section[start..start + section[start..].find("```").unwrap()];
         let f = filter(block);
