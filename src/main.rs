@@ -14,6 +14,8 @@ use fast_launch_exporter::app::{self, ConfigLoader};
 use fast_launch_exporter::aws::Base;
 use fast_launch_exporter::cli::logging::{self, LogFormat, LogLevel};
 use fast_launch_exporter::cli::{self, healthcheck, permissions};
+#[cfg(feature = "demo")]
+use fast_launch_exporter::config::duration;
 use fast_launch_exporter::config::web::WebConfig;
 use fast_launch_exporter::config::{Config, ConfigError};
 #[cfg(feature = "demo")]
@@ -175,8 +177,8 @@ struct DemoFlags {
     /// Seed of every random choice, to repeat a run.
     #[arg(long = "demo.seed", default_value_t = 1)]
     seed: u64,
-    /// The exporter's collection interval.
-    #[arg(long = "demo.interval", default_value = "10s", value_parser = humantime::parse_duration)]
+    /// The exporter's collection interval, 1s to 1d (as collection.interval).
+    #[arg(long = "demo.interval", default_value = "10s", value_parser = demo_interval)]
     interval: Duration,
     /// The exporter's collection.concurrency.
     #[arg(long = "demo.concurrency", default_value_t = 16)]
@@ -184,11 +186,11 @@ struct DemoFlags {
     /// The exporter's collection.page_size (images per DescribeFastLaunchImages page).
     #[arg(long = "demo.page-size", default_value_t = 200)]
     page_size: i32,
-    /// Added to every simulated AWS answer.
-    #[arg(long = "demo.latency", default_value = "0s", value_parser = humantime::parse_duration)]
+    /// Added to every simulated AWS answer, 0s to 1m.
+    #[arg(long = "demo.latency", default_value = "0s", value_parser = demo_latency)]
     latency: Duration,
-    /// Up to this much more is added to every answer (uniform, seeded).
-    #[arg(long = "demo.latency-jitter", default_value = "0s", value_parser = humantime::parse_duration)]
+    /// Up to this much more is added to every answer (uniform, seeded), 0s to 1m.
+    #[arg(long = "demo.latency-jitter", default_value = "0s", value_parser = demo_latency)]
     latency_jitter: Duration,
     /// Share of targets (chosen by the seed) whose DescribeFastLaunchImages calls fail now and then (0-1).
     #[arg(long = "demo.faulty-targets", default_value_t = 0.0)]
@@ -249,6 +251,18 @@ const VERSION: &str = concat!(
     env!("FLE_GIT_REVISION"),
     ")"
 );
+
+/// `--demo.interval`: a Prometheus duration with collection.interval's bounds.
+#[cfg(feature = "demo")]
+fn demo_interval(text: &str) -> Result<Duration, String> {
+    duration::INTERVAL.parse(text)
+}
+
+/// `--demo.latency` and `--demo.latency-jitter`: a Prometheus duration, at most a minute.
+#[cfg(feature = "demo")]
+fn demo_latency(text: &str) -> Result<Duration, String> {
+    duration::DEMO_LATENCY.parse(text)
+}
 
 fn telemetry_path(path: &str) -> Result<String, String> {
     let reserved = ["/", "/-/healthy", "/-/ready", "/-/reload"];

@@ -8,7 +8,7 @@ pub mod table;
 use std::sync::Arc;
 
 use crate::aws::Base;
-use crate::config::Config;
+use crate::config::{duration, Config};
 use crate::discover::Planner;
 use crate::domain::families::{MetricsFilter, Scope, FAMILIES};
 use crate::domain::model::TargetSpec;
@@ -73,8 +73,8 @@ pub fn print_targets(config: &Config, shard: Shard, specs: &[TargetSpec]) {
                     |c| {
                         format!(
                             "period={},lookback={}",
-                            humantime::format_duration(c.period),
-                            humantime::format_duration(c.lookback)
+                            duration::format(c.period),
+                            duration::format(c.lookback)
                         )
                     },
                 ),
@@ -107,11 +107,11 @@ pub fn print_targets(config: &Config, shard: Shard, specs: &[TargetSpec]) {
     println!(
         "{} targets; interval {}, timeout {}, concurrency {}, page size {}, max staleness {}, max attempts {}",
         specs.len(),
-        humantime::format_duration(c.interval),
-        humantime::format_duration(c.timeout),
+        duration::format(c.interval),
+        duration::format(c.timeout),
         c.concurrency,
         c.page_size,
-        humantime::format_duration(c.max_staleness),
+        duration::format(c.max_staleness),
         c.max_attempts
     );
     let cloudwatch: Vec<bool> = specs.iter().map(|s| s.cloudwatch.is_some()).collect();
