@@ -81,6 +81,11 @@ struct Flags {
     )]
     listen_address: Vec<String>,
 
+    /// Let `POST /-/reload` (and `PUT`) reload the configuration, as Prometheus'
+    /// --web.enable-lifecycle does; without it they answer 403. SIGHUP always reloads.
+    #[arg(long = "web.enable-lifecycle", global = true)]
+    enable_lifecycle: bool,
+
     /// Path under which to expose metrics.
     #[arg(long = "web.telemetry-path", value_name = "PATH", default_value = "/metrics", value_parser = telemetry_path, global = true)]
     telemetry_path: String,
@@ -301,20 +306,21 @@ async fn listen(addresses: &[String], telemetry_path: &str) -> Result<Vec<TcpLis
                 );
                 listeners.push(listener);
             }
-            Err(e) => {
-                error!(address = %address, error = %e, "cannot listen");
-                eprintln!("fast-launch-exporter: cannot listen on {address}: {e}");
-                return Err(ExitCode::from(EXIT_CONFIG));
-            }
+            Err(e) => return Err(refuse(format!("cannot listen on {address}: {e}"))),
         }
     }
     Ok(listeners)
 }
 
-fn config_error(e: ConfigError) -> ExitCode {
-    error!(error = %e, "invalid configuration");
-    eprintln!("fast-launch-exporter: {e}");
+/// Says why the program cannot start, once, as one plain line on stderr (not a log line too:
+/// logfmt would quote the message's quotes, and the process ends here), and gives exit status 2.
+fn refuse(why: impl std::fmt::Display) -> ExitCode {
+    eprintln!("fast-launch-exporter: {why}");
     ExitCode::from(EXIT_CONFIG)
+}
+
+fn config_error(e: ConfigError) -> ExitCode {
+    refuse(e)
 }
 
 /// The configuration file (or the no-file default), read and validated; exit status 2 if
@@ -328,11 +334,7 @@ fn read_config(flags: &Flags) -> Result<Config, ExitCode> {
 
 /// The shard of `--shard.index` and `--shard.total`; exit status 2 if out of range.
 fn shard(flags: &Flags) -> Result<Shard, ExitCode> {
-    Shard::new(flags.shard_index, flags.shard_total).map_err(|e| {
-        error!(error = %e, "invalid shard flags");
-        eprintln!("fast-launch-exporter: {e}");
-        ExitCode::from(EXIT_CONFIG)
-    })
+    Shard::new(flags.shard_index, flags.shard_total).map_err(refuse)
 }
 
 /// Gives accounts without regions the region of the AWS environment (`base`, loaded here if
@@ -435,11 +437,7 @@ async fn exporter_main() -> ExitCode {
 fn web_options(flags: &Flags) -> Result<WebOptions, ExitCode> {
     let web_config = match &flags.web_config_file {
         None => WebConfig::default(),
-        Some(path) => WebConfig::load(path).map_err(|e| {
-            error!(error = %e, "invalid web configuration");
-            eprintln!("fast-launch-exporter: {e}");
-            ExitCode::from(EXIT_CONFIG)
-        })?,
+        Some(path) => WebConfig::load(path).map_err(refuse)?,
     };
     Ok(WebOptions {
         telemetry_path: flags.telemetry_path.clone(),
@@ -447,6 +445,7 @@ fn web_options(flags: &Flags) -> Result<WebOptions, ExitCode> {
         max_requests: flags.max_requests,
         web_config,
         web_config_file: flags.web_config_file.clone(),
+        enable_lifecycle: flags.enable_lifecycle,
     })
 }
 

@@ -8,6 +8,7 @@ mod accounts;
 mod discovery;
 pub mod duration;
 mod events;
+mod location;
 mod metrics;
 mod raw;
 pub mod web;
@@ -22,6 +23,7 @@ use self::accounts::*;
 use self::discovery::*;
 use self::duration::Bounds;
 use self::events::*;
+pub use self::location::Position;
 use self::metrics::validate_metrics;
 use self::raw::*;
 
@@ -46,20 +48,78 @@ pub enum ConfigError {
     /// The file is not valid YAML, or has the wrong shape (unknown key, wrong type).
     #[error("{0}")]
     Syntax(String),
-    /// A value is out of range or malformed.
-    #[error("{place}: {message}")]
+    /// A value is out of range or malformed. Shown as serde_yaml shows its own errors:
+    /// `config.yaml: collection.interval: "5M" is not a duration: … at line 3 column 3`.
+    #[error("{}{place}: {message}{}", file_prefix(.file), position_suffix(.at))]
     Invalid {
+        /// The file, when the configuration was read from one.
+        file: Option<String>,
         /// Where in the file, e.g. `accounts[1].regions[0]`.
         place: String,
         /// What is wrong, quoting the value.
         message: String,
+        /// Where the key is written (of a missing key, the entry that lacks it), when the
+        /// text is known and has it.
+        at: Option<Position>,
     },
+}
+
+fn file_prefix(file: &Option<String>) -> String {
+    file.as_ref().map(|f| format!("{f}: ")).unwrap_or_default()
+}
+
+fn position_suffix(at: &Option<Position>) -> String {
+    at.map(|at| format!(" at {at}")).unwrap_or_default()
 }
 
 fn invalid(place: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
+        file: None,
         place: place.into(),
         message: message.into(),
+        at: None,
+    }
+}
+
+impl ConfigError {
+    /// The error with the position of its place in `text`, the YAML it was validated from.
+    fn located_in(self, text: &str) -> ConfigError {
+        match self {
+            ConfigError::Invalid {
+                file,
+                place,
+                message,
+                at: None,
+            } => ConfigError::Invalid {
+                at: location::locate(text, &place),
+                file,
+                place,
+                message,
+            },
+            other => other,
+        }
+    }
+
+    /// The error as one of the file at `path` (which the message then names).
+    fn in_file(self, path: &Path) -> ConfigError {
+        match self {
+            // serde_yaml's message says where in the file (line, column, key path), not which file.
+            ConfigError::Syntax(message) => {
+                ConfigError::Syntax(format!("{}: {message}", path.display()))
+            }
+            ConfigError::Invalid {
+                place,
+                message,
+                at,
+                ..
+            } => ConfigError::Invalid {
+                file: Some(path.display().to_string()),
+                place,
+                message,
+                at,
+            },
+            read @ ConfigError::Read { .. } => read,
+        }
     }
 }
 
@@ -278,13 +338,7 @@ impl Config {
             path: path.display().to_string(),
             source,
         })?;
-        Config::from_yaml(&text).map_err(|e| match e {
-            // serde_yaml's message says where in the file (line, column, key path), not which file.
-            ConfigError::Syntax(message) => {
-                ConfigError::Syntax(format!("{}: {message}", path.display()))
-            }
-            other => other,
-        })
+        Config::from_yaml(&text).map_err(|e| e.in_file(path))
     }
 
     /// Parses and validates YAML text. An account without regions (and no top-level `regions`)
@@ -295,7 +349,7 @@ impl Config {
         } else {
             serde_yaml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?
         };
-        Config::try_from(raw)
+        Config::try_from(raw).map_err(|e| e.located_in(text))
     }
 
     /// The configuration of `--config.file` (or the no-file default), with accounts that name no
@@ -347,9 +401,10 @@ impl Config {
         let Some(region) = region else {
             return Err(invalid(
                 place.clone(),
-                "no region configured and none found in the AWS environment \
-                 (set `regions` in the config file, or AWS_REGION; `regions: all` needs one \
-                 to list the enabled regions from)",
+                "no region configured and none found in the AWS environment (AWS_REGION, \
+                 AWS_DEFAULT_REGION, the profile, EC2 instance metadata; --log.level=debug \
+                 shows why each gave none): set `regions` in the config file, or AWS_REGION \
+                 (`regions: all` needs one to list the enabled regions from)",
             ));
         };
         check_region(region).map_err(|m| invalid("AWS_REGION", m))?;
@@ -872,7 +927,7 @@ accounts:
         let yaml = "accounts:\n  - role_arn: arn:aws:iam::111111111111:role/R\n  - role_arn: arn:aws:iam::222222222222:role/R\n    regions: [us-eest-1]\n";
         assert_eq!(
             error_of(yaml),
-            r#"accounts[1].regions[0]: "us-eest-1" is not a region name"#
+            r#"accounts[1].regions[0]: "us-eest-1" is not a region name at line 4 column 15"#
         );
     }
 

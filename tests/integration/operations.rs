@@ -31,7 +31,7 @@ async fn reload_adds_and_removes_targets_keeps_the_others_and_refuses_bad_files(
     let exporter = Exporter::start(
         &sim.url(),
         "collection: {interval: 1h}\nregions: [us-east-1, eu-west-1]\n",
-        &[],
+        &["--web.enable-lifecycle"],
     )
     .await;
     exporter
@@ -166,6 +166,80 @@ async fn reload_adds_and_removes_targets_keeps_the_others_and_refuses_bad_files(
     );
 }
 
+/// Without `--web.enable-lifecycle` (the default, as Prometheus), `POST` and `PUT /-/reload`
+/// answer 403 naming the flag and reload nothing; `SIGHUP` still reloads. With the flag, `POST`
+/// reloads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_over_http_needs_the_lifecycle_flag_and_sighup_does_not() {
+    let sim = simulator().await;
+    {
+        let mut world = sim.world();
+        world.set_images(BASE_ACCOUNT, "us-east-1", vec![image(1, "enabled")]);
+        world.set_images(BASE_ACCOUNT, "eu-west-1", vec![image(2, "enabled")]);
+    }
+    let one = "collection: {interval: 1h}\nregions: [us-east-1]\n";
+    let two = "collection: {interval: 1h}\nregions: [us-east-1, eu-west-1]\n";
+    let images = |t: &str| find(t, "aws_ec2_fast_launch_image_info", &[]).len();
+    let exporter = Exporter::start(&sim.url(), one, &[]).await;
+    exporter
+        .wait_for_metrics("us-east-1 collected", |t| images(t) == 1)
+        .await;
+    std::fs::write(exporter.config_path(), two).unwrap();
+    for method in ["POST", "PUT"] {
+        let refused = request(
+            &exporter.address,
+            method,
+            "/-/reload",
+            &[("Content-Length", "0")],
+        )
+        .await;
+        assert_eq!(refused.status, 403, "{method}: {}", refused.text());
+        assert!(
+            refused.text().starts_with("Lifecycle API is not enabled")
+                && refused.text().contains("--web.enable-lifecycle"),
+            "{method}: {}",
+            refused.text()
+        );
+    }
+    let text = exporter.metrics().await;
+    assert_eq!(images(&text), 1, "a refused request reloaded nothing");
+    assert_eq!(
+        value(
+            &text,
+            "fast_launch_exporter_config_last_reload_successful",
+            &[]
+        ),
+        Some(1.0),
+        "a refused request is no failed reload"
+    );
+    assert!(!exporter.logs().contains("configuration reloaded"));
+    // GET is still the wrong method, whatever the flag.
+    let get = request(&exporter.address, "GET", "/-/reload", &[]).await;
+    assert_eq!(get.status, 405);
+
+    exporter.signal("HUP");
+    exporter
+        .wait_for_metrics("eu-west-1 collected after SIGHUP", |t| images(t) == 2)
+        .await;
+
+    let enabled = Exporter::start(&sim.url(), one, &["--web.enable-lifecycle"]).await;
+    enabled
+        .wait_for_metrics("us-east-1 collected", |t| images(t) == 1)
+        .await;
+    std::fs::write(enabled.config_path(), two).unwrap();
+    let accepted = request(
+        &enabled.address,
+        "POST",
+        "/-/reload",
+        &[("Content-Length", "0")],
+    )
+    .await;
+    assert_eq!(accepted.status, 200, "{}", accepted.text());
+    enabled
+        .wait_for_metrics("eu-west-1 collected after POST", |t| images(t) == 2)
+        .await;
+}
+
 /// `PUT /-/reload` reloads as `POST` does (Prometheus takes both): a good file is applied and
 /// answered 200, a bad one answered 500 with the problem; other methods get 405 naming the two.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -179,7 +253,7 @@ async fn put_reload_is_accepted_like_post() {
     let exporter = Exporter::start(
         &sim.url(),
         "collection: {interval: 1h}\nregions: [us-east-1]\n",
-        &[],
+        &["--web.enable-lifecycle"],
     )
     .await;
     exporter
@@ -259,7 +333,7 @@ async fn a_reload_that_adds_a_target_leaves_a_ready_exporter_ready() {
     let exporter = Exporter::start(
         &sim.url(),
         "collection: {interval: 1h, timeout: 30s}\nregions: [us-east-1]\n",
-        &[],
+        &["--web.enable-lifecycle"],
     )
     .await;
     exporter.wait_until_ready().await;
