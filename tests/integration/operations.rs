@@ -452,6 +452,123 @@ fn check_config_prints_the_resolved_targets_or_exits_2() {
     );
 }
 
+/// A validation error names the file, the key, the value, what is wrong and the line and column
+/// of the key, in one line on stderr (not a log line and a plain line); exit status 2.
+#[test]
+fn check_config_names_a_bad_duration_with_its_line_once() {
+    for (yaml, place, problem, at) in [
+        (
+            "regions: [us-east-1]\ncollection:\n  timeout: 1m\n  interval: 5M\n",
+            "collection.interval",
+            r#""5M" is not a duration: "M" is not a unit; the units are ms, s, m, h, d, w and y"#,
+            "at line 4 column 3",
+        ),
+        (
+            "regions: [us-east-1]\ncollection: {interval: 100y}\n",
+            "collection.interval",
+            r#""100y" is too long: the range is 1s to 1d, because an interval of days"#,
+            "at line 2 column 14",
+        ),
+        (
+            "regions: [us-east-1]\naccounts:\n  - name: a\n  - role_arn: arn:aws:iam::222222222222:role/R\n    duration: 1w\n",
+            "accounts[1].duration",
+            r#""1w" is too long: the range is 15m to 12h, because AssumeRole sessions"#,
+            "at line 5 column 5",
+        ),
+    ] {
+        let file = config_file(yaml);
+        let path = file.path().display().to_string();
+        let output = exporter_command("http://127.0.0.1:9")
+            .args(["check-config", "--config.file", &path])
+            .stdout(Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{yaml}: {stderr}");
+        assert!(output.stdout.is_empty(), "{yaml}");
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{yaml}: printed once, got:\n{stderr}");
+        let want = format!("fast-launch-exporter: {path}: {place}: {problem}");
+        assert!(lines[0].starts_with(&want), "{yaml}\nwant: {want}\n got: {stderr}");
+        assert!(lines[0].ends_with(at), "{yaml}\nwant: {at}\n got: {stderr}");
+    }
+}
+
+/// The flags take the config file's durations and bounds: `--demo.interval 100000000000y` once
+/// exported `collection_interval_seconds 3.2e18`.
+#[test]
+fn duration_flags_take_prometheus_durations_within_bounds() {
+    for (flag, value, problem) in [
+        ("--demo.interval", "100000000000y", "is not a duration: too long (more than 292 years)"),
+        ("--demo.interval", "5M", r#"is not a duration: "M" is not a unit"#),
+        ("--demo.interval", "2d", "is too long: the range is 1s to 1d, because"),
+        ("--demo.interval", "0", "is too short: the range is 1s to 1d"),
+        ("--demo.interval", "1.5s", "is not a duration: fractions are not taken"),
+        ("--demo.latency", "2m", "is too long: the range is 0s to 1m, because"),
+        ("--demo.latency-jitter", "10us", r#"is not a duration: "us" is not a unit"#),
+    ] {
+        let output = exporter_command("http://127.0.0.1:9")
+            .args(["demo", flag, value, "--web.listen-address", "127.0.0.1:0"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{flag} {value}: {stderr}");
+        let want = format!("invalid value '{value}' for '{flag} <");
+        assert!(stderr.contains(&want), "{flag} {value}: {stderr}");
+        let want = format!("\"{value}\" {problem}");
+        assert!(stderr.contains(&want), "{flag} {value}\nwant: {want}\n got: {stderr}");
+    }
+}
+
+/// Outside EC2 with no region anywhere, the SDK's region probe of the instance metadata fails;
+/// what the user sees is the exporter's own one-line error, not the probe's three warnings of
+/// ~1,500 characters (a `Debug` dump with HTTP headers). `--log.level=debug` still shows them.
+#[test]
+fn check_config_without_a_region_says_so_in_one_line_without_the_sdk_dump() {
+    // A port nothing listens on: the probe is refused at once, and never leaves the machine.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let imds = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let home = tempfile::tempdir().unwrap();
+    let file = config_file("accounts:\n  - name: laptop\n");
+    let run = |extra: &[&str]| {
+        let output = std::process::Command::new(BIN)
+            .env_clear()
+            .env("HOME", home.path())
+            .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &imds)
+            .args(["check-config", "--config.file"])
+            .arg(file.path())
+            .args(extra)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = run(&[]);
+    assert_eq!(code, Some(2), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line, got:\n{stderr}");
+    assert!(
+        lines[0].starts_with(
+            "fast-launch-exporter: accounts[0].regions: no region configured and none found in \
+             the AWS environment"
+        ) && lines[0].contains("--log.level=debug"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("imds") && !stderr.contains("FailedToLoadToken"), "{stderr}");
+
+    // The probe did run and fail: at debug its warning is there.
+    let (code, stderr) = run(&["--log.level", "debug"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("aws_config::imds::region") && stderr.contains("failed to load region from IMDS"),
+        "{stderr}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_permissions_tells_allowed_denied_and_assume_role_denied_apart() {
     let sim = simulator().await;
