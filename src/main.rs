@@ -157,9 +157,10 @@ enum OutputFormat {
     Json,
 }
 
-/// The simulated world's knobs.
+/// The simulated world's knobs, listed by `demo --help` apart from the general flags.
 #[cfg(feature = "demo")]
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Demo options")]
 struct DemoFlags {
     /// Simulated accounts (1-1000); the first uses the base credentials, the others AssumeRole.
     #[arg(long = "demo.accounts", default_value_t = 3)]

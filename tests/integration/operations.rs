@@ -520,6 +520,28 @@ fn duration_flags_take_prometheus_durations_within_bounds() {
     }
 }
 
+/// `demo --help` lists the demo's own flags under a heading of their own, after the general
+/// ones, and no --demo.* flag among the general ones.
+#[test]
+fn demo_help_lists_the_demo_flags_apart() {
+    let output = exporter_command("http://127.0.0.1:9")
+        .args(["demo", "--help"])
+        .stdout(Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&output.stdout);
+    let (general, demo) = help
+        .split_once("\nDemo options:\n")
+        .unwrap_or_else(|| panic!("no Demo options heading:\n{help}"));
+    assert!(!general.contains("--demo."), "{help}");
+    assert!(general.contains("--web.listen-address"), "{help}");
+    for flag in ["--demo.accounts", "--demo.interval", "--demo.latency", "--demo.cloudwatch"] {
+        assert!(demo.contains(flag), "{flag}:\n{help}");
+    }
+    assert!(!demo.contains("--web.") && !demo.contains("--log."), "{help}");
+}
+
 /// Outside EC2 with no region anywhere, the SDK's region probe of the instance metadata fails;
 /// what the user sees is the exporter's own one-line error, not the probe's three warnings of
 /// ~1,500 characters (a `Debug` dump with HTTP headers). `--log.level=debug` still shows them.
