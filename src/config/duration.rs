@@ -38,6 +38,9 @@ pub enum DurationError {
     /// Not digits and units, or units out of order (`1m1h`, `1.5h`, `-5m`).
     #[error("write whole numbers with units from the largest down, e.g. 30s, 5m or 1h30m")]
     Shape,
+    /// A unit Go's durations do not have (`d`, `M`), or a number without one.
+    #[error("{0}; the units of Go durations are ns, us, ms, s, m and h (e.g. 500ms, 1m, 1h30m)")]
+    GoUnit(String),
     /// A fraction (`1.5h`).
     #[error("fractions are not taken; write e.g. 1h30m for 1.5h")]
     Fraction,
@@ -64,7 +67,10 @@ pub fn parse(text: &str) -> Result<Duration, DurationError> {
             return Err(DurationError::Shape);
         }
         let (number, after) = rest.split_at(digits);
-        let letters = after.len() - after.trim_start_matches(|c: char| !c.is_ascii_digit()).len();
+        let letters = after.len()
+            - after
+                .trim_start_matches(|c: char| !c.is_ascii_digit())
+                .len();
         let (unit, after) = after.split_at(letters);
         if unit.starts_with('.') {
             return Err(DurationError::Fraction);
@@ -89,6 +95,85 @@ pub fn parse(text: &str) -> Result<Duration, DurationError> {
         rest = after;
     }
     Ok(Duration::from_millis(millis))
+}
+
+/// Parses `text` as Go's `time.ParseDuration` does, for the exporter-toolkit web config file
+/// (`rate_limit.interval` is a Go `time.Duration` there, so node_exporter's file reads the same
+/// here): decimal numbers with a unit each, `ns`, `us` (or `µs`), `ms`, `s`, `m`, `h`, in any
+/// order (`1.5h`, `1h30m`, `300ms`), or `0`. Negative durations, which Go takes, are refused:
+/// nothing here waits a negative time.
+pub fn parse_go(text: &str) -> Result<Duration, DurationError> {
+    const UNITS: [(&str, u128); 8] = [
+        ("ns", 1),
+        ("us", 1_000),
+        ("\u{b5}s", 1_000),
+        ("\u{3bc}s", 1_000),
+        ("ms", 1_000_000),
+        ("s", 1_000_000_000),
+        ("m", 60_000_000_000),
+        ("h", 3_600_000_000_000),
+    ];
+    if text == "0" {
+        return Ok(Duration::ZERO);
+    }
+    if text.is_empty() {
+        return Err(DurationError::Empty);
+    }
+    let mut rest = text.strip_prefix('+').unwrap_or(text);
+    if rest.starts_with('-') {
+        return Err(DurationError::Shape);
+    }
+    let mut nanos: u128 = 0;
+    while !rest.is_empty() {
+        let whole_len = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        let (whole, after) = rest.split_at(whole_len);
+        let (fraction, after) = match after.strip_prefix('.') {
+            Some(after) => {
+                let len =
+                    after.len() - after.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+                after.split_at(len)
+            }
+            None => ("", after),
+        };
+        if whole.is_empty() && fraction.is_empty() {
+            return Err(DurationError::Shape);
+        }
+        let unit_len = after.len()
+            - after
+                .trim_start_matches(|c: char| c != '.' && !c.is_ascii_digit())
+                .len();
+        let (unit, after) = after.split_at(unit_len);
+        if unit.is_empty() {
+            return Err(DurationError::GoUnit(format!(
+                "{:?} has no unit",
+                &rest[..rest.len() - after.len()]
+            )));
+        }
+        let Some((_, length)) = UNITS.iter().find(|(name, _)| *name == unit) else {
+            return Err(DurationError::GoUnit(format!("{unit:?} is not a unit")));
+        };
+        let whole: u128 = if whole.is_empty() {
+            0
+        } else {
+            whole.parse().map_err(|_| DurationError::Overflow)?
+        };
+        // Digits past the 18th of a fraction are below a nanosecond of any unit: dropped.
+        let fraction = &fraction[..fraction.len().min(18)];
+        let scale = 10u128.pow(fraction.len() as u32);
+        let fraction: u128 = if fraction.is_empty() {
+            0
+        } else {
+            fraction.parse().map_err(|_| DurationError::Overflow)?
+        };
+        nanos = whole
+            .checked_mul(*length)
+            .and_then(|n| n.checked_add(fraction * length / scale))
+            .and_then(|n| nanos.checked_add(n))
+            .filter(|n| *n <= i64::MAX as u128)
+            .ok_or(DurationError::Overflow)?;
+        rest = after;
+    }
+    Ok(Duration::from_nanos(nanos as u64))
 }
 
 /// A duration as Prometheus prints one (`model.Duration.String`): `1h30m`, `2d`, `0s`; what
@@ -131,7 +216,10 @@ impl Bounds {
     pub fn check(&self, text: &str, duration: Duration) -> Result<(), String> {
         if duration < self.min {
             return Err(if self.min == ABOVE_ZERO {
-                format!("{text:?} must be longer than zero (at most {})", format(self.max))
+                format!(
+                    "{text:?} must be longer than zero (at most {})",
+                    format(self.max)
+                )
             } else {
                 format!("{text:?} is too short: the range is {self}")
             });
@@ -225,6 +313,13 @@ pub const ROLE_SESSION: Bounds = Bounds {
     why_max: "AssumeRole sessions last 12h at most (DurationSeconds)",
 };
 
+/// The web config's `rate_limit.interval` (Go durations; 0 turns the limit off).
+pub const RATE_LIMIT_INTERVAL: Bounds = Bounds {
+    min: Duration::ZERO,
+    max: seconds(3600),
+    why_max: "a request refilled less often than once an hour locks Prometheus out for hours",
+};
+
 /// `--demo.latency` and `--demo.latency-jitter` (zero allowed).
 pub const DEMO_LATENCY: Bounds = Bounds {
     min: Duration::ZERO,
@@ -254,7 +349,10 @@ mod tests {
             ("2d", 2 * 86_400 * S),
             ("1w", 7 * 86_400 * S),
             ("1y", 365 * 86_400 * S),
-            ("1y2w3d4h5m6s7ms", ((((365 + 14 + 3) * 24 + 4) * 60 + 5) * 60 + 6) * S + 7),
+            (
+                "1y2w3d4h5m6s7ms",
+                ((((365 + 14 + 3) * 24 + 4) * 60 + 5) * 60 + 6) * S + 7,
+            ),
             ("90s", 90 * S),
             ("120m", 7200 * S),
             ("0010s", 10 * S),
@@ -290,6 +388,44 @@ mod tests {
         for (text, error) in bad {
             assert_eq!(parse(text).as_ref(), Err(error), "{text}");
         }
+    }
+
+    #[test]
+    fn go_durations_parse_for_the_web_config() {
+        let good: &[(&str, u64)] = &[
+            ("0", 0),
+            ("1m", 60_000_000_000),
+            ("1.5h", 5_400_000_000_000),
+            ("1h30m", 5_400_000_000_000),
+            ("30m1h", 5_400_000_000_000),
+            ("300ms", 300_000_000),
+            ("+2s", 2_000_000_000),
+            (".5s", 500_000_000),
+            ("1.s", 1_000_000_000),
+            ("10us", 10_000),
+            ("10\u{b5}s", 10_000),
+            ("7ns", 7),
+            ("2562047h", 2_562_047 * 3_600_000_000_000),
+        ];
+        for (text, nanos) in good {
+            assert_eq!(parse_go(text), Ok(Duration::from_nanos(*nanos)), "{text}");
+        }
+        for text in ["", "-1s", "1", "1h30", ".s", "s", "1 s", "2562048h"] {
+            assert!(parse_go(text).is_err(), "{text}");
+        }
+        assert_eq!(
+            parse_go("5M").unwrap_err().to_string(),
+            "\"M\" is not a unit; the units of Go durations are ns, us, ms, s, m and h \
+             (e.g. 500ms, 1m, 1h30m)"
+        );
+        assert_eq!(
+            parse_go("1d").unwrap_err(),
+            DurationError::GoUnit("\"d\" is not a unit".into())
+        );
+        assert_eq!(
+            parse_go("1h30").unwrap_err(),
+            DurationError::GoUnit("\"30\" has no unit".into())
+        );
     }
 
     #[test]

@@ -108,10 +108,7 @@ impl ConfigError {
                 ConfigError::Syntax(format!("{}: {message}", path.display()))
             }
             ConfigError::Invalid {
-                place,
-                message,
-                at,
-                ..
+                place, message, at, ..
             } => ConfigError::Invalid {
                 file: Some(path.display().to_string()),
                 place,
@@ -634,11 +631,7 @@ fn validate_collection(raw: &RawCollection) -> Result<CollectionSettings, Config
         settings.page_size = n as i32;
     }
     settings.max_staleness = match &raw.max_staleness {
-        Some(text) => parse_duration(
-            "collection.max_staleness",
-            text,
-            &duration::MAX_STALENESS,
-        )?,
+        Some(text) => parse_duration("collection.max_staleness", text, &duration::MAX_STALENESS)?,
         None => settings.interval * 3,
     };
     if let Some(n) = raw.max_attempts {
@@ -973,7 +966,8 @@ accounts:
     fn every_duration_key_takes_prometheus_durations_within_its_bounds() {
         const QUEUE: &str = "https://sqs.us-east-1.amazonaws.com/999999999999/q";
         const ROLE: &str = "arn:aws:iam::111111111111:role/x";
-        const ORG: &str = "discovery: {organizations: {member_role_arn: 'arn:aws:iam::{account_id}:role/R'";
+        const ORG: &str =
+            "discovery: {organizations: {member_role_arn: 'arn:aws:iam::{account_id}:role/R'";
         let ok: &[String] = &[
             "collection: {interval: 1h30m, timeout: 1h, max_staleness: 1w}".into(),
             "collection: {interval: 1d, timeout: 1s, max_staleness: 1s}".into(),

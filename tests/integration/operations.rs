@@ -499,13 +499,41 @@ fn check_config_names_a_bad_duration_with_its_line_once() {
 #[test]
 fn duration_flags_take_prometheus_durations_within_bounds() {
     for (flag, value, problem) in [
-        ("--demo.interval", "100000000000y", "is not a duration: too long (more than 292 years)"),
-        ("--demo.interval", "5M", r#"is not a duration: "M" is not a unit"#),
-        ("--demo.interval", "2d", "is too long: the range is 1s to 1d, because"),
-        ("--demo.interval", "0", "is too short: the range is 1s to 1d"),
-        ("--demo.interval", "1.5s", "is not a duration: fractions are not taken"),
-        ("--demo.latency", "2m", "is too long: the range is 0s to 1m, because"),
-        ("--demo.latency-jitter", "10us", r#"is not a duration: "us" is not a unit"#),
+        (
+            "--demo.interval",
+            "100000000000y",
+            "is not a duration: too long (more than 292 years)",
+        ),
+        (
+            "--demo.interval",
+            "5M",
+            r#"is not a duration: "M" is not a unit"#,
+        ),
+        (
+            "--demo.interval",
+            "2d",
+            "is too long: the range is 1s to 1d, because",
+        ),
+        (
+            "--demo.interval",
+            "0",
+            "is too short: the range is 1s to 1d",
+        ),
+        (
+            "--demo.interval",
+            "1.5s",
+            "is not a duration: fractions are not taken",
+        ),
+        (
+            "--demo.latency",
+            "2m",
+            "is too long: the range is 0s to 1m, because",
+        ),
+        (
+            "--demo.latency-jitter",
+            "10us",
+            r#"is not a duration: "us" is not a unit"#,
+        ),
     ] {
         let output = exporter_command("http://127.0.0.1:9")
             .args(["demo", flag, value, "--web.listen-address", "127.0.0.1:0"])
@@ -516,7 +544,10 @@ fn duration_flags_take_prometheus_durations_within_bounds() {
         let want = format!("invalid value '{value}' for '{flag} <");
         assert!(stderr.contains(&want), "{flag} {value}: {stderr}");
         let want = format!("\"{value}\" {problem}");
-        assert!(stderr.contains(&want), "{flag} {value}\nwant: {want}\n got: {stderr}");
+        assert!(
+            stderr.contains(&want),
+            "{flag} {value}\nwant: {want}\n got: {stderr}"
+        );
     }
 }
 
@@ -536,10 +567,18 @@ fn demo_help_lists_the_demo_flags_apart() {
         .unwrap_or_else(|| panic!("no Demo options heading:\n{help}"));
     assert!(!general.contains("--demo."), "{help}");
     assert!(general.contains("--web.listen-address"), "{help}");
-    for flag in ["--demo.accounts", "--demo.interval", "--demo.latency", "--demo.cloudwatch"] {
+    for flag in [
+        "--demo.accounts",
+        "--demo.interval",
+        "--demo.latency",
+        "--demo.cloudwatch",
+    ] {
         assert!(demo.contains(flag), "{flag}:\n{help}");
     }
-    assert!(!demo.contains("--web.") && !demo.contains("--log."), "{help}");
+    assert!(
+        !demo.contains("--web.") && !demo.contains("--log."),
+        "{help}"
+    );
 }
 
 /// Outside EC2 with no region anywhere, the SDK's region probe of the instance metadata fails;
@@ -580,13 +619,17 @@ fn check_config_without_a_region_says_so_in_one_line_without_the_sdk_dump() {
         ) && lines[0].contains("--log.level=debug"),
         "{stderr}"
     );
-    assert!(!stderr.contains("imds") && !stderr.contains("FailedToLoadToken"), "{stderr}");
+    assert!(
+        !stderr.contains("imds") && !stderr.contains("FailedToLoadToken"),
+        "{stderr}"
+    );
 
     // The probe did run and fail: at debug its warning is there.
     let (code, stderr) = run(&["--log.level", "debug"]);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(
-        stderr.contains("aws_config::imds::region") && stderr.contains("failed to load region from IMDS"),
+        stderr.contains("aws_config::imds::region")
+            && stderr.contains("failed to load region from IMDS"),
         "{stderr}"
     );
 }
