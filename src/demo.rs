@@ -169,8 +169,18 @@ impl DemoOptions {
                 FaultKind::NAMES.join(", ")
             ));
         }
-        if self.interval.is_zero() {
-            return Err("--demo.interval must be longer than zero".to_string());
+        let interval = crate::config::duration::format(self.interval);
+        crate::config::duration::INTERVAL
+            .check(&interval, self.interval)
+            .map_err(|e| format!("--demo.interval: {e}"))?;
+        for (flag, latency) in [
+            ("latency", self.latency),
+            ("latency-jitter", self.latency_jitter),
+        ] {
+            let text = crate::config::duration::format(latency);
+            crate::config::duration::DEMO_LATENCY
+                .check(&text, latency)
+                .map_err(|e| format!("--demo.{flag}: {e}"))?;
         }
         share("churn", self.churn)?;
         share("failure-rate", self.failure_rate)?;

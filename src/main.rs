@@ -14,6 +14,8 @@ use fast_launch_exporter::app::{self, ConfigLoader};
 use fast_launch_exporter::aws::Base;
 use fast_launch_exporter::cli::logging::{self, LogFormat, LogLevel};
 use fast_launch_exporter::cli::{self, healthcheck, permissions};
+#[cfg(feature = "demo")]
+use fast_launch_exporter::config::duration;
 use fast_launch_exporter::config::web::WebConfig;
 use fast_launch_exporter::config::{Config, ConfigError};
 #[cfg(feature = "demo")]
@@ -78,6 +80,11 @@ struct Flags {
         global = true
     )]
     listen_address: Vec<String>,
+
+    /// Let `POST /-/reload` (and `PUT`) reload the configuration, as Prometheus'
+    /// --web.enable-lifecycle does; without it they answer 403. SIGHUP always reloads.
+    #[arg(long = "web.enable-lifecycle", global = true)]
+    enable_lifecycle: bool,
 
     /// Path under which to expose metrics.
     #[arg(long = "web.telemetry-path", value_name = "PATH", default_value = "/metrics", value_parser = telemetry_path, global = true)]
@@ -150,9 +157,10 @@ enum OutputFormat {
     Json,
 }
 
-/// The simulated world's knobs.
+/// The simulated world's knobs, listed by `demo --help` apart from the general flags.
 #[cfg(feature = "demo")]
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Demo options")]
 struct DemoFlags {
     /// Simulated accounts (1-1000); the first uses the base credentials, the others AssumeRole.
     #[arg(long = "demo.accounts", default_value_t = 3)]
@@ -175,8 +183,8 @@ struct DemoFlags {
     /// Seed of every random choice, to repeat a run.
     #[arg(long = "demo.seed", default_value_t = 1)]
     seed: u64,
-    /// The exporter's collection interval.
-    #[arg(long = "demo.interval", default_value = "10s", value_parser = humantime::parse_duration)]
+    /// The exporter's collection interval, 1s to 1d (as collection.interval).
+    #[arg(long = "demo.interval", default_value = "10s", value_parser = demo_interval)]
     interval: Duration,
     /// The exporter's collection.concurrency.
     #[arg(long = "demo.concurrency", default_value_t = 16)]
@@ -184,11 +192,11 @@ struct DemoFlags {
     /// The exporter's collection.page_size (images per DescribeFastLaunchImages page).
     #[arg(long = "demo.page-size", default_value_t = 200)]
     page_size: i32,
-    /// Added to every simulated AWS answer.
-    #[arg(long = "demo.latency", default_value = "0s", value_parser = humantime::parse_duration)]
+    /// Added to every simulated AWS answer, 0s to 1m.
+    #[arg(long = "demo.latency", default_value = "0s", value_parser = demo_latency)]
     latency: Duration,
-    /// Up to this much more is added to every answer (uniform, seeded).
-    #[arg(long = "demo.latency-jitter", default_value = "0s", value_parser = humantime::parse_duration)]
+    /// Up to this much more is added to every answer (uniform, seeded), 0s to 1m.
+    #[arg(long = "demo.latency-jitter", default_value = "0s", value_parser = demo_latency)]
     latency_jitter: Duration,
     /// Share of targets (chosen by the seed) whose DescribeFastLaunchImages calls fail now and then (0-1).
     #[arg(long = "demo.faulty-targets", default_value_t = 0.0)]
@@ -250,6 +258,18 @@ const VERSION: &str = concat!(
     ")"
 );
 
+/// `--demo.interval`: a Prometheus duration with collection.interval's bounds.
+#[cfg(feature = "demo")]
+fn demo_interval(text: &str) -> Result<Duration, String> {
+    duration::INTERVAL.parse(text)
+}
+
+/// `--demo.latency` and `--demo.latency-jitter`: a Prometheus duration, at most a minute.
+#[cfg(feature = "demo")]
+fn demo_latency(text: &str) -> Result<Duration, String> {
+    duration::DEMO_LATENCY.parse(text)
+}
+
 fn telemetry_path(path: &str) -> Result<String, String> {
     let reserved = ["/", "/-/healthy", "/-/ready", "/-/reload"];
     if !path.starts_with('/') || reserved.contains(&path) {
@@ -287,20 +307,21 @@ async fn listen(addresses: &[String], telemetry_path: &str) -> Result<Vec<TcpLis
                 );
                 listeners.push(listener);
             }
-            Err(e) => {
-                error!(address = %address, error = %e, "cannot listen");
-                eprintln!("fast-launch-exporter: cannot listen on {address}: {e}");
-                return Err(ExitCode::from(EXIT_CONFIG));
-            }
+            Err(e) => return Err(refuse(format!("cannot listen on {address}: {e}"))),
         }
     }
     Ok(listeners)
 }
 
-fn config_error(e: ConfigError) -> ExitCode {
-    error!(error = %e, "invalid configuration");
-    eprintln!("fast-launch-exporter: {e}");
+/// Says why the program cannot start, once, as one plain line on stderr (not a log line too:
+/// logfmt would quote the message's quotes, and the process ends here), and gives exit status 2.
+fn refuse(why: impl std::fmt::Display) -> ExitCode {
+    eprintln!("fast-launch-exporter: {why}");
     ExitCode::from(EXIT_CONFIG)
+}
+
+fn config_error(e: ConfigError) -> ExitCode {
+    refuse(e)
 }
 
 /// The configuration file (or the no-file default), read and validated; exit status 2 if
@@ -314,11 +335,7 @@ fn read_config(flags: &Flags) -> Result<Config, ExitCode> {
 
 /// The shard of `--shard.index` and `--shard.total`; exit status 2 if out of range.
 fn shard(flags: &Flags) -> Result<Shard, ExitCode> {
-    Shard::new(flags.shard_index, flags.shard_total).map_err(|e| {
-        error!(error = %e, "invalid shard flags");
-        eprintln!("fast-launch-exporter: {e}");
-        ExitCode::from(EXIT_CONFIG)
-    })
+    Shard::new(flags.shard_index, flags.shard_total).map_err(refuse)
 }
 
 /// Gives accounts without regions the region of the AWS environment (`base`, loaded here if
@@ -421,11 +438,7 @@ async fn exporter_main() -> ExitCode {
 fn web_options(flags: &Flags) -> Result<WebOptions, ExitCode> {
     let web_config = match &flags.web_config_file {
         None => WebConfig::default(),
-        Some(path) => WebConfig::load(path).map_err(|e| {
-            error!(error = %e, "invalid web configuration");
-            eprintln!("fast-launch-exporter: {e}");
-            ExitCode::from(EXIT_CONFIG)
-        })?,
+        Some(path) => WebConfig::load(path).map_err(refuse)?,
     };
     Ok(WebOptions {
         telemetry_path: flags.telemetry_path.clone(),
@@ -433,6 +446,7 @@ fn web_options(flags: &Flags) -> Result<WebOptions, ExitCode> {
         max_requests: flags.max_requests,
         web_config,
         web_config_file: flags.web_config_file.clone(),
+        enable_lifecycle: flags.enable_lifecycle,
     })
 }
 

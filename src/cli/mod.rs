@@ -8,7 +8,7 @@ pub mod table;
 use std::sync::Arc;
 
 use crate::aws::Base;
-use crate::config::Config;
+use crate::config::{duration, Config};
 use crate::discover::Planner;
 use crate::domain::families::{MetricsFilter, Scope, FAMILIES};
 use crate::domain::model::TargetSpec;
@@ -73,8 +73,8 @@ pub fn print_targets(config: &Config, shard: Shard, specs: &[TargetSpec]) {
                     |c| {
                         format!(
                             "period={},lookback={}",
-                            humantime::format_duration(c.period),
-                            humantime::format_duration(c.lookback)
+                            duration::format(c.period),
+                            duration::format(c.lookback)
                         )
                     },
                 ),
@@ -107,17 +107,40 @@ pub fn print_targets(config: &Config, shard: Shard, specs: &[TargetSpec]) {
     println!(
         "{} targets; interval {}, timeout {}, concurrency {}, page size {}, max staleness {}, max attempts {}",
         specs.len(),
-        humantime::format_duration(c.interval),
-        humantime::format_duration(c.timeout),
+        duration::format(c.interval),
+        duration::format(c.timeout),
         c.concurrency,
         c.page_size,
-        humantime::format_duration(c.max_staleness),
+        duration::format(c.max_staleness),
         c.max_attempts
     );
+    println!("{}", events_summary(config));
     let cloudwatch: Vec<bool> = specs.iter().map(|s| s.cloudwatch.is_some()).collect();
     for line in metrics_summary(&config.metrics, &cloudwatch) {
         println!("{line}");
     }
+}
+
+/// The `events` line of `check-config`: the queue, whose credentials read it, and how.
+pub fn events_summary(config: &Config) -> String {
+    let Some(events) = &config.events else {
+        return "events: off (targets are collected every interval only)".to_string();
+    };
+    let queue = &events.queue;
+    let name = queue.url.rsplit('/').next().unwrap_or_default();
+    let credentials = match &queue.role {
+        Some(role) => format!("role {}", role.arn),
+        None => "the base credentials".to_string(),
+    };
+    format!(
+        "events: queue {name} in {} (account {}) read with {credentials}; wait time {}, up to {} \
+         messages a receive, debounce {}",
+        queue.region,
+        queue.account_id,
+        duration::format(events.wait_time),
+        events.max_messages,
+        duration::format(config.collection.event_debounce),
+    )
 }
 
 /// What `metrics` leaves served, for targets that read CloudWatch or not (`cloudwatch`, one
@@ -190,5 +213,33 @@ mod tests {
             ]
         );
         assert_eq!(metrics_summary(&filter, &[true]).len(), 2);
+    }
+
+    #[test]
+    fn the_events_summary_names_the_queue_its_credentials_and_timings() {
+        let off = Config::from_yaml("regions: [us-east-1]\n").unwrap();
+        assert_eq!(
+            events_summary(&off),
+            "events: off (targets are collected every interval only)"
+        );
+        let base = Config::from_yaml(
+            "regions: [us-east-1]\nevents:\n  queue_url: https://sqs.eu-west-1.amazonaws.com/999999999999/fast-launch-events\n",
+        )
+        .unwrap();
+        assert_eq!(
+            events_summary(&base),
+            "events: queue fast-launch-events in eu-west-1 (account 999999999999) read with the \
+             base credentials; wait time 20s, up to 10 messages a receive, debounce 2s"
+        );
+        let role = Config::from_yaml(
+            "regions: [us-east-1]\nevents:\n  queue_url: https://sqs.us-east-1.amazonaws.com/999999999999/q\n  role_arn: arn:aws:iam::999999999999:role/Events\n  wait_time: 5s\n  max_messages: 3\n  debounce: 1m30s\n",
+        )
+        .unwrap();
+        assert_eq!(
+            events_summary(&role),
+            "events: queue q in us-east-1 (account 999999999999) read with role \
+             arn:aws:iam::999999999999:role/Events; wait time 5s, up to 3 messages a receive, \
+             debounce 1m30s"
+        );
     }
 }

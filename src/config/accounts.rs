@@ -47,27 +47,32 @@ pub(super) fn validate_cloudwatch(
     let period = match &raw.period {
         None => DEFAULT_CLOUDWATCH_PERIOD,
         Some(text) => {
-            let d = parse_duration(&format!("{place}.period"), text)?;
-            if !(60..=3600).contains(&d.as_secs()) || d.as_secs() % 60 != 0 || d.subsec_nanos() != 0
-            {
+            let place = format!("{place}.period");
+            let d = duration::parse(text)
+                .map_err(|e| invalid(&place, format!("{text:?} is not a duration: {e}")))?;
+            if d.as_secs() % 60 != 0 || d.subsec_nanos() != 0 {
                 return Err(invalid(
-                    format!("{place}.period"),
+                    place,
                     format!("{text:?} must be whole minutes, from 1m to 1h"),
                 ));
             }
+            duration::CLOUDWATCH_PERIOD
+                .check(text, d)
+                .map_err(|m| invalid(place, m))?;
             d
         }
     };
     let lookback = match &raw.lookback {
         None => DEFAULT_CLOUDWATCH_LOOKBACK.max(period),
         Some(text) => {
-            let d = parse_duration(&format!("{place}.lookback"), text)?;
-            if d < period || d > Duration::from_secs(86_400) {
+            let place = format!("{place}.lookback");
+            let d = parse_duration(&place, text, &duration::CLOUDWATCH_LOOKBACK)?;
+            if d < period {
                 return Err(invalid(
-                    format!("{place}.lookback"),
+                    place,
                     format!(
-                        "{text:?} must be at least the period ({}) and at most 24h",
-                        humantime::format_duration(period)
+                        "{text:?} must be at least the period ({})",
+                        duration::format(period)
                     ),
                 ));
             }
@@ -303,14 +308,7 @@ fn validate_role(
                 None => None,
                 Some(text) => {
                     let place = format!("{place}.duration");
-                    let d = parse_duration(&place, text)?;
-                    // DurationSeconds: 900 to 43200 per the STS API reference.
-                    if !(900..=43200).contains(&d.as_secs()) {
-                        return Err(invalid(
-                            place,
-                            format!("{text:?} must be between 15m and 12h"),
-                        ));
-                    }
+                    let d = parse_duration(&place, text, &duration::ROLE_SESSION)?;
                     Some(d)
                 }
             };

@@ -109,7 +109,11 @@ pub(super) fn validate_organizations(
         Some(text) => {
             // Any positive duration; short ones are for tests and demos (every discovery lists
             // the whole organization).
-            parse_duration(&format!("{PLACE}.interval"), text)?
+            parse_duration(
+                &format!("{PLACE}.interval"),
+                text,
+                &duration::DISCOVERY_INTERVAL,
+            )?
         }
     };
     let mut tags = BTreeMap::new();

@@ -36,9 +36,9 @@ pub(super) fn validate_events(
     let wait_time = match &raw.wait_time {
         None => DEFAULT_WAIT_TIME,
         Some(text) => {
-            let d = parse_duration("events.wait_time", text)?;
-            // WaitTimeSeconds: 0–20 per the SQS API reference; 0 would poll in a busy loop.
-            if !(1..=20).contains(&d.as_secs()) || d.subsec_nanos() != 0 {
+            let d = parse_duration("events.wait_time", text, &duration::WAIT_TIME)?;
+            // WaitTimeSeconds is a whole number of seconds.
+            if d.subsec_nanos() != 0 {
                 return Err(invalid(
                     "events.wait_time",
                     format!("{text:?} must be whole seconds between 1s and 20s"),
@@ -59,11 +59,14 @@ pub(super) fn validate_events(
         }
     };
     if let Some(text) = &raw.debounce {
-        collection.event_debounce = parse_duration("events.debounce", text)?;
+        collection.event_debounce = parse_duration("events.debounce", text, &duration::DEBOUNCE)?;
         if collection.event_debounce > collection.interval {
             return Err(invalid(
                 "events.debounce",
-                format!("{text:?} is longer than collection.interval"),
+                format!(
+                    "{text:?} is longer than collection.interval ({})",
+                    duration::format(collection.interval)
+                ),
             ));
         }
     }

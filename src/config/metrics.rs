@@ -237,10 +237,14 @@ mod tests {
         let e = error_of("metrics: {exclude: ['']}\n");
         assert_eq!(
             e,
-            "metrics.exclude[0]: is empty; write a family name or a regular expression"
+            "metrics.exclude[0]: is empty; write a family name or a regular expression \
+             at line 2 column 21"
         );
         let e = error_of("metrics: {exclude: ['.*']}\n");
-        assert_eq!(e, "metrics: include and exclude leave no family to serve");
+        assert_eq!(
+            e,
+            "metrics: include and exclude leave no family to serve at line 2 column 1"
+        );
         let e = error_of("metrics: {exlude: [process_threads]}\n");
         assert!(e.contains("unknown field `exlude`"), "{e}");
     }

@@ -6,7 +6,9 @@
 
 mod accounts;
 mod discovery;
+pub mod duration;
 mod events;
+mod location;
 mod metrics;
 mod raw;
 pub mod web;
@@ -19,7 +21,9 @@ use serde::Deserialize;
 
 use self::accounts::*;
 use self::discovery::*;
+use self::duration::Bounds;
 use self::events::*;
+pub use self::location::Position;
 use self::metrics::validate_metrics;
 use self::raw::*;
 
@@ -44,20 +48,75 @@ pub enum ConfigError {
     /// The file is not valid YAML, or has the wrong shape (unknown key, wrong type).
     #[error("{0}")]
     Syntax(String),
-    /// A value is out of range or malformed.
-    #[error("{place}: {message}")]
+    /// A value is out of range or malformed. Shown as serde_yaml shows its own errors:
+    /// `config.yaml: collection.interval: "5M" is not a duration: … at line 3 column 3`.
+    #[error("{}{place}: {message}{}", file_prefix(.file), position_suffix(.at))]
     Invalid {
+        /// The file, when the configuration was read from one.
+        file: Option<String>,
         /// Where in the file, e.g. `accounts[1].regions[0]`.
         place: String,
         /// What is wrong, quoting the value.
         message: String,
+        /// Where the key is written (of a missing key, the entry that lacks it), when the
+        /// text is known and has it.
+        at: Option<Position>,
     },
+}
+
+fn file_prefix(file: &Option<String>) -> String {
+    file.as_ref().map(|f| format!("{f}: ")).unwrap_or_default()
+}
+
+fn position_suffix(at: &Option<Position>) -> String {
+    at.map(|at| format!(" at {at}")).unwrap_or_default()
 }
 
 fn invalid(place: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
+        file: None,
         place: place.into(),
         message: message.into(),
+        at: None,
+    }
+}
+
+impl ConfigError {
+    /// The error with the position of its place in `text`, the YAML it was validated from.
+    fn located_in(self, text: &str) -> ConfigError {
+        match self {
+            ConfigError::Invalid {
+                file,
+                place,
+                message,
+                at: None,
+            } => ConfigError::Invalid {
+                at: location::locate(text, &place),
+                file,
+                place,
+                message,
+            },
+            other => other,
+        }
+    }
+
+    /// The error as one of the file at `path` (which the message then names).
+    fn in_file(self, path: &Path) -> ConfigError {
+        match self {
+            // serde_yaml's message says where in the file (line, column, key path), not which file.
+            ConfigError::Syntax(message) => {
+                ConfigError::Syntax(format!("{}: {message}", path.display()))
+            }
+            ConfigError::Invalid {
+                place, message, at, ..
+            } => ConfigError::Invalid {
+                file: Some(path.display().to_string()),
+                place,
+                message,
+                at,
+            },
+            read @ ConfigError::Read { .. } => read,
+        }
     }
 }
 
@@ -276,13 +335,7 @@ impl Config {
             path: path.display().to_string(),
             source,
         })?;
-        Config::from_yaml(&text).map_err(|e| match e {
-            // serde_yaml's message says where in the file (line, column, key path), not which file.
-            ConfigError::Syntax(message) => {
-                ConfigError::Syntax(format!("{}: {message}", path.display()))
-            }
-            other => other,
-        })
+        Config::from_yaml(&text).map_err(|e| e.in_file(path))
     }
 
     /// Parses and validates YAML text. An account without regions (and no top-level `regions`)
@@ -293,7 +346,7 @@ impl Config {
         } else {
             serde_yaml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?
         };
-        Config::try_from(raw)
+        Config::try_from(raw).map_err(|e| e.located_in(text))
     }
 
     /// The configuration of `--config.file` (or the no-file default), with accounts that name no
@@ -345,9 +398,10 @@ impl Config {
         let Some(region) = region else {
             return Err(invalid(
                 place.clone(),
-                "no region configured and none found in the AWS environment \
-                 (set `regions` in the config file, or AWS_REGION; `regions: all` needs one \
-                 to list the enabled regions from)",
+                "no region configured and none found in the AWS environment (AWS_REGION, \
+                 AWS_DEFAULT_REGION, the profile, EC2 instance metadata; --log.level=debug \
+                 shows why each gave none): set `regions` in the config file, or AWS_REGION \
+                 (`regions: all` needs one to list the enabled regions from)",
             ));
         };
         check_region(region).map_err(|m| invalid("AWS_REGION", m))?;
@@ -532,26 +586,18 @@ fn check_unique(
     Ok(())
 }
 
-fn parse_duration(place: &str, text: &str) -> Result<Duration, ConfigError> {
-    let duration = humantime::parse_duration(text.trim()).map_err(|e| {
-        invalid(
-            place,
-            format!("{text:?} is not a duration ({e}); write e.g. \"30s\" or \"5m\""),
-        )
-    })?;
-    if duration.is_zero() {
-        return Err(invalid(place, format!("{text:?} must be longer than zero")));
-    }
-    Ok(duration)
+/// The duration at `place`, within `bounds` (see [`duration`]).
+fn parse_duration(place: &str, text: &str, bounds: &Bounds) -> Result<Duration, ConfigError> {
+    bounds.parse(text).map_err(|m| invalid(place, m))
 }
 
 fn validate_collection(raw: &RawCollection) -> Result<CollectionSettings, ConfigError> {
     let mut settings = CollectionSettings::default();
     if let Some(text) = &raw.interval {
-        settings.interval = parse_duration("collection.interval", text)?;
+        settings.interval = parse_duration("collection.interval", text, &duration::INTERVAL)?;
     }
     if let Some(text) = &raw.timeout {
-        settings.timeout = parse_duration("collection.timeout", text)?;
+        settings.timeout = parse_duration("collection.timeout", text, &duration::TIMEOUT)?;
     } else {
         settings.timeout = settings.timeout.min(settings.interval);
     }
@@ -561,7 +607,7 @@ fn validate_collection(raw: &RawCollection) -> Result<CollectionSettings, Config
             format!(
                 "{:?} is longer than collection.interval ({})",
                 raw.timeout.as_deref().unwrap_or_default(),
-                humantime::format_duration(settings.interval)
+                duration::format(settings.interval)
             ),
         ));
     }
@@ -585,7 +631,7 @@ fn validate_collection(raw: &RawCollection) -> Result<CollectionSettings, Config
         settings.page_size = n as i32;
     }
     settings.max_staleness = match &raw.max_staleness {
-        Some(text) => parse_duration("collection.max_staleness", text)?,
+        Some(text) => parse_duration("collection.max_staleness", text, &duration::MAX_STALENESS)?,
         None => settings.interval * 3,
     };
     if let Some(n) = raw.max_attempts {
@@ -781,7 +827,7 @@ accounts:
             (
                 "cloudwatch: {lookback: 2d}",
                 "cloudwatch.lookback",
-                "at most 24h",
+                "the range is 1m to 1d",
             ),
             (
                 "cloudwatch: {period: soon}",
@@ -854,7 +900,8 @@ accounts:
         assert_eq!(config.collection.event_debounce, Duration::from_secs(3));
         for (yaml, expected) in [
             ("events: {queue_url: 'https://example.com/q'}", "events.queue_url: \"https://example.com/q\" is not an SQS queue URL"),
-            ("events: {queue_url: 'https://sqs.us-east-1.amazonaws.com/999999999999/q', wait_time: 30s}", "events.wait_time: \"30s\" must be whole seconds between 1s and 20s"),
+            ("events: {queue_url: 'https://sqs.us-east-1.amazonaws.com/999999999999/q', wait_time: 30s}", "events.wait_time: \"30s\" is too long: the range is 1s to 20s, because SQS long polling"),
+            ("events: {queue_url: 'https://sqs.us-east-1.amazonaws.com/999999999999/q', wait_time: 1500ms}", "events.wait_time: \"1500ms\" must be whole seconds between 1s and 20s"),
             ("events: {queue_url: 'https://sqs.us-east-1.amazonaws.com/999999999999/q', max_messages: 11}", "events.max_messages: \"11\" must be between 1 and 10"),
             ("events: {queue_url: 'https://sqs.us-east-1.amazonaws.com/999999999999/q', external_id: abc}", "events.external_id: is set but role_arn is not"),
             ("events: {queue_url: 'https://sqs.us-east-1.amazonaws.com/999999999999/q', colour: red}", "unknown field `colour`"),
@@ -873,7 +920,7 @@ accounts:
         let yaml = "accounts:\n  - role_arn: arn:aws:iam::111111111111:role/R\n  - role_arn: arn:aws:iam::222222222222:role/R\n    regions: [us-eest-1]\n";
         assert_eq!(
             error_of(yaml),
-            r#"accounts[1].regions[0]: "us-eest-1" is not a region name"#
+            r#"accounts[1].regions[0]: "us-eest-1" is not a region name at line 4 column 15"#
         );
     }
 
@@ -881,7 +928,9 @@ accounts:
     fn each_rule_has_its_message() {
         let cases = [
             ("collection: {interval: 5 minutes please}", "collection.interval: \"5 minutes please\" is not a duration"),
-            ("collection: {interval: 0s}", "collection.interval: \"0s\" must be longer than zero"),
+            ("collection: {interval: 0s}", "collection.interval: \"0s\" is too short: the range is 1s to 1d"),
+            ("collection: {interval: 5M}", "collection.interval: \"5M\" is not a duration: \"M\" is not a unit"),
+            ("collection: {interval: 2d}", "collection.interval: \"2d\" is too long: the range is 1s to 1d, because"),
             ("collection: {interval: 1m, timeout: 2m}", "collection.timeout: \"2m\" is longer than collection.interval (1m)"),
             ("collection: {page_size: 500}", "collection.page_size: \"500\" must be between 1 and 200"),
             ("collection: {concurrency: 0}", "collection.concurrency: \"0\" must be between 1 and 1024"),
@@ -893,7 +942,7 @@ accounts:
             ("accounts: []", "accounts: is empty"),
             ("accounts: [{role_arn: 'arn:aws:iam::12:role/x'}]", "accounts[0].role_arn: \"arn:aws:iam::12:role/x\" is not an IAM role ARN"),
             ("accounts: [{external_id: abc}]", "accounts[0].external_id: is set but role_arn is not"),
-            ("accounts: [{role_arn: 'arn:aws:iam::111111111111:role/x', duration: 1m}]", "accounts[0].duration: \"1m\" must be between 15m and 12h"),
+            ("accounts: [{role_arn: 'arn:aws:iam::111111111111:role/x', duration: 1m}]", "accounts[0].duration: \"1m\" is too short: the range is 15m to 12h"),
             ("accounts: [{role_arn: 'arn:aws:iam::111111111111:role/x', session_name: 'a b'}]", "accounts[0].session_name: \"a b\" must be 2 to 64"),
             ("accounts: [{labels: {'bad-name': x}}]", "accounts[0].labels: \"bad-name\" is not a Prometheus label name"),
             ("accounts: [{labels: {aws_account_id: x}}]", "accounts[0].labels: \"aws_account_id\" is reserved"),
@@ -904,6 +953,65 @@ accounts:
         ];
         for (yaml, expected) in cases {
             let message = error_of(yaml);
+            assert!(
+                message.starts_with(expected),
+                "{yaml}\n got: {message}\nwant: {expected}"
+            );
+        }
+    }
+
+    /// Every duration key: Prometheus' syntax, and the bounds that key takes, as errors that
+    /// name the key, the range and why.
+    #[test]
+    fn every_duration_key_takes_prometheus_durations_within_its_bounds() {
+        const QUEUE: &str = "https://sqs.us-east-1.amazonaws.com/999999999999/q";
+        const ROLE: &str = "arn:aws:iam::111111111111:role/x";
+        const ORG: &str =
+            "discovery: {organizations: {member_role_arn: 'arn:aws:iam::{account_id}:role/R'";
+        let ok: &[String] = &[
+            "collection: {interval: 1h30m, timeout: 1h, max_staleness: 1w}".into(),
+            "collection: {interval: 1d, timeout: 1s, max_staleness: 1s}".into(),
+            "collection: {interval: 1s, timeout: 1s}".into(),
+            format!("events: {{queue_url: {QUEUE}, debounce: 5m, wait_time: 20s}}"),
+            format!("events: {{queue_url: {QUEUE}, debounce: 1ms, wait_time: 1s}}"),
+            format!("{ORG}, interval: 1d}}}}"),
+            "cloudwatch: {period: 1h, lookback: 1d}".into(),
+            format!("accounts: [{{role_arn: '{ROLE}', duration: 12h}}]"),
+            format!("accounts: [{{role_arn: '{ROLE}', duration: 15m}}]"),
+        ];
+        for yaml in ok {
+            Config::from_yaml(&format!("regions: [us-east-1]\n{yaml}\n"))
+                .unwrap_or_else(|e| panic!("{yaml}: {e}"));
+        }
+        let bad: &[(String, &str)] = &[
+            ("collection: {interval: 5M}".into(), "collection.interval: \"5M\" is not a duration: \"M\" is not a unit"),
+            ("collection: {interval: 100y}".into(), "collection.interval: \"100y\" is too long: the range is 1s to 1d, because"),
+            ("collection: {interval: 1000000y}".into(), "collection.interval: \"1000000y\" is not a duration: too long"),
+            ("collection: {interval: 1.5h}".into(), "collection.interval: \"1.5h\" is not a duration: fractions are not taken"),
+            ("collection: {interval: 1m30s1m}".into(), "collection.interval: \"1m30s1m\" is not a duration: write whole numbers"),
+            ("collection: {interval: 90us}".into(), "collection.interval: \"90us\" is not a duration: \"us\" is not a unit"),
+            ("collection: {interval: 25h}".into(), "collection.interval: \"25h\" is too long: the range is 1s to 1d"),
+            ("collection: {interval: 999ms}".into(), "collection.interval: \"999ms\" is too short: the range is 1s to 1d"),
+            ("collection: {interval: '0'}".into(), "collection.interval: \"0\" is too short"),
+            ("collection: {timeout: 500ms}".into(), "collection.timeout: \"500ms\" is too short: the range is 1s to 1h"),
+            ("collection: {interval: 1d, timeout: 2h}".into(), "collection.timeout: \"2h\" is too long: the range is 1s to 1h, because"),
+            ("collection: {max_staleness: 8d}".into(), "collection.max_staleness: \"8d\" is too long: the range is 1s to 1w, because"),
+            ("collection: {max_staleness: 0s}".into(), "collection.max_staleness: \"0s\" is too short"),
+            (format!("events: {{queue_url: {QUEUE}, debounce: 0s}}"), "events.debounce: \"0s\" must be longer than zero (at most 5m)"),
+            (format!("events: {{queue_url: {QUEUE}, debounce: 6m}}"), "events.debounce: \"6m\" is too long: the range is 1ms to 5m, because"),
+            (format!("collection: {{interval: 1m}}\nevents: {{queue_url: {QUEUE}, debounce: 2m}}"), "events.debounce: \"2m\" is longer than collection.interval (1m)"),
+            (format!("events: {{queue_url: {QUEUE}, wait_time: 0s}}"), "events.wait_time: \"0s\" is too short: the range is 1s to 20s"),
+            (format!("{ORG}, interval: 2d}}}}"), "discovery.organizations.interval: \"2d\" is too long: the range is 1s to 1d, because"),
+            (format!("{ORG}, interval: 1M}}}}"), "discovery.organizations.interval: \"1M\" is not a duration"),
+            ("cloudwatch: {period: 2h}".into(), "cloudwatch.period: \"2h\" is too long: the range is 1m to 1h"),
+            ("cloudwatch: {period: 0s}".into(), "cloudwatch.period: \"0s\" is too short: the range is 1m to 1h"),
+            ("cloudwatch: {period: 1M}".into(), "cloudwatch.period: \"1M\" is not a duration"),
+            ("cloudwatch: {lookback: 1w}".into(), "cloudwatch.lookback: \"1w\" is too long: the range is 1m to 1d"),
+            (format!("accounts: [{{role_arn: '{ROLE}', duration: 13h}}]"), "accounts[0].duration: \"13h\" is too long: the range is 15m to 12h, because AssumeRole"),
+            (format!("accounts: [{{role_arn: '{ROLE}', duration: 1h30}}]"), "accounts[0].duration: \"1h30\" is not a duration: \"30\" has no unit"),
+        ];
+        for (yaml, expected) in bad {
+            let message = error_of(&format!("regions: [us-east-1]\n{yaml}\n"));
             assert!(
                 message.starts_with(expected),
                 "{yaml}\n got: {message}\nwant: {expected}"

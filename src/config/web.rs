@@ -225,11 +225,14 @@ impl WebConfig {
         if let Some(limit) = raw.rate_limit {
             let interval = match limit.interval.as_deref() {
                 None => Duration::ZERO,
-                Some(text) => humantime::parse_duration(text).map_err(|e| {
-                    error(format!(
-                        "rate_limit.interval: {text:?} is not a duration: {e}"
-                    ))
-                })?,
+                Some(text) => super::duration::parse_go(text)
+                    .map_err(|e| format!("{text:?} is not a duration: {e}"))
+                    .and_then(|interval| {
+                        super::duration::RATE_LIMIT_INTERVAL
+                            .check(text, interval)
+                            .map(|()| interval)
+                    })
+                    .map_err(|message| error(format!("rate_limit.interval: {message}")))?,
             };
             // As Go's limiter: no interval means no limit; a burst of 0 refuses everything.
             if !interval.is_zero() {
@@ -691,6 +694,42 @@ mod tests {
         let encoded =
             base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
         format!("Basic {encoded}").into_bytes()
+    }
+
+    #[test]
+    fn rate_limit_intervals_are_go_durations_up_to_an_hour() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("web.yaml");
+        let load = |interval: &str| {
+            std::fs::write(
+                &path,
+                format!("rate_limit: {{interval: '{interval}', burst: 2}}\n"),
+            )
+            .unwrap();
+            WebConfig::load(&path).map(|c| c.rate_limit.is_some())
+        };
+        for ok in ["1m", "1.5s", "500ms", "1h", "1m30s"] {
+            assert!(load(ok).unwrap(), "{ok}");
+        }
+        assert!(!load("0").unwrap(), "0 is no limit, as in Go");
+        for (bad, words) in [
+            (
+                "5M",
+                r#"rate_limit.interval: "5M" is not a duration: "M" is not a unit"#,
+            ),
+            (
+                "1d",
+                r#"rate_limit.interval: "1d" is not a duration: "d" is not a unit"#,
+            ),
+            ("-1s", r#"rate_limit.interval: "-1s" is not a duration"#),
+            (
+                "2h",
+                r#"rate_limit.interval: "2h" is too long: the range is 0s to 1h"#,
+            ),
+        ] {
+            let message = load(bad).unwrap_err().to_string();
+            assert!(message.contains(words), "{bad}: {message}");
+        }
     }
 
     #[test]

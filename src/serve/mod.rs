@@ -46,6 +46,9 @@ pub struct WebOptions {
     pub web_config: WebConfig,
     /// The file `web_config` was read from, watched for changes.
     pub web_config_file: Option<std::path::PathBuf>,
+    /// Whether `POST`/`PUT /-/reload` reload the configuration (`--web.enable-lifecycle`);
+    /// off, they answer 403, as Prometheus does. `SIGHUP` reloads either way.
+    pub enable_lifecycle: bool,
 }
 
 impl Default for WebOptions {
@@ -56,6 +59,7 @@ impl Default for WebOptions {
             max_requests: 40,
             web_config: WebConfig::default(),
             web_config_file: None,
+            enable_lifecycle: false,
         }
     }
 }
@@ -108,6 +112,8 @@ pub struct AppState {
     pub telemetry_path: String,
     /// Where `POST /-/reload` sends its request.
     pub reload: tokio::sync::mpsc::Sender<ReloadRequest>,
+    /// `--web.enable-lifecycle`: whether `POST /-/reload` may reload.
+    pub enable_lifecycle: bool,
     /// TLS, basic auth and extra headers.
     pub web_config: LiveWebConfig,
     /// `--web.max-requests`: the `/metrics` requests served at once (None: no limit); one more
@@ -132,6 +138,7 @@ impl AppState {
             renderer,
             telemetry_path: web.telemetry_path.clone(),
             reload,
+            enable_lifecycle: web.enable_lifecycle,
             web_config: LiveWebConfig::new(web.web_config_file.clone(), web.web_config.clone()),
             scrapes: (web.max_requests > 0).then(|| Arc::new(Semaphore::new(web.max_requests))),
             renders: Semaphore::new(

@@ -59,6 +59,9 @@ async fn handle(state: &Arc<AppState>, request: Request<Incoming>) -> Response<B
                 .insert(header::ALLOW, HeaderValue::from_static("POST, PUT"));
             return response;
         }
+        if !state.enable_lifecycle {
+            return text(StatusCode::FORBIDDEN, LIFECYCLE_OFF);
+        }
         return reload(state).await;
     }
     let known = path == state.telemetry_path || matches!(path, "/" | "/-/healthy" | "/-/ready");
@@ -169,6 +172,11 @@ fn has_body<B>(request: &Request<B>) -> bool {
         .is_some_and(|v| v.as_bytes() != b"0");
     length || request.headers().contains_key(header::TRANSFER_ENCODING)
 }
+
+/// The answer to `POST /-/reload` without `--web.enable-lifecycle` (Prometheus answers
+/// "Lifecycle API is not enabled."), naming the flag and the way that needs none.
+const LIFECYCLE_OFF: &str = "Lifecycle API is not enabled: start the exporter with \
+     --web.enable-lifecycle to reload with POST /-/reload, or send it SIGHUP\n";
 
 async fn reload(state: &AppState) -> Response<Body> {
     let (respond, answer) = tokio::sync::oneshot::channel();

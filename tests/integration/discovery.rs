@@ -826,7 +826,7 @@ async fn regions_all_keeps_its_last_region_list_after_a_failed_describe_regions(
     let yaml = format!(
         "collection: {{interval: 1h}}\nregions: all\naccounts:\n  - name: prod\n    role_arn: {ROLE_ARN}\n"
     );
-    let exporter = Exporter::start(&sim.url(), &yaml, &[]).await;
+    let exporter = Exporter::start(&sim.url(), &yaml, &["--web.enable-lifecycle"]).await;
     exporter.wait_until_ready().await;
     let mut listed: BTreeSet<(String, String)> = DEFAULT_REGIONS
         .iter()

@@ -99,7 +99,7 @@ async fn metrics_exclude_drops_families_and_a_reload_changes_them() {
         &format!(
             "{base}metrics:\n  exclude:\n    - aws_ec2_fast_launch_image_info\n    - 'aws_ec2_fast_launch_image_state_(reason_info|transition_timestamp_seconds)'\n    - 'fast_launch_exporter_aws_.*'\n    - process_cpu_seconds_total\n"
         ),
-        &[],
+        &["--web.enable-lifecycle"],
     )
     .await;
     exporter

@@ -31,7 +31,7 @@ async fn reload_adds_and_removes_targets_keeps_the_others_and_refuses_bad_files(
     let exporter = Exporter::start(
         &sim.url(),
         "collection: {interval: 1h}\nregions: [us-east-1, eu-west-1]\n",
-        &[],
+        &["--web.enable-lifecycle"],
     )
     .await;
     exporter
@@ -166,6 +166,80 @@ async fn reload_adds_and_removes_targets_keeps_the_others_and_refuses_bad_files(
     );
 }
 
+/// Without `--web.enable-lifecycle` (the default, as Prometheus), `POST` and `PUT /-/reload`
+/// answer 403 naming the flag and reload nothing; `SIGHUP` still reloads. With the flag, `POST`
+/// reloads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_over_http_needs_the_lifecycle_flag_and_sighup_does_not() {
+    let sim = simulator().await;
+    {
+        let mut world = sim.world();
+        world.set_images(BASE_ACCOUNT, "us-east-1", vec![image(1, "enabled")]);
+        world.set_images(BASE_ACCOUNT, "eu-west-1", vec![image(2, "enabled")]);
+    }
+    let one = "collection: {interval: 1h}\nregions: [us-east-1]\n";
+    let two = "collection: {interval: 1h}\nregions: [us-east-1, eu-west-1]\n";
+    let images = |t: &str| find(t, "aws_ec2_fast_launch_image_info", &[]).len();
+    let exporter = Exporter::start(&sim.url(), one, &[]).await;
+    exporter
+        .wait_for_metrics("us-east-1 collected", |t| images(t) == 1)
+        .await;
+    std::fs::write(exporter.config_path(), two).unwrap();
+    for method in ["POST", "PUT"] {
+        let refused = request(
+            &exporter.address,
+            method,
+            "/-/reload",
+            &[("Content-Length", "0")],
+        )
+        .await;
+        assert_eq!(refused.status, 403, "{method}: {}", refused.text());
+        assert!(
+            refused.text().starts_with("Lifecycle API is not enabled")
+                && refused.text().contains("--web.enable-lifecycle"),
+            "{method}: {}",
+            refused.text()
+        );
+    }
+    let text = exporter.metrics().await;
+    assert_eq!(images(&text), 1, "a refused request reloaded nothing");
+    assert_eq!(
+        value(
+            &text,
+            "fast_launch_exporter_config_last_reload_successful",
+            &[]
+        ),
+        Some(1.0),
+        "a refused request is no failed reload"
+    );
+    assert!(!exporter.logs().contains("configuration reloaded"));
+    // GET is still the wrong method, whatever the flag.
+    let get = request(&exporter.address, "GET", "/-/reload", &[]).await;
+    assert_eq!(get.status, 405);
+
+    exporter.signal("HUP");
+    exporter
+        .wait_for_metrics("eu-west-1 collected after SIGHUP", |t| images(t) == 2)
+        .await;
+
+    let enabled = Exporter::start(&sim.url(), one, &["--web.enable-lifecycle"]).await;
+    enabled
+        .wait_for_metrics("us-east-1 collected", |t| images(t) == 1)
+        .await;
+    std::fs::write(enabled.config_path(), two).unwrap();
+    let accepted = request(
+        &enabled.address,
+        "POST",
+        "/-/reload",
+        &[("Content-Length", "0")],
+    )
+    .await;
+    assert_eq!(accepted.status, 200, "{}", accepted.text());
+    enabled
+        .wait_for_metrics("eu-west-1 collected after POST", |t| images(t) == 2)
+        .await;
+}
+
 /// `PUT /-/reload` reloads as `POST` does (Prometheus takes both): a good file is applied and
 /// answered 200, a bad one answered 500 with the problem; other methods get 405 naming the two.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -179,7 +253,7 @@ async fn put_reload_is_accepted_like_post() {
     let exporter = Exporter::start(
         &sim.url(),
         "collection: {interval: 1h}\nregions: [us-east-1]\n",
-        &[],
+        &["--web.enable-lifecycle"],
     )
     .await;
     exporter
@@ -259,7 +333,7 @@ async fn a_reload_that_adds_a_target_leaves_a_ready_exporter_ready() {
     let exporter = Exporter::start(
         &sim.url(),
         "collection: {interval: 1h, timeout: 30s}\nregions: [us-east-1]\n",
-        &[],
+        &["--web.enable-lifecycle"],
     )
     .await;
     exporter.wait_until_ready().await;
@@ -374,6 +448,188 @@ fn check_config_prints_the_resolved_targets_or_exits_2() {
     assert!(stdout.contains("xy-central-3"), "{stdout}");
     assert!(
         stderr.contains(r#"warning: regions[0]: "xy-central-3" is not a region this build knows"#),
+        "{stderr}"
+    );
+}
+
+/// A validation error names the file, the key, the value, what is wrong and the line and column
+/// of the key, in one line on stderr (not a log line and a plain line); exit status 2.
+#[test]
+fn check_config_names_a_bad_duration_with_its_line_once() {
+    for (yaml, place, problem, at) in [
+        (
+            "regions: [us-east-1]\ncollection:\n  timeout: 1m\n  interval: 5M\n",
+            "collection.interval",
+            r#""5M" is not a duration: "M" is not a unit; the units are ms, s, m, h, d, w and y"#,
+            "at line 4 column 3",
+        ),
+        (
+            "regions: [us-east-1]\ncollection: {interval: 100y}\n",
+            "collection.interval",
+            r#""100y" is too long: the range is 1s to 1d, because an interval of days"#,
+            "at line 2 column 14",
+        ),
+        (
+            "regions: [us-east-1]\naccounts:\n  - name: a\n  - role_arn: arn:aws:iam::222222222222:role/R\n    duration: 1w\n",
+            "accounts[1].duration",
+            r#""1w" is too long: the range is 15m to 12h, because AssumeRole sessions"#,
+            "at line 5 column 5",
+        ),
+    ] {
+        let file = config_file(yaml);
+        let path = file.path().display().to_string();
+        let output = exporter_command("http://127.0.0.1:9")
+            .args(["check-config", "--config.file", &path])
+            .stdout(Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{yaml}: {stderr}");
+        assert!(output.stdout.is_empty(), "{yaml}");
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{yaml}: printed once, got:\n{stderr}");
+        let want = format!("fast-launch-exporter: {path}: {place}: {problem}");
+        assert!(lines[0].starts_with(&want), "{yaml}\nwant: {want}\n got: {stderr}");
+        assert!(lines[0].ends_with(at), "{yaml}\nwant: {at}\n got: {stderr}");
+    }
+}
+
+/// The flags take the config file's durations and bounds: `--demo.interval 100000000000y` once
+/// exported `collection_interval_seconds 3.2e18`.
+#[test]
+fn duration_flags_take_prometheus_durations_within_bounds() {
+    for (flag, value, problem) in [
+        (
+            "--demo.interval",
+            "100000000000y",
+            "is not a duration: too long (more than 292 years)",
+        ),
+        (
+            "--demo.interval",
+            "5M",
+            r#"is not a duration: "M" is not a unit"#,
+        ),
+        (
+            "--demo.interval",
+            "2d",
+            "is too long: the range is 1s to 1d, because",
+        ),
+        (
+            "--demo.interval",
+            "0",
+            "is too short: the range is 1s to 1d",
+        ),
+        (
+            "--demo.interval",
+            "1.5s",
+            "is not a duration: fractions are not taken",
+        ),
+        (
+            "--demo.latency",
+            "2m",
+            "is too long: the range is 0s to 1m, because",
+        ),
+        (
+            "--demo.latency-jitter",
+            "10us",
+            r#"is not a duration: "us" is not a unit"#,
+        ),
+    ] {
+        let output = exporter_command("http://127.0.0.1:9")
+            .args(["demo", flag, value, "--web.listen-address", "127.0.0.1:0"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{flag} {value}: {stderr}");
+        let want = format!("invalid value '{value}' for '{flag} <");
+        assert!(stderr.contains(&want), "{flag} {value}: {stderr}");
+        let want = format!("\"{value}\" {problem}");
+        assert!(
+            stderr.contains(&want),
+            "{flag} {value}\nwant: {want}\n got: {stderr}"
+        );
+    }
+}
+
+/// `demo --help` lists the demo's own flags under a heading of their own, after the general
+/// ones, and no --demo.* flag among the general ones.
+#[test]
+fn demo_help_lists_the_demo_flags_apart() {
+    let output = exporter_command("http://127.0.0.1:9")
+        .args(["demo", "--help"])
+        .stdout(Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&output.stdout);
+    let (general, demo) = help
+        .split_once("\nDemo options:\n")
+        .unwrap_or_else(|| panic!("no Demo options heading:\n{help}"));
+    assert!(!general.contains("--demo."), "{help}");
+    assert!(general.contains("--web.listen-address"), "{help}");
+    for flag in [
+        "--demo.accounts",
+        "--demo.interval",
+        "--demo.latency",
+        "--demo.cloudwatch",
+    ] {
+        assert!(demo.contains(flag), "{flag}:\n{help}");
+    }
+    assert!(
+        !demo.contains("--web.") && !demo.contains("--log."),
+        "{help}"
+    );
+}
+
+/// Outside EC2 with no region anywhere, the SDK's region probe of the instance metadata fails;
+/// what the user sees is the exporter's own one-line error, not the probe's three warnings of
+/// ~1,500 characters (a `Debug` dump with HTTP headers). `--log.level=debug` still shows them.
+#[test]
+fn check_config_without_a_region_says_so_in_one_line_without_the_sdk_dump() {
+    // A port nothing listens on: the probe is refused at once, and never leaves the machine.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let imds = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let home = tempfile::tempdir().unwrap();
+    let file = config_file("accounts:\n  - name: laptop\n");
+    let run = |extra: &[&str]| {
+        let output = std::process::Command::new(BIN)
+            .env_clear()
+            .env("HOME", home.path())
+            .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &imds)
+            .args(["check-config", "--config.file"])
+            .arg(file.path())
+            .args(extra)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = run(&[]);
+    assert_eq!(code, Some(2), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line, got:\n{stderr}");
+    assert!(
+        lines[0].starts_with(
+            "fast-launch-exporter: accounts[0].regions: no region configured and none found in \
+             the AWS environment"
+        ) && lines[0].contains("--log.level=debug"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("imds") && !stderr.contains("FailedToLoadToken"),
+        "{stderr}"
+    );
+
+    // The probe did run and fail: at debug its warning is there.
+    let (code, stderr) = run(&["--log.level", "debug"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("aws_config::imds::region")
+            && stderr.contains("failed to load region from IMDS"),
         "{stderr}"
     );
 }
