@@ -210,7 +210,9 @@ pub(super) fn image_lines(
             }
             ImageFamily::TransitionTime => gauge(x, image.state_transition_time),
             ImageFamily::StateAge => {
-                gauge(x, image.state_transition_time.map(|at| (now - at).max(0.0)));
+                if let Some(at) = image.state_transition_time {
+                    x.age_sample(name, &[a, r, i], now, at);
+                }
             }
             ImageFamily::AvailableSnapshots
             | ImageFamily::FastLaunches

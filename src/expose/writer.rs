@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::body::{write_value, AgeLines, Chunk, Part};
+use super::body::{write_age, write_value, AgeLines, Chunk, Part};
 use super::Format;
 use crate::domain::families::MetricsFilter;
 pub(super) use crate::domain::model::unix_seconds;
@@ -145,6 +145,19 @@ impl Exposition {
         self.out.push('\n');
         // Fresh lines of thousands of targets are megabytes: parts of bounded size, not one
         // growing (and re-allocating) buffer. The straightforward render keeps one buffer.
+        if self.split_fresh && self.out.len() >= FRESH_PART {
+            self.end_fresh();
+        }
+    }
+
+    /// A sample of how long ago `at` was as of `now` (see [`write_age`]).
+    pub(super) fn age_sample(&mut self, name: &str, labels: &[(&str, &str)], now: f64, at: f64) {
+        if self.skipping {
+            return;
+        }
+        self.sample_prefix(name, labels);
+        write_age(&mut self.out, now, at);
+        self.out.push('\n');
         if self.split_fresh && self.out.len() >= FRESH_PART {
             self.end_fresh();
         }
