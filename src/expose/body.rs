@@ -510,7 +510,10 @@ mod tests {
             assert_eq!(age(now, at), written, "{at}");
             let parsed: f64 = written.parse().unwrap();
             let exact = (now - at).max(0.0);
-            assert!(at.is_nan() || (parsed - exact).abs() <= 0.0005 + 1e-6, "{at}");
+            assert!(
+                at.is_nan() || (parsed - exact).abs() <= 0.0005 + 1e-6,
+                "{at}"
+            );
         }
         assert_eq!(age(f64::INFINITY, 0.0), "+Inf");
     }

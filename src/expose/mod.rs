@@ -122,6 +122,8 @@ pub struct MetricsRenderer {
     call_lines: StampedCache,
     /// Whether a scrape asked for OpenMetrics, and for gzip: what rendering ahead prepares.
     asked: Mutex<Asked>,
+    /// The snapshot rendering ahead last prepared every cached line of, and for what.
+    prepared: Mutex<Option<(u64, Asked)>>,
 }
 
 /// Why the exposition is written.
@@ -137,7 +139,7 @@ enum Pass {
 }
 
 /// What scrapes have asked for so far.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 struct Asked {
     open_metrics: bool,
     gzip: bool,
@@ -170,6 +172,7 @@ impl MetricsRenderer {
             layout: Default::default(),
             call_lines: Default::default(),
             asked: Default::default(),
+            prepared: Default::default(),
         }
     }
 
@@ -185,6 +188,7 @@ impl MetricsRenderer {
             layout: Default::default(),
             call_lines: Default::default(),
             asked: Default::default(),
+            prepared: Default::default(),
         }
     }
 
@@ -237,12 +241,38 @@ impl MetricsRenderer {
         format: Format,
         gzip: bool,
     ) -> Vec<Part> {
+        self.scrape(&registry.snapshot(now), now, format, gzip)
+    }
+
+    /// [`MetricsRenderer::exposition`] of `snapshot`.
+    pub fn scrape(
+        &self,
+        snapshot: &Snapshot,
+        now: SystemTime,
+        format: Format,
+        gzip: bool,
+    ) -> Vec<Part> {
         {
             let mut asked = lock(&self.asked);
             asked.open_metrics |= format == Format::OpenMetrics;
             asked.gzip |= gzip;
         }
-        self.exposition_of(&registry.snapshot(now), now, format)
+        self.exposition_of(snapshot, now, format)
+    }
+
+    /// Whether rendering ahead prepared every cached line of `snapshot` in `format` (and
+    /// compressed them, for `gzip`): a scrape of it then only writes the fresh lines around
+    /// them, which costs less than handing the render to another thread.
+    pub fn prepared(&self, snapshot: &Snapshot, format: Format, gzip: bool) -> bool {
+        match *lock(&self.prepared) {
+            Some((id, asked)) => {
+                snapshot.id != 0
+                    && id == snapshot.id
+                    && (format == Format::Text || asked.open_metrics)
+                    && (!gzip || asked.gzip)
+            }
+            None => false,
+        }
     }
 
     /// Renders (and, once a scrape asked for gzip, compresses) the cached lines of every
@@ -263,6 +293,7 @@ impl MetricsRenderer {
                 }
             }
         }
+        *lock(&self.prepared) = Some((snapshot.id, asked));
     }
 
     /// [`MetricsRenderer::exposition`] of `snapshot`.

@@ -106,13 +106,18 @@ async fn handle(state: &Arc<AppState>, request: Request<Incoming>) -> Response<B
         // again, and gzip compresses chunks not compressed yet: milliseconds to seconds for a
         // large target, on the blocking pool so that no runtime worker (probes, other
         // connections) waits for it. Sending compresses only the fresh lines, a piece at a time.
-        let shared = Arc::clone(state);
         let render = state.renders.acquire().await;
+        let now = SystemTime::now();
+        let snapshot = state.registry.snapshot(now);
+        if state.renderer.prepared(&snapshot, format, gzip) {
+            // Every cached line is ready: the fresh lines around them cost less than the hop.
+            let parts = state.renderer.scrape(&snapshot, now, format, gzip);
+            drop(render);
+            return metrics_response(Stitched::new(parts, gzip, permit), format, gzip);
+        }
+        let shared = Arc::clone(state);
         let body = tokio::task::spawn_blocking(move || {
-            let parts =
-                shared
-                    .renderer
-                    .exposition(&shared.registry, SystemTime::now(), format, gzip);
+            let parts = shared.renderer.scrape(&snapshot, now, format, gzip);
             Stitched::new(parts, gzip, permit)
         })
         .await;
