@@ -105,8 +105,9 @@ pub fn print_targets(config: &Config, shard: Shard, specs: &[TargetSpec]) {
         println!("shard {shard}: only this shard's targets are listed");
     }
     println!(
-        "{} targets; interval {}, timeout {}, concurrency {}, page size {}, max staleness {}, max attempts {}",
+        "{} target{}; interval {}, timeout {}, concurrency {}, page size {}, max staleness {}, max attempts {}",
         specs.len(),
+        if specs.len() == 1 { "" } else { "s" },
         duration::format(c.interval),
         duration::format(c.timeout),
         c.concurrency,

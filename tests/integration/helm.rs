@@ -1545,7 +1545,10 @@ fn the_rendered_config_files_pass_the_exporters_check_config() {
             "{case}: check-config\n{config}\n{text}"
         );
         assert!(
-            text.contains(&format!("\n{targets} targets; interval 5m")),
+            text.contains(&format!(
+                "\n{targets} target{}; interval 5m",
+                if targets == 1 { "" } else { "s" }
+            )),
             "{case}: {text}"
         );
     }

@@ -736,11 +736,20 @@ fn events_queue_has_a_dead_letter_queue_and_sse() {
         &redrive["deadLetterTargetArn"],
         "DeadLetterQueue.Arn"
     ));
-    let max_receive = redrive["maxReceiveCount"].as_u64().unwrap();
+    // Retries are bounded by a parameter (sharded exporters raise it: each hand-back counts).
+    assert_eq!(
+        str_of(tagged(&redrive["maxReceiveCount"], "Ref")),
+        "MaxReceiveCount"
+    );
+    let parameter = &template["Parameters"]["MaxReceiveCount"];
+    let max_receive = parameter["Default"].as_u64().unwrap();
     assert!(
         (2..=10).contains(&max_receive),
         "maxReceiveCount {max_receive}"
     );
+    // SQS takes 1 to 1,000.
+    assert_eq!(parameter["MinValue"].as_u64(), Some(1));
+    assert_eq!(parameter["MaxValue"].as_u64(), Some(1000));
     // The dead-letter queue takes messages from this queue only (its ARN from its name).
     let allow = &dlq["RedriveAllowPolicy"];
     assert_eq!(allow["redrivePermission"], "byQueue");
