@@ -590,6 +590,10 @@ pub fn demo_config(options: &DemoOptions) -> Config {
                 region: DEMO_REGIONS[0].to_string(),
                 account_id: demo_account_id(0),
                 role: None,
+                visibility: crate::domain::model::QueueSpec::visibility_for(
+                    CollectionSettings::default().event_debounce,
+                    options.interval,
+                ),
             },
             wait_time: crate::config::DEFAULT_WAIT_TIME,
             max_messages: 10,

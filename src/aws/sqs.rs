@@ -22,6 +22,8 @@ use crate::domain::ports::{BoxFuture, Queue, QueueMessage};
 pub(crate) struct QueueClient {
     sqs: aws_sdk_sqs::Client,
     url: String,
+    /// `VisibilityTimeout` of every `ReceiveMessage` (see [`QueueSpec::visibility`]).
+    visibility: Duration,
     counter: AttemptCounter,
 }
 
@@ -54,6 +56,7 @@ impl QueueClient {
         QueueClient {
             sqs: aws_sdk_sqs::Client::from_conf(config.build()),
             url: queue.url.clone(),
+            visibility: queue.visibility,
             counter,
         }
     }
@@ -69,6 +72,7 @@ impl QueueClient {
             .receive_message()
             .queue_url(&self.url)
             .wait_time_seconds(wait.as_secs() as i32)
+            .visibility_timeout(self.visibility.as_secs() as i32)
             .max_number_of_messages(max_messages)
             .send()
             .await

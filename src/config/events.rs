@@ -76,6 +76,7 @@ pub(super) fn validate_events(
             region,
             account_id,
             role,
+            visibility: QueueSpec::visibility_for(collection.event_debounce, collection.timeout),
         },
         wait_time,
         max_messages,

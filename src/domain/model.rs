@@ -271,11 +271,44 @@ pub struct QueueSpec {
     pub account_id: String,
     /// A role to assume to read the queue (None: the base credentials).
     pub role: Option<RoleSpec>,
+    /// How long a received message stays hidden from other receives (`VisibilityTimeout` of
+    /// `ReceiveMessage`): a message is deleted only after the collection it asks for succeeded,
+    /// so it must outlast the debounce, the wait for a collection slot and the collection; a
+    /// message whose collection failed comes back after it. See [`QueueSpec::visibility_for`].
+    pub visibility: Duration,
+}
+
+impl QueueSpec {
+    /// The visibility timeout for collections of `timeout` after a debounce of `debounce`: both,
+    /// plus `timeout` again for the wait for a collection slot, in whole seconds, within SQS's
+    /// 12 hours.
+    pub fn visibility_for(debounce: Duration, timeout: Duration) -> Duration {
+        let wanted = debounce + timeout * 2;
+        let seconds = wanted.as_secs() + u64::from(wanted.subsec_nanos() > 0);
+        Duration::from_secs(seconds.clamp(1, 12 * 3600))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Debounce, the collection and as long again for a slot, in whole seconds, within SQS's
+    /// 0 to 12 hours.
+    #[test]
+    fn queue_visibility_outlasts_the_collection_a_message_waits_for() {
+        let visibility = |debounce_ms, timeout_s| {
+            QueueSpec::visibility_for(
+                Duration::from_millis(debounce_ms),
+                Duration::from_secs(timeout_s),
+            )
+        };
+        assert_eq!(visibility(2_000, 60), Duration::from_secs(122));
+        assert_eq!(visibility(200, 1), Duration::from_secs(3));
+        assert_eq!(visibility(300_000, 3_600), Duration::from_secs(7_500));
+        assert_eq!(visibility(0, 0), Duration::from_secs(1));
+        assert_eq!(visibility(0, 86_400), Duration::from_secs(43_200));
+    }
 
     #[test]
     fn known_states_round_trip_and_unknown_keeps_raw_name() {

@@ -198,6 +198,7 @@ fn settings() -> EventsSettings {
             region: "eu-west-1".into(),
             account_id: "999999999999".into(),
             role: None,
+            visibility: Duration::from_secs(122),
         },
         wait_time: WAIT,
         max_messages: 7,

@@ -362,11 +362,25 @@ async fn a_missing_queue_is_named_and_a_hung_one_times_out() {
 
 /// The config of [`config`] with one attempt per call: a throttled collection fails at once.
 fn config_one_attempt(debounce: &str) -> String {
-    config(debounce).replace(
-        "collection: {interval: 1h}",
-        "collection: {interval: 1h, max_attempts: 1}",
+    config_quick(debounce).replace(
+        "collection: {interval: 1h, timeout: 1s}",
+        "collection: {interval: 1h, timeout: 1s, max_attempts: 1}",
     )
 }
+
+/// [`config`] with a 1 s collection timeout: the exporter asks every `ReceiveMessage` to hide
+/// a message for the debounce plus twice the timeout, so a message not deleted comes back after
+/// 3 s.
+fn config_quick(debounce: &str) -> String {
+    config(debounce).replace(
+        "collection: {interval: 1h}",
+        "collection: {interval: 1h, timeout: 1s}",
+    )
+}
+
+/// The queue's own visibility timeout in the tests that need messages back soon: an hour, so
+/// that only the exporter's `VisibilityTimeout` on each receive can bring them back in time.
+const QUEUE_VISIBILITY: Duration = Duration::from_secs(3600);
 
 /// How many `action` requests of the base account in `region` the simulator received.
 fn received_requests(sim: &Simulator, action: &str, region: &str) -> usize {
@@ -390,8 +404,7 @@ async fn a_throttled_collection_leaves_its_event_which_is_applied_and_deleted_on
     let sim = simulator().await;
     sim.world()
         .set_images(BASE_ACCOUNT, "us-east-1", vec![image(1, "enabled")]);
-    sim.world()
-        .set_visibility_timeout(QUEUE, Duration::from_secs(2));
+    sim.world().set_visibility_timeout(QUEUE, QUEUE_VISIBILITY);
     let exporter = Exporter::start(&sim.url(), &config_one_attempt("200ms"), &[]).await;
     exporter.wait_until_ready().await;
 
@@ -455,9 +468,8 @@ async fn an_event_received_by_an_exporter_that_stops_before_its_collection_comes
     let sim = simulator().await;
     sim.world()
         .set_images(BASE_ACCOUNT, "us-east-1", vec![image(1, "enabled")]);
-    sim.world()
-        .set_visibility_timeout(QUEUE, Duration::from_secs(2));
-    let mut first = Exporter::start(&sim.url(), &config("200ms"), &[]).await;
+    sim.world().set_visibility_timeout(QUEUE, QUEUE_VISIBILITY);
+    let mut first = Exporter::start(&sim.url(), &config_quick("200ms"), &[]).await;
     first.wait_until_ready().await;
     // The first exporter's collection for the event never ends.
     sim.world().add_fault(
@@ -488,7 +500,7 @@ async fn an_event_received_by_an_exporter_that_stops_before_its_collection_comes
 
     // The next exporter gets it once its visibility timeout ran out, collects and deletes it.
     sim.world().clear_faults();
-    let second = Exporter::start(&sim.url(), &config("200ms"), &[]).await;
+    let second = Exporter::start(&sim.url(), &config_quick("200ms"), &[]).await;
     second.wait_until_ready().await;
     // (Whether its collection is the start-up one or one more depends on when it arrives; it is
     // deleted only once a collection after its receive succeeded.)
