@@ -120,7 +120,8 @@ pub fn parse_go(text: &str) -> Result<Duration, DurationError> {
         return Err(DurationError::Empty);
     }
     let mut rest = text.strip_prefix('+').unwrap_or(text);
-    if rest.starts_with('-') {
+    // Go refuses a sign alone, and negative durations make no sense here.
+    if rest.is_empty() || rest.starts_with('-') {
         return Err(DurationError::Shape);
     }
     let mut nanos: u128 = 0;
@@ -410,7 +411,7 @@ mod tests {
         for (text, nanos) in good {
             assert_eq!(parse_go(text), Ok(Duration::from_nanos(*nanos)), "{text}");
         }
-        for text in ["", "-1s", "1", "1h30", ".s", "s", "1 s", "2562048h"] {
+        for text in ["", "+", "-1s", "1", "1h30", ".s", "s", "1 s", "2562048h"] {
             assert!(parse_go(text).is_err(), "{text}");
         }
         assert_eq!(

@@ -284,8 +284,7 @@ fn render_block(
 /// A hash of everything the lines of `callers` show: which callers (their counters' identity
 /// and start) and how often their counters changed.
 fn stamp(callers: &[Merged<'_>], served: [bool; 2]) -> u64 {
-    // Fast, and still apart for two states that differ in one value (each step of the hash is
-    // a bijection): the usual change, one counter moved.
+    // Fast, and as unlikely as SipHash to give two states one stamp (see `fast_hash`).
     let mut hasher = FastHasher::default();
     served.hash(&mut hasher);
     for caller in callers {

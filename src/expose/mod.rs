@@ -641,6 +641,39 @@ mod tests {
             .collect()
     }
 
+    /// A scrape renders on its own worker only for the snapshot rendering ahead prepared, in a
+    /// format and encoding it prepared; a snapshot not from a registry never counts.
+    #[test]
+    fn prepared_only_for_the_snapshot_format_and_encoding_rendered_ahead() {
+        let renderer = MetricsRenderer::without_process();
+        let now = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_795_100_000);
+        let mut snapshot = snapshot(now);
+        assert!(
+            !renderer.prepared(&snapshot, Format::Text, false),
+            "nothing yet"
+        );
+        let text_only = Asked::default();
+        *lock(&renderer.prepared) = Some((snapshot.id, text_only));
+        assert!(renderer.prepared(&snapshot, Format::Text, false));
+        assert!(!renderer.prepared(&snapshot, Format::OpenMetrics, false));
+        assert!(!renderer.prepared(&snapshot, Format::Text, true));
+        let both = Asked {
+            open_metrics: true,
+            gzip: true,
+        };
+        *lock(&renderer.prepared) = Some((snapshot.id, both));
+        assert!(renderer.prepared(&snapshot, Format::OpenMetrics, true));
+        assert!(
+            !renderer.prepared(&snapshot.clone(), Format::Text, false),
+            "a clone"
+        );
+        target_mut(&mut snapshot, 0);
+        assert!(
+            !renderer.prepared(&snapshot, Format::Text, false),
+            "another snapshot"
+        );
+    }
+
     /// The cached, stitched exposition is byte for byte the straightforward render, plain and
     /// gzipped, in both formats, before and after a target's data changes; only the changed
     /// target's lines are rendered again.

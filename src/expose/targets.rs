@@ -182,8 +182,7 @@ fn gauge_line(x: &mut Exposition, name: &str, target: &TargetView, value: Option
 
 /// A hash of every value the `served` families show of a block's targets.
 fn stamp(targets: &[&TargetView], settings: &Settings, served: &[bool]) -> u64 {
-    // Fast, and still apart for two states that differ in one value (each step of the hash is
-    // a bijection): the usual change, one collection landed.
+    // Fast, and as unlikely as SipHash to give two states one stamp (see `fast_hash`).
     let mut hasher = FastHasher::default();
     served.hash(&mut hasher);
     settings.interval.hash(&mut hasher);

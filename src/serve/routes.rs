@@ -108,8 +108,8 @@ async fn handle(state: &Arc<AppState>, request: Request<Incoming>) -> Response<B
         // connections) waits for it. Sending compresses only the fresh lines, a piece at a time.
         let render = state.renders.acquire().await;
         let now = SystemTime::now();
-        let snapshot = state.registry.snapshot(now);
-        if state.renderer.prepared(&snapshot, format, gzip) {
+        let kept = state.registry.kept_snapshot(now);
+        if let Some(snapshot) = kept.filter(|s| state.renderer.prepared(s, format, gzip)) {
             // Every cached line is ready: the fresh lines around them cost less than the hop.
             let parts = state.renderer.scrape(&snapshot, now, format, gzip);
             drop(render);
@@ -117,7 +117,9 @@ async fn handle(state: &Arc<AppState>, request: Request<Incoming>) -> Response<B
         }
         let shared = Arc::clone(state);
         let body = tokio::task::spawn_blocking(move || {
-            let parts = shared.renderer.scrape(&snapshot, now, format, gzip);
+            let parts = shared
+                .renderer
+                .exposition(&shared.registry, now, format, gzip);
             Stitched::new(parts, gzip, permit)
         })
         .await;

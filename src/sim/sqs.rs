@@ -13,7 +13,7 @@
 //! not); a handle SQS never issued is `ReceiptHandleIsInvalid`. `ChangeMessageVisibility`
 //! counts from the call, 0–43,200 s, on a message in flight only (`MessageNotInflight`).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -51,8 +51,6 @@ pub(super) struct SimQueue {
     pub(super) messages: VecDeque<SimMessage>,
     /// The queue's `VisibilityTimeout`.
     pub(super) visibility_timeout: Duration,
-    /// Every receipt handle issued, stale ones too, with its message id.
-    receipts: HashMap<String, String>,
 }
 
 impl Default for SimQueue {
@@ -60,7 +58,6 @@ impl Default for SimQueue {
         SimQueue {
             messages: VecDeque::new(),
             visibility_timeout: DEFAULT_VISIBILITY_TIMEOUT,
-            receipts: HashMap::new(),
         }
     }
 }
@@ -75,11 +72,11 @@ impl SimQueue {
     /// The message a receipt handle was issued for: Err when SQS never issued it; Ok(None)
     /// when the message is gone (deleted) or the handle is not its most recent one.
     fn by_receipt(&mut self, receipt: &str) -> Result<Option<&mut SimMessage>, ()> {
-        let id = self.receipts.get(receipt).ok_or(())?;
+        let id = issued_for(receipt).ok_or(())?;
         Ok(self
             .messages
             .iter_mut()
-            .find(|m| &m.id == id && m.receipt.as_deref() == Some(receipt)))
+            .find(|m| m.id == id && m.receipt.as_deref() == Some(receipt)))
     }
 }
 
@@ -199,7 +196,6 @@ pub(super) fn take_messages(
         message.receive_count += 1;
         message.receipt = Some(receipt.clone());
         message.invisible_until = Some(until);
-        queue.receipts.insert(receipt.clone(), message.id.clone());
         let mut answer = json!({
             "MessageId": message.id,
             "ReceiptHandle": receipt,
@@ -223,6 +219,15 @@ fn md5_stub(body: &str) -> u128 {
 
 /// Deletes the message of `receipt`: Ok also for a stale handle or a message already deleted
 /// (which deletes nothing), as SQS answers them.
+/// The message id a receipt handle of the simulator's shape (`receipt-<n>-<id>`, see
+/// [`take_messages`]) was issued for; None for a handle it never issues. Read from the handle, not
+/// remembered: a long demo would otherwise keep every handle it ever issued.
+fn issued_for(receipt: &str) -> Option<&str> {
+    let (number, id) = receipt.strip_prefix("receipt-")?.split_once('-')?;
+    let issued = !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit());
+    (issued && !id.is_empty()).then_some(id)
+}
+
 fn delete_one(
     queue: &mut SimQueue,
     deleted: &mut Vec<String>,

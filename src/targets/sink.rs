@@ -188,7 +188,8 @@ impl Trigger for Registry {
             if state.account_id(key) != Some(account_id) || state.served_by_other(key).is_some() {
                 continue;
             }
-            if let Some(task) = state.tasks.get(key) {
+            // A task that ended (it panicked) would hold the request's messages until a reload.
+            if let Some(task) = state.tasks.get(key).filter(|t| !t.handle.is_finished()) {
                 task.trigger.fire(request.clone());
                 asked = true;
             }

@@ -89,8 +89,9 @@ pub struct ReloadStatus {
     pub last_success: SystemTime,
 }
 
-/// Everything a scrape renders, as of one instant.
-#[derive(Debug, Clone)]
+/// Everything a scrape renders, as of one instant. A clone is another snapshot (its
+/// [`Snapshot::id`] is 0): what was worked out from the original is not kept for it.
+#[derive(Debug)]
 pub struct Snapshot {
     /// Which snapshot this is: the registry numbers those it hands out from 1, so that what is
     /// worked out from one can be kept for the next scrape of the same; 0 for one built
@@ -113,34 +114,66 @@ pub struct Snapshot {
     pub metrics: Arc<MetricsFilter>,
 }
 
+impl Clone for Snapshot {
+    fn clone(&self) -> Snapshot {
+        Snapshot {
+            id: 0,
+            accounts: self.accounts.clone(),
+            targets: self.targets.clone(),
+            static_label_names: self.static_label_names.clone(),
+            reload: self.reload,
+            interval: self.interval,
+            max_staleness: self.max_staleness,
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
 /// The last snapshot and how long it stays true.
 #[derive(Debug)]
 pub(super) struct KeptSnapshot {
     /// The [`State::generation`] it was taken at.
     generation: u64,
-    /// When it was taken, and the first instant after it when a target's images it serves turn
-    /// stale: between the two, a snapshot of the same generation is the same.
-    taken: SystemTime,
-    fresh_until: SystemTime,
+    /// The first instant when images it serves turn stale (None: it serves none): until then, a
+    /// snapshot of the same generation is the same. (A `now` a little before the one it was
+    /// taken at, read by a racing scrape before it took the lock, gets it too: it can only hide
+    /// images that were fresh a few milliseconds longer.)
+    fresh_until: Option<SystemTime>,
     snapshot: Arc<Snapshot>,
 }
+
+/// Numbers the snapshots a registry hands out (see [`Snapshot::id`]).
+static TAKEN: AtomicU64 = AtomicU64::new(1);
 
 impl Registry {
     /// The targets and accounts as of `now`, with stale image lists left out. Scrapes share it
     /// until something it shows changes; a target's view is built again only when it changed.
     pub fn snapshot(&self, now: SystemTime) -> Arc<Snapshot> {
-        let mut guard = lock(&self.state);
-        let state = &mut *guard;
-        if let Some(kept) = &state.snapshot {
-            if kept.generation == state.generation && kept.taken <= now && now <= kept.fresh_until {
-                return kept.snapshot.clone();
-            }
+        if let Some(kept) = self.kept_snapshot(now) {
+            return kept;
         }
+        self.take_snapshot(now)
+    }
+
+    /// The snapshot as of `now` if one is kept: never builds one (which, at 17,000 targets,
+    /// takes milliseconds under the lock collections report to).
+    pub fn kept_snapshot(&self, now: SystemTime) -> Option<Arc<Snapshot>> {
+        kept_in(&lock(&self.state), now)
+    }
+
+    /// A new snapshot as of `now`, kept for the next scrapes (or the one another scrape just
+    /// took).
+    fn take_snapshot(&self, now: SystemTime) -> Arc<Snapshot> {
+        let mut guard = lock(&self.state);
+        if let Some(kept) = kept_in(&guard, now) {
+            return kept;
+        }
+        let state = &mut *guard;
         let max_staleness = state
             .settings
             .as_ref()
             .map_or(Duration::MAX, |s| s.max_staleness);
-        let mut fresh_until = SystemTime::UNIX_EPOCH + Duration::from_secs(u64::MAX >> 2);
+        let mut fresh_until: Option<SystemTime> = None;
         // Sized up front: grown by doubling, the views of 17,000 targets would take twice their
         // room while they are copied.
         let mut targets: Vec<Arc<TargetView>> = Vec::with_capacity(state.order.len());
@@ -161,8 +194,9 @@ impl Registry {
             // The images are served while fresh: the view keeps them, the snapshot drops them.
             let view = match (view.images.is_some(), view.health.last_success) {
                 (true, Some(at)) if is_fresh(Some(at), now, max_staleness) => {
-                    fresh_until =
-                        fresh_until.min(at.checked_add(max_staleness).unwrap_or(fresh_until));
+                    if let Some(until) = at.checked_add(max_staleness) {
+                        fresh_until = Some(fresh_until.map_or(until, |f| f.min(until)));
+                    }
                     view
                 }
                 (true, _) => Arc::new(TargetView {
@@ -174,7 +208,6 @@ impl Registry {
             targets.push(view);
         }
         let (accounts, static_label_names) = account_rows(state, &targets);
-        static TAKEN: AtomicU64 = AtomicU64::new(1);
         let snapshot = Arc::new(Snapshot {
             id: TAKEN.fetch_add(1, Ordering::Relaxed),
             accounts,
@@ -193,7 +226,6 @@ impl Registry {
         });
         state.snapshot = Some(KeptSnapshot {
             generation: state.generation,
-            taken: now,
             fresh_until,
             snapshot: snapshot.clone(),
         });
@@ -208,6 +240,13 @@ impl Registry {
         lock(&self.state).views_changed();
         self.snapshot(now)
     }
+}
+
+/// The snapshot `state` keeps, if it is still true at `now`.
+fn kept_in(state: &State, now: SystemTime) -> Option<Arc<Snapshot>> {
+    let kept = state.snapshot.as_ref()?;
+    let fresh = kept.fresh_until.is_none_or(|until| now <= until);
+    (kept.generation == state.generation && fresh).then(|| kept.snapshot.clone())
 }
 
 /// What a scrape sees of target `key`, its images unfiltered.
