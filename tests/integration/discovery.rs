@@ -451,7 +451,7 @@ async fn check_config_lists_the_discovered_targets_and_check_permissions_checks_
     // (suspended).
     assert!(out.contains("333333333333 (staging)  us-east-1"), "{out}");
     assert!(!out.contains("444444444444"), "{out}");
-    assert!(out.contains("1 targets"), "{out}");
+    assert!(out.contains("1 target;"), "{out}");
 
     let (code, out) = tokio::task::spawn_blocking(move || run(&url, &["check-permissions"], &yaml))
         .await
