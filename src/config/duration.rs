@@ -332,6 +332,45 @@ pub const DEMO_LATENCY: Bounds = Bounds {
 mod tests {
     use super::*;
 
+    /// The configuration page's table of ranges says what the bounds are: a row per key or
+    /// flag, `<min> to <max>` as `format` writes them (the lookback's minimum is the period).
+    #[test]
+    fn the_configuration_page_gives_every_range() {
+        let page = include_str!("../../docs/configuration.md");
+        let row = |key: &str| {
+            let cell = format!("| `{key}`");
+            page.lines()
+                .find(|l| l.starts_with(&cell) && l.contains(" to "))
+                .unwrap_or_else(|| panic!("no row for {key} in docs/configuration.md"))
+        };
+        for (key, bounds) in [
+            ("collection.interval", &INTERVAL),
+            ("collection.timeout", &TIMEOUT),
+            ("collection.max_staleness", &MAX_STALENESS),
+            ("events.debounce", &DEBOUNCE),
+            ("events.wait_time", &WAIT_TIME),
+            ("discovery.organizations.interval", &DISCOVERY_INTERVAL),
+            ("cloudwatch.period", &CLOUDWATCH_PERIOD),
+            ("cloudwatch.lookback", &CLOUDWATCH_LOOKBACK),
+            ("accounts[].duration", &ROLE_SESSION),
+            ("--demo.latency", &DEMO_LATENCY),
+        ] {
+            let line = row(key);
+            let max = format!(" to {} ", format(bounds.max));
+            let max_end = format!(" to {},", format(bounds.max));
+            assert!(
+                line.contains(&max) || line.contains(&max_end),
+                "{key}: {line}"
+            );
+            if key != "cloudwatch.lookback" {
+                let min = format!("{} to ", format(bounds.min));
+                assert!(line.contains(&min), "{key}: {line}");
+            }
+        }
+        // `--demo.interval` shares the interval's row.
+        assert!(row("collection.interval").contains("`--demo.interval`"));
+    }
+
     const S: u64 = 1000;
 
     #[test]

@@ -96,44 +96,7 @@ async fn handle(state: &Arc<AppState>, request: Request<Incoming>) -> Response<B
         None
     };
     if path == state.telemetry_path {
-        let format = negotiate(&request);
-        let gzip = accepts_gzip(&request);
-        if request.method() == Method::HEAD {
-            // hyper sends no body for HEAD: the headers a GET gets, nothing rendered.
-            return metrics_response(Stitched::new(Vec::new(), false, permit), format, gzip);
-        }
-        // The parts are mostly cached chunks, but a target whose data changed is rendered
-        // again, and gzip compresses chunks not compressed yet: milliseconds to seconds for a
-        // large target, on the blocking pool so that no runtime worker (probes, other
-        // connections) waits for it. Sending compresses only the fresh lines, a piece at a time.
-        let render = state.renders.acquire().await;
-        let now = SystemTime::now();
-        let kept = state.registry.kept_snapshot(now);
-        if let Some(snapshot) = kept.filter(|s| state.renderer.prepared(s, format, gzip)) {
-            // Every cached line is ready: the fresh lines around them cost less than the hop.
-            let parts = state.renderer.scrape(&snapshot, now, format, gzip);
-            drop(render);
-            return metrics_response(Stitched::new(parts, gzip, permit), format, gzip);
-        }
-        let shared = Arc::clone(state);
-        let body = tokio::task::spawn_blocking(move || {
-            let parts = shared
-                .renderer
-                .exposition(&shared.registry, now, format, gzip);
-            Stitched::new(parts, gzip, permit)
-        })
-        .await;
-        drop(render);
-        return match body {
-            Ok(body) => metrics_response(body, format, gzip),
-            Err(error) => {
-                warn!(error = %error, "rendering the metrics failed");
-                text(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "500 rendering the metrics failed\n",
-                )
-            }
-        };
+        return metrics(state, &request, permit).await;
     }
     match path {
         "/-/healthy" => text(StatusCode::OK, "Healthy\n"),
@@ -167,6 +130,53 @@ async fn handle(state: &Arc<AppState>, request: Request<Incoming>) -> Response<B
                     )
                 }
             }
+        }
+    }
+}
+
+/// `GET`/`HEAD` of the telemetry path, holding `permit` (of `--web.max-requests`) until the
+/// body is sent.
+async fn metrics(
+    state: &Arc<AppState>,
+    request: &Request<Incoming>,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+) -> Response<Body> {
+    let format = negotiate(request);
+    let gzip = accepts_gzip(request);
+    if request.method() == Method::HEAD {
+        // hyper sends no body for HEAD: the headers a GET gets, nothing rendered.
+        return metrics_response(Stitched::new(Vec::new(), false, permit), format, gzip);
+    }
+    // The parts are mostly cached chunks, but a target whose data changed is rendered
+    // again, and gzip compresses chunks not compressed yet: milliseconds to seconds for a
+    // large target, on the blocking pool so that no runtime worker (probes, other
+    // connections) waits for it. Sending compresses only the fresh lines, a piece at a time.
+    let render = state.renders.acquire().await;
+    let now = SystemTime::now();
+    let kept = state.registry.kept_snapshot(now);
+    if let Some(snapshot) = kept.filter(|s| state.renderer.prepared(s, format, gzip)) {
+        // Every cached line is ready: the fresh lines around them cost less than the hop.
+        let parts = state.renderer.scrape(&snapshot, now, format, gzip);
+        drop(render);
+        return metrics_response(Stitched::new(parts, gzip, permit), format, gzip);
+    }
+    let shared = Arc::clone(state);
+    let body = tokio::task::spawn_blocking(move || {
+        let parts = shared
+            .renderer
+            .exposition(&shared.registry, now, format, gzip);
+        Stitched::new(parts, gzip, permit)
+    })
+    .await;
+    drop(render);
+    match body {
+        Ok(body) => metrics_response(body, format, gzip),
+        Err(error) => {
+            warn!(error = %error, "rendering the metrics failed");
+            text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "500 rendering the metrics failed\n",
+            )
         }
     }
 }

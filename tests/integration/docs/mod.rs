@@ -2,9 +2,11 @@
 //! IAM page lists exactly what the templates and JSON policies grant, per role; the metrics page
 //! lists exactly the families the demo serves, with their type and help, and the series the
 //! families list counts; the configuration page documents every key the parser accepts and the
-//! example uses; and the README's commands run as written (against nothing but loopback).
+//! example uses; the operations and demo pages list exactly the flags `--help` lists; and the
+//! README's commands run as written (against nothing but loopback).
 
 mod configuration;
+mod flags;
 mod iam;
 mod links;
 mod metrics;
