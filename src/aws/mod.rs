@@ -261,7 +261,7 @@ impl Base {
         sink: Arc<dyn AttemptSink>,
     ) -> TargetClient {
         let retry = RetryConfig::standard().with_max_attempts(max_attempts);
-        let region = Region::new(spec.key.region.clone());
+        let region = Region::new(spec.key.region.to_string());
         let role = spec
             .role
             .as_ref()

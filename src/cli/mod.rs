@@ -60,7 +60,7 @@ pub fn print_targets(config: &Config, shard: Shard, specs: &[TargetSpec]) {
                     (None, Some(name)) => format!("base credentials ({name})"),
                     (None, None) => "base credentials".to_string(),
                 },
-                spec.key.region.clone(),
+                spec.key.region.to_string(),
                 role.map(|r| r.arn.clone())
                     .unwrap_or_else(|| "-".to_string()),
                 if filters.is_empty() {

@@ -89,7 +89,7 @@ async fn check_target(
     let mut check = PermissionCheck {
         account_id: spec.configured_account_id().unwrap_or_default().to_string(),
         account_name: spec.account_name.clone().unwrap_or_default(),
-        region: spec.key.region.clone(),
+        region: spec.key.region.to_string(),
         role_arn: spec
             .role
             .as_ref()

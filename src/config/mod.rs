@@ -15,6 +15,7 @@ pub mod web;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -202,12 +203,14 @@ pub struct AccountConfig {
 impl AccountConfig {
     /// The account's targets in `regions`, in that order.
     pub fn target_specs(&self, regions: &[String]) -> Vec<TargetSpec> {
+        // One string for every target of the account.
+        let account: Arc<str> = self.key().into();
         regions
             .iter()
             .map(|region| TargetSpec {
                 key: TargetKey {
-                    account: self.key(),
-                    region: region.clone(),
+                    account: account.clone(),
+                    region: region.as_str().into(),
                 },
                 account_name: self.name.clone(),
                 role: self.role.clone(),

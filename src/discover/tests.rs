@@ -725,7 +725,7 @@ async fn an_unknown_base_account_id_makes_a_sharded_plan_incomplete_and_retried_
     let complete = planner.plan(&config).await;
     assert_eq!((complete.retry_soon, complete.incomplete), (false, None));
     assert_eq!(
-        complete.specs.iter().any(|s| s.key.account == "base"),
+        complete.specs.iter().any(|s| &*s.key.account == "base"),
         shard.owns(BASE_ID, "us-east-1")
     );
     planner.plan(&config).await;

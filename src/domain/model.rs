@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// `at` in Unix seconds, with its fraction (0 before the epoch).
@@ -110,10 +111,11 @@ pub const BASE_ACCOUNT_KEY: &str = "base";
 /// [`BASE_ACCOUNT_KEY`]), which is known before the account id is.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TargetKey {
-    /// Stable account key from the config.
-    pub account: String,
-    /// AWS region name.
-    pub region: String,
+    /// Stable account key from the config. Shared (`Arc<str>`): every target of an account, and
+    /// every copy of a key the registry and the caches hold, point at one string.
+    pub account: Arc<str>,
+    /// AWS region name, shared as `account` is.
+    pub region: Arc<str>,
 }
 
 impl fmt::Display for TargetKey {

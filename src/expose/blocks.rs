@@ -61,8 +61,8 @@ mod tests {
     fn target(account: usize, region: usize, images: usize) -> TargetView {
         TargetView {
             key: TargetKey {
-                account: format!("arn:aws:iam::{account:012}:role/Reader"),
-                region: format!("region-{region}"),
+                account: format!("arn:aws:iam::{account:012}:role/Reader").into(),
+                region: format!("region-{region}").into(),
             },
             account_name: None,
             account_id: Some(format!("{account:012}")),

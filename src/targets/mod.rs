@@ -104,9 +104,9 @@ struct State {
     /// Account ids learnt from GetCallerIdentity, by account key.
     resolved_ids: BTreeMap<String, String>,
     /// Which target serves each (account id, region): the first to claim it.
-    claims: BTreeMap<(String, String), TargetKey>,
+    claims: BTreeMap<(String, Arc<str>), TargetKey>,
     /// The (account id, region) each target claimed: the reverse of `claims`.
-    claimed: BTreeMap<TargetKey, (String, String)>,
+    claimed: BTreeMap<TargetKey, (String, Arc<str>)>,
     /// Targets of the first configuration not yet tried; readiness waits for them only.
     first_pending: Option<BTreeSet<TargetKey>>,
     ready: bool,
@@ -155,7 +155,7 @@ impl State {
         target
             .spec
             .configured_account_id()
-            .or_else(|| self.resolved_ids.get(&key.account).map(String::as_str))
+            .or_else(|| self.resolved_ids.get(&*key.account).map(String::as_str))
     }
 
     /// The other target that serves the (account id, region) of `key`, if any.
@@ -517,7 +517,7 @@ fn remove_unwanted(
         state.targets.remove(key);
         release_claim(state, key);
     }
-    let accounts: BTreeSet<&str> = wanted.keys().map(|k| k.account.as_str()).collect();
+    let accounts: BTreeSet<&str> = wanted.keys().map(|k| &*k.account).collect();
     state
         .resolved_ids
         .retain(|account, _| accounts.contains(account.as_str()));

@@ -30,18 +30,18 @@ impl Registry {
         }
         let account = &spec.key.account;
         let gate = lock(&self.identity_gates)
-            .entry(account.clone())
+            .entry(account.to_string())
             .or_default()
             .clone();
         let _gate = gate.lock().await;
-        if let Some(id) = lock(&self.state).resolved_ids.get(account) {
+        if let Some(id) = lock(&self.state).resolved_ids.get(&**account) {
             return Ok(id.clone());
         }
         // A failure is logged once, as the collection's failure; the next collection retries.
         let id = fetch.caller_account_id().await?;
         info!(account_id = %id, "account id resolved with GetCallerIdentity");
         let mut state = lock(&self.state);
-        state.resolved_ids.insert(account.clone(), id.clone());
+        state.resolved_ids.insert(account.to_string(), id.clone());
         state.views_changed();
         // Every target of the account claims its (id, region) now, so that none of them is
         // served under an id another target already serves until its own next collection.
@@ -184,7 +184,7 @@ impl Trigger for Registry {
     fn collect_now(&self, account_id: &str, region: &str, request: CollectNow) -> bool {
         let state = lock(&self.state);
         let mut asked = false;
-        for key in state.order.iter().filter(|k| k.region == region) {
+        for key in state.order.iter().filter(|k| &*k.region == region) {
             if state.account_id(key) != Some(account_id) || state.served_by_other(key).is_some() {
                 continue;
             }

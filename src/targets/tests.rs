@@ -124,7 +124,7 @@ impl Fetch for FakeFetch {
                 state.calls.push((self.key.clone(), Instant::now()));
                 state
                     .latency
-                    .get(&self.key.region)
+                    .get(&*self.key.region)
                     .copied()
                     .unwrap_or(Duration::from_millis(100))
             };
@@ -261,7 +261,7 @@ fn role_spec(region: &str) -> TargetSpec {
     let arn = format!("arn:aws:iam::{ROLE_ACCOUNT}:role/Reader");
     TargetSpec {
         key: TargetKey {
-            account: arn.clone(),
+            account: arn.as_str().into(),
             region: region.into(),
         },
         account_name: Some("prod".into()),
@@ -556,7 +556,7 @@ async fn base_credentials_in_a_configured_account_give_one_series_set() {
         .targets
         .iter()
         .filter(|t| t.is_served())
-        .map(|t| (t.account_id.clone(), t.key.region.clone()))
+        .map(|t| (t.account_id.clone(), t.key.region.to_string()))
         .collect();
     assert_eq!(
         served,

@@ -287,7 +287,7 @@ fn account_rows(state: &State, targets: &[Arc<TargetView>]) -> (Vec<AccountView>
     let mut per_account: Vec<(&TargetView, bool)> = Vec::with_capacity(targets.len() / 8);
     let mut position: HashMap<&str, usize> = HashMap::new();
     for target in targets {
-        match position.get(target.key.account.as_str()) {
+        match position.get(&*target.key.account) {
             Some(&i) => per_account[i].1 |= target.is_served(),
             None => {
                 position.insert(&target.key.account, per_account.len());
@@ -311,7 +311,7 @@ fn account_rows(state: &State, targets: &[Arc<TargetView>]) -> (Vec<AccountView>
             (
                 spec.configured_account_id().is_some(),
                 AccountView {
-                    key: first.key.account.clone(),
+                    key: first.key.account.to_string(),
                     account_id: first.account_id.clone(),
                     name: first.account_name.clone(),
                     labels: spec.labels.clone(),

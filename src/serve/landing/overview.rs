@@ -191,7 +191,7 @@ impl<'a> Overview<'a> {
             .iter()
             .map(AsRef::as_ref)
             .filter(|t| passes(&filters.accounts, |v| is_account(t, v)))
-            .filter(|t| passes(&filters.regions, |v| t.key.region == v))
+            .filter(|t| passes(&filters.regions, |v| &*t.key.region == v))
             .map(|t| (t, Outcome::of(t)))
             .collect();
         let mut outcomes = [0; 4];
@@ -223,12 +223,12 @@ impl<'a> Overview<'a> {
         } = lists(&scope, chosen.as_ref(), rows);
         Overview {
             outcomes,
-            accounts: distinct(scope.iter().map(|(t, _)| t.key.account.as_str())),
-            regions: distinct(scope.iter().map(|(t, _)| t.key.region.as_str())),
+            accounts: distinct(scope.iter().map(|(t, _)| &*t.key.account)),
+            regions: distinct(scope.iter().map(|(t, _)| &*t.key.region)),
             image_states,
             all_regions: targets
                 .iter()
-                .map(|t| t.key.region.clone())
+                .map(|t| t.key.region.to_string())
                 .collect::<BTreeSet<_>>()
                 .into_iter()
                 .collect(),
@@ -268,7 +268,7 @@ fn unknown_names(targets: &[Arc<TargetView>], filters: &Filters) -> Vec<String> 
         }
     }
     for value in filters.regions.iter().flatten() {
-        if !targets.iter().any(|t| t.key.region == *value) {
+        if !targets.iter().any(|t| *t.key.region == **value) {
             problems.push(format!(
                 "region={}: no target here is in that region.",
                 quoted(value)

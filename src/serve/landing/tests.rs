@@ -32,8 +32,8 @@ fn target(name: &str, id: &str, region: &str, outcome: Outcome) -> TargetView {
     };
     TargetView {
         key: TargetKey {
-            account: format!("arn:aws:iam::{id}:role/Reader"),
-            region: region.to_string(),
+            account: format!("arn:aws:iam::{id}:role/Reader").into(),
+            region: region.into(),
         },
         account_name: Some(name.to_string()),
         account_id: Some(id.to_string()),
@@ -43,7 +43,7 @@ fn target(name: &str, id: &str, region: &str, outcome: Outcome) -> TargetView {
         counters: Arc::new(ApiCounters::default()),
         duplicate_of: (outcome == Outcome::Duplicate).then(|| TargetKey {
             account: "base".into(),
-            region: region.to_string(),
+            region: region.into(),
         }),
         cloudwatch: None,
     }
