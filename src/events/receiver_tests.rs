@@ -533,15 +533,20 @@ async fn shutdown_stops_the_receiver_during_a_delete() {
     running.stop_at_once().await;
 }
 
+/// `message` as SQS delivers it again after its visibility timeout: a new receipt handle.
+fn redelivered(message: &QueueMessage) -> QueueMessage {
+    QueueMessage {
+        receipt_handle: format!("receipt-{}-2", message.id),
+        ..message.clone()
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_message_whose_collection_failed_is_left_on_the_queue_and_asks_again_when_it_comes_back()
 {
     let first = message("m", event(ACCOUNT, "us-east-1"));
     // SQS delivers it again after the visibility timeout, with a new receipt handle.
-    let again = QueueMessage {
-        receipt_handle: "receipt-m-2".into(),
-        ..first.clone()
-    };
+    let again = redelivered(&first);
     let script = vec![
         Receive::Messages(vec![first]),
         Receive::Idle,
@@ -569,10 +574,7 @@ async fn a_message_whose_collection_failed_is_left_on_the_queue_and_asks_again_w
 async fn a_message_received_again_while_it_waits_asks_nothing_more_and_is_deleted_by_its_new_handle(
 ) {
     let first = message("m", event(ACCOUNT, "us-east-1"));
-    let again = QueueMessage {
-        receipt_handle: "receipt-m-2".into(),
-        ..first.clone()
-    };
+    let again = redelivered(&first);
     let script = vec![
         Receive::Messages(vec![first]),
         Receive::Messages(vec![again]),

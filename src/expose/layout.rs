@@ -35,10 +35,7 @@ pub(super) struct Layout {
 impl Layout {
     /// The served targets of `snapshot` (the one this layout is of).
     pub(super) fn served<'s>(&self, snapshot: &'s Snapshot) -> Vec<&'s TargetView> {
-        self.served
-            .iter()
-            .map(|&index| snapshot.targets[index].as_ref())
-            .collect()
+        targets_at(snapshot, &self.served)
     }
 }
 
@@ -47,6 +44,19 @@ fn served_indices(snapshot: &Snapshot) -> Vec<usize> {
     (0..snapshot.targets.len())
         .filter(|&index| snapshot.targets[index].is_served())
         .collect()
+}
+
+/// The targets of `snapshot` at `indices`.
+fn targets_at<'s>(snapshot: &'s Snapshot, indices: &[usize]) -> Vec<&'s TargetView> {
+    indices
+        .iter()
+        .map(|&index| snapshot.targets[index].as_ref())
+        .collect()
+}
+
+/// The served targets of `snapshot` (those another target does not already serve).
+pub(super) fn served_targets(snapshot: &Snapshot) -> Vec<&TargetView> {
+    targets_at(snapshot, &served_indices(snapshot))
 }
 
 impl MetricsRenderer {
@@ -60,10 +70,7 @@ impl MetricsRenderer {
             return kept.clone();
         }
         let served = served_indices(snapshot);
-        let targets: Vec<&TargetView> = served
-            .iter()
-            .map(|&index| snapshot.targets[index].as_ref())
-            .collect();
+        let targets = targets_at(snapshot, &served);
         let blocks = blocks(&targets);
         let groups = image_blocks(&targets, &blocks);
         let layout = Arc::new(Layout {

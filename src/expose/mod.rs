@@ -42,7 +42,7 @@ use self::body::Part;
 use self::cache::{BlockChunks, Kept};
 use self::calls::CounterFloor;
 use self::images::{image_blocks, render_images, ImageGroup, Images};
-use self::layout::Layout;
+use self::layout::{served_targets, Layout};
 use self::stamped::StampedCache;
 use self::targets::render_targets;
 use self::writer::{unix_seconds, Exposition, Kind};
@@ -340,12 +340,7 @@ impl MetricsRenderer {
         let layout = cached.then(|| self.layout(snapshot));
         let targets: Vec<&TargetView> = match &layout {
             Some(layout) => layout.served(snapshot),
-            None => snapshot
-                .targets
-                .iter()
-                .map(AsRef::as_ref)
-                .filter(|t| t.is_served())
-                .collect(),
+            None => served_targets(snapshot),
         };
         let mut x = Exposition::new(format);
         x.split_fresh = cached;

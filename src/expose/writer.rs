@@ -137,27 +137,29 @@ impl Exposition {
     }
 
     pub(super) fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
-        if self.skipping {
-            return;
-        }
-        self.sample_prefix(name, labels);
-        write_value(&mut self.out, value);
-        self.out.push('\n');
-        // Fresh lines of thousands of targets are megabytes: parts of bounded size, not one
-        // growing (and re-allocating) buffer. The straightforward render keeps one buffer.
-        if self.split_fresh && self.out.len() >= FRESH_PART {
-            self.end_fresh();
-        }
+        self.sample_written(name, labels, |out| write_value(out, value));
     }
 
     /// A sample of how long ago `at` was as of `now` (see [`write_age`]).
     pub(super) fn age_sample(&mut self, name: &str, labels: &[(&str, &str)], now: f64, at: f64) {
+        self.sample_written(name, labels, |out| write_age(out, now, at));
+    }
+
+    /// A sample line whose value `write` writes.
+    fn sample_written(
+        &mut self,
+        name: &str,
+        labels: &[(&str, &str)],
+        write: impl FnOnce(&mut String),
+    ) {
         if self.skipping {
             return;
         }
         self.sample_prefix(name, labels);
-        write_age(&mut self.out, now, at);
+        write(&mut self.out);
         self.out.push('\n');
+        // Fresh lines of thousands of targets are megabytes: parts of bounded size, not one
+        // growing (and re-allocating) buffer. The straightforward render keeps one buffer.
         if self.split_fresh && self.out.len() >= FRESH_PART {
             self.end_fresh();
         }

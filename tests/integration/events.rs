@@ -378,6 +378,16 @@ fn config_quick(debounce: &str) -> String {
     )
 }
 
+/// Image 1 of the base account in us-east-1 goes to `enabling-failed`, and its event is put on
+/// the queue; the message's id.
+fn image_fails_and_eventbridge_says_so(sim: &Simulator) -> String {
+    sim.world().images_mut(BASE_ACCOUNT, "us-east-1")[0] = image(1, "enabling-failed");
+    sim.world().send_message(
+        QUEUE,
+        &event(BASE_ACCOUNT, "us-east-1", &image_id(1), "enabling-failed"),
+    )
+}
+
 /// The queue's own visibility timeout in the tests that need messages back soon: an hour, so
 /// that only the exporter's `VisibilityTimeout` on each receive can bring them back in time.
 const QUEUE_VISIBILITY: Duration = Duration::from_secs(3600);
@@ -414,11 +424,7 @@ async fn a_throttled_collection_leaves_its_event_which_is_applied_and_deleted_on
             .in_account(BASE_ACCOUNT)
             .in_region("us-east-1"),
     );
-    sim.world().images_mut(BASE_ACCOUNT, "us-east-1")[0] = image(1, "enabling-failed");
-    let id = sim.world().send_message(
-        QUEUE,
-        &event(BASE_ACCOUNT, "us-east-1", &image_id(1), "enabling-failed"),
-    );
+    let id = image_fails_and_eventbridge_says_so(&sim);
     // The collection fails; the message is not deleted, comes back after its visibility
     // timeout and asks again (which fails again).
     wait_until(
@@ -477,11 +483,7 @@ async fn an_event_received_by_an_exporter_that_stops_before_its_collection_comes
             .in_account(BASE_ACCOUNT)
             .in_region("us-east-1"),
     );
-    sim.world().images_mut(BASE_ACCOUNT, "us-east-1")[0] = image(1, "enabling-failed");
-    let id = sim.world().send_message(
-        QUEUE,
-        &event(BASE_ACCOUNT, "us-east-1", &image_id(1), "enabling-failed"),
-    );
+    let id = image_fails_and_eventbridge_says_so(&sim);
     wait_until(
         "the event's collection under way",
         || received_requests(&sim, "DescribeFastLaunchImages", "us-east-1") == 2,

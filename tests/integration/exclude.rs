@@ -316,14 +316,7 @@ fn check_config_shows_what_metrics_exclude_leaves_served() {
 /// with every feature on: CloudWatch, events, Organizations discovery, the process metrics.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_families_metrics_exclude_knows_are_the_families_the_demo_serves() {
-    let exporter = Exporter::demo(&[
-        "--demo.organization",
-        "--demo.accounts",
-        "2",
-        "--demo.regions",
-        "1",
-    ])
-    .await;
+    let exporter = Exporter::demo(EVERY_FAMILY_DEMO).await;
     let known: BTreeSet<String> = FAMILIES.iter().map(|f| f.name.to_string()).collect();
     exporter
         .wait_for_metrics("every family", |t| families_of(t) == known)

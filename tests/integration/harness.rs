@@ -359,6 +359,16 @@ impl Exporter {
     }
 }
 
+/// The demo's flags for a small organisation with every feature on (CloudWatch, events,
+/// Organizations discovery, the process metrics): every family is served.
+pub const EVERY_FAMILY_DEMO: &[&str] = &[
+    "--demo.organization",
+    "--demo.accounts",
+    "2",
+    "--demo.regions",
+    "1",
+];
+
 /// Polls `done` until it holds; fails the test after [`DEADLINE`], naming `what` and what
 /// `state` says then.
 pub async fn wait_until(what: &str, mut done: impl FnMut() -> bool, state: impl Fn() -> String) {

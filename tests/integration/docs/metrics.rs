@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use fast_launch_exporter::domain::families::{Scope, FAMILIES};
 
 use super::read;
-use crate::harness::{root, Exporter};
+use crate::harness::{root, Exporter, EVERY_FAMILY_DEMO};
 
 /// A family as the metrics page documents it.
 #[derive(Debug, PartialEq)]
@@ -64,14 +64,7 @@ fn served_families(text: &str) -> BTreeMap<String, DocumentedFamily> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_metrics_page_lists_exactly_the_families_the_demo_serves_with_type_and_help() {
     let documented = documented_families();
-    let exporter = Exporter::demo(&[
-        "--demo.organization",
-        "--demo.accounts",
-        "2",
-        "--demo.regions",
-        "1",
-    ])
-    .await;
+    let exporter = Exporter::demo(EVERY_FAMILY_DEMO).await;
     let every: BTreeSet<&str> = FAMILIES.iter().map(|f| f.name).collect();
     let text = exporter
         .wait_for_metrics("every family", |t| {
