@@ -185,19 +185,20 @@ pub(super) fn render_process(x: &mut Exposition, process: &prometheus::Registry)
     }
 }
 
-/// User and system CPU time of this process in seconds, with the clock tick's precision
-/// (`/proc/self/stat` fields 14 and 15), as client_golang reads it.
+/// User and system CPU time of this process in seconds, to the microsecond (`getrusage`): one
+/// system call, where reading `/proc/self/stat` again (the process collector just did, for the
+/// other families) costs an open, a read and a close per scrape.
 fn process_cpu_seconds() -> Option<f64> {
     #[cfg(target_os = "linux")]
     {
-        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-        // Fields after the command, which may hold spaces and parentheses: state is field 3.
-        let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
-        let utime: f64 = fields.get(11)?.parse().ok()?;
-        let stime: f64 = fields.get(12)?.parse().ok()?;
-        // SAFETY: sysconf reads a constant of the system; no memory is passed.
-        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-        (ticks > 0).then(|| (utime + stime) / ticks as f64)
+        // SAFETY: getrusage writes the struct passed, nothing else; all-zero is a valid rusage.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: as above; RUSAGE_SELF is always valid.
+        if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+            return None;
+        }
+        let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        Some(seconds(usage.ru_utime) + seconds(usage.ru_stime))
     }
     #[cfg(not(target_os = "linux"))]
     {

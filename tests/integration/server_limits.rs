@@ -245,7 +245,7 @@ async fn each_listen_address_serves() {
     }
 }
 
-/// `process_cpu_seconds_total` has the clock tick's precision, not whole seconds.
+/// `process_cpu_seconds_total` has a fraction (to the microsecond), not whole seconds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn process_cpu_seconds_has_a_fraction() {
     let (_sim, exporter) = one_image_exporter(&[]).await;
