@@ -381,16 +381,11 @@ async fn shutdown_signal(token: CancellationToken) {
     token.cancel();
 }
 
-/// How many tasks a runtime worker runs between checks for I/O events (tokio's default is 61).
-/// Scrapes of a large exposition keep every worker busy; a new connection (a health probe) is
-/// noticed only at such a check, so it is made more often. An `epoll_wait` that returns at once
-/// costs about a microsecond.
-const EVENT_INTERVAL: u32 = 8;
-
 /// glibc gives threads that allocate at the same time arenas of their own, up to eight per
 /// core, and memory freed into one arena is not reused by another: at organisation scale (17,000
-/// targets) that held tens of MiB (docs/performance.md). Two arenas serve the runtime's workers
-/// and the blocking pool. `MALLOC_ARENA_MAX` (or `GLIBC_TUNABLES`) in the environment wins.
+/// targets) that held tens of MiB (docs/performance.md). Two arenas serve the runtime's workers,
+/// the HTTP threads and the blocking pool. `MALLOC_ARENA_MAX` (or `GLIBC_TUNABLES`) in the
+/// environment wins.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn limit_malloc_arenas() {
     let tuned = |name| std::env::var_os(name).is_some();
@@ -407,7 +402,7 @@ fn main() -> ExitCode {
     limit_malloc_arenas();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .event_interval(EVENT_INTERVAL)
+        .event_interval(fast_launch_exporter::serve::EVENT_INTERVAL)
         .build();
     match runtime {
         Ok(runtime) => runtime.block_on(exporter_main()),

@@ -119,6 +119,9 @@ pub struct AppState {
     /// `--web.max-requests`: the `/metrics` requests served at once (None: no limit); one more
     /// is answered 503 at once, as the exporter-toolkit does.
     pub scrapes: Option<Arc<Semaphore>>,
+    /// The main runtime, whose blocking pool renders, checks passwords and builds the landing
+    /// page for every HTTP thread (a pool of their own each would multiply the threads).
+    pub blocking: tokio::runtime::Handle,
     /// The renders (a snapshot of every target, megabytes at 17,000) run at once: one per core.
     /// They are CPU work, so more at once are no faster, and each would hold its own snapshot.
     pub renders: Semaphore,
@@ -126,7 +129,8 @@ pub struct AppState {
 
 impl AppState {
     /// The state of a server with `web`'s options, serving `registry` through `renderer` and
-    /// sending reload requests to `reload`.
+    /// sending reload requests to `reload`. Made on the main runtime, whose blocking pool the
+    /// server then uses.
     pub fn new(
         registry: Arc<Registry>,
         renderer: MetricsRenderer,
@@ -141,6 +145,7 @@ impl AppState {
             enable_lifecycle: web.enable_lifecycle,
             web_config: LiveWebConfig::new(web.web_config_file.clone(), web.web_config.clone()),
             scrapes: (web.max_requests > 0).then(|| Arc::new(Semaphore::new(web.max_requests))),
+            blocking: tokio::runtime::Handle::current(),
             renders: Semaphore::new(
                 std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
             ),
@@ -193,9 +198,17 @@ pub async fn serve(
     let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     let mut running = Vec::with_capacity(threads);
     for index in 0..threads {
-        match server.start_thread(index, &listeners) {
+        let started = match server.start_thread(index, &listeners) {
+            Ok((start, done)) => match start.await {
+                Ok(Ok(())) => Ok(done),
+                Ok(Err(error)) => Err(error),
+                Err(_) => Err(std::io::Error::other("the thread ended before its runtime")),
+            },
+            Err(error) => Err(error),
+        };
+        match started {
             Ok(done) => running.push(done),
-            Err(error) => warn!(error = %error, "cannot start an HTTP thread"),
+            Err(error) => warn!(error = %error, "cannot start an HTTP thread; the others serve"),
         }
     }
     if running.is_empty() {
@@ -209,6 +222,9 @@ pub async fn serve(
     info!("HTTP server stopped");
 }
 
+/// Whether an HTTP thread's runtime started.
+type Started = tokio::sync::oneshot::Receiver<std::io::Result<()>>;
+
 /// What every HTTP thread shares.
 #[derive(Clone)]
 struct Server {
@@ -217,53 +233,67 @@ struct Server {
     shutdown: CancellationToken,
 }
 
-/// How many tasks an HTTP thread runs between checks for I/O events (tokio's default is 61):
-/// a new connection (a health probe) is noticed only at such a check, and an `epoll_wait` that
+/// How many tasks a runtime (an HTTP thread's, or the main one) runs between checks for I/O
+/// events (tokio's default is 61): a new connection (a health probe) or an AWS answer is
+/// noticed only at such a check while tasks keep the runtime busy, and an `epoll_wait` that
 /// returns at once costs about a microsecond.
-const EVENT_INTERVAL: u32 = 8;
+pub const EVENT_INTERVAL: u32 = 8;
 
 impl Server {
-    /// Starts an HTTP thread serving its own handles of `listeners`; the answer comes when it
-    /// has stopped.
+    /// Starts an HTTP thread serving its own handles of `listeners`. The first answer says
+    /// whether its runtime started; the second comes when it has stopped.
     fn start_thread(
         &self,
         index: usize,
         listeners: &[std::net::TcpListener],
-    ) -> std::io::Result<tokio::sync::oneshot::Receiver<()>> {
+    ) -> std::io::Result<(Started, tokio::sync::oneshot::Receiver<()>)> {
         let own = listeners
             .iter()
             .map(std::net::TcpListener::try_clone)
             .collect::<std::io::Result<Vec<_>>>()?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .event_interval(EVENT_INTERVAL)
-            .build()?;
+        let (started, start) = tokio::sync::oneshot::channel();
         let (stopped, done) = tokio::sync::oneshot::channel();
         let server = self.clone();
+        // The runtime is built on the thread: one built here would be dropped here, inside the
+        // caller's runtime (which tokio refuses), if the thread could not be started.
         std::thread::Builder::new()
             .name(format!("http-{index}"))
             .spawn(move || {
-                runtime.block_on(server.serve_here(own));
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .event_interval(EVENT_INTERVAL)
+                    .build();
+                match runtime {
+                    Ok(runtime) => {
+                        let _ = started.send(Ok(()));
+                        runtime.block_on(server.serve_here(own));
+                    }
+                    Err(error) => {
+                        let _ = started.send(Err(error));
+                    }
+                }
                 let _ = stopped.send(());
             })?;
-        Ok(done)
+        Ok((start, done))
     }
 
     /// Accepts on `listeners` from this runtime until shutdown, then drains its connections.
     async fn serve_here(self, listeners: Vec<std::net::TcpListener>) {
-        let graceful = Arc::new(GracefulShutdown::new());
-        let mut accepting = tokio::task::JoinSet::new();
-        for listener in listeners {
-            match TcpListener::from_std(listener) {
-                Ok(listener) => {
-                    accepting.spawn(accept(listener, self.clone(), graceful.clone()));
+        let listeners: Vec<TcpListener> = listeners
+            .into_iter()
+            .filter_map(|listener| match TcpListener::from_std(listener) {
+                Ok(listener) => Some(listener),
+                Err(error) => {
+                    warn!(error = %error, "cannot accept on a listener");
+                    None
                 }
-                Err(error) => warn!(error = %error, "cannot accept on a listener"),
-            }
+            })
+            .collect();
+        let graceful = GracefulShutdown::new();
+        if !listeners.is_empty() {
+            accept(&listeners, self, &graceful).await;
         }
-        while accepting.join_next().await.is_some() {}
         debug!("HTTP thread stopped accepting; draining requests");
-        let graceful = Arc::into_inner(graceful).expect("every accept loop has ended");
         if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
             .await
             .is_err()
@@ -273,8 +303,25 @@ impl Server {
     }
 }
 
-/// Accepts connections on one listener until `shutdown`.
-async fn accept(listener: TcpListener, server: Server, graceful: Arc<GracefulShutdown>) {
+/// The next connection on any of `listeners`.
+async fn accept_any(
+    listeners: &[TcpListener],
+) -> std::io::Result<(tokio::net::TcpStream, std::net::SocketAddr)> {
+    std::future::poll_fn(|cx| {
+        for listener in listeners {
+            if let std::task::Poll::Ready(accepted) = listener.poll_accept(cx) {
+                return std::task::Poll::Ready(accepted);
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}
+
+/// Accepts connections on `listeners` until `shutdown`: one loop for all of them, so that a
+/// `--web.max-connections` permit it holds while it waits serves whichever listener a client
+/// comes to.
+async fn accept(listeners: &[TcpListener], server: Server, graceful: &GracefulShutdown) {
     let Server {
         state,
         connections,
@@ -293,7 +340,7 @@ async fn accept(listener: TcpListener, server: Server, graceful: Arc<GracefulShu
             },
         };
         let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
+            accepted = accept_any(listeners) => match accepted {
                 Ok(pair) => pair,
                 Err(error) => {
                     // Out of file descriptors and the like: back off instead of spinning.

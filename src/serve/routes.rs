@@ -18,10 +18,11 @@ pub(super) async fn respond(state: &Arc<AppState>, request: Request<Incoming>) -
             .map(|v| v.as_bytes().to_vec());
         let shared = Arc::clone(&web);
         // bcrypt takes tens of milliseconds on purpose: keep it off the async threads.
-        let outcome =
-            tokio::task::spawn_blocking(move || shared.authenticate(authorization.as_deref()))
-                .await
-                .unwrap_or(AuthOutcome::Missing);
+        let outcome = state
+            .blocking
+            .spawn_blocking(move || shared.authenticate(authorization.as_deref()))
+            .await
+            .unwrap_or(AuthOutcome::Missing);
         match outcome {
             AuthOutcome::Allowed => handle(state, request).await,
             AuthOutcome::Missing => unauthorized(),
@@ -113,7 +114,7 @@ async fn handle(state: &Arc<AppState>, request: Request<Incoming>) -> Response<B
             let shared = Arc::clone(state);
             let query = request.uri().query().map(str::to_string);
             let render = state.renders.acquire().await;
-            let page = tokio::task::spawn_blocking(move || {
+            let page = state.blocking.spawn_blocking(move || {
                 let page = landing_page(&shared, query.as_deref());
                 drop(permit);
                 page
@@ -161,13 +162,15 @@ async fn metrics(
         return metrics_response(Stitched::new(parts, gzip, permit), format, gzip);
     }
     let shared = Arc::clone(state);
-    let body = tokio::task::spawn_blocking(move || {
-        let parts = shared
-            .renderer
-            .exposition(&shared.registry, now, format, gzip);
-        Stitched::new(parts, gzip, permit)
-    })
-    .await;
+    let body = state
+        .blocking
+        .spawn_blocking(move || {
+            let parts = shared
+                .renderer
+                .exposition(&shared.registry, now, format, gzip);
+            Stitched::new(parts, gzip, permit)
+        })
+        .await;
     drop(render);
     match body {
         Ok(body) => metrics_response(body, format, gzip),
