@@ -1,7 +1,7 @@
 //! The web server's limits through the real binary: idle and slow connections hold back no
 //! scrape, `--web.max-requests`, the web config's `rate_limit` (before authentication), cached
-//! basic auth checks, several `--web.listen-address`, and `process_cpu_seconds_total` with its
-//! fraction.
+//! basic auth checks, several `--web.listen-address` (with a connection cap too), and
+//! `process_cpu_seconds_total` with its fraction.
 
 use std::time::{Duration, Instant};
 
@@ -224,25 +224,62 @@ async fn successful_basic_auth_checks_are_cached_and_wrong_passwords_are_not() {
     );
 }
 
-/// A repeated `--web.listen-address` serves on each address.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_listen_address_serves() {
-    let (_sim, exporter) = one_image_exporter(&["--web.listen-address", "127.0.0.1:0"]).await;
-    let logs = exporter.logs();
-    let addresses: Vec<String> = logs
+/// The addresses the exporter logged it listens on.
+fn listening(exporter: &Exporter) -> Vec<String> {
+    exporter
+        .logs()
         .lines()
         .filter(|l| l.contains("message=listening"))
         .filter_map(|l| l.split_once("address=").map(|(_, rest)| rest))
         .filter_map(|rest| rest.split_whitespace().next())
         .map(|a| a.trim_matches('"').to_string())
-        .collect();
-    assert_eq!(addresses.len(), 2, "{logs}");
+        .collect()
+}
+
+/// A repeated `--web.listen-address` serves on each address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_listen_address_serves() {
+    let (_sim, exporter) = one_image_exporter(&["--web.listen-address", "127.0.0.1:0"]).await;
+    let addresses = listening(&exporter);
+    assert_eq!(addresses.len(), 2, "{}", exporter.logs());
     assert_ne!(addresses[0], addresses[1]);
     for address in &addresses {
         let response = request(address, "GET", "/metrics", &[]).await;
         assert_eq!(response.status, 200, "{address}");
         assert!(response.text().contains("aws_ec2_fast_launch_image_state"));
     }
+}
+
+/// With `--web.max-connections 1` and two addresses, a client of either address is served
+/// while no other connection is open: the one permit is not held by a wait on the other address
+/// (every HTTP thread waits on all addresses at once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_connection_allowed_serves_every_listen_address() {
+    // A client the permit never reaches waits in the kernel's backlog forever: bounded here.
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let (_sim, exporter) = one_image_exporter(&[
+            "--web.listen-address",
+            "127.0.0.1:0",
+            "--web.max-connections",
+            "1",
+        ])
+        .await;
+        let addresses = listening(&exporter);
+        assert_eq!(addresses.len(), 2, "{}", exporter.logs());
+        for round in 0..4 {
+            for address in &addresses {
+                let response = tokio::time::timeout(
+                    Duration::from_secs(10),
+                    request(address, "GET", "/-/healthy", &[]),
+                )
+                .await
+                .unwrap_or_else(|_| panic!("{address} not served in round {round}"));
+                assert_eq!(response.status, 200, "{address}");
+            }
+        }
+    })
+    .await
+    .expect("a client of one of the addresses was never served");
 }
 
 /// `process_cpu_seconds_total` has a fraction (to the microsecond), not whole seconds.
