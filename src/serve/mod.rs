@@ -13,18 +13,19 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, info, warn};
 
 mod deadline;
 mod landing;
 mod routes;
+mod threads;
 
 use self::deadline::WriteDeadline;
 use self::routes::respond;
+use self::threads::{Accepted, Worker};
 use crate::config::web::{AuthOutcome, LiveWebConfig, WebConfig};
 use crate::expose::body::Stitched;
 use crate::expose::{Format, MetricsRenderer};
@@ -163,12 +164,9 @@ fn full(bytes: Bytes) -> Body {
 /// Serves HTTP on every listener until `shutdown` is cancelled, then stops accepting and lets
 /// in-flight requests finish (up to a few seconds).
 ///
-/// Connections are served by one single-threaded runtime per core, each accepting from every
-/// listener, as nginx's workers do: a connection stays on the thread that accepted it, so a
-/// scrape's writes never hop between threads (on two cores, the hops of a work-stealing
-/// runtime made a 2 MB scrape 1.5 times slower), and the collectors' work on the main
-/// runtime never delays them. A thread that cannot be started leaves its share to the caller's
-/// runtime.
+/// One loop accepts on every listener and hands each connection to the HTTP thread with the
+/// fewest open ([`threads`]: one single-threaded runtime per core); a thread that cannot be
+/// started leaves its share to the others, and if none starts, the caller's runtime serves.
 ///
 /// Connections are not what is capped: an idle or slow connection costs a task and a small
 /// buffer, and holds back no scrape (the header timeout closes it). The work is capped instead:
@@ -180,126 +178,23 @@ pub async fn serve(
     max_connections: usize,
     shutdown: CancellationToken,
 ) {
-    let server = Server {
-        state,
-        connections: (max_connections > 0).then(|| Arc::new(Semaphore::new(max_connections))),
-        shutdown,
-    };
-    let listeners: Vec<std::net::TcpListener> = listeners
-        .into_iter()
-        .filter_map(|listener| match listener.into_std() {
-            Ok(listener) => Some(listener),
-            Err(error) => {
-                error!(error = %error, "cannot hand a listener to the HTTP threads; not serving on it");
-                None
-            }
-        })
-        .collect();
-    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    let mut running = Vec::with_capacity(threads);
-    for index in 0..threads {
-        let started = match server.start_thread(index, &listeners) {
-            Ok((start, done)) => match start.await {
-                Ok(Ok(())) => Ok(done),
-                Ok(Err(error)) => Err(error),
-                Err(_) => Err(std::io::Error::other("the thread ended before its runtime")),
-            },
-            Err(error) => Err(error),
-        };
-        match started {
-            Ok(done) => running.push(done),
+    let count = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let mut workers = Vec::with_capacity(count);
+    for index in 0..count {
+        match Worker::start(index, state.clone()).await {
+            Ok(worker) => workers.push(worker),
             Err(error) => warn!(error = %error, "cannot start an HTTP thread; the others serve"),
         }
     }
-    if running.is_empty() {
-        server.serve_here(listeners).await;
-        return;
+    if workers.is_empty() {
+        workers.push(Worker::here(state.clone()));
     }
+    let connections = (max_connections > 0).then(|| Arc::new(Semaphore::new(max_connections)));
+    accept(&listeners, &workers, connections, &shutdown).await;
     drop(listeners);
-    for done in running {
-        let _ = done.await;
-    }
-    info!("HTTP server stopped");
-}
-
-/// Whether an HTTP thread's runtime started.
-type Started = tokio::sync::oneshot::Receiver<std::io::Result<()>>;
-
-/// What every HTTP thread shares.
-#[derive(Clone)]
-struct Server {
-    state: Arc<AppState>,
-    connections: Option<Arc<Semaphore>>,
-    shutdown: CancellationToken,
-}
-
-/// How many tasks a runtime (an HTTP thread's, or the main one) runs between checks for I/O
-/// events (tokio's default is 61): a new connection (a health probe) or an AWS answer is
-/// noticed only at such a check while tasks keep the runtime busy, and an `epoll_wait` that
-/// returns at once costs about a microsecond.
-pub const EVENT_INTERVAL: u32 = 8;
-
-impl Server {
-    /// Starts an HTTP thread serving its own handles of `listeners`. The first answer says
-    /// whether its runtime started; the second comes when it has stopped.
-    fn start_thread(
-        &self,
-        index: usize,
-        listeners: &[std::net::TcpListener],
-    ) -> std::io::Result<(Started, tokio::sync::oneshot::Receiver<()>)> {
-        let own = listeners
-            .iter()
-            .map(std::net::TcpListener::try_clone)
-            .collect::<std::io::Result<Vec<_>>>()?;
-        let (started, start) = tokio::sync::oneshot::channel();
-        let (stopped, done) = tokio::sync::oneshot::channel();
-        let server = self.clone();
-        // The runtime is built on the thread: one built here would be dropped here, inside the
-        // caller's runtime (which tokio refuses), if the thread could not be started.
-        std::thread::Builder::new()
-            .name(format!("http-{index}"))
-            .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .event_interval(EVENT_INTERVAL)
-                    .build();
-                match runtime {
-                    Ok(runtime) => {
-                        let _ = started.send(Ok(()));
-                        runtime.block_on(server.serve_here(own));
-                    }
-                    Err(error) => {
-                        let _ = started.send(Err(error));
-                    }
-                }
-                let _ = stopped.send(());
-            })?;
-        Ok((start, done))
-    }
-
-    /// Accepts on `listeners` from this runtime until shutdown, then drains its connections.
-    async fn serve_here(self, listeners: Vec<std::net::TcpListener>) {
-        let listeners: Vec<TcpListener> = listeners
-            .into_iter()
-            .filter_map(|listener| match TcpListener::from_std(listener) {
-                Ok(listener) => Some(listener),
-                Err(error) => {
-                    warn!(error = %error, "cannot accept on a listener");
-                    None
-                }
-            })
-            .collect();
-        let graceful = GracefulShutdown::new();
-        if !listeners.is_empty() {
-            accept(&listeners, self, &graceful).await;
-        }
-        debug!("HTTP thread stopped accepting; draining requests");
-        if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
-            .await
-            .is_err()
-        {
-            warn!("some HTTP connections did not finish in time");
-        }
+    info!("HTTP server stopped accepting; draining requests");
+    for worker in workers {
+        worker.stopped().await;
     }
 }
 
@@ -318,15 +213,16 @@ async fn accept_any(
     .await
 }
 
-/// Accepts connections on `listeners` until `shutdown`: one loop for all of them, so that a
-/// `--web.max-connections` permit it holds while it waits serves whichever listener a client
-/// comes to.
-async fn accept(listeners: &[TcpListener], server: Server, graceful: &GracefulShutdown) {
-    let Server {
-        state,
-        connections,
-        shutdown,
-    } = server;
+/// Accepts connections on `listeners` until `shutdown` and hands each to the worker with the
+/// fewest open (ties in turn). One loop for every listener, so that the `--web.max-connections`
+/// permit it holds while it waits serves whichever listener a client comes to.
+async fn accept(
+    listeners: &[TcpListener],
+    workers: &[Worker],
+    connections: Option<Arc<Semaphore>>,
+    shutdown: &CancellationToken,
+) {
+    let mut turn = 0;
     loop {
         // At the cap (when set), new connections wait in the kernel's backlog until one closes.
         let permit = match &connections {
@@ -356,27 +252,54 @@ async fn accept(listeners: &[TcpListener], server: Server, graceful: &GracefulSh
         if let Err(error) = stream.set_nodelay(true) {
             debug!(peer = %peer, error = %error, "TCP_NODELAY could not be set");
         }
-        let stream = WriteDeadline::new(stream);
-        let watcher = graceful.watcher();
-        let state = state.clone();
-        tokio::spawn(async move {
-            match state.web_config.current().tls.clone() {
-                None => serve_connection(stream, state, watcher, peer).await,
-                Some(tls) => {
-                    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-                    match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(stream)) => serve_connection(stream, state, watcher, peer).await,
-                        Ok(Err(error)) => {
-                            debug!(peer = %peer, error = %error, "TLS handshake failed")
-                        }
-                        Err(_) => debug!(peer = %peer, "TLS handshake timed out"),
-                    }
-                }
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(error) => {
+                warn!(peer = %peer, error = %error, "cannot hand a connection to an HTTP thread");
+                continue;
             }
-            drop(permit);
-        });
+        };
+        turn = (turn + 1) % workers.len();
+        let chosen = (0..workers.len())
+            .map(|i| &workers[(turn + i) % workers.len()])
+            .min_by_key(|worker| worker.open());
+        let accepted = Accepted {
+            stream,
+            peer,
+            permit,
+        };
+        if !chosen.is_some_and(|worker| worker.hand(accepted)) {
+            warn!(peer = %peer, "an HTTP thread has stopped; connection closed");
+        }
     }
 }
+
+/// One accepted connection, served after the TLS handshake when TLS is on.
+async fn connection(
+    stream: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    state: Arc<AppState>,
+    watcher: hyper_util::server::graceful::Watcher,
+) {
+    let stream = WriteDeadline::new(stream);
+    match state.web_config.current().tls.clone() {
+        None => serve_connection(stream, state, watcher, peer).await,
+        Some(tls) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+            match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => serve_connection(stream, state, watcher, peer).await,
+                Ok(Err(error)) => debug!(peer = %peer, error = %error, "TLS handshake failed"),
+                Err(_) => debug!(peer = %peer, "TLS handshake timed out"),
+            }
+        }
+    }
+}
+
+/// How many tasks a runtime (an HTTP thread's, or the main one) runs between checks for I/O
+/// events (tokio's default is 61): a new connection (a health probe) or an AWS answer is
+/// noticed only at such a check while tasks keep the runtime busy, and an `epoll_wait` that
+/// returns at once costs about a microsecond.
+pub const EVENT_INTERVAL: u32 = 8;
 
 /// Serves HTTP/1.1 on one accepted (and, with TLS, handshaken) connection.
 async fn serve_connection<S>(
