@@ -260,9 +260,8 @@ async fn accept(
             }
         };
         turn = (turn + 1) % workers.len();
-        let chosen = (0..workers.len())
-            .map(|i| &workers[(turn + i) % workers.len()])
-            .min_by_key(|worker| worker.open());
+        let open: Vec<usize> = workers.iter().map(Worker::open).collect();
+        let chosen = fewest_open(&open, turn).map(|index| &workers[index]);
         let accepted = Accepted {
             stream,
             peer,
@@ -272,6 +271,14 @@ async fn accept(
             warn!(peer = %peer, "an HTTP thread has stopped; connection closed");
         }
     }
+}
+
+/// The worker with the fewest connections `open`; of several, the first from `turn` on, so that
+/// connections of idle workers go to each in turn.
+fn fewest_open(open: &[usize], turn: usize) -> Option<usize> {
+    (0..open.len())
+        .map(|i| (turn + i) % open.len())
+        .min_by_key(|&index| open[index])
 }
 
 /// One accepted connection, served after the TLS handshake when TLS is on.
@@ -334,6 +341,16 @@ mod tests {
             .header(header::ACCEPT_ENCODING, encoding)
             .body(())
             .unwrap()
+    }
+
+    #[test]
+    fn a_connection_goes_to_the_worker_with_the_fewest_open_ties_in_turn() {
+        assert_eq!(fewest_open(&[3, 1], 0), Some(1));
+        assert_eq!(fewest_open(&[0, 5, 0], 1), Some(2));
+        assert_eq!(fewest_open(&[2, 2, 2], 0), Some(0));
+        assert_eq!(fewest_open(&[2, 2, 2], 1), Some(1));
+        assert_eq!(fewest_open(&[2, 2, 2], 2), Some(2));
+        assert_eq!(fewest_open(&[], 0), None);
     }
 
     #[test]
