@@ -193,8 +193,10 @@ pub async fn serve(
     accept(&listeners, &workers, connections, &shutdown).await;
     drop(listeners);
     info!("HTTP server stopped accepting; draining requests");
-    for worker in workers {
-        worker.stopped().await;
+    // Every worker told first, so that they drain at the same time.
+    let drained: Vec<_> = workers.into_iter().map(Worker::close).collect();
+    for done in drained {
+        let _ = done.await;
     }
 }
 

@@ -102,10 +102,10 @@ impl Worker {
         true
     }
 
-    /// Tells it no more connections come, and waits until it drained its own.
-    pub(super) async fn stopped(self) {
+    /// Tells it no more connections come; the answer comes once it drained its own.
+    pub(super) fn close(self) -> oneshot::Receiver<()> {
         drop(self.streams);
-        let _ = self.done.await;
+        self.done
     }
 }
 
