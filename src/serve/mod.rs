@@ -200,12 +200,15 @@ pub async fn serve(
     }
 }
 
-/// The next connection on any of `listeners`.
+/// The next connection on any of `listeners`, asking them from `first` on (so that a flood on
+/// one listener does not always go before the others).
 async fn accept_any(
     listeners: &[TcpListener],
+    first: usize,
 ) -> std::io::Result<(tokio::net::TcpStream, std::net::SocketAddr)> {
     std::future::poll_fn(|cx| {
-        for listener in listeners {
+        for i in 0..listeners.len() {
+            let listener = &listeners[(first % listeners.len() + i) % listeners.len()];
             if let std::task::Poll::Ready(accepted) = listener.poll_accept(cx) {
                 return std::task::Poll::Ready(accepted);
             }
@@ -238,7 +241,7 @@ async fn accept(
             },
         };
         let (stream, peer) = tokio::select! {
-            accepted = accept_any(listeners) => match accepted {
+            accepted = accept_any(listeners, turn) => match accepted {
                 Ok(pair) => pair,
                 Err(error) => {
                     // Out of file descriptors and the like: back off instead of spinning.
@@ -261,7 +264,7 @@ async fn accept(
                 continue;
             }
         };
-        turn = (turn + 1) % workers.len();
+        turn = turn.wrapping_add(1);
         let open: Vec<usize> = workers.iter().map(Worker::open).collect();
         let chosen = fewest_open(&open, turn).map(|index| &workers[index]);
         let accepted = Accepted {
@@ -279,7 +282,7 @@ async fn accept(
 /// connections of idle workers go to each in turn.
 fn fewest_open(open: &[usize], turn: usize) -> Option<usize> {
     (0..open.len())
-        .map(|i| (turn + i) % open.len())
+        .map(|i| (turn % open.len() + i) % open.len())
         .min_by_key(|&index| open[index])
 }
 

@@ -87,8 +87,12 @@ impl Worker {
         }
     }
 
-    /// Its connections open, or on their way.
+    /// Its connections open, or on their way; `usize::MAX` once it has stopped (its thread
+    /// panicked), so that it is chosen only when every worker has.
     pub(super) fn open(&self) -> usize {
+        if self.streams.is_closed() {
+            return usize::MAX;
+        }
         self.open.load(Ordering::Relaxed)
     }
 
