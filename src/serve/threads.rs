@@ -31,40 +31,93 @@ pub(super) struct Worker {
     done: oneshot::Receiver<()>,
 }
 
+/// What a worker's runtime holds: the connections handed to it, its count, and where it says
+/// it has stopped.
+struct Inbox {
+    streams: mpsc::UnboundedReceiver<Accepted>,
+    open: Arc<AtomicUsize>,
+    stopped: oneshot::Sender<()>,
+}
+
+impl Inbox {
+    /// Serves the connections handed to this runtime until the acceptor stops, lets them
+    /// finish (up to [`DRAIN_TIMEOUT`]), then says it has stopped.
+    async fn serve(mut self, state: Arc<AppState>) {
+        let graceful = GracefulShutdown::new();
+        while let Some(accepted) = self.streams.recv().await {
+            let counted = Open(self.open.clone());
+            let stream = match tokio::net::TcpStream::from_std(accepted.stream) {
+                Ok(stream) => stream,
+                Err(error) => {
+                    warn!(peer = %accepted.peer, error = %error, "cannot serve a connection");
+                    continue;
+                }
+            };
+            let watcher = graceful.watcher();
+            let state = state.clone();
+            let (peer, permit) = (accepted.peer, accepted.permit);
+            tokio::spawn(async move {
+                connection(stream, peer, state, watcher).await;
+                drop((permit, counted));
+            });
+        }
+        debug!("HTTP thread handed no more connections; draining requests");
+        if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            warn!("some HTTP connections did not finish in time");
+        }
+        let _ = self.stopped.send(());
+    }
+}
+
 impl Worker {
+    /// A worker and the inbox its runtime serves.
+    fn new() -> (Worker, Inbox) {
+        let (streams, receive) = mpsc::unbounded_channel();
+        let (stopped, done) = oneshot::channel();
+        let open = Arc::new(AtomicUsize::new(0));
+        let inbox = Inbox {
+            streams: receive,
+            open: open.clone(),
+            stopped,
+        };
+        (
+            Worker {
+                streams,
+                open,
+                done,
+            },
+            inbox,
+        )
+    }
+
     /// Starts HTTP thread `index`, once its runtime is built.
     pub(super) async fn start(index: usize, state: Arc<AppState>) -> std::io::Result<Worker> {
-        let (streams, receive) = mpsc::unbounded_channel();
-        let open = Arc::new(AtomicUsize::new(0));
+        let (worker, inbox) = Worker::new();
         let (started, start) = oneshot::channel();
-        let (stopped, done) = oneshot::channel();
-        let counted = open.clone();
         // The runtime is built on the thread: one built here would be dropped here, inside the
         // caller's runtime (which tokio refuses), if the thread could not be started.
         std::thread::Builder::new()
             .name(format!("http-{index}"))
             .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
+                match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .event_interval(EVENT_INTERVAL)
-                    .build();
-                match runtime {
+                    .build()
+                {
                     Ok(runtime) => {
                         let _ = started.send(Ok(()));
-                        runtime.block_on(run(state, receive, counted));
+                        runtime.block_on(inbox.serve(state));
                     }
                     Err(error) => {
                         let _ = started.send(Err(error));
                     }
                 }
-                let _ = stopped.send(());
             })?;
         match start.await {
-            Ok(Ok(())) => Ok(Worker {
-                streams,
-                open,
-                done,
-            }),
+            Ok(Ok(())) => Ok(worker),
             Ok(Err(error)) => Err(error),
             Err(_) => Err(std::io::Error::other("the thread ended before its runtime")),
         }
@@ -72,19 +125,9 @@ impl Worker {
 
     /// Serves on the caller's runtime.
     pub(super) fn here(state: Arc<AppState>) -> Worker {
-        let (streams, receive) = mpsc::unbounded_channel();
-        let open = Arc::new(AtomicUsize::new(0));
-        let (stopped, done) = oneshot::channel();
-        let counted = open.clone();
-        tokio::spawn(async move {
-            run(state, receive, counted).await;
-            let _ = stopped.send(());
-        });
-        Worker {
-            streams,
-            open,
-            done,
-        }
+        let (worker, inbox) = Worker::new();
+        tokio::spawn(inbox.serve(state));
+        worker
     }
 
     /// Its connections open, or on their way; `usize::MAX` once it has stopped (its thread
@@ -119,39 +162,5 @@ struct Open(Arc<AtomicUsize>);
 impl Drop for Open {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// Serves the connections handed to this runtime until the acceptor stops, then lets them
-/// finish (up to [`DRAIN_TIMEOUT`]).
-async fn run(
-    state: Arc<AppState>,
-    mut streams: mpsc::UnboundedReceiver<Accepted>,
-    open: Arc<AtomicUsize>,
-) {
-    let graceful = GracefulShutdown::new();
-    while let Some(accepted) = streams.recv().await {
-        let counted = Open(open.clone());
-        let stream = match tokio::net::TcpStream::from_std(accepted.stream) {
-            Ok(stream) => stream,
-            Err(error) => {
-                warn!(peer = %accepted.peer, error = %error, "cannot serve a connection");
-                continue;
-            }
-        };
-        let watcher = graceful.watcher();
-        let state = state.clone();
-        let (peer, permit) = (accepted.peer, accepted.permit);
-        tokio::spawn(async move {
-            connection(stream, peer, state, watcher).await;
-            drop((permit, counted));
-        });
-    }
-    debug!("HTTP thread handed no more connections; draining requests");
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        warn!("some HTTP connections did not finish in time");
     }
 }
