@@ -42,7 +42,7 @@ measure() { # url clients gzip?
 }
 
 # wrk's latency as microseconds (it prints 512.00us, 1.42ms or 2.10s).
-micros() { awk '{v=$1; u=1; if (v ~ /us$/) u=1; else if (v ~ /ms$/) u=1000; else if (v ~ /s$/) u=1000000; sub(/[a-z]+$/, "", v); printf "%.0f\n", v * u}'; }
+micros() { awk '{v=$1; u=1; if (v ~ /ms$/) u=1000; else if (v ~ /[0-9]s$/) u=1000000; sub(/[a-z]+$/, "", v); printf "%.0f\n", v * u}'; }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR + 1) / 2)]}'; }
 # Microseconds as wrk shows them: 512us, 1.42ms.
 shown() { awk '{if ($1 >= 1000) printf "%.2fms\n", $1 / 1000; else printf "%dus\n", $1}'; }
